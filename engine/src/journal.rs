@@ -1,0 +1,404 @@
+//! The change journal: a ring of fixed-size cells, one per committed change, numbered by a
+//! gap-free sequence (`commit_seq`). Replication and arrival callbacks read it with
+//! [`Replica::changes_since`]; a reader that falls more than a ring behind is told to
+//! resync from the sections themselves.
+//!
+//! A cell is claimed for seq `S` by one CAS of its first word from "done with `S - cap`"
+//! (or empty) to "writing `S` by agent `ix`", so a seq is never handed out without its cell
+//! and the journal has no holes. The writer fills the other words, and completes the cell
+//! (`DONE`) after its change is published, or marks it an abort record when the change
+//! was rolled back. A writer that dies leaves `WRITING` cells naming its agent; recovery
+//! completes or aborts them according to how it resolved the writer's operation.
+//!
+//! Cell words: `w0 = seq << 14 | status << 12 | agent`, `w1 = desc | generation << 32`,
+//! `w2 = offset` (or the expiration time), `w3 = length`, `w4 = kind | slot << 32`,
+//! `w5 = wall-clock time`. Seqs are 50-bit (at 10^7 commits/s, 3.5 years per replica
+//! incarnation).
+
+use crate::error::SectionError;
+use crate::layout::{NONE, hdr};
+use crate::region::{AgentIx, Desc, Slot};
+use crate::replica::{AgentCtx, Replica, SPIN_LIMIT};
+use crate::sync::{Ordering::*, fence, spin_hint, yield_now};
+
+/// A section was created (its initial data is `offset..offset+len` of the section).
+pub const KIND_CREATE: u64 = 1;
+/// A section was deleted.
+pub const KIND_DELETE: u64 = 2;
+/// A section's data was replaced (`len` is the new size).
+pub const KIND_OVERWRITE: u64 = 3;
+/// Bytes `offset..offset+len` of a section were written.
+pub const KIND_WRITE: u64 = 4;
+/// A section's expiration time changed (in `offset`).
+pub const KIND_EXPIRATION: u64 = 5;
+/// A rolled-back change: occupies its seq, carries nothing.
+pub const KIND_ABORT: u64 = 15;
+
+pub(crate) const ST_WRITING: u64 = 1;
+pub(crate) const ST_DONE: u64 = 2;
+const SEQ_SHIFT: u32 = 14;
+const AGENT_MASK: u64 = 0xfff;
+/// Largest seq the cell encoding holds.
+pub const MAX_SEQ: u64 = (1 << 50) - 1;
+
+#[inline]
+pub(crate) const fn cell_word(seq: u64, status: u64, ix: u32) -> u64 {
+    (seq << SEQ_SHIFT) | (status << 12) | (ix as u64 & AGENT_MASK)
+}
+#[inline]
+pub(crate) const fn cell_seq(w: u64) -> u64 {
+    w >> SEQ_SHIFT
+}
+#[inline]
+pub(crate) const fn cell_status(w: u64) -> u64 {
+    (w >> 12) & 3
+}
+#[inline]
+pub(crate) const fn cell_agent(w: u64) -> u32 {
+    (w & AGENT_MASK) as u32
+}
+
+/// What a journal record says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Section created with `len` bytes of initial data.
+    Create,
+    /// Section deleted.
+    Delete,
+    /// Section data replaced; its size became `len`.
+    Overwrite,
+    /// `len` bytes written at `offset`.
+    Write,
+    /// Expiration time set (the new time is in [`Change::expiration`]).
+    Expiration,
+}
+
+/// One committed change, as read from the journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// Its seq.
+    pub seq: u64,
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The section's id, when the section still exists under the same incarnation
+    /// (`None` if it was deleted or recreated since: the change is then superseded).
+    pub id: Option<Vec<u8>>,
+    /// Byte offset of the change.
+    pub offset: u64,
+    /// Bytes changed (for `Overwrite` and `Create`, the new size).
+    pub len: u64,
+    /// New expiration time (`Expiration` only; otherwise 0).
+    pub expiration: i64,
+    /// Wall-clock time of the change, ns since the epoch.
+    pub time: i64,
+}
+
+/// Answer of [`Replica::changes_since`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Changes {
+    /// The changes after the asked seq were appended, up to and including this seq (equal
+    /// to the asked seq when there is nothing new yet).
+    UpTo(u64),
+    /// The ring lapped the reader: changes were lost, read every section again. The
+    /// payload is the seq to continue from after the resync.
+    Resync(u64),
+}
+
+impl Replica {
+    fn journal_mask(&self) -> u64 {
+        u64::from(self.region.img.journal_capacity) - 1
+    }
+
+    /// The seq of the latest claimed change (`commit_seq`): a synchronize barrier waits
+    /// until replicas have applied this.
+    pub fn commit_seq(&self) -> u64 {
+        self.region.hdr(hdr::HEAD_SEQ).load(SeqCst)
+    }
+
+    /// The seq every replica has acknowledged (published by the cluster daemon).
+    pub fn acked_seq(&self) -> u64 {
+        self.region.hdr(hdr::ACKED_SEQ).load(Acquire)
+    }
+
+    /// Publishes the replicas' acknowledged seq (never moves it backwards).
+    pub fn set_acked_seq(&self, seq: u64) {
+        self.region.hdr(hdr::ACKED_SEQ).fetch_max(seq, AcqRel);
+    }
+
+    /// Claims the next seq for a change by agent `a` and fills its cell (status WRITING).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn claim_seq(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+        s: Slot,
+        offset: u64,
+        len: u64,
+        kind: u64,
+    ) -> Result<u64, SectionError> {
+        let cap = u64::from(self.region.img.journal_capacity);
+        let head = self.region.hdr(hdr::HEAD_SEQ);
+        let mut seq = head.load(Acquire) + 1;
+        for i in 0..SPIN_LIMIT {
+            if seq > MAX_SEQ {
+                return Err(SectionError::NoResources);
+            }
+            let w0 = self.region.cell(seq, 0);
+            let seen = w0.load(Acquire);
+            let prev = seq.checked_sub(cap);
+            let free = match prev {
+                None => seen == 0,
+                Some(p) => cell_seq(seen) == p && cell_status(seen) == ST_DONE,
+            };
+            if free {
+                if w0.compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire).is_ok() {
+                    // Seqlock discipline: the WRITING mark is ordered before the payload.
+                    fence(Release);
+                    self.region.cell(seq, 1).store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
+                    self.region.cell(seq, 2).store(offset, Relaxed);
+                    self.region.cell(seq, 3).store(len, Relaxed);
+                    self.region.cell(seq, 4).store(kind | (u64::from(s.0) << 32), Relaxed);
+                    self.region.cell(seq, 5).store((self.clock)() as u64, Relaxed);
+                    head.fetch_max(seq, AcqRel);
+                    return Ok(seq);
+                }
+                continue;
+            }
+            let held = cell_seq(seen);
+            if held >= seq {
+                // Someone claimed it (or later ones wrapped here): move past.
+                seq = held.max(head.load(Acquire)) + 1;
+                continue;
+            }
+            if cell_status(seen) == ST_WRITING && prev.is_some_and(|p| held == p) {
+                // The change a ring ago is still being written: wait for it, recovering
+                // its writer if it died.
+                if i % 256 == 255 {
+                    self.recover_cell_owner(cell_agent(seen));
+                }
+                if i > 64 { yield_now() } else { spin_hint() }
+                continue;
+            }
+            // A gap-free journal never holds anything else here.
+            return Err(SectionError::Corrupted("journal cell holds an impossible seq"));
+        }
+        Err(SectionError::TryAgain)
+    }
+
+    fn recover_cell_owner(&self, ix: u32) {
+        let Some(ix) = self.region.agent_ix(ix) else { return };
+        self.recover_agent(ix);
+    }
+
+    /// Marks the change at `seq` complete.
+    #[inline]
+    pub(crate) fn complete_seq(&self, seq: u64) {
+        let w0 = self.region.cell(seq, 0);
+        let seen = w0.load(Relaxed);
+        if cell_seq(seen) == seq {
+            w0.store(cell_word(seq, ST_DONE, cell_agent(seen)), Release);
+        }
+    }
+
+    /// Turns the change at `seq` into an abort record and completes it.
+    pub(crate) fn abort_seq(&self, seq: u64) {
+        let w0 = self.region.cell(seq, 0);
+        let seen = w0.load(Relaxed);
+        if cell_seq(seen) == seq {
+            self.region.cell(seq, 4).store(KIND_ABORT | (u64::from(NONE) << 32), Relaxed);
+            w0.store(cell_word(seq, ST_DONE, cell_agent(seen)), Release);
+        }
+    }
+
+    /// Resolves every WRITING cell of agent `ix` (recovery): completes it when the
+    /// change was rolled forward, makes it an abort record otherwise.
+    pub(crate) fn resolve_cells_of(&self, ix: AgentIx, forward: bool) {
+        let cap = u64::from(self.region.img.journal_capacity);
+        for c in 0..cap {
+            let w0 = self.region.cell(c, 0);
+            let seen = w0.load(Acquire);
+            if cell_status(seen) != ST_WRITING || cell_agent(seen) != ix.0 {
+                continue;
+            }
+            let seq = cell_seq(seen);
+            if seq & self.journal_mask() != c {
+                continue;
+            }
+            let kind = self.region.cell(seq, 4).load(Relaxed) & 0xff;
+            if kind == KIND_EXPIRATION {
+                // Expiration changes carry no op record: roll them forward.
+                let w1 = self.region.cell(seq, 1).load(Relaxed);
+                if let Some(d) = self.region.desc_ix(w1 as u32) {
+                    let cur = self.region.desc(d, crate::layout::desc::CURRENT).load(Acquire);
+                    if crate::layout::current_gen(cur) == (w1 >> 32) as u32 {
+                        let exp = self.region.cell(seq, 2).load(Relaxed);
+                        self.region.desc(d, crate::layout::desc::EXPIRATION).store(exp, SeqCst);
+                        self.complete_seq(seq);
+                        continue;
+                    }
+                }
+                self.abort_seq(seq);
+            } else if forward {
+                self.complete_seq(seq);
+            } else {
+                self.abort_seq(seq);
+            }
+        }
+    }
+
+    /// Reads the changes after seq `after` into `out` (at most `max`), in seq order. Stops
+    /// at the first change still being written. Abort records are skipped silently.
+    pub fn changes_since(&self, after: u64, out: &mut Vec<Change>, max: usize) -> Changes {
+        let cap = u64::from(self.region.img.journal_capacity);
+        let head = self.commit_seq();
+        if head > after && head - after > cap {
+            return Changes::Resync(head);
+        }
+        let mut seq = after;
+        let mut taken = 0;
+        while seq < head && taken < max {
+            let next = seq + 1;
+            let mut got = None;
+            for attempt in 0..SPIN_LIMIT {
+                let w0 = self.region.cell(next, 0);
+                let before = w0.load(Acquire);
+                if cell_seq(before) > next {
+                    return Changes::Resync(self.commit_seq());
+                }
+                if cell_seq(before) < next {
+                    // Claimed in HEAD_SEQ but the cell CAS is in flight (or the writer
+                    // died): nothing further is readable yet.
+                    return Changes::UpTo(seq);
+                }
+                if cell_status(before) == ST_WRITING {
+                    if attempt % 256 == 255 {
+                        self.recover_cell_owner(cell_agent(before));
+                    }
+                    if attempt < 64 {
+                        spin_hint();
+                        continue;
+                    }
+                    return Changes::UpTo(seq);
+                }
+                let w1 = self.region.cell(next, 1).load(Relaxed);
+                let w2 = self.region.cell(next, 2).load(Relaxed);
+                let w3 = self.region.cell(next, 3).load(Relaxed);
+                let w4 = self.region.cell(next, 4).load(Relaxed);
+                let w5 = self.region.cell(next, 5).load(Relaxed);
+                fence(Acquire);
+                if w0.load(Relaxed) != before {
+                    continue;
+                }
+                got = Some((w1, w2, w3, w4, w5));
+                break;
+            }
+            let Some((w1, w2, w3, w4, w5)) = got else { return Changes::UpTo(seq) };
+            seq = next;
+            let kind = match w4 & 0xff {
+                KIND_CREATE => ChangeKind::Create,
+                KIND_DELETE => ChangeKind::Delete,
+                KIND_OVERWRITE => ChangeKind::Overwrite,
+                KIND_WRITE => ChangeKind::Write,
+                KIND_EXPIRATION => ChangeKind::Expiration,
+                _ => continue,
+            };
+            let id = self.id_for_change(w1, kind);
+            let expiration = if kind == ChangeKind::Expiration { w2 as i64 } else { 0 };
+            let offset = if kind == ChangeKind::Expiration { 0 } else { w2 };
+            out.push(Change { seq: next, kind, id, offset, len: w3, expiration, time: w5 as i64 });
+            taken += 1;
+        }
+        Changes::UpTo(seq)
+    }
+
+    /// The id of the section a change names, if that incarnation still exists (for a
+    /// delete: the id the descriptor held, while it is not reused).
+    fn id_for_change(&self, w1: u64, kind: ChangeKind) -> Option<Vec<u8>> {
+        let d = self.region.desc_ix(w1 as u32)?;
+        let generation = (w1 >> 32) as u32;
+        let cur = self.region.desc(d, crate::layout::desc::CURRENT).load(Acquire);
+        let now = crate::layout::current_gen(cur);
+        let same = now == generation || (kind == ChangeKind::Delete && now == generation.wrapping_add(1));
+        if !same {
+            return None;
+        }
+        let id = self.read_id(d);
+        let cur2 = self.region.desc(d, crate::layout::desc::CURRENT).load(Acquire);
+        (cur2 == cur).then_some(id)
+    }
+
+    /// Wakes waiters of [`Replica::wait_for_changes`], if there are any: no syscall on the
+    /// write path when nobody waits.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        fence(SeqCst);
+        if self.region.hdr32(hdr::WAITERS).load(SeqCst) != 0 {
+            self.region.hdr32(hdr::NOTIFY).fetch_add(1, SeqCst);
+            #[cfg(not(loom))]
+            let _ = rustix::thread::futex::wake(
+                self.region.hdr32(hdr::NOTIFY),
+                rustix::thread::futex::Flags::empty(),
+                i32::MAX as u32,
+            );
+        }
+    }
+
+    /// Blocks until a change after `after` is committed or `timeout` passes. Returns
+    /// whether there is something new. Waiters announce themselves in the header (and in
+    /// their agent record, so a waiter killed while waiting is discounted by recovery).
+    pub fn wait_for_changes(&self, after: u64, timeout: std::time::Duration) -> bool {
+        if self.commit_seq() > after {
+            return true;
+        }
+        let Ok(a) = self.agent() else {
+            std::thread::sleep(timeout.min(std::time::Duration::from_millis(10)));
+            return self.commit_seq() > after;
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        let flag = self.region.agent(a.ix, crate::layout::agent::WAITING);
+        flag.store(1, SeqCst);
+        self.region.hdr32(hdr::WAITERS).fetch_add(1, SeqCst);
+        let word = self.region.hdr32(hdr::NOTIFY);
+        let result = loop {
+            let v = word.load(SeqCst);
+            if self.commit_seq() > after {
+                break true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            let left = deadline - now;
+            let ts = rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), v, Some(&ts));
+        };
+        self.drop_waiter(a.ix);
+        result
+    }
+
+    /// Discounts agent `ix` as a waiter if it is flagged as one.
+    pub(crate) fn drop_waiter(&self, ix: AgentIx) {
+        let flag = self.region.agent(ix, crate::layout::agent::WAITING);
+        if flag.swap(0, SeqCst) == 1 {
+            let w = self.region.hdr32(hdr::WAITERS);
+            let _ = w.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_word_round_trips_seq_status_and_agent() {
+        let w = cell_word(MAX_SEQ, ST_WRITING, 4095);
+        assert_eq!(cell_seq(w), MAX_SEQ);
+        assert_eq!(cell_status(w), ST_WRITING);
+        assert_eq!(cell_agent(w), 4095);
+    }
+}

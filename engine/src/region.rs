@@ -1,0 +1,153 @@
+//! Typed access to the words of one mapped replica. Geometry comes from the header image
+//! validated at attach and kept in process memory, so a later scribble on the header
+//! cannot move our bounds. Indices read from shared memory become [`Desc`], [`Slot`] or
+//! [`AgentIx`] only through the range-checking constructors; with validated geometry every
+//! accessor is then in bounds by construction.
+
+use crate::hint::{Hint, words_for};
+use crate::layout::{AGENT_SIZE, CELL_SIZE, DESC_SIZE, HeaderImage, meta};
+use crate::protocol::Slots;
+use crate::shm::Mapping;
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// A descriptor index known to be `< max_sections`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Desc(pub(crate) u32);
+/// A slot index known to be `< slot_count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Slot(pub(crate) u32);
+/// An agent index known to be `< agent_capacity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct AgentIx(pub(crate) u32);
+
+#[derive(Debug)]
+pub(crate) struct Region {
+    map: Mapping,
+    pub(crate) img: HeaderImage,
+}
+
+impl Region {
+    /// `img` must have passed [`HeaderImage::validate`] against `map.len()`.
+    pub(crate) fn new(map: Mapping, img: HeaderImage) -> Self {
+        debug_assert_eq!(img.total_size, map.len() as u64);
+        Self { map, img }
+    }
+
+    #[inline]
+    fn word(&self, off: u64) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.map.len() as u64);
+        // SAFETY: callers pass offsets inside validated regions (see the module doc), so
+        // `off + 8 <= len`; every region start and stride is a multiple of 8 and the base
+        // is page-aligned, so the pointer is aligned for `AtomicU64`. Shared bytes are only
+        // ever accessed atomically through these references.
+        unsafe { &*self.map.ptr().add(off as usize).cast::<AtomicU64>() }
+    }
+
+    #[inline]
+    fn words(&self, off: u64, n: u64) -> &[AtomicU64] {
+        debug_assert!(off % 8 == 0 && off + 8 * n <= self.map.len() as u64);
+        // SAFETY: as in `word`, for `n` consecutive aligned words inside the mapping.
+        unsafe {
+            core::slice::from_raw_parts(self.map.ptr().add(off as usize).cast::<AtomicU64>(), n as usize)
+        }
+    }
+
+    /// The image's `layout_version` field as an atomic (the creation SYNC POINT).
+    pub(crate) fn version_word(map: &Mapping) -> &AtomicU32 {
+        // SAFETY: the mapping is at least a header long (checked by the caller) and offset
+        // 8 is 4-aligned; accessed only atomically.
+        unsafe { &*map.ptr().add(8).cast::<AtomicU32>() }
+    }
+
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.map
+    }
+
+    #[inline]
+    pub(crate) fn hdr(&self, off: u64) -> &AtomicU64 {
+        self.word(off)
+    }
+
+    #[inline]
+    pub(crate) fn hdr32(&self, off: u64) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off < crate::layout::HEADER_SIZE);
+        // SAFETY: `off` is a constant inside the header page, 4-aligned.
+        unsafe { &*self.map.ptr().add(off as usize).cast::<AtomicU32>() }
+    }
+
+    #[inline]
+    pub(crate) fn desc_ix(&self, d: u32) -> Option<Desc> {
+        (d < self.img.max_sections).then_some(Desc(d))
+    }
+    #[inline]
+    pub(crate) fn slot_ix(&self, s: u32) -> Option<Slot> {
+        (s < self.img.slot_count).then_some(Slot(s))
+    }
+    #[inline]
+    pub(crate) fn agent_ix(&self, a: u32) -> Option<AgentIx> {
+        (a < self.img.agent_capacity).then_some(AgentIx(a))
+    }
+
+    #[inline]
+    pub(crate) fn desc(&self, d: Desc, off: u64) -> &AtomicU64 {
+        self.word(self.img.off_descs + u64::from(d.0) * DESC_SIZE + off)
+    }
+    #[inline]
+    pub(crate) fn meta(&self, s: Slot, off: u64) -> &AtomicU64 {
+        self.word(self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride) + off)
+    }
+    #[inline]
+    pub(crate) fn pins(&self, s: Slot) -> &[AtomicU64] {
+        let off = self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride);
+        self.words(off + meta::PINS, u64::from(self.img.pin_words))
+    }
+    #[inline]
+    pub(crate) fn agent(&self, a: AgentIx, off: u64) -> &AtomicU64 {
+        self.word(self.img.off_agents + u64::from(a.0) * AGENT_SIZE + off)
+    }
+    #[inline]
+    pub(crate) fn id_words(&self, d: Desc) -> &[AtomicU64] {
+        let stride = u64::from(self.img.id_stride);
+        self.words(self.img.off_ids + u64::from(d.0) * stride, stride / 8)
+    }
+    #[inline]
+    pub(crate) fn index_entry(&self, i: u32) -> &AtomicU32 {
+        let i = u64::from(i & (self.img.index_capacity - 1));
+        let off = self.img.off_index + i * 4;
+        // SAFETY: `i < index_capacity` by the mask (a power of two), so the entry lies in the
+        // index region; 4-aligned; accessed only atomically.
+        unsafe { &*self.map.ptr().add(off as usize).cast::<AtomicU32>() }
+    }
+    /// Word `w` (0..6) of journal cell for `seq`.
+    #[inline]
+    pub(crate) fn cell(&self, seq: u64, w: u64) -> &AtomicU64 {
+        debug_assert!(w < CELL_SIZE / 8);
+        let c = seq & (u64::from(self.img.journal_capacity) - 1);
+        self.word(self.img.off_journal + c * CELL_SIZE + w * 8)
+    }
+    pub(crate) fn slot_hint(&self) -> Hint<'_> {
+        let n = u64::from(self.img.slot_count);
+        Hint::new(self.words(self.img.off_slot_hint, words_for(n)), self.img.slot_count)
+    }
+    pub(crate) fn desc_hint(&self) -> Hint<'_> {
+        let n = u64::from(self.img.max_sections);
+        Hint::new(self.words(self.img.off_desc_hint, words_for(n)), self.img.max_sections)
+    }
+    /// Start of slot `s`'s data bytes (`slot_stride` long).
+    #[inline]
+    pub(crate) fn slot_ptr(&self, s: Slot) -> *mut u8 {
+        let off = self.img.off_slots + u64::from(s.0) * self.img.slot_stride;
+        debug_assert!(off + self.img.slot_stride <= self.map.len() as u64);
+        // SAFETY: slot `s < slot_count` lies inside the validated slot region.
+        unsafe { self.map.ptr().add(off as usize) }
+    }
+}
+
+impl Slots for Region {
+    fn state(&self, s: u32) -> Option<&AtomicU64> {
+        self.slot_ix(s).map(|s| self.meta(s, meta::STATE))
+    }
+    fn pins(&self, s: u32) -> Option<&[AtomicU64]> {
+        self.slot_ix(s).map(|s| Region::pins(self, s))
+    }
+}

@@ -1,0 +1,1550 @@
+//! [`Replica`]: one checkpoint replica in shared memory, and every data and section
+//! operation on it. The lock-free protocol is in [`crate::protocol`]; the section index,
+//! journal and recovery live in their own files as further `impl Replica` blocks.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64 as ProcessCounter, Ordering as ProcessOrdering};
+
+use crate::error::{AttachError, CreateError, SectionError, VectorError};
+use crate::layout::{
+    HEADER_SIZE, HeaderImage, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
+    PINS_PER_AGENT, ReplicaAttributes, ReplicaLimits, agent as ag, compute_image, current_gen,
+    current_slot, current_word, desc as dw, hdr, meta, state_kind, state_payload, state_word,
+};
+use crate::liveness;
+use crate::protocol::{self, PinError};
+use crate::region::{AgentIx, Desc, Region, Slot};
+use crate::shm::{self, Mapping, Sharing};
+use crate::sync::{AtomicU64, Ordering::*, spin_hint, yield_now};
+
+/// `SA_TIME_END`: a section that never expires.
+pub const TIME_END: i64 = i64::MAX;
+
+/// A wall clock in nanoseconds since the epoch (injectable for simulation).
+pub type Clock = fn() -> i64;
+
+/// The default [`Clock`]: `CLOCK_REALTIME`.
+pub fn wall_clock() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec)
+}
+
+/// Replication role of a replica (header `role`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Takes local writes (the standalone default).
+    Primary,
+    /// Receives changes from the primary only; local writes give [`SectionError::NotPrimary`].
+    Replica,
+}
+
+/// Which sections an iteration returns (`SaCkptSectionsChosenT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SectionFilter {
+    /// Sections that never expire.
+    Forever,
+    /// Sections expiring at or before the time.
+    ExpiringAtOrBefore(i64),
+    /// Sections expiring at or after the time.
+    ExpiringAtOrAfter(i64),
+    /// Corrupted sections (never any here: commits are copy-on-write).
+    Corrupted,
+    /// Every section.
+    Any,
+}
+
+/// What [`Replica::sections`] and [`Replica::section_info`] report about a section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionInfo {
+    /// The section id (empty for the default section).
+    pub id: Vec<u8>,
+    /// Absolute expiration, ns since the epoch ([`TIME_END`] for never).
+    pub expiration: i64,
+    /// Current size in bytes.
+    pub size: u64,
+    /// Wall-clock time of the last update, ns since the epoch.
+    pub last_update: i64,
+    /// Journal seq of the last change (the per-section version).
+    pub version: u64,
+}
+
+/// `numberOfSections` and `memoryUsed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Sections present.
+    pub sections: u32,
+    /// Bytes of section data stored.
+    pub memory_used: u64,
+}
+
+/// One element of a multi-element write.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteElement<'a> {
+    /// Target section.
+    pub id: &'a [u8],
+    /// Byte offset in the section.
+    pub offset: u64,
+    /// Bytes to write there.
+    pub data: &'a [u8],
+}
+
+/// One element of a multi-element read.
+#[derive(Debug)]
+pub struct ReadElement<'a> {
+    /// Source section.
+    pub id: &'a [u8],
+    /// Byte offset in the section.
+    pub offset: u64,
+    /// Destination; its length is the most that is read.
+    pub buf: &'a mut [u8],
+    /// Out: bytes actually read (`readSize`).
+    pub read: usize,
+}
+
+// Operation records in the agent slot (kind | phase << 8 | count << 16).
+pub(crate) const OP_NONE: u64 = 0;
+pub(crate) const OP_WRITE: u64 = 1;
+pub(crate) const OP_TXN: u64 = 2;
+pub(crate) const OP_CREATE: u64 = 3;
+pub(crate) const OP_DELETE: u64 = 4;
+pub(crate) const PH_RESERVING: u64 = 1;
+pub(crate) const PH_RESERVED: u64 = 2;
+pub(crate) const PH_PREPARED: u64 = 3;
+pub(crate) const PH_DONE: u64 = 4;
+pub(crate) const PH_COMMITTING: u64 = 5;
+
+pub(crate) const fn op_kind(w: u64) -> u64 {
+    w & 0xff
+}
+pub(crate) const fn op_phase(w: u64) -> u64 {
+    (w >> 8) & 0xff
+}
+
+// Agent state word: status | gen << 8 | token << 32.
+pub(crate) const AG_FREE: u64 = 0;
+pub(crate) const AG_ALIVE: u64 = 1;
+pub(crate) const AG_RECOVERING: u64 = 2;
+pub(crate) const fn ag_word(status: u64, generation: u64, token: u32) -> u64 {
+    status | ((generation & 0xff_ffff) << 8) | ((token as u64) << 32)
+}
+pub(crate) const fn ag_status(w: u64) -> u64 {
+    w & 0xff
+}
+pub(crate) const fn ag_gen(w: u64) -> u64 {
+    (w >> 8) & 0xff_ffff
+}
+pub(crate) const fn ag_token(w: u64) -> u32 {
+    (w >> 32) as u32
+}
+/// The owner word that stands for agent `ix` at generation `generation` in leases and
+/// slot/descriptor states. Never 0.
+pub(crate) const fn owner_word(ix: u32, generation: u64) -> u64 {
+    ((generation & 0xff_ffff) << 16) | (ix as u64 + 1)
+}
+pub(crate) const fn owner_ix(owner: u64) -> u32 {
+    ((owner & 0xffff) as u32).wrapping_sub(1)
+}
+pub(crate) const fn owner_gen(owner: u64) -> u64 {
+    owner >> 16
+}
+
+/// Token used for heap-backed replicas, whose only process is this one.
+const HEAP_TOKEN: u32 = 1;
+/// Bounded waits.
+pub(crate) const SPIN_LIMIT: u32 = 20_000;
+const ALLOC_TRIES: u32 = 256;
+
+/// The calling thread's agent in one replica.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AgentCtx {
+    pub(crate) ix: AgentIx,
+    pub(crate) owner: u64,
+    pub(crate) pin_word: usize,
+    pub(crate) pin_bit: u64,
+}
+
+#[derive(Clone, Copy)]
+struct CachedAgent {
+    uid: u64,
+    epoch: u64,
+    ctx: AgentCtx,
+}
+
+thread_local! {
+    static AGENTS: RefCell<Vec<CachedAgent>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_UID: ProcessCounter = ProcessCounter::new(1);
+
+/// One replica of a checkpoint, mapped into this process.
+///
+/// All methods take `&self` and may be called from any number of threads and processes at
+/// once. Each thread that touches a replica gets its own agent record in it (released when
+/// this `Replica` is dropped), which is where its pins, leases and in-flight work are
+/// recorded for crash recovery.
+#[derive(Debug)]
+pub struct Replica {
+    pub(crate) region: Region,
+    pub(crate) domain: Option<PathBuf>,
+    path: Option<PathBuf>,
+    uid: u64,
+    registered: Mutex<Vec<(u32, u64)>>,
+    pub(crate) clock: Clock,
+}
+
+/// Options for [`Replica::create`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CreateOptions {
+    /// Engine limits (agents, spares, journal).
+    pub limits: ReplicaLimits,
+    /// Group access.
+    pub sharing: Sharing,
+    /// Instance id recorded in the header (the registry assigns it).
+    pub instance: u64,
+}
+
+fn validate_attributes(attrs: &ReplicaAttributes) -> Result<(), CreateError> {
+    let cap = u64::from(attrs.max_sections).checked_mul(attrs.max_section_size);
+    if attrs.max_sections == 0
+        || attrs.max_section_size == 0
+        || cap.is_none_or(|c| attrs.checkpoint_size > c)
+        || attrs.retention_ns < 0
+    {
+        return Err(CreateError::InvalidAttributes);
+    }
+    Ok(())
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    u64::from_ne_bytes(b)
+}
+
+impl Replica {
+    /// Creates the replica object `name` in `domain` (a directory, normally
+    /// `/dev/shm/ckpt/<domain>`): exclusive create that never follows a symlink, mode 0600
+    /// (0660 with a group), the whole size reserved with `posix_fallocate` (a full tmpfs
+    /// gives [`CreateError::NoResources`], never SIGBUS later), pre-faulted, then
+    /// initialised and published by the version store. With `max_sections == 1` the
+    /// default section exists from the start.
+    pub fn create(
+        domain: &Path,
+        name: &str,
+        attrs: &ReplicaAttributes,
+        opts: &CreateOptions,
+    ) -> Result<Self, CreateError> {
+        validate_attributes(attrs)?;
+        let img = compute_image(attrs, &opts.limits, opts.instance, random_u64(), wall_clock())
+            .ok_or(CreateError::InvalidAttributes)?;
+        let path = domain.join(name);
+        let map = shm::create(&path, img.total_size)?;
+        let replica = Self::init(map, img, Some(domain.to_path_buf()), Some(path.clone()))?;
+        shm::widen(&path, opts.sharing).map_err(|e| {
+            let _ = shm::remove(&path);
+            CreateError::Io(e)
+        })?;
+        Ok(replica)
+    }
+
+    /// Creates a replica in process memory (simulation, model tests, benchmarks of the
+    /// protocol without tmpfs). Behaves like a shared one used by a single process.
+    pub fn create_in_memory(
+        attrs: &ReplicaAttributes,
+        limits: &ReplicaLimits,
+    ) -> Result<Self, CreateError> {
+        validate_attributes(attrs)?;
+        let img = compute_image(attrs, limits, 0, random_u64(), wall_clock())
+            .ok_or(CreateError::InvalidAttributes)?;
+        let map = Mapping::heap(img.total_size)
+            .ok_or(CreateError::NoResources { needed: img.total_size })?;
+        Self::init(map, img, None, None)
+    }
+
+    fn init(
+        map: Mapping,
+        img: HeaderImage,
+        domain: Option<PathBuf>,
+        path: Option<PathBuf>,
+    ) -> Result<Self, CreateError> {
+        // Write the image with the version still 0, then the regions, then the version
+        // (SeqCst) as the single SYNC POINT that makes the object attachable.
+        let mut staged = img;
+        staged.layout_version = 0;
+        // SAFETY: the mapping is at least `total_size >= HEADER_SIZE` bytes, page-aligned,
+        // and nobody else can have attached (the version is 0), so this plain write races
+        // with no one.
+        unsafe {
+            core::ptr::write_volatile(map.ptr().cast::<HeaderImage>(), staged);
+        }
+        let region = Region::new(map, img);
+        region.slot_hint().fill();
+        region.desc_hint().fill();
+        for d in 0..img.max_sections {
+            region.desc(Desc(d), dw::CURRENT).store(current_word(0, NONE), Relaxed);
+            region.desc(Desc(d), dw::EXPIRATION).store(TIME_END as u64, Relaxed);
+        }
+        // SYNC POINT: everything above happens-before any attacher's Acquire of the version.
+        Region::version_word(region.mapping()).store(LAYOUT_VERSION, SeqCst);
+        let replica = Self::from_region(region, domain, path);
+        if img.max_sections == 1 {
+            replica.create_default_section().map_err(|_| CreateError::InvalidAttributes)?;
+        }
+        Ok(replica)
+    }
+
+    fn from_region(region: Region, domain: Option<PathBuf>, path: Option<PathBuf>) -> Self {
+        Self {
+            region,
+            domain,
+            path,
+            uid: NEXT_UID.fetch_add(1, ProcessOrdering::Relaxed),
+            registered: Mutex::new(Vec::new()),
+            clock: wall_clock,
+        }
+    }
+
+    /// Attaches the existing replica object `name` in `domain`: owner and mode checked
+    /// with `fstat`, every header field validated, pre-faulted mapping. Dead agents found
+    /// in it are recovered before this returns.
+    pub fn attach(domain: &Path, name: &str, sharing: Sharing) -> Result<Self, AttachError> {
+        let path = domain.join(name);
+        let map = shm::attach(&path, sharing, HEADER_SIZE)?;
+        if Region::version_word(&map).load(SeqCst) == 0 {
+            return Err(AttachError::NotInitialized);
+        }
+        // SAFETY: the mapping is at least a header long; the image is read by value
+        // (volatile, since other processes share the page) and validated before use.
+        let img = unsafe { core::ptr::read_volatile(map.ptr().cast::<HeaderImage>()) };
+        img.validate(map.len() as u64)?;
+        let replica = Self::from_region(Region::new(map, img), Some(domain.to_path_buf()), Some(path));
+        replica.recover_dead_agents();
+        Ok(replica)
+    }
+
+    /// Removes the replica object `name` from `domain`. Processes that have it mapped keep
+    /// a valid mapping until they drop it.
+    pub fn remove(domain: &Path, name: &str) -> Result<(), i32> {
+        shm::remove(&domain.join(name))
+    }
+
+    /// Replaces the wall clock (simulation, tests).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// The creation attributes.
+    pub fn attributes(&self) -> ReplicaAttributes {
+        self.region.img.attributes()
+    }
+
+    /// The instance id recorded at creation.
+    pub fn instance(&self) -> u64 {
+        self.region.img.instance
+    }
+
+    /// Where the object lives (None for in-memory replicas).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Bytes the object occupies.
+    pub fn object_size(&self) -> u64 {
+        self.region.img.total_size
+    }
+
+    /// Spare slots beyond `max_sections`.
+    pub fn spare_slots(&self) -> u32 {
+        self.region.img.slot_count - self.region.img.max_sections
+    }
+
+    /// Role and term from the header.
+    pub fn role(&self) -> (Role, u64) {
+        let role = if self.region.hdr(hdr::ROLE).load(Acquire) == 2 {
+            Role::Replica
+        } else {
+            Role::Primary
+        };
+        (role, self.region.hdr(hdr::TERM).load(Acquire))
+    }
+
+    /// Sets role and term (the cluster's directory decides them).
+    pub fn set_role(&self, role: Role, term: u64) {
+        self.region.hdr(hdr::TERM).store(term, SeqCst);
+        self.region.hdr(hdr::ROLE).store(if role == Role::Replica { 2 } else { 1 }, SeqCst);
+    }
+
+    /// `numberOfSections` and `memoryUsed`.
+    pub fn status(&self) -> Status {
+        if self.region.hdr(hdr::BUDGET_DIRTY).load(Acquire) != 0 {
+            self.recount_budget();
+        }
+        Status {
+            sections: self.region.hdr(hdr::SECTION_COUNT).load(Acquire) as u32,
+            memory_used: self.region.hdr(hdr::STORED_BYTES).load(Acquire),
+        }
+    }
+
+    // ---- agents -------------------------------------------------------------------
+
+    fn token(&self) -> Result<u32, SectionError> {
+        match &self.domain {
+            None => Ok(HEAP_TOKEN),
+            Some(d) => liveness::process_lock(d).map(|l| l.token()).map_err(|_| SectionError::TryAgain),
+        }
+    }
+
+    /// Whether the process holding `token` lives.
+    pub(crate) fn token_alive(&self, token: u32) -> bool {
+        match &self.domain {
+            None => token == HEAP_TOKEN,
+            Some(d) => liveness::is_alive(d, token),
+        }
+    }
+
+    /// The calling thread's agent, registering one on first use.
+    #[inline]
+    pub(crate) fn agent(&self) -> Result<AgentCtx, SectionError> {
+        let epoch = liveness::fork_epoch();
+        let uid = self.uid;
+        let hit = AGENTS.with(|a| {
+            a.borrow().iter().find(|c| c.uid == uid && c.epoch == epoch).map(|c| c.ctx)
+        });
+        match hit {
+            Some(ctx) => Ok(ctx),
+            None => self.register_agent(epoch),
+        }
+    }
+
+    fn register_agent(&self, epoch: u64) -> Result<AgentCtx, SectionError> {
+        let token = self.token()?;
+        let cap = self.region.img.agent_capacity;
+        for round in 0..2 {
+            let start = (std::thread::current().id().as_u64_hash() % u64::from(cap)) as u32;
+            for k in 0..cap {
+                let ix = AgentIx((start + k) % cap);
+                let state = self.region.agent(ix, ag::STATE);
+                let seen = state.load(Acquire);
+                if ag_status(seen) != AG_FREE {
+                    continue;
+                }
+                let generation = ag_gen(seen);
+                if state
+                    .compare_exchange(seen, ag_word(AG_ALIVE, generation, token), AcqRel, Relaxed)
+                    .is_err()
+                {
+                    continue;
+                }
+                self.region.agent(ix, ag::PID).store(u64::from(std::process::id()), Relaxed);
+                self.region.agent(ix, ag::OP).store(OP_NONE, Relaxed);
+                self.region.agent(ix, ag::INTENT).store(u64::MAX, Relaxed);
+                for p in 0..PINS_PER_AGENT as u64 {
+                    self.region.agent(ix, ag::PINS + 8 * p).store(0, Relaxed);
+                }
+                let ctx = AgentCtx {
+                    ix,
+                    owner: owner_word(ix.0, generation),
+                    pin_word: (ix.0 / 64) as usize,
+                    pin_bit: 1u64 << (ix.0 % 64),
+                };
+                self.registered.lock().unwrap_or_else(|p| p.into_inner()).push((ix.0, epoch));
+                AGENTS.with(|a| {
+                    let mut a = a.borrow_mut();
+                    a.retain(|c| c.uid != self.uid);
+                    a.push(CachedAgent { uid: self.uid, epoch, ctx });
+                });
+                return Ok(ctx);
+            }
+            if round == 0 {
+                self.recover_dead_agents();
+            }
+        }
+        Err(SectionError::TryAgain)
+    }
+
+    /// Whether the agent behind `owner` is gone (dead process, or its record was already
+    /// recovered and reused). Recovers it when its process is dead.
+    pub(crate) fn owner_gone(&self, owner: u64) -> bool {
+        let Some(ix) = self.region.agent_ix(owner_ix(owner)) else { return true };
+        let seen = self.region.agent(ix, ag::STATE).load(Acquire);
+        if ag_gen(seen) != owner_gen(owner) || ag_status(seen) == AG_FREE {
+            return true;
+        }
+        if ag_status(seen) == AG_ALIVE && self.token_alive(ag_token(seen)) {
+            return false;
+        }
+        self.recover_agent(ix);
+        let now = self.region.agent(ix, ag::STATE).load(Acquire);
+        ag_gen(now) != owner_gen(owner) || ag_status(now) == AG_FREE
+    }
+
+    #[inline]
+    pub(crate) fn set_op(&self, a: &AgentCtx, kind: u64, phase: u64) {
+        let w = self.region.agent(a.ix, ag::OP);
+        let count = w.load(Relaxed) >> 16;
+        w.store(kind | (phase << 8) | ((count + 1) << 16), Release);
+    }
+
+    #[inline]
+    fn set_phase(&self, a: &AgentCtx, phase: u64) {
+        let w = self.region.agent(a.ix, ag::OP);
+        let cur = w.load(Relaxed);
+        w.store((cur & !0xff00) | (phase << 8), Release);
+    }
+
+    // ---- leases -------------------------------------------------------------------
+
+    pub(crate) fn lease(&self, a: &AgentCtx, d: Desc) -> Result<(), SectionError> {
+        let w = self.region.desc(d, dw::LEASE);
+        let mut holder = 0;
+        for i in 0..SPIN_LIMIT {
+            match w.compare_exchange(holder, a.owner, AcqRel, Acquire) {
+                Ok(_) => return Ok(()),
+                Err(h) if h == a.owner => return Ok(()),
+                Err(h) => {
+                    if h == 0 {
+                        holder = 0;
+                        continue;
+                    }
+                    holder = 0;
+                    if i % 256 == 255 && self.owner_gone(h) {
+                        // Stale lease of a recovered agent: take it over from exactly `h`.
+                        holder = h;
+                        continue;
+                    }
+                    if i > 64 { yield_now() } else { spin_hint() }
+                }
+            }
+        }
+        Err(SectionError::TryAgain)
+    }
+
+    #[inline]
+    pub(crate) fn release_lease(&self, a: &AgentCtx, d: Desc) {
+        let _ = self.region.desc(d, dw::LEASE).compare_exchange(a.owner, 0, AcqRel, Relaxed);
+    }
+
+    // ---- allocation ---------------------------------------------------------------
+
+    pub(crate) fn alloc_slot(&self, a: &AgentCtx) -> Result<Slot, SectionError> {
+        let hint = self.region.slot_hint();
+        let intent = self.region.agent(a.ix, ag::INTENT);
+        let start = a.ix.0.wrapping_mul(4099);
+        for round in 0..2 {
+            for _ in 0..ALLOC_TRIES {
+                let Some(cand) = hint.find(start) else { break };
+                let Some(s) = self.region.slot_ix(cand) else { break };
+                intent.store((1 << 32) | u64::from(cand), SeqCst);
+                let state = self.region.meta(s, meta::STATE);
+                if protocol::claim_free(state, a.owner) {
+                    hint.clear(cand);
+                    return Ok(s);
+                }
+                hint.clear(cand);
+                if state.load(SeqCst) == KIND_FREE {
+                    hint.set(cand);
+                }
+            }
+            if round == 0 {
+                self.recover_dead_agents();
+            }
+        }
+        Err(SectionError::TryAgain)
+    }
+
+    /// Returns a slot this agent owns to the pool.
+    pub(crate) fn free_owned_slot(&self, a_owner: u64, s: Slot) {
+        let state = self.region.meta(s, meta::STATE);
+        if state.compare_exchange(protocol::owned(a_owner), KIND_FREE, SeqCst, SeqCst).is_ok() {
+            self.region.slot_hint().set(s.0);
+        }
+    }
+
+    fn alloc_desc(&self, a: &AgentCtx) -> Result<Desc, SectionError> {
+        let hint = self.region.desc_hint();
+        let intent = self.region.agent(a.ix, ag::INTENT);
+        for round in 0..2 {
+            for _ in 0..ALLOC_TRIES {
+                let Some(cand) = hint.find(a.ix.0.wrapping_mul(4099)) else { break };
+                let Some(d) = self.region.desc_ix(cand) else { break };
+                intent.store((2 << 32) | u64::from(cand), SeqCst);
+                let state = self.region.desc(d, dw::STATE);
+                if state.compare_exchange(KIND_FREE, state_word(KIND_OWNED, a.owner), SeqCst, SeqCst).is_ok() {
+                    hint.clear(cand);
+                    return Ok(d);
+                }
+                hint.clear(cand);
+                if state.load(SeqCst) == KIND_FREE {
+                    hint.set(cand);
+                }
+            }
+            if round == 0 {
+                self.recover_dead_agents();
+            }
+        }
+        Err(SectionError::NoSpace)
+    }
+
+    pub(crate) fn free_desc(&self, d: Desc) {
+        self.region.desc(d, dw::LEASE).store(0, SeqCst);
+        self.region.desc(d, dw::STATE).store(KIND_FREE, SeqCst);
+        self.region.desc_hint().set(d.0);
+    }
+
+    /// Retires the superseded slot `old` of `d`, freeing it now if no one pins it.
+    pub(crate) fn retire_slot(&self, d: Desc, old: Slot) {
+        if protocol::retire(self.region.meta(old, meta::STATE), self.region.pins(old), d.0) {
+            self.region.slot_hint().set(old.0);
+        }
+    }
+
+    // ---- budget -------------------------------------------------------------------
+
+    fn budget_bounded(&self) -> bool {
+        let img = &self.region.img;
+        img.checkpoint_size < u64::from(img.max_sections).saturating_mul(img.max_section_size)
+    }
+
+    /// Reserves `delta` stored bytes (negative deltas always succeed). The op record's
+    /// phase goes RESERVING → RESERVED around the shared update, so recovery knows when the
+    /// counter may hold a dead writer's delta.
+    fn reserve(&self, a: &AgentCtx, delta: i64) -> Result<(), SectionError> {
+        self.region.agent(a.ix, ag::OP_DELTA).store(delta as u64, Relaxed);
+        self.set_phase(a, PH_RESERVING);
+        let counter = self.region.hdr(hdr::STORED_BYTES);
+        if delta > 0 && self.budget_bounded() {
+            let limit = self.region.img.checkpoint_size;
+            let mut cur = counter.load(Acquire);
+            loop {
+                let next = cur.saturating_add(delta as u64);
+                if next > limit {
+                    self.region.agent(a.ix, ag::OP_DELTA).store(0, Relaxed);
+                    self.set_phase(a, 0);
+                    return Err(SectionError::NoResources);
+                }
+                match counter.compare_exchange_weak(cur, next, AcqRel, Acquire) {
+                    Ok(_) => break,
+                    Err(c) => cur = c,
+                }
+            }
+        } else if delta != 0 {
+            counter.fetch_add(delta as u64, AcqRel);
+        }
+        self.set_phase(a, PH_RESERVED);
+        Ok(())
+    }
+
+    /// Gives back a reservation. The phase goes back to RESERVING first: a crash in
+    /// between leaves the counter flagged uncertain instead of undone twice.
+    fn unreserve(&self, a: &AgentCtx, delta: i64) {
+        self.set_phase(a, PH_RESERVING);
+        if delta != 0 {
+            self.region.hdr(hdr::STORED_BYTES).fetch_sub(delta as u64, AcqRel);
+        }
+    }
+
+    // ---- checks -------------------------------------------------------------------
+
+    #[inline]
+    fn check_primary(&self) -> Result<(), SectionError> {
+        if self.region.hdr(hdr::ROLE).load(Relaxed) == 2 {
+            return Err(SectionError::NotPrimary);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn check_id(&self, id: &[u8]) -> Result<(), SectionError> {
+        if id.len() as u64 > self.region.img.max_section_id_size || id.len() > u16::MAX as usize {
+            return Err(SectionError::BadArgument("section id longer than maxSectionIdSize"));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn is_default_checkpoint(&self) -> bool {
+        self.region.img.max_sections == 1
+    }
+
+    // ---- section create / delete -------------------------------------------------
+
+    fn create_default_section(&self) -> Result<(), SectionError> {
+        self.create_section_inner(&[], TIME_END, &[]).map(|_| ())
+    }
+
+    /// Creates a section. `id = None` asks for a generated id (returned). Errors:
+    /// `Exists` (the id exists, or the checkpoint has only its default section),
+    /// `NoSpace` (maxSections reached), `TooBig` (initial data larger than maxSectionSize),
+    /// `BadArgument` (id too long), `NoResources` (checkpointSize), `NotPrimary`,
+    /// `TryAgain`.
+    ///
+    /// An expiration time already in the past is accepted: the section is created and is
+    /// reaped (it reads as absent) from then on.
+    pub fn create_section(
+        &self,
+        id: Option<&[u8]>,
+        expiration: i64,
+        data: &[u8],
+    ) -> Result<Vec<u8>, SectionError> {
+        if self.is_default_checkpoint() {
+            return Err(SectionError::Exists);
+        }
+        if data.len() as u64 > self.region.img.max_section_size {
+            return Err(SectionError::TooBig);
+        }
+        match id {
+            Some(id) => {
+                self.check_id(id)?;
+                self.create_section_inner(id, expiration, data)?;
+                Ok(id.to_vec())
+            }
+            None => {
+                let max = self.region.img.max_section_id_size.min(20) as usize;
+                if max == 0 {
+                    return Err(SectionError::BadArgument("maxSectionIdSize is 0"));
+                }
+                for _ in 0..64 {
+                    let n = self.region.hdr(hdr::GENERATED_IDS).fetch_add(1, AcqRel) + 1;
+                    let text = n.to_string();
+                    let gen_id = &text.as_bytes()[text.len().saturating_sub(max)..];
+                    match self.create_section_inner(gen_id, expiration, data) {
+                        Err(SectionError::Exists) => continue,
+                        Err(e) => return Err(e),
+                        Ok(()) => return Ok(gen_id.to_vec()),
+                    }
+                }
+                Err(SectionError::NoSpace)
+            }
+        }
+    }
+
+    fn create_section_inner(&self, id: &[u8], expiration: i64, data: &[u8]) -> Result<(), SectionError> {
+        self.check_primary()?;
+        let a = self.agent()?;
+        let key = self.key_of(id);
+        if self.lookup_key(id, key).is_ok() {
+            return Err(SectionError::Exists);
+        }
+        self.set_op(&a, OP_CREATE, 0);
+        let delta = data.len() as i64;
+        if let Err(e) = self.reserve(&a, delta) {
+            self.set_op(&a, OP_NONE, 0);
+            return Err(e);
+        }
+        let fail = |e: SectionError| {
+            self.unreserve(&a, delta);
+            self.set_op(&a, OP_NONE, 0);
+            e
+        };
+        let d = self.alloc_desc(&a).map_err(fail)?;
+        let generation = current_gen(self.region.desc(d, dw::CURRENT).load(Acquire)).wrapping_add(1);
+        self.region.agent(a.ix, ag::OP_DESC).store(u64::from(d.0) | (u64::from(generation) << 32), Release);
+        let s = match self.alloc_slot(&a) {
+            Ok(s) => s,
+            Err(e) => {
+                self.free_desc(d);
+                return Err(fail(e));
+            }
+        };
+        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(s.0) | (u64::from(NONE) << 32), Release);
+        self.store_id(d, id, key);
+        self.region.desc(d, dw::EXPIRATION).store(expiration as u64, Release);
+        self.fill_slot(s, &[], 0, &[(0, data)], data.len() as u64);
+        let seq = match self.claim_seq(&a, d, generation, s, 0, data.len() as u64, crate::journal::KIND_CREATE) {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.free_owned_slot(a.owner, s);
+                self.free_desc(d);
+                return Err(fail(e));
+            }
+        };
+        self.region.meta(s, meta::VERSION).store(seq, Release);
+        self.region.meta(s, meta::STATE).store(protocol::live(d.0), SeqCst);
+        self.region.desc(d, dw::CURRENT).store(current_word(generation, s.0), SeqCst);
+        self.set_phase(&a, PH_PREPARED);
+
+        let outcome = self.with_struct_lock(&a, || {
+            if self.probe(id, key).is_some() {
+                return Err(SectionError::Exists);
+            }
+            self.index_insert(d, key);
+            // Commit point of a create.
+            self.region.desc(d, dw::STATE).store(state_word(KIND_LIVE, 0), SeqCst);
+            self.region.hdr(hdr::SECTION_COUNT).fetch_add(1, AcqRel);
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => {
+                self.complete_seq(seq);
+                self.set_op(&a, OP_NONE, PH_DONE);
+                self.notify();
+                Ok(())
+            }
+            Err(e) => {
+                self.region.desc(d, dw::CURRENT).store(current_word(generation, NONE), SeqCst);
+                self.region.meta(s, meta::STATE).store(protocol::owned(a.owner), SeqCst);
+                self.free_owned_slot(a.owner, s);
+                self.free_desc(d);
+                self.abort_seq(seq);
+                Err(fail(e))
+            }
+        }
+    }
+
+    /// Deletes a section. Errors: `NotExist`, `BadArgument` (the default section),
+    /// `NotPrimary`, `TryAgain`.
+    pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionError> {
+        if self.is_default_checkpoint() && id.is_empty() {
+            return Err(SectionError::BadArgument("the default section cannot be deleted"));
+        }
+        self.check_primary()?;
+        self.check_id(id).map_err(|_| SectionError::NotExist)?;
+        let a = self.agent()?;
+        let (d, generation) = self.lookup(id)?;
+        self.delete_desc(&a, d, generation)
+    }
+
+    pub(crate) fn delete_desc(&self, a: &AgentCtx, d: Desc, generation: u32) -> Result<(), SectionError> {
+        self.lease(a, d)?;
+        let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
+        let live = state_kind(self.region.desc(d, dw::STATE).load(Acquire)) == KIND_LIVE;
+        if current_gen(cur) != generation || current_slot(cur) == NONE || !live {
+            self.release_lease(a, d);
+            return Err(SectionError::NotExist);
+        }
+        let Some(old) = self.region.slot_ix(current_slot(cur)) else {
+            self.release_lease(a, d);
+            return Err(SectionError::Corrupted("descriptor names a slot out of range"));
+        };
+        self.set_op(a, OP_DELETE, 0);
+        self.region.agent(a.ix, ag::OP_DESC).store(u64::from(d.0) | (u64::from(generation) << 32), Release);
+        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(NONE) | (u64::from(old.0) << 32), Release);
+        let seq = match self.claim_seq(a, d, generation, Slot(NONE), 0, 0, crate::journal::KIND_DELETE) {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.set_op(a, OP_NONE, 0);
+                self.release_lease(a, d);
+                return Err(e);
+            }
+        };
+        self.set_phase(a, PH_PREPARED);
+        let key = self.region.desc(d, dw::KEY).load(Acquire);
+        let locked = self.with_struct_lock(a, || {
+            // Commit point of a delete.
+            self.region.desc(d, dw::STATE).store(state_word(crate::layout::KIND_RETIRED, a.owner), SeqCst);
+            self.index_remove(d, key);
+            self.region.desc(d, dw::CURRENT).store(current_word(generation.wrapping_add(1), NONE), SeqCst);
+            self.region.hdr(hdr::SECTION_COUNT).fetch_sub(1, AcqRel);
+            Ok(())
+        });
+        if let Err(e) = locked {
+            self.abort_seq(seq);
+            self.set_op(a, OP_NONE, 0);
+            self.release_lease(a, d);
+            return Err(e);
+        }
+        self.finish_delete(a.owner, d, old);
+        self.complete_seq(seq);
+        self.set_op(a, OP_NONE, PH_DONE);
+        self.notify();
+        Ok(())
+    }
+
+    /// The part of a delete after its commit point (also run by recovery).
+    pub(crate) fn finish_delete(&self, _owner: u64, d: Desc, old: Slot) {
+        let size = self.region.meta(old, meta::SIZE).load(Acquire);
+        if protocol::is_live_for(self.region.meta(old, meta::STATE).load(SeqCst), d.0) {
+            self.retire_slot(d, old);
+            self.region.hdr(hdr::STORED_BYTES).fetch_sub(size, AcqRel);
+        }
+        self.free_desc(d);
+    }
+
+    /// Sets a section's absolute expiration time ([`TIME_END`]: never). Errors:
+    /// `NotExist`, `BadArgument` (the default section), `NotPrimary`.
+    pub fn set_expiration(&self, id: &[u8], expiration: i64) -> Result<(), SectionError> {
+        if self.is_default_checkpoint() && id.is_empty() {
+            return Err(SectionError::BadArgument("the default section never expires"));
+        }
+        self.check_primary()?;
+        self.check_id(id).map_err(|_| SectionError::NotExist)?;
+        let a = self.agent()?;
+        let (d, generation) = self.lookup(id)?;
+        self.lease(&a, d)?;
+        let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
+        if current_gen(cur) != generation {
+            self.release_lease(&a, d);
+            return Err(SectionError::NotExist);
+        }
+        let slot = Slot(current_slot(cur));
+        let seq = self.claim_seq(&a, d, generation, slot, expiration as u64, 0, crate::journal::KIND_EXPIRATION);
+        self.region.desc(d, dw::EXPIRATION).store(expiration as u64, SeqCst);
+        if let Ok(seq) = seq {
+            self.complete_seq(seq);
+        }
+        self.release_lease(&a, d);
+        self.notify();
+        seq.map(|_| ())
+    }
+
+    /// Deletes every section whose expiration time is at or before `now`; returns how many.
+    pub fn reap_expired(&self, now: i64) -> usize {
+        let Ok(a) = self.agent() else { return 0 };
+        let mut n = 0;
+        for d in 0..self.region.img.max_sections {
+            let d = Desc(d);
+            let exp = self.region.desc(d, dw::EXPIRATION).load(Acquire) as i64;
+            if exp == TIME_END || exp > now {
+                continue;
+            }
+            if state_kind(self.region.desc(d, dw::STATE).load(Acquire)) != KIND_LIVE {
+                continue;
+            }
+            let generation = current_gen(self.region.desc(d, dw::CURRENT).load(Acquire));
+            if self.delete_desc(&a, d, generation).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    // ---- writes -------------------------------------------------------------------
+
+    /// Fills slot `s` (owned by the caller): the first `keep` bytes of `base`, zeros up to
+    /// `size`, then each `(offset, bytes)` in order; records size and last update.
+    fn fill_slot(&self, s: Slot, base: &[u8], keep: u64, elems: &[(u64, &[u8])], size: u64) {
+        let dst = self.region.slot_ptr(s);
+        debug_assert!(size <= self.region.img.slot_stride);
+        // SAFETY: `s` is OWNED by this agent (claimed by CAS and not yet published), so no
+        // other party reads or writes its bytes; every range below is within `size`, which
+        // the callers bound by `max_section_size <= slot_stride`; `base` is a distinct
+        // (live, immutable) slot or caller memory, so the ranges do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(base.as_ptr(), dst, keep as usize);
+            if size > keep {
+                core::ptr::write_bytes(dst.add(keep as usize), 0, (size - keep) as usize);
+            }
+            for (off, bytes) in elems {
+                core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(*off as usize), bytes.len());
+            }
+        }
+        self.region.meta(s, meta::SIZE).store(size, Relaxed);
+        self.region.meta(s, meta::LAST_UPDATE).store((self.clock)() as u64, Relaxed);
+    }
+
+    /// The committed bytes of a slot the caller keeps from being recycled (pinned, or the
+    /// current slot of a section whose lease the caller holds).
+    fn slot_bytes(&self, s: Slot, len: u64) -> &[u8] {
+        let len = len.min(self.region.img.slot_stride) as usize;
+        // SAFETY: the slot is published (immutable) and cannot be freed while the caller
+        // pins it or holds its section's lease; `len` is clamped to the slot.
+        unsafe { core::slice::from_raw_parts(self.region.slot_ptr(s), len) }
+    }
+
+    /// Replaces a section's data; its size becomes `data.len()`. Errors: `NotExist`,
+    /// `TooBig`, `NoResources`, `NotPrimary`, `TryAgain`.
+    pub fn overwrite(&self, id: &[u8], data: &[u8]) -> Result<(), SectionError> {
+        if data.len() as u64 > self.region.img.max_section_size {
+            return Err(SectionError::TooBig);
+        }
+        self.check_primary()?;
+        let a = self.agent()?;
+        let (d, generation) = self.lookup(id)?;
+        self.write_one(&a, d, generation, &[(0, data)], true)
+    }
+
+    /// Writes several elements, in order; sections grow as needed and holes read as
+    /// zeros. All or nothing: every element is validated and every section leased before
+    /// anything is applied, and a writer killed mid-way is rolled forward or back by
+    /// recovery. Errors name the first failing element: `NotExist`, `TooBig`,
+    /// `NoResources` (offset + size beyond maxSectionSize, or checkpointSize),
+    /// `NotPrimary`, `TryAgain`.
+    pub fn write(&self, elems: &[WriteElement<'_>]) -> Result<(), VectorError> {
+        let max = self.region.img.max_section_size;
+        for (index, e) in elems.iter().enumerate() {
+            let err = |kind| VectorError { index, kind };
+            if e.data.len() as u64 > max {
+                return Err(err(SectionError::TooBig));
+            }
+            if e.offset.checked_add(e.data.len() as u64).is_none_or(|end| end > max) {
+                return Err(err(SectionError::NoResources));
+            }
+        }
+        self.check_primary()?;
+        let a = self.agent()?;
+        let mut targets: Vec<(Desc, u32, usize)> = Vec::with_capacity(elems.len());
+        for (index, e) in elems.iter().enumerate() {
+            let (d, g) = self.lookup(e.id).map_err(|kind| VectorError { index, kind })?;
+            targets.push((d, g, index));
+        }
+        let mut distinct: Vec<(Desc, u32, usize)> = targets.clone();
+        distinct.sort_by_key(|t| t.0);
+        distinct.dedup_by_key(|t| t.0);
+        if distinct.len() <= 1 {
+            let Some(&(d, g, first)) = distinct.first() else { return Ok(()) };
+            let parts: Vec<(u64, &[u8])> = elems.iter().map(|e| (e.offset, e.data)).collect();
+            return self.write_one(&a, d, g, &parts, false).map_err(|kind| VectorError { index: first, kind });
+        }
+        self.write_txn(&a, elems, &targets, &distinct)
+    }
+
+    /// Single-section commit: lease, copy-on-write into a fresh slot, journal, publish.
+    fn write_one(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+        parts: &[(u64, &[u8])],
+        replace: bool,
+    ) -> Result<(), SectionError> {
+        self.lease(a, d)?;
+        let result = self.write_one_leased(a, d, generation, parts, replace);
+        self.release_lease(a, d);
+        result
+    }
+
+    fn write_one_leased(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+        parts: &[(u64, &[u8])],
+        replace: bool,
+    ) -> Result<(), SectionError> {
+        let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
+        if current_gen(cur) != generation || current_slot(cur) == NONE {
+            return Err(SectionError::NotExist);
+        }
+        let old = self.region.slot_ix(current_slot(cur)).ok_or(SectionError::Corrupted("slot out of range"))?;
+        let old_size = self.region.meta(old, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+        let (keep, size) = if replace {
+            (0, parts.first().map_or(0, |p| p.1.len() as u64))
+        } else {
+            let end = parts.iter().map(|p| p.0 + p.1.len() as u64).max().unwrap_or(0);
+            (old_size, old_size.max(end))
+        };
+        self.set_op(a, OP_WRITE, 0);
+        self.region.agent(a.ix, ag::OP_DESC).store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
+        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(NONE) | (u64::from(old.0) << 32), Relaxed);
+        let delta = size as i64 - old_size as i64;
+        if let Err(e) = self.reserve(a, delta) {
+            self.set_op(a, OP_NONE, 0);
+            return Err(e);
+        }
+        let new = match self.alloc_slot(a) {
+            Ok(s) => s,
+            Err(e) => {
+                self.unreserve(a, delta);
+                self.set_op(a, OP_NONE, 0);
+                return Err(e);
+            }
+        };
+        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
+        let base = self.slot_bytes(old, keep);
+        self.fill_slot(new, base, keep, parts, size);
+        // One journal record per element: exactly what was written.
+        let mut seqs = [0u64; 8];
+        let mut many = Vec::new();
+        for (i, (off, bytes)) in parts.iter().enumerate() {
+            let kind = if replace { crate::journal::KIND_OVERWRITE } else { crate::journal::KIND_WRITE };
+            match self.claim_seq(a, d, generation, new, *off, bytes.len() as u64, kind) {
+                Ok(seq) if i < seqs.len() => seqs[i] = seq,
+                Ok(seq) => many.push(seq),
+                Err(e) => {
+                    for s in seqs.iter().take(i.min(8)).chain(many.iter()) {
+                        self.abort_seq(*s);
+                    }
+                    self.free_owned_slot(a.owner, new);
+                    self.unreserve(a, delta);
+                    self.set_op(a, OP_NONE, 0);
+                    return Err(e);
+                }
+            }
+        }
+        let last = parts.len().checked_sub(1).map_or(0, |l| if l < 8 { seqs[l] } else { many.last().copied().unwrap_or(0) });
+        self.region.meta(new, meta::VERSION).store(last, Relaxed);
+        self.region.meta(new, meta::STATE).store(protocol::live(d.0), Release);
+        self.set_phase(a, PH_PREPARED);
+        // Commit point.
+        protocol::publish(self.region.desc(d, dw::CURRENT), generation, new.0);
+        self.retire_slot(d, old);
+        for s in seqs.iter().take(parts.len().min(8)).chain(many.iter()) {
+            self.complete_seq(*s);
+        }
+        self.set_op(a, OP_NONE, PH_DONE);
+        self.notify();
+        Ok(())
+    }
+
+    /// Multi-section commit with an intent record (see engine/DESIGN.md "Transactions").
+    fn write_txn(
+        &self,
+        a: &AgentCtx,
+        elems: &[WriteElement<'_>],
+        targets: &[(Desc, u32, usize)],
+        distinct: &[(Desc, u32, usize)],
+    ) -> Result<(), VectorError> {
+        // Leases in ascending descriptor order: no deadlock between multi-section writers.
+        for (k, &(d, _, index)) in distinct.iter().enumerate() {
+            if let Err(kind) = self.lease(a, d) {
+                for &(d2, _, _) in &distinct[..k] {
+                    self.release_lease(a, d2);
+                }
+                return Err(VectorError { index, kind });
+            }
+        }
+        let result = self.write_txn_leased(a, elems, targets, distinct);
+        for &(d, _, _) in distinct {
+            self.release_lease(a, d);
+        }
+        result
+    }
+
+    fn write_txn_leased(
+        &self,
+        a: &AgentCtx,
+        elems: &[WriteElement<'_>],
+        targets: &[(Desc, u32, usize)],
+        distinct: &[(Desc, u32, usize)],
+    ) -> Result<(), VectorError> {
+        struct Plan {
+            d: Desc,
+            generation: u32,
+            old: Slot,
+            old_size: u64,
+            size: u64,
+            new: Slot,
+        }
+        let mut plans: Vec<Plan> = Vec::with_capacity(distinct.len());
+        let mut delta: i64 = 0;
+        for &(d, generation, index) in distinct {
+            let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
+            if current_gen(cur) != generation || current_slot(cur) == NONE {
+                return Err(VectorError { index, kind: SectionError::NotExist });
+            }
+            let old = self
+                .region
+                .slot_ix(current_slot(cur))
+                .ok_or(VectorError { index, kind: SectionError::Corrupted("slot out of range") })?;
+            let old_size = self.region.meta(old, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+            let end = targets
+                .iter()
+                .filter(|t| t.0 == d)
+                .map(|t| elems[t.2].offset + elems[t.2].data.len() as u64)
+                .max()
+                .unwrap_or(0);
+            let size = old_size.max(end);
+            delta += size as i64 - old_size as i64;
+            plans.push(Plan { d, generation, old, old_size, size, new: Slot(NONE) });
+        }
+        self.set_op(a, OP_TXN, 0);
+        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(NONE), Release);
+        let first = distinct[0].2;
+        self.reserve(a, delta).map_err(|kind| {
+            self.set_op(a, OP_NONE, 0);
+            VectorError { index: first, kind }
+        })?;
+        let rollback = |plans: &[Plan], seqs: &[u64]| {
+            for s in seqs {
+                self.abort_seq(*s);
+            }
+            for p in plans.iter().filter(|p| p.new.0 != NONE) {
+                self.region.meta(p.new, meta::STATE).store(protocol::owned(a.owner), SeqCst);
+                self.free_owned_slot(a.owner, p.new);
+            }
+            self.unreserve(a, delta);
+            self.set_op(a, OP_NONE, 0);
+        };
+        // Prepare: one new slot per section, chained through slot metadata; the agent
+        // record holds the chain head.
+        let mut head = NONE;
+        for k in 0..plans.len() {
+            let new = match self.alloc_slot(a) {
+                Ok(s) => s,
+                Err(kind) => {
+                    rollback(&plans, &[]);
+                    return Err(VectorError { index: distinct[k].2, kind });
+                }
+            };
+            let p = &mut plans[k];
+            p.new = new;
+            self.region.meta(new, meta::TXN).store(u64::from(head) | (u64::from(p.d.0) << 32), Release);
+            self.region.meta(new, meta::TXN_OLD).store(u64::from(p.old.0) | (u64::from(p.generation) << 32), Release);
+            head = new.0;
+            self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(head), Release);
+            let parts: Vec<(u64, &[u8])> =
+                targets.iter().filter(|t| t.0 == p.d).map(|t| (elems[t.2].offset, elems[t.2].data)).collect();
+            let base = self.slot_bytes(p.old, p.old_size);
+            self.fill_slot(new, base, p.old_size, &parts, p.size);
+        }
+        let mut seqs = Vec::with_capacity(elems.len());
+        for t in targets {
+            let p = plans.iter().find(|p| p.d == t.0).expect("every target has a plan");
+            let e = &elems[t.2];
+            match self.claim_seq(a, p.d, p.generation, p.new, e.offset, e.data.len() as u64, crate::journal::KIND_WRITE) {
+                Ok(s) => seqs.push(s),
+                Err(kind) => {
+                    rollback(&plans, &seqs);
+                    return Err(VectorError { index: t.2, kind });
+                }
+            }
+        }
+        for p in &plans {
+            let version = targets
+                .iter()
+                .zip(&seqs)
+                .filter(|(t, _)| t.0 == p.d)
+                .map(|(_, s)| *s)
+                .max()
+                .unwrap_or(0);
+            self.region.meta(p.new, meta::VERSION).store(version, Relaxed);
+            self.region.meta(p.new, meta::STATE).store(protocol::live(p.d.0), Release);
+        }
+        // Commit point: after this store recovery rolls forward instead of back.
+        self.set_phase(a, PH_COMMITTING);
+        if let Err(kind) = self.lock_multi(a) {
+            // Still committing; a later recovery would roll forward, so do it ourselves.
+            let _ = kind;
+        }
+        for p in &plans {
+            protocol::publish(self.region.desc(p.d, dw::CURRENT), p.generation, p.new.0);
+        }
+        self.unlock_multi(a);
+        for p in &plans {
+            self.retire_slot(p.d, p.old);
+        }
+        for s in &seqs {
+            self.complete_seq(*s);
+        }
+        self.set_op(a, OP_NONE, PH_DONE);
+        self.notify();
+        Ok(())
+    }
+
+    /// Takes the multi-section publish lock and makes `MULTI_SEQ` odd.
+    pub(crate) fn lock_multi(&self, a: &AgentCtx) -> Result<(), SectionError> {
+        let owner = self.region.hdr(hdr::MULTI_OWNER);
+        let mut expect = 0;
+        for i in 0..SPIN_LIMIT * 4 {
+            match owner.compare_exchange(expect, a.owner, AcqRel, Acquire) {
+                Ok(_) => {
+                    let seq = self.region.hdr(hdr::MULTI_SEQ);
+                    if seq.load(Acquire) % 2 == 0 {
+                        seq.fetch_add(1, SeqCst);
+                    }
+                    return Ok(());
+                }
+                Err(h) if h == a.owner => return Ok(()),
+                Err(h) => {
+                    expect = 0;
+                    if h != 0 && i % 256 == 255 && self.owner_gone(h) {
+                        expect = h;
+                    }
+                    if i > 64 { yield_now() } else { spin_hint() }
+                }
+            }
+        }
+        Err(SectionError::TryAgain)
+    }
+
+    pub(crate) fn unlock_multi(&self, a: &AgentCtx) {
+        let seq = self.region.hdr(hdr::MULTI_SEQ);
+        if seq.load(Acquire) % 2 == 1 {
+            seq.fetch_add(1, SeqCst);
+        }
+        let _ = self.region.hdr(hdr::MULTI_OWNER).compare_exchange(a.owner, 0, AcqRel, Relaxed);
+    }
+
+    // ---- reads --------------------------------------------------------------------
+
+    /// Pins the current slot of `d` for this agent; returns it and the pin-table entry.
+    fn pin_current(&self, a: &AgentCtx, d: Desc, generation: u32) -> Result<(Slot, usize), SectionError> {
+        let current = self.region.desc(d, dw::CURRENT);
+        let cur = current.load(SeqCst);
+        if current_gen(cur) != generation || current_slot(cur) == NONE {
+            return Err(SectionError::NotExist);
+        }
+        let mut free = None;
+        for e in 0..PINS_PER_AGENT {
+            let w = self.region.agent(a.ix, ag::PINS + 8 * e as u64);
+            let v = w.load(Relaxed);
+            if v >> 32 == 0 {
+                free = free.or(Some(e));
+            } else if v as u32 == current_slot(cur) {
+                // Already pinned by this agent: it cannot have been freed, and `current`
+                // named it a moment ago, so its bytes are this version's.
+                w.store(v + (1 << 32), Relaxed);
+                let s = self.region.slot_ix(v as u32).ok_or(SectionError::Corrupted("pin"))?;
+                return Ok((s, e));
+            }
+        }
+        let e = free.ok_or(SectionError::TryAgain)?;
+        let entry = self.region.agent(a.ix, ag::PINS + 8 * e as u64);
+        let pinned = protocol::pin(
+            &self.region,
+            current,
+            generation,
+            a.pin_word,
+            a.pin_bit,
+            |s| entry.store(u64::from(s) | (1 << 32), SeqCst),
+            |_| entry.store(0, Release),
+        );
+        match pinned {
+            Ok(s) => Ok((Slot(s), e)),
+            Err(PinError::Gone) => Err(SectionError::NotExist),
+            Err(PinError::Corrupted) => Err(SectionError::Corrupted("descriptor names a slot out of range")),
+            Err(PinError::Contended) => Err(SectionError::TryAgain),
+        }
+    }
+
+    fn unpin_entry(&self, a: &AgentCtx, e: usize) {
+        let entry = self.region.agent(a.ix, ag::PINS + 8 * e as u64);
+        let v = entry.load(Relaxed);
+        if v >> 32 > 1 {
+            entry.store(v - (1 << 32), Relaxed);
+            return;
+        }
+        if protocol::unpin(&self.region, v as u32, a.pin_word, a.pin_bit) {
+            self.region.slot_hint().set(v as u32);
+        }
+        entry.store(0, Release);
+    }
+
+    /// Copies section bytes from `offset` into `buf`; returns how many (`readSize` =
+    /// `min(buf.len(), size - offset)`). Errors: `NotExist`, `BadArgument` (offset past the
+    /// end of the section), `TryAgain`.
+    pub fn read(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
+        let a = self.agent()?;
+        let (d, generation) = self.lookup(id)?;
+        self.read_desc(&a, d, generation, offset, buf)
+    }
+
+    fn read_desc(&self, a: &AgentCtx, d: Desc, generation: u32, offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
+        let (s, e) = self.pin_current(a, d, generation)?;
+        let size = self.region.meta(s, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+        let result = if offset > size {
+            Err(SectionError::BadArgument("offset past the end of the section"))
+        } else {
+            let n = (size - offset).min(buf.len() as u64) as usize;
+            // SAFETY: the slot is pinned (not recyclable) and published (immutable);
+            // `offset + n <= size <= max_section_size <= slot_stride`; `buf` is ours.
+            unsafe {
+                core::ptr::copy_nonoverlapping(self.region.slot_ptr(s).add(offset as usize), buf.as_mut_ptr(), n);
+            }
+            Ok(n)
+        };
+        self.unpin_entry(a, e);
+        result
+    }
+
+    /// Reads a whole section into a new `Vec`.
+    pub fn read_to_vec(&self, id: &[u8]) -> Result<Vec<u8>, SectionError> {
+        let guard = self.borrow(id)?;
+        Ok(guard.to_vec())
+    }
+
+    /// Reads several elements. When they span more than one section the result is a
+    /// consistent snapshot: no multi-section write is seen half applied. Errors name the
+    /// first failing element.
+    pub fn read_many(&self, elems: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
+        let a = self.agent()?;
+        let mut targets = Vec::with_capacity(elems.len());
+        for (index, e) in elems.iter().enumerate() {
+            targets.push(self.lookup(e.id).map_err(|kind| VectorError { index, kind })?);
+        }
+        let multi = targets.windows(2).any(|w| w[0].0 != w[1].0);
+        let seq = self.region.hdr(hdr::MULTI_SEQ);
+        for attempt in 0..SPIN_LIMIT {
+            let before = seq.load(SeqCst);
+            if multi && before % 2 == 1 {
+                if attempt % 256 == 255 {
+                    let h = self.region.hdr(hdr::MULTI_OWNER).load(Acquire);
+                    if h != 0 {
+                        self.owner_gone(h);
+                    }
+                }
+                if attempt > 64 { yield_now() } else { spin_hint() }
+                continue;
+            }
+            for (index, (e, &(d, g))) in elems.iter_mut().zip(&targets).enumerate() {
+                e.read = self.read_desc(&a, d, g, e.offset, e.buf).map_err(|kind| VectorError { index, kind })?;
+            }
+            if !multi || seq.load(SeqCst) == before {
+                return Ok(());
+            }
+        }
+        Err(VectorError { index: 0, kind: SectionError::TryAgain })
+    }
+
+    /// Borrows a section's committed bytes without copying. The guard pins the version it
+    /// shows: writers go on committing new versions meanwhile, and the bytes seen never
+    /// change. Each thread may hold a few guards at once (`TryAgain` beyond); a guard
+    /// held forever only keeps one spare slot busy. Errors: `NotExist`, `TryAgain`.
+    pub fn borrow(&self, id: &[u8]) -> Result<SectionGuard<'_>, SectionError> {
+        let a = self.agent()?;
+        let (d, generation) = self.lookup(id)?;
+        let (s, e) = self.pin_current(&a, d, generation)?;
+        let size = self.region.meta(s, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+        let version = self.region.meta(s, meta::VERSION).load(Acquire);
+        Ok(SectionGuard { replica: self, agent: a, entry: e, slot: s, len: size as usize, version, _not_send: core::marker::PhantomData })
+    }
+
+    /// Information about one section.
+    pub fn section_info(&self, id: &[u8]) -> Result<SectionInfo, SectionError> {
+        let (d, generation) = self.lookup(id)?;
+        self.info_of(d, Some(generation)).ok_or(SectionError::NotExist)
+    }
+
+    fn info_of(&self, d: Desc, generation: Option<u32>) -> Option<SectionInfo> {
+        for _ in 0..64 {
+            let cur = self.region.desc(d, dw::CURRENT).load(SeqCst);
+            if generation.is_some_and(|g| g != current_gen(cur)) || current_slot(cur) == NONE {
+                return None;
+            }
+            if state_kind(self.region.desc(d, dw::STATE).load(Acquire)) != KIND_LIVE {
+                return None;
+            }
+            let s = self.region.slot_ix(current_slot(cur))?;
+            let info = SectionInfo {
+                id: self.read_id(d),
+                expiration: self.region.desc(d, dw::EXPIRATION).load(Acquire) as i64,
+                size: self.region.meta(s, meta::SIZE).load(Acquire),
+                last_update: self.region.meta(s, meta::LAST_UPDATE).load(Acquire) as i64,
+                version: self.region.meta(s, meta::VERSION).load(Acquire),
+            };
+            if self.region.desc(d, dw::CURRENT).load(SeqCst) == cur {
+                return Some(info);
+            }
+        }
+        None
+    }
+
+    /// Iterates over the sections matching `filter`. Every section present for the whole
+    /// iteration is returned exactly once, whatever is created or deleted meanwhile
+    /// (sections never move between descriptors). Expired sections are skipped.
+    pub fn sections(&self, filter: SectionFilter) -> Sections<'_> {
+        Sections { replica: self, next: 0, filter, now: (self.clock)() }
+    }
+
+    /// Whether section `id` exists (and has not expired).
+    pub fn contains(&self, id: &[u8]) -> bool {
+        self.lookup(id).is_ok()
+    }
+
+    pub(crate) fn kind_of_desc_state(&self, d: Desc) -> u64 {
+        state_kind(self.region.desc(d, dw::STATE).load(Acquire))
+    }
+
+    pub(crate) fn desc_owner(&self, d: Desc) -> u64 {
+        state_payload(self.region.desc(d, dw::STATE).load(Acquire))
+    }
+}
+
+/// A zero-copy view of one committed section version; dereferences to `[u8]`.
+///
+/// Not `Send`: the pin belongs to the thread's agent record.
+#[derive(Debug)]
+pub struct SectionGuard<'r> {
+    replica: &'r Replica,
+    agent: AgentCtx,
+    entry: usize,
+    slot: Slot,
+    len: usize,
+    version: u64,
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+impl SectionGuard<'_> {
+    /// The journal seq that produced this version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl core::ops::Deref for SectionGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.replica.slot_bytes(self.slot, self.len as u64)
+    }
+}
+
+impl Drop for SectionGuard<'_> {
+    fn drop(&mut self) {
+        self.replica.unpin_entry(&self.agent, self.entry);
+    }
+}
+
+/// Iterator returned by [`Replica::sections`].
+#[derive(Debug)]
+pub struct Sections<'r> {
+    replica: &'r Replica,
+    next: u32,
+    filter: SectionFilter,
+    now: i64,
+}
+
+impl Iterator for Sections<'_> {
+    type Item = SectionInfo;
+    fn next(&mut self) -> Option<SectionInfo> {
+        while self.next < self.replica.region.img.max_sections {
+            let d = Desc(self.next);
+            self.next += 1;
+            let Some(info) = self.replica.info_of(d, None) else { continue };
+            if info.expiration != TIME_END && info.expiration <= self.now {
+                continue;
+            }
+            let keep = match self.filter {
+                SectionFilter::Any => true,
+                SectionFilter::Forever => info.expiration == TIME_END,
+                SectionFilter::ExpiringAtOrBefore(t) => info.expiration <= t,
+                SectionFilter::ExpiringAtOrAfter(t) => info.expiration >= t,
+                SectionFilter::Corrupted => false,
+            };
+            if keep {
+                return Some(info);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let epoch = liveness::fork_epoch();
+        let registered = core::mem::take(self.registered.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for (ix, e) in registered {
+            if e != epoch {
+                continue;
+            }
+            if let Some(ix) = self.region.agent_ix(ix) {
+                self.release_agent(ix);
+            }
+        }
+        let uid = self.uid;
+        let _ = AGENTS.try_with(|a| a.borrow_mut().retain(|c| c.uid != uid));
+    }
+}
+
+trait ThreadIdHash {
+    fn as_u64_hash(&self) -> u64;
+}
+
+impl ThreadIdHash for std::thread::ThreadId {
+    fn as_u64_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+}
+
+#[allow(dead_code)]
+fn _kinds_used() -> [u64; 2] {
+    [KIND_OWNED, KIND_LIVE]
+}
+
+/// Re-exported so other modules name one atomic type.
+#[allow(dead_code)]
+pub(crate) type Word = AtomicU64;

@@ -1,0 +1,169 @@
+//! Shared-memory objects: create (exclusive, no symlinks, space reserved up front,
+//! pre-faulted), attach (owner and mode checked), remove. Also the heap backing used by
+//! simulations and model tests. The file descriptor is closed once mapped.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+use rustix::fs::{FallocateFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::{AttachError, CreateError, errno};
+use crate::sync::AtomicU64;
+
+/// Who may open an object besides its owner.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sharing {
+    /// A group whose members may attach too (objects become 0660 with this group).
+    pub group: Option<u32>,
+}
+
+impl Sharing {
+    fn final_mode(self) -> u32 {
+        if self.group.is_some() { 0o660 } else { 0o600 }
+    }
+}
+
+/// A mapped object: base pointer and length, kept alive by its backing.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+    _backing: Backing,
+}
+
+#[derive(Debug)]
+enum Backing {
+    Mmap(#[allow(dead_code)] memmap2::MmapRaw),
+    Heap(#[allow(dead_code)] Box<[AtomicU64]>),
+}
+
+// SAFETY: the mapping is plain memory shared with other processes anyway; every access
+// goes through atomics or through slots the protocol gives one party at a time.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Zeroed heap memory, 8-byte aligned.
+    pub(crate) fn heap(len: u64) -> Option<Self> {
+        let words = usize::try_from(len.div_ceil(8)).ok()?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(words).ok()?;
+        v.extend((0..words).map(|_| AtomicU64::new(0)));
+        let mut b = v.into_boxed_slice();
+        let ptr = b.as_mut_ptr().cast::<u8>();
+        Some(Self { ptr, len: words * 8, _backing: Backing::Heap(b) })
+    }
+
+    fn map(file: &File, len: u64) -> Result<Self, i32> {
+        let len = usize::try_from(len).map_err(|_| libc::EFBIG)?;
+        let raw = memmap2::MmapOptions::new()
+            .len(len)
+            .populate()
+            .map_raw(file)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let ptr = raw.as_mut_ptr();
+        Ok(Self { ptr, len, _backing: Backing::Mmap(raw) })
+    }
+}
+
+/// Creates `path` exclusively (never following a symlink, never reusing an existing
+/// object), reserves `len` bytes with `posix_fallocate`, and maps it pre-faulted. The
+/// object is 0600 until [`widen`] is called after initialisation.
+pub(crate) fn create(path: &Path, len: u64) -> Result<Mapping, CreateError> {
+    let fd: OwnedFd = rustix::fs::open(
+        path,
+        OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|e| match e {
+        Errno::EXIST | Errno::LOOP => CreateError::AlreadyExists,
+        e => CreateError::Io(errno(e)),
+    })?;
+    let cleanup = |e: CreateError| {
+        let _ = rustix::fs::unlink(path);
+        e
+    };
+    // umask may have narrowed the mode; make it exactly 0600.
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600))
+        .map_err(|e| cleanup(CreateError::Io(errno(e))))?;
+    match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
+        Ok(()) => {}
+        Err(Errno::NOSPC | Errno::FBIG | Errno::NOMEM) => {
+            return Err(cleanup(CreateError::NoResources { needed: len }));
+        }
+        Err(e) => return Err(cleanup(CreateError::Io(errno(e)))),
+    }
+    let file = File::from(fd);
+    Mapping::map(&file, len).map_err(|e| {
+        if e == libc::ENOMEM {
+            cleanup(CreateError::NoResources { needed: len })
+        } else {
+            cleanup(CreateError::Io(e))
+        }
+    })
+}
+
+/// Opens the file behind `path` with the checks every shared object gets: no symlink, a
+/// regular file, owned by us, no access for others (group access only when configured).
+pub(crate) fn open_checked(path: &Path, sharing: Sharing) -> Result<(File, u64), AttachError> {
+    let fd: OwnedFd =
+        rustix::fs::open(path, OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| match e {
+                Errno::NOENT => AttachError::NotFound,
+                Errno::LOOP => AttachError::WrongMode { mode: 0o120_777 },
+                e => AttachError::Io(errno(e)),
+            })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| AttachError::Io(errno(e)))?;
+    let mode = st.st_mode;
+    if mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(AttachError::WrongMode { mode });
+    }
+    if st.st_uid != rustix::process::geteuid().as_raw() {
+        return Err(AttachError::WrongOwner { uid: st.st_uid });
+    }
+    let allowed = if sharing.group.is_some_and(|g| g == st.st_gid) { 0o660 } else { 0o600 };
+    if mode & 0o777 & !allowed != 0 {
+        return Err(AttachError::WrongMode { mode });
+    }
+    let len = u64::try_from(st.st_size).map_err(|_| AttachError::CorruptHeader("size"))?;
+    Ok((File::from(fd), len))
+}
+
+/// Attaches an existing object after [`open_checked`].
+pub(crate) fn attach(path: &Path, sharing: Sharing, min_len: u64) -> Result<Mapping, AttachError> {
+    let (file, len) = open_checked(path, sharing)?;
+    if len < min_len {
+        return Err(AttachError::NotInitialized);
+    }
+    Mapping::map(&file, len).map_err(AttachError::Io)
+}
+
+/// Grants the configured group access once the object is initialised.
+pub(crate) fn widen(path: &Path, sharing: Sharing) -> Result<(), i32> {
+    if let Some(gid) = sharing.group {
+        let gid = rustix::fs::Gid::from_raw(gid);
+        rustix::fs::chownat(rustix::fs::CWD, path, None, Some(gid), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(errno)?;
+        rustix::fs::chmod(path, Mode::from_raw_mode(sharing.final_mode())).map_err(errno)?;
+    }
+    Ok(())
+}
+
+/// Removes an object by name. Mappings others hold stay valid until they unmap.
+pub(crate) fn remove(path: &Path) -> Result<(), i32> {
+    match rustix::fs::unlink(path) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(errno(e)),
+    }
+}
