@@ -146,7 +146,8 @@ impl Replica {
             }
             let w0 = self.region.cell(seq, 0);
             let seen = w0.load(Acquire);
-            let prev = seq.checked_sub(cap);
+            // Seq 0 never exists, so a cell's first occupant finds it empty.
+            let prev = seq.checked_sub(cap).filter(|&p| p > 0);
             let free = match prev {
                 None => seen == 0,
                 Some(p) => cell_seq(seen) == p && cell_status(seen) == ST_DONE,

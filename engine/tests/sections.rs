@@ -1,0 +1,135 @@
+//! Section operations on one replica, single process: the rules of saf-ckpt-spec.md §4.
+
+use ckpt_engine::{
+    ReadElement, Replica, ReplicaAttributes, ReplicaLimits, SectionError, SectionFilter, TIME_END,
+    WriteElement,
+};
+
+fn attrs(max_sections: u32, max_section_size: u64) -> ReplicaAttributes {
+    ReplicaAttributes {
+        creation_flags: 0,
+        checkpoint_size: u64::from(max_sections) * max_section_size,
+        retention_ns: 0,
+        max_sections,
+        max_section_size,
+        max_section_id_size: 32,
+    }
+}
+
+fn replica(max_sections: u32, max_section_size: u64) -> Replica {
+    Replica::create_in_memory(&attrs(max_sections, max_section_size), &ReplicaLimits::default()).unwrap()
+}
+
+#[test]
+fn created_section_reads_back_its_initial_data() {
+    let r = replica(10, 100);
+    r.create_section(Some(b"a"), TIME_END, b"hello").unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(r.read(b"a", 0, &mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+    assert_eq!(&*r.borrow(b"a").unwrap(), b"hello");
+    assert_eq!(r.status().sections, 1);
+    assert_eq!(r.status().memory_used, 5);
+}
+
+#[test]
+fn overwrite_replaces_data_and_size() {
+    let r = replica(10, 100);
+    r.create_section(Some(b"a"), TIME_END, b"hello world").unwrap();
+    r.overwrite(b"a", b"bye").unwrap();
+    assert_eq!(r.read_to_vec(b"a").unwrap(), b"bye");
+    assert_eq!(r.status().memory_used, 3);
+}
+
+#[test]
+fn write_at_offset_grows_section_with_zero_hole() {
+    let r = replica(10, 100);
+    r.create_section(Some(b"a"), TIME_END, b"ab").unwrap();
+    r.write(&[WriteElement { id: b"a", offset: 4, data: b"xy" }]).unwrap();
+    assert_eq!(r.read_to_vec(b"a").unwrap(), b"ab\0\0xy");
+}
+
+#[test]
+fn multi_section_write_applies_all_elements() {
+    let r = replica(10, 100);
+    r.create_section(Some(b"a"), TIME_END, b"").unwrap();
+    r.create_section(Some(b"b"), TIME_END, b"").unwrap();
+    r.write(&[
+        WriteElement { id: b"b", offset: 0, data: b"B1" },
+        WriteElement { id: b"a", offset: 0, data: b"A1" },
+        WriteElement { id: b"b", offset: 2, data: b"B2" },
+    ])
+    .unwrap();
+    assert_eq!(r.read_to_vec(b"a").unwrap(), b"A1");
+    assert_eq!(r.read_to_vec(b"b").unwrap(), b"B1B2");
+    let (mut x, mut y) = ([0u8; 4], [0u8; 4]);
+    let mut elems = [
+        ReadElement { id: b"a", offset: 0, buf: &mut x, read: 0 },
+        ReadElement { id: b"b", offset: 1, buf: &mut y, read: 0 },
+    ];
+    r.read_many(&mut elems).unwrap();
+    assert_eq!((elems[0].read, elems[1].read), (2, 3));
+}
+
+#[test]
+fn failing_element_leaves_every_section_unchanged() {
+    let r = replica(10, 100);
+    r.create_section(Some(b"a"), TIME_END, b"old").unwrap();
+    let err = r
+        .write(&[
+            WriteElement { id: b"a", offset: 0, data: b"new" },
+            WriteElement { id: b"missing", offset: 0, data: b"x" },
+        ])
+        .unwrap_err();
+    assert_eq!((err.index, err.kind), (1, SectionError::NotExist));
+    assert_eq!(r.read_to_vec(b"a").unwrap(), b"old");
+}
+
+#[test]
+fn delete_then_create_same_id_and_iteration_sees_each_once() {
+    let r = replica(10, 100);
+    for i in 0..5u8 {
+        r.create_section(Some(&[b'a' + i]), TIME_END, &[i]).unwrap();
+    }
+    r.delete_section(b"c").unwrap();
+    assert_eq!(r.read(b"c", 0, &mut [0u8; 1]), Err(SectionError::NotExist));
+    r.create_section(Some(b"c"), TIME_END, b"again").unwrap();
+    let mut ids: Vec<_> = r.sections(SectionFilter::Any).map(|s| s.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
+}
+
+#[test]
+fn generated_ids_are_distinct() {
+    let r = replica(10, 100);
+    let a = r.create_section(None, TIME_END, b"").unwrap();
+    let b = r.create_section(None, TIME_END, b"").unwrap();
+    assert_ne!(a, b);
+    assert!(r.contains(&a) && r.contains(&b));
+}
+
+#[test]
+fn max_sections_reached_gives_no_space() {
+    let r = replica(2, 100);
+    r.create_section(Some(b"a"), TIME_END, b"").unwrap();
+    r.create_section(Some(b"b"), TIME_END, b"").unwrap();
+    assert_eq!(r.create_section(Some(b"c"), TIME_END, b""), Err(SectionError::NoSpace));
+}
+
+#[test]
+fn default_section_exists_when_max_sections_is_one() {
+    let r = replica(1, 100);
+    r.overwrite(b"", b"data").unwrap();
+    assert_eq!(r.read_to_vec(b"").unwrap(), b"data");
+    assert_eq!(r.create_section(Some(b"x"), TIME_END, b""), Err(SectionError::Exists));
+}
+
+#[test]
+fn many_overwrites_do_not_leak_slots() {
+    let r = replica(4, 64);
+    r.create_section(Some(b"a"), TIME_END, b"").unwrap();
+    for i in 0..10_000u32 {
+        r.overwrite(b"a", &i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(r.read_to_vec(b"a").unwrap(), 9999u32.to_le_bytes());
+}
