@@ -104,6 +104,7 @@ impl<'a> Hint<'a> {
     }
 
     /// Number of indices whose bit is set (fsck).
+    #[cfg(test)]
     pub(crate) fn count(&self) -> u64 {
         self.l0.iter().map(|w| u64::from(w.load(SeqCst).count_ones())).sum()
     }

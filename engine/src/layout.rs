@@ -95,9 +95,6 @@ pub(crate) mod hdr {
     pub(crate) const MULTI_SEQ: u64 = D + 328; // seqcount, odd while one publishes
     pub(crate) const NOTIFY: u64 = D + 384; // u32 futex word
     pub(crate) const WAITERS: u64 = D + 388; // u32 count of futex waiters
-    pub(crate) const SLOT_CURSOR: u64 = D + 448;
-    pub(crate) const DESC_CURSOR: u64 = D + 456;
-    pub(crate) const LAST_ACTIVITY: u64 = D + 512;
 }
 
 /// Agent record word offsets (from the record's start).

@@ -16,7 +16,7 @@
 mod domain;
 pub mod error;
 #[cfg(not(loom))]
-//TMP pub mod fsck;
+pub mod fsck;
 mod hint;
 #[cfg(not(loom))]
 mod index;
@@ -31,7 +31,7 @@ mod recovery;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
-//TMP pub mod registry;
+pub mod registry;
 #[cfg(not(loom))]
 mod replica;
 #[cfg(not(loom))]
@@ -48,7 +48,7 @@ pub use error::{AttachError, CreateError, SectionError, VectorError};
 pub use journal::{Change, ChangeKind, Changes};
 pub use layout::{ReplicaAttributes, ReplicaLimits};
 #[cfg(not(loom))]
-//TMP pub use registry::Registry;
+pub use registry::{Opened, Registry, RegistryError, RegistryLimits};
 #[cfg(not(loom))]
 pub use replica::{
     Clock, CreateOptions, ReadElement, Replica, Role, SectionFilter, SectionGuard, SectionInfo,

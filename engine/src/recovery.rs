@@ -16,7 +16,7 @@
 
 use crate::layout::{
     KIND_FREE, KIND_LIVE, KIND_OWNED, KIND_RETIRED, NONE, PINS_PER_AGENT, agent as ag,
-    current_gen, current_slot, current_word, desc as dw, hdr, meta, state_kind, state_payload,
+    current_gen, current_slot, current_word, desc as dw, hdr, meta, state_kind,
     state_word,
 };
 use crate::protocol;
@@ -356,11 +356,5 @@ impl Replica {
             let op = self.region.agent(ix, ag::OP).load(Acquire);
             op_kind(op) != OP_NONE && op_phase(op) != 0
         })
-    }
-
-    /// Descriptor owner word helper for fsck.
-    pub(crate) fn desc_state_owner(&self, d: Desc) -> Option<u64> {
-        let st = self.region.desc(d, dw::STATE).load(Acquire);
-        matches!(state_kind(st), KIND_OWNED | KIND_RETIRED).then(|| state_payload(st))
     }
 }

@@ -5,19 +5,19 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64 as ProcessCounter, Ordering as ProcessOrdering};
+use std::sync::atomic::AtomicU64 as ProcessCounter;
 
 use crate::error::{AttachError, CreateError, SectionError, VectorError};
 use crate::layout::{
     HEADER_SIZE, HeaderImage, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
     PINS_PER_AGENT, ReplicaAttributes, ReplicaLimits, agent as ag, compute_image, current_gen,
-    current_slot, current_word, desc as dw, hdr, meta, state_kind, state_payload, state_word,
+    current_slot, current_word, desc as dw, hdr, meta, state_kind, state_word,
 };
 use crate::liveness;
 use crate::protocol::{self, PinError};
 use crate::region::{AgentIx, Desc, Region, Slot};
 use crate::shm::{self, Mapping, Sharing};
-use crate::sync::{AtomicU64, Ordering::*, spin_hint, yield_now};
+use crate::sync::{Ordering::*, spin_hint, yield_now};
 
 /// `SA_TIME_END`: a section that never expires.
 pub const TIME_END: i64 = i64::MAX;
@@ -300,7 +300,7 @@ impl Replica {
             region,
             domain,
             path,
-            uid: NEXT_UID.fetch_add(1, ProcessOrdering::Relaxed),
+            uid: NEXT_UID.fetch_add(1, Relaxed),
             registered: Mutex::new(Vec::new()),
             clock: wall_clock,
         }
@@ -1432,14 +1432,6 @@ impl Replica {
     pub fn contains(&self, id: &[u8]) -> bool {
         self.lookup(id).is_ok()
     }
-
-    pub(crate) fn kind_of_desc_state(&self, d: Desc) -> u64 {
-        state_kind(self.region.desc(d, dw::STATE).load(Acquire))
-    }
-
-    pub(crate) fn desc_owner(&self, d: Desc) -> u64 {
-        state_payload(self.region.desc(d, dw::STATE).load(Acquire))
-    }
 }
 
 /// A zero-copy view of one committed section version; dereferences to `[u8]`.
@@ -1539,12 +1531,3 @@ impl ThreadIdHash for std::thread::ThreadId {
         h.finish()
     }
 }
-
-#[allow(dead_code)]
-fn _kinds_used() -> [u64; 2] {
-    [KIND_OWNED, KIND_LIVE]
-}
-
-/// Re-exported so other modules name one atomic type.
-#[allow(dead_code)]
-pub(crate) type Word = AtomicU64;
