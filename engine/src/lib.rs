@@ -27,7 +27,7 @@ pub mod layout;
 mod liveness;
 pub mod protocol;
 #[cfg(not(loom))]
-mod recovery;
+pub mod recovery;
 #[cfg(not(loom))]
 mod region;
 #[cfg(not(loom))]
@@ -46,6 +46,10 @@ pub use domain::{default_domain, ensure_domain};
 pub use error::{AttachError, CreateError, SectionError, VectorError};
 #[cfg(not(loom))]
 pub use journal::{Change, ChangeKind, Changes};
+#[cfg(not(loom))]
+pub use recovery::AgentInfo;
+#[cfg(not(loom))]
+pub use fsck::Report;
 pub use layout::{ReplicaAttributes, ReplicaLimits};
 #[cfg(not(loom))]
 pub use registry::{Opened, Registry, RegistryError, RegistryLimits};

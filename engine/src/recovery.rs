@@ -358,3 +358,51 @@ impl Replica {
         })
     }
 }
+
+/// What one agent record says (for tools and tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// Index in the agent table.
+    pub index: u32,
+    /// OS process id recorded at registration.
+    pub pid: u32,
+    /// Whether the record's process is alive.
+    pub alive: bool,
+    /// Whether the record is being recovered.
+    pub recovering: bool,
+    /// Kind of the operation in flight (0 = none; 1 write, 2 multi-section write,
+    /// 3 section create, 4 section delete).
+    pub op_kind: u8,
+    /// Its phase.
+    pub op_phase: u8,
+    /// Pins held.
+    pub pins: u32,
+}
+
+impl Replica {
+    /// Every agent record in use.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        (0..self.region.img.agent_capacity)
+            .filter_map(|ix| {
+                let ix = AgentIx(ix);
+                let st = self.region.agent(ix, ag::STATE).load(Acquire);
+                if ag_status(st) == AG_FREE {
+                    return None;
+                }
+                let op = self.region.agent(ix, ag::OP).load(Acquire);
+                let pins = (0..PINS_PER_AGENT as u64)
+                    .filter(|e| self.region.agent(ix, ag::PINS + 8 * e).load(Acquire) != 0)
+                    .count() as u32;
+                Some(AgentInfo {
+                    index: ix.0,
+                    pid: self.region.agent(ix, ag::PID).load(Acquire) as u32,
+                    alive: self.token_alive(ag_token(st)),
+                    recovering: ag_status(st) == AG_RECOVERING,
+                    op_kind: op_kind(op) as u8,
+                    op_phase: op_phase(op) as u8,
+                    pins,
+                })
+            })
+            .collect()
+    }
+}
