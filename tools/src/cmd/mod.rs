@@ -1,0 +1,5 @@
+//! One module per `ckpt` subcommand.
+
+pub mod demo;
+pub mod fsck;
+pub mod ls;
