@@ -1,1 +1,2 @@
-//! Filled by a later issue.
+//! ckpt-capi: `libSaCkpt.so.1`, the standard C ABI over ckpt-agent. Built in the C ABI
+//! issue; until then this crate is empty.
