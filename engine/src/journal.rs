@@ -139,7 +139,8 @@ impl Replica {
     ) -> Result<u64, SectionError> {
         let cap = u64::from(self.region.img.journal_capacity);
         let head = self.region.hdr(hdr::HEAD_SEQ);
-        let mut seq = head.load(Acquire) + 1;
+        // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the claim fails below.
+        let mut seq = head.load(Acquire).saturating_add(1);
         for i in 0..SPIN_LIMIT {
             if seq > MAX_SEQ {
                 return Err(SectionError::NoResources);
@@ -169,7 +170,7 @@ impl Replica {
             let held = cell_seq(seen);
             if held >= seq {
                 // Someone claimed it (or later ones wrapped here): move past.
-                seq = held.max(head.load(Acquire)) + 1;
+                seq = held.max(head.load(Acquire)).saturating_add(1);
                 continue;
             }
             if cell_status(seen) == ST_WRITING && prev.is_some_and(|p| held == p) {

@@ -381,7 +381,8 @@ impl Registry {
         (0..self.openers)
             .filter(|&o| self.opener(o, O_TOKEN).load(Acquire) != 0 && self.opener(o, O_INSTANCE).load(Acquire) == instance)
             .map(|o| self.opener(o, O_COUNT).load(Acquire))
-            .sum()
+            // Saturating: the counts are shared words and may hold anything.
+            .fold(0u64, u64::saturating_add)
     }
 
     fn check_name(name: &[u8]) -> Result<(), RegistryError> {

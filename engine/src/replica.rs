@@ -217,6 +217,14 @@ fn validate_attributes(attrs: &ReplicaAttributes) -> Result<(), CreateError> {
     Ok(())
 }
 
+/// An absolute expiration time is never negative (fsck's `expiration` invariant).
+fn check_expiration(expiration: i64) -> Result<(), SectionError> {
+    if expiration < 0 {
+        return Err(SectionError::BadArgument("negative expiration time"));
+    }
+    Ok(())
+}
+
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
@@ -677,7 +685,8 @@ impl Replica {
     /// Creates a section. `id = None` asks for a generated id (returned). Errors:
     /// `Exists` (the id exists, or the checkpoint has only its default section),
     /// `NoSpace` (maxSections reached), `TooBig` (initial data larger than maxSectionSize),
-    /// `BadArgument` (id too long), `NoResources` (checkpointSize), `NotPrimary`,
+    /// `BadArgument` (id too long or empty, negative expiration), `NoResources`
+    /// (checkpointSize), `NotPrimary`,
     /// `TryAgain`.
     ///
     /// An expiration time already in the past is accepted: the section is created and is
@@ -694,9 +703,16 @@ impl Replica {
         if data.len() as u64 > self.region.img.max_section_size {
             return Err(SectionError::TooBig);
         }
+        check_expiration(expiration)?;
         match id {
             Some(id) => {
                 self.check_id(id)?;
+                if id.is_empty() {
+                    // Spec §4.1: only a default section has the empty id; `None` asks for
+                    // a generated one.
+                    return Err(SectionError::BadArgument("empty section id"));
+                }
+                self.reap_if_expired(id);
                 self.create_section_inner(id, expiration, data)?;
                 Ok(id.to_vec())
             }
@@ -706,7 +722,8 @@ impl Replica {
                     return Err(SectionError::BadArgument("maxSectionIdSize is 0"));
                 }
                 for _ in 0..64 {
-                    let n = self.region.hdr(hdr::GENERATED_IDS).fetch_add(1, AcqRel) + 1;
+                    // Wrapping: the counter is a shared word and may hold anything.
+                    let n = self.region.hdr(hdr::GENERATED_IDS).fetch_add(1, AcqRel).wrapping_add(1);
                     let text = n.to_string();
                     let gen_id = &text.as_bytes()[text.len().saturating_sub(max)..];
                     match self.create_section_inner(gen_id, expiration, data) {
@@ -720,12 +737,31 @@ impl Replica {
         }
     }
 
+    /// Deletes section `id` if it has expired but is not reaped yet: it already reads as
+    /// absent (spec §4.2), so creating it again must not give `Exists`. Races like
+    /// [`Replica::reap_expired`].
+    fn reap_if_expired(&self, id: &[u8]) {
+        let (Ok(()), Ok(a)) = (self.check_primary(), self.agent()) else { return };
+        let Some(d) = self.probe(id, self.key_of(id)) else { return };
+        let exp = self.region.desc(d, dw::EXPIRATION).load(Acquire) as i64;
+        if exp == TIME_END || exp > (self.clock)() {
+            return;
+        }
+        let generation = current_gen(self.region.desc(d, dw::CURRENT).load(Acquire));
+        let _ = self.delete_desc(&a, d, generation);
+    }
+
     fn create_section_inner(&self, id: &[u8], expiration: i64, data: &[u8]) -> Result<(), SectionError> {
         self.check_primary()?;
         let a = self.agent()?;
         let key = self.key_of(id);
         if self.lookup_key(id, key).is_ok() {
             return Err(SectionError::Exists);
+        }
+        // maxSections reached is NO_SPACE before any budget check, whether or not
+        // checkpointSize is below maxSections * maxSectionSize. `alloc_desc` decides races.
+        if self.region.hdr(hdr::SECTION_COUNT).load(Acquire) >= u64::from(self.region.img.max_sections) {
+            return Err(SectionError::NoSpace);
         }
         self.set_op(&a, OP_CREATE, 0);
         let delta = data.len() as i64;
@@ -863,11 +899,12 @@ impl Replica {
     }
 
     /// Sets a section's absolute expiration time ([`TIME_END`]: never). Errors:
-    /// `NotExist`, `BadArgument` (the default section), `NotPrimary`.
+    /// `NotExist`, `BadArgument` (the default section, or a negative time), `NotPrimary`.
     pub fn set_expiration(&self, id: &[u8], expiration: i64) -> Result<(), SectionError> {
         if self.is_default_checkpoint() && id.is_empty() {
             return Err(SectionError::BadArgument("the default section never expires"));
         }
+        check_expiration(expiration)?;
         self.check_primary()?;
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
         let a = self.agent()?;
@@ -920,9 +957,11 @@ impl Replica {
         // SAFETY: `s` is OWNED by this agent (claimed by CAS and not yet published), so no
         // other party reads or writes its bytes; every range below is within `size`, which
         // the callers bound by `max_section_size <= slot_stride`; `base` is a distinct
-        // (live, immutable) slot or caller memory, so the ranges do not overlap.
+        // (live, immutable) slot or caller memory. Only a corrupted slot state (a current
+        // slot marked FREE, then claimed as its own section's new slot) makes `base` this
+        // very slot, so the base copy uses `copy`, which allows the overlap.
         unsafe {
-            core::ptr::copy_nonoverlapping(base.as_ptr(), dst, keep as usize);
+            core::ptr::copy(base.as_ptr(), dst, keep as usize);
             if size > keep {
                 core::ptr::write_bytes(dst.add(keep as usize), 0, (size - keep) as usize);
             }
@@ -963,6 +1002,11 @@ impl Replica {
     /// `NotPrimary`, `TryAgain`.
     pub fn write(&self, elems: &[WriteElement<'_>]) -> Result<(), VectorError> {
         let max = self.region.img.max_section_size;
+        self.check_primary()?;
+        let a = self.agent()?;
+        let mut targets: Vec<(Desc, u32, usize)> = Vec::with_capacity(elems.len());
+        // One pass in element order, so the error names the first failing element
+        // (`erroneousVectorIndex`): an unknown section wins over a later oversized element.
         for (index, e) in elems.iter().enumerate() {
             let err = |kind| VectorError { index, kind };
             if e.data.len() as u64 > max {
@@ -971,23 +1015,54 @@ impl Replica {
             if e.offset.checked_add(e.data.len() as u64).is_none_or(|end| end > max) {
                 return Err(err(SectionError::NoResources));
             }
-        }
-        self.check_primary()?;
-        let a = self.agent()?;
-        let mut targets: Vec<(Desc, u32, usize)> = Vec::with_capacity(elems.len());
-        for (index, e) in elems.iter().enumerate() {
-            let (d, g) = self.lookup(e.id).map_err(|kind| VectorError { index, kind })?;
+            let (d, g) = self.lookup(e.id).map_err(err)?;
             targets.push((d, g, index));
         }
         let mut distinct: Vec<(Desc, u32, usize)> = targets.clone();
         distinct.sort_by_key(|t| t.0);
         distinct.dedup_by_key(|t| t.0);
-        if distinct.len() <= 1 {
+        let result = if distinct.len() <= 1 {
             let Some(&(d, g, first)) = distinct.first() else { return Ok(()) };
             let parts: Vec<(u64, &[u8])> = elems.iter().map(|e| (e.offset, e.data)).collect();
-            return self.write_one(&a, d, g, &parts, false).map_err(|kind| VectorError { index: first, kind });
+            self.write_one(&a, d, g, &parts, false).map_err(|kind| VectorError { index: first, kind })
+        } else {
+            self.write_txn(&a, elems, &targets, &distinct)
+        };
+        result.map_err(|e| match e.kind {
+            SectionError::NoResources => {
+                VectorError { index: self.budget_crossing(elems, &targets).unwrap_or(e.index), ..e }
+            }
+            _ => e,
+        })
+    }
+
+    /// The element whose growth first takes `memoryUsed` past `checkpointSize` when the
+    /// elements are applied in order to the sizes committed now: the `erroneousVectorIndex`
+    /// of a write refused for the budget. Exact unless other writers changed sizes meanwhile.
+    fn budget_crossing(&self, elems: &[WriteElement<'_>], targets: &[(Desc, u32, usize)]) -> Option<usize> {
+        let limit = self.region.img.checkpoint_size;
+        let mut used = self.region.hdr(hdr::STORED_BYTES).load(Acquire);
+        let mut sizes: Vec<(Desc, u64)> = Vec::with_capacity(targets.len());
+        for &(d, _, index) in targets {
+            let k = match sizes.iter().position(|s| s.0 == d) {
+                Some(k) => k,
+                None => {
+                    let s = self.region.slot_ix(current_slot(self.region.desc(d, dw::CURRENT).load(Acquire)))?;
+                    sizes.push((d, self.region.meta(s, meta::SIZE).load(Acquire)));
+                    sizes.len() - 1
+                }
+            };
+            let end = elems[index].offset + elems[index].data.len() as u64;
+            if end > sizes[k].1 {
+                // Saturating: STORED_BYTES is a shared word and may hold anything.
+                used = used.saturating_add(end - sizes[k].1);
+                sizes[k].1 = end;
+                if used > limit {
+                    return Some(index);
+                }
+            }
         }
-        self.write_txn(&a, elems, &targets, &distinct)
+        None
     }
 
     /// Single-section commit: lease, copy-on-write into a fresh slot, journal, publish.
@@ -1351,8 +1426,17 @@ impl Replica {
     pub fn read_many(&self, elems: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
         let a = self.agent()?;
         let mut targets = Vec::with_capacity(elems.len());
+        // A section that is not there fails its element only after the elements before it
+        // were read, so the error names the first failing element.
+        let mut missing = Ok(());
         for (index, e) in elems.iter().enumerate() {
-            targets.push(self.lookup(e.id).map_err(|kind| VectorError { index, kind })?);
+            match self.lookup(e.id) {
+                Ok(t) => targets.push(t),
+                Err(kind) => {
+                    missing = Err(VectorError { index, kind });
+                    break;
+                }
+            }
         }
         let multi = targets.windows(2).any(|w| w[0].0 != w[1].0);
         let seq = self.region.hdr(hdr::MULTI_SEQ);
@@ -1372,7 +1456,7 @@ impl Replica {
                 e.read = self.read_desc(&a, d, g, e.offset, e.buf).map_err(|kind| VectorError { index, kind })?;
             }
             if !multi || seq.load(SeqCst) == before {
-                return Ok(());
+                return missing;
             }
         }
         Err(VectorError { index: 0, kind: SectionError::TryAgain })
