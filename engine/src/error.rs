@@ -87,9 +87,16 @@ impl fmt::Display for CreateError {
         match self {
             Self::AlreadyExists => f.write_str("an object with that name already exists"),
             Self::InvalidAttributes => f.write_str("checkpoint attributes or limits out of range"),
-            Self::Io(e) => write!(f, "system error {e} ({})", std::io::Error::from_raw_os_error(*e)),
+            Self::Io(e) => write!(
+                f,
+                "system error {e} ({})",
+                std::io::Error::from_raw_os_error(*e)
+            ),
             Self::NoResources { needed } => {
-                write!(f, "shared memory cannot hold {needed} bytes (tmpfs or memory cgroup full)")
+                write!(
+                    f,
+                    "shared memory cannot hold {needed} bytes (tmpfs or memory cgroup full)"
+                )
             }
         }
     }
@@ -100,7 +107,11 @@ impl fmt::Display for AttachError {
         match self {
             Self::BadMagic => f.write_str("not a ckpt replica object"),
             Self::CorruptHeader(why) => write!(f, "corrupt replica header: {why}"),
-            Self::Io(e) => write!(f, "system error {e} ({})", std::io::Error::from_raw_os_error(*e)),
+            Self::Io(e) => write!(
+                f,
+                "system error {e} ({})",
+                std::io::Error::from_raw_os_error(*e)
+            ),
             Self::NotFound => f.write_str("no such replica object"),
             Self::NotInitialized => f.write_str("replica object is not initialised yet"),
             Self::WrongOwner { uid } => write!(f, "replica object owned by uid {uid}, not us"),

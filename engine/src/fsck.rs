@@ -14,7 +14,9 @@ use crate::layout::{
     current_slot, desc as dw, hdr, meta, state_kind, state_payload,
 };
 use crate::region::{AgentIx, Desc, Slot};
-use crate::replica::{AG_ALIVE, AG_FREE, OP_NONE, Replica, TIME_END, ag_status, ag_token, op_kind, owner_ix};
+use crate::replica::{
+    AG_ALIVE, AG_FREE, OP_NONE, Replica, TIME_END, ag_status, ag_token, op_kind, owner_ix,
+};
 use crate::sync::Ordering::*;
 
 /// One broken invariant.
@@ -50,7 +52,10 @@ impl Report {
 
     pub(crate) fn push(&mut self, invariant: &'static str, detail: impl Into<String>) {
         if self.violations.len() < MAX_VIOLATIONS {
-            self.violations.push(Violation { invariant, detail: detail.into() });
+            self.violations.push(Violation {
+                invariant,
+                detail: detail.into(),
+            });
         }
     }
 }
@@ -60,7 +65,12 @@ impl fmt::Display for Report {
         if self.is_clean() {
             write!(f, "clean ({} sections", self.sections)?;
         } else {
-            write!(f, "{} violation(s) ({} sections", self.violations.len(), self.sections)?;
+            write!(
+                f,
+                "{} violation(s) ({} sections",
+                self.violations.len(),
+                self.sections
+            )?;
         }
         if !self.quiescent {
             f.write_str(", busy: accounting checks skipped")?;
@@ -83,7 +93,8 @@ impl Replica {
         // 1. The header in the object still equals the validated image.
         // SAFETY: the mapping is at least a header long; read by value (volatile) since
         // the page is shared.
-        let now_img = unsafe { core::ptr::read_volatile(reg.mapping().ptr().cast::<HeaderImage>()) };
+        let now_img =
+            unsafe { core::ptr::read_volatile(reg.mapping().ptr().cast::<HeaderImage>()) };
         if now_img != img {
             r.push("header-immutable", "the header image changed after attach");
         }
@@ -101,13 +112,24 @@ impl Replica {
                         busy = true;
                     }
                 }
-                AG_ALIVE => r.push("agent-dead-unrecovered", format!("agent {ix}: process gone, not recovered")),
+                AG_ALIVE => r.push(
+                    "agent-dead-unrecovered",
+                    format!("agent {ix}: process gone, not recovered"),
+                ),
                 2 if self.token_alive(ag_token(st)) => busy = true,
-                2 => r.push("agent-dead-unrecovered", format!("agent {ix}: recovery abandoned")),
+                2 => r.push(
+                    "agent-dead-unrecovered",
+                    format!("agent {ix}: recovery abandoned"),
+                ),
                 s => r.push("agent-state", format!("agent {ix}: status {s}")),
             }
         }
-        let owner_alive = |owner: u64| alive.get(owner_ix(owner) as usize).copied().unwrap_or(false);
+        let owner_alive = |owner: u64| {
+            alive
+                .get(owner_ix(owner) as usize)
+                .copied()
+                .unwrap_or(false)
+        };
         for w in [hdr::STRUCT_LOCK, hdr::MULTI_OWNER] {
             let h = reg.hdr(w).load(Acquire);
             if h != 0 {
@@ -129,44 +151,80 @@ impl Replica {
             let cur = reg.desc(dd, dw::CURRENT).load(Acquire);
             let lease = reg.desc(dd, dw::LEASE).load(Acquire);
             if lease != 0 && !owner_alive(lease) && r.quiescent {
-                r.push("lease-owner", format!("descriptor {d}: lease held by dead owner {lease:#x}"));
+                r.push(
+                    "lease-owner",
+                    format!("descriptor {d}: lease held by dead owner {lease:#x}"),
+                );
             }
             match state_kind(st) {
                 KIND_FREE => {
                     if current_slot(cur) != NONE {
-                        r.push("free-desc-has-slot", format!("descriptor {d} is free but names slot {}", current_slot(cur)));
+                        r.push(
+                            "free-desc-has-slot",
+                            format!(
+                                "descriptor {d} is free but names slot {}",
+                                current_slot(cur)
+                            ),
+                        );
                     }
                     if !reg.desc_hint().is_set(d) {
-                        r.push("free-desc-hinted", format!("free descriptor {d} missing from the allocation hint"));
+                        r.push(
+                            "free-desc-hinted",
+                            format!("free descriptor {d} missing from the allocation hint"),
+                        );
                     }
                 }
                 KIND_LIVE => {
                     live += 1;
                     let key = reg.desc(dd, dw::KEY).load(Acquire);
                     if key >> 48 > img.max_section_id_size {
-                        r.push("id-length", format!("descriptor {d}: id length {} too long", key >> 48));
+                        r.push(
+                            "id-length",
+                            format!("descriptor {d}: id length {} too long", key >> 48),
+                        );
                     }
                     let Some(s) = reg.slot_ix(current_slot(cur)) else {
-                        r.push("live-desc-slot", format!("descriptor {d}: current slot {} out of range", current_slot(cur)));
+                        r.push(
+                            "live-desc-slot",
+                            format!(
+                                "descriptor {d}: current slot {} out of range",
+                                current_slot(cur)
+                            ),
+                        );
                         continue;
                     };
                     if reg.meta(s, meta::STATE).load(Acquire) != crate::protocol::live(d) {
-                        r.push("current-slot-live", format!("descriptor {d}: slot {} is not LIVE for it", s.0));
+                        r.push(
+                            "current-slot-live",
+                            format!("descriptor {d}: slot {} is not LIVE for it", s.0),
+                        );
                     }
                     if slot_ref[s.0 as usize] != NONE {
-                        r.push("slot-shared", format!("slot {} is current for two descriptors", s.0));
+                        r.push(
+                            "slot-shared",
+                            format!("slot {} is current for two descriptors", s.0),
+                        );
                     }
                     slot_ref[s.0 as usize] = d;
                     let size = reg.meta(s, meta::SIZE).load(Acquire);
                     if size > img.max_section_size {
-                        r.push("section-size", format!("descriptor {d}: size {size} > maxSectionSize"));
+                        r.push(
+                            "section-size",
+                            format!("descriptor {d}: size {size} > maxSectionSize"),
+                        );
                     }
                     stored += size.min(img.max_section_size);
                     let id = self.read_id(dd);
                     if self.key_of(&id) != key {
-                        r.push("id-key", format!("descriptor {d}: key does not hash its id"));
+                        r.push(
+                            "id-key",
+                            format!("descriptor {d}: key does not hash its id"),
+                        );
                     } else if self.probe(&id, key) != Some(dd) {
-                        r.push("indexed", format!("descriptor {d} is not reachable through the index"));
+                        r.push(
+                            "indexed",
+                            format!("descriptor {d} is not reachable through the index"),
+                        );
                     }
                     let exp = reg.desc(dd, dw::EXPIRATION).load(Acquire) as i64;
                     if exp != TIME_END && exp < 0 {
@@ -176,7 +234,10 @@ impl Replica {
                 KIND_OWNED | KIND_RETIRED => {
                     let o = state_payload(st);
                     if !owner_alive(o) {
-                        r.push("desc-owner", format!("descriptor {d} held by dead owner {o:#x}"));
+                        r.push(
+                            "desc-owner",
+                            format!("descriptor {d} held by dead owner {o:#x}"),
+                        );
                     }
                 }
                 k => r.push("desc-state", format!("descriptor {d}: kind {k}")),
@@ -195,10 +256,18 @@ impl Replica {
                 e => {
                     entries += 1;
                     match reg.desc_ix(e - 1) {
-                        None => r.push("index-range", format!("index entry {i} names descriptor {}", e - 1)),
+                        None => r.push(
+                            "index-range",
+                            format!("index entry {i} names descriptor {}", e - 1),
+                        ),
                         Some(d) => {
-                            if state_kind(reg.desc(d, dw::STATE).load(Acquire)) != KIND_LIVE && r.quiescent {
-                                r.push("index-live", format!("index entry {i} names non-live descriptor {}", d.0));
+                            if state_kind(reg.desc(d, dw::STATE).load(Acquire)) != KIND_LIVE
+                                && r.quiescent
+                            {
+                                r.push(
+                                    "index-live",
+                                    format!("index entry {i} names non-live descriptor {}", d.0),
+                                );
                             }
                         }
                     }
@@ -207,16 +276,24 @@ impl Replica {
         }
         if r.quiescent {
             if entries != live {
-                r.push("index-count", format!("{entries} index entries for {live} live descriptors"));
+                r.push(
+                    "index-count",
+                    format!("{entries} index entries for {live} live descriptors"),
+                );
             }
             let count = reg.hdr(hdr::SECTION_COUNT).load(Acquire);
             if count != live {
-                r.push("section-count", format!("header counts {count} sections, {live} are live"));
+                r.push(
+                    "section-count",
+                    format!("header counts {count} sections, {live} are live"),
+                );
             }
             if reg.hdr(hdr::TOMBSTONES).load(Acquire) != tombs {
                 r.push("tombstones", "tombstone count does not match the index");
             }
-            if reg.hdr(hdr::INDEX_SEQ).load(Acquire) % 2 == 1 || reg.hdr(hdr::MULTI_SEQ).load(Acquire) % 2 == 1 {
+            if reg.hdr(hdr::INDEX_SEQ).load(Acquire) % 2 == 1
+                || reg.hdr(hdr::MULTI_SEQ).load(Acquire) % 2 == 1
+            {
                 r.push("seqcount-even", "a seqcount is odd with no holder");
             }
         }
@@ -243,7 +320,10 @@ impl Replica {
             let st = reg.meta(ss, meta::STATE).load(Acquire);
             let pinned = reg.pins(ss).iter().any(|w| w.load(Acquire) != 0);
             if pinned && r.quiescent && !pin_entries[s as usize] {
-                r.push("pin-recorded", format!("slot {s} has a pin bit no live agent records"));
+                r.push(
+                    "pin-recorded",
+                    format!("slot {s} has a pin bit no live agent records"),
+                );
             }
             match state_kind(st) {
                 KIND_FREE => {
@@ -251,29 +331,44 @@ impl Replica {
                         r.push("current-slot-live", format!("slot {s} is free but current"));
                     }
                     if !reg.slot_hint().is_set(s) {
-                        r.push("free-slot-hinted", format!("free slot {s} missing from the allocation hint (leak)"));
+                        r.push(
+                            "free-slot-hinted",
+                            format!("free slot {s} missing from the allocation hint (leak)"),
+                        );
                     }
                 }
                 KIND_LIVE => {
                     if slot_ref[s as usize] == NONE {
                         busy_slots += 1;
                         if r.quiescent {
-                            r.push("slot-leak", format!("slot {s} is LIVE but no descriptor's current version"));
+                            r.push(
+                                "slot-leak",
+                                format!("slot {s} is LIVE but no descriptor's current version"),
+                            );
                         }
                     }
                 }
                 KIND_RETIRED => {
                     busy_slots += 1;
                     if !pinned && r.quiescent {
-                        r.push("slot-leak", format!("slot {s} is retired with no pin and was never freed"));
+                        r.push(
+                            "slot-leak",
+                            format!("slot {s} is retired with no pin and was never freed"),
+                        );
                     }
                 }
                 KIND_OWNED => {
                     busy_slots += 1;
                     if !owner_alive(state_payload(st)) {
-                        r.push("slot-owner", format!("slot {s} owned by a dead agent (leak)"));
+                        r.push(
+                            "slot-owner",
+                            format!("slot {s} owned by a dead agent (leak)"),
+                        );
                     } else if r.quiescent {
-                        r.push("slot-leak", format!("slot {s} owned while its owner is idle"));
+                        r.push(
+                            "slot-leak",
+                            format!("slot {s} owned while its owner is idle"),
+                        );
                     }
                 }
                 k => r.push("slot-state", format!("slot {s}: kind {k}")),
@@ -285,7 +380,10 @@ impl Replica {
         if r.quiescent && reg.hdr(hdr::BUDGET_DIRTY).load(Acquire) == 0 {
             let used = reg.hdr(hdr::STORED_BYTES).load(Acquire);
             if used != stored {
-                r.push("memory-used", format!("memoryUsed is {used}, sections hold {stored}"));
+                r.push(
+                    "memory-used",
+                    format!("memoryUsed is {used}, sections hold {stored}"),
+                );
             }
         }
 
@@ -296,15 +394,24 @@ impl Replica {
         for seq in first..=head {
             let w0 = reg.cell(seq, 0).load(Acquire);
             if cell_seq(w0) != seq {
-                r.push("journal-gap", format!("seq {seq} missing (cell holds {})", cell_seq(w0)));
+                r.push(
+                    "journal-gap",
+                    format!("seq {seq} missing (cell holds {})", cell_seq(w0)),
+                );
             } else if cell_status(w0) != ST_DONE && r.quiescent {
-                r.push("journal-open", format!("seq {seq} still being written with no writer"));
+                r.push(
+                    "journal-open",
+                    format!("seq {seq} still being written with no writer"),
+                );
             }
         }
         for c in 0..cap {
             let w0 = reg.cell(c, 0).load(Acquire);
             if cell_seq(w0) > head {
-                r.push("journal-ahead", format!("cell {c} holds seq {} beyond the head {head}", cell_seq(w0)));
+                r.push(
+                    "journal-ahead",
+                    format!("cell {c} holds seq {} beyond the head {head}", cell_seq(w0)),
+                );
             }
         }
         r

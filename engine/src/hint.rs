@@ -106,12 +106,17 @@ impl<'a> Hint<'a> {
     /// Number of indices whose bit is set (fsck).
     #[cfg(test)]
     pub(crate) fn count(&self) -> u64 {
-        self.l0.iter().map(|w| u64::from(w.load(SeqCst).count_ones())).sum()
+        self.l0
+            .iter()
+            .map(|w| u64::from(w.load(SeqCst).count_ones()))
+            .sum()
     }
 
     /// Whether index `i`'s bit is set (fsck).
     pub(crate) fn is_set(&self, i: u32) -> bool {
-        self.l0.get(i as usize / 64).is_some_and(|w| w.load(SeqCst) & (1 << (i % 64)) != 0)
+        self.l0
+            .get(i as usize / 64)
+            .is_some_and(|w| w.load(SeqCst) & (1 << (i % 64)) != 0)
     }
 }
 
@@ -120,7 +125,9 @@ mod tests {
     use super::*;
 
     fn words(len: u32) -> Vec<AtomicU64> {
-        (0..words_for(u64::from(len))).map(|_| AtomicU64::new(0)).collect()
+        (0..words_for(u64::from(len)))
+            .map(|_| AtomicU64::new(0))
+            .collect()
     }
 
     #[test]

@@ -65,7 +65,8 @@ impl Replica {
     pub(crate) fn read_id(&self, d: Desc) -> Vec<u8> {
         let key = self.region.desc(d, dw::KEY).load(Acquire);
         let words = self.region.id_words(d);
-        let len = ((key >> 48) as usize).min(words.len() * 8);
+        let max = (self.region.img.max_section_id_size as usize).min(words.len() * 8);
+        let len = ((key >> 48) as usize).min(max);
         let mut out = Vec::with_capacity(len);
         for w in words {
             if out.len() >= len {
@@ -134,12 +135,18 @@ impl Replica {
                 continue;
             }
             let found = self.probe(id, key).map(|d| {
-                (d, self.region.desc(d, dw::CURRENT).load(Acquire), self.region.desc(d, dw::STATE).load(Acquire))
+                (
+                    d,
+                    self.region.desc(d, dw::CURRENT).load(Acquire),
+                    self.region.desc(d, dw::STATE).load(Acquire),
+                )
             });
             if seq.load(Acquire) != before {
                 continue;
             }
-            let Some((d, cur, state)) = found else { return Err(SectionError::NotExist) };
+            let Some((d, cur, state)) = found else {
+                return Err(SectionError::NotExist);
+            };
             if state_kind(state) != KIND_LIVE || current_slot(cur) == NONE {
                 return Err(SectionError::NotExist);
             }
@@ -159,28 +166,40 @@ impl Replica {
                 self.owner_gone(holder);
             }
         }
-        if attempt > 64 { yield_now() } else { spin_hint() }
+        if attempt > 64 {
+            yield_now()
+        } else {
+            spin_hint()
+        }
     }
 
     /// Inserts `d` (under the structural lock, seqcount odd). The caller checked that no
     /// live entry has the same id.
     pub(crate) fn index_insert(&self, d: Desc, key: u64) {
-        let cap = self.region.img.index_capacity;
-        let mut pos = (key & HASH_MASK) as u32;
-        for _ in 0..cap {
-            let entry = self.region.index_entry(pos);
-            let e = entry.load(Acquire);
-            if e == EMPTY || e == TOMB {
-                if e == TOMB {
-                    self.region.hdr(hdr::TOMBSTONES).fetch_sub(1, AcqRel);
+        for attempt in 0..2 {
+            let cap = self.region.img.index_capacity;
+            let mut pos = (key & HASH_MASK) as u32;
+            for _ in 0..cap {
+                let entry = self.region.index_entry(pos);
+                let e = entry.load(Acquire);
+                if e == EMPTY || e == TOMB {
+                    if e == TOMB {
+                        let _ =
+                            self.region
+                                .hdr(hdr::TOMBSTONES)
+                                .fetch_update(AcqRel, Acquire, |t| t.checked_sub(1));
+                    }
+                    entry.store(d.0 + 1, Release);
+                    return;
                 }
-                entry.store(d.0 + 1, Release);
-                return;
+                pos = pos.wrapping_add(1);
             }
-            pos = pos.wrapping_add(1);
+            // Capacity is twice maxSections, so a full index means corruption: rebuild it
+            // from the descriptors (which frees at least half of it), then insert.
+            if attempt == 0 {
+                self.rebuild_index();
+            }
         }
-        // Capacity is twice maxSections, so a full index means corruption: rebuild.
-        self.rebuild_index();
     }
 
     /// Removes `d` (under the structural lock, seqcount odd).

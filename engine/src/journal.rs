@@ -154,14 +154,23 @@ impl Replica {
                 Some(p) => cell_seq(seen) == p && cell_status(seen) == ST_DONE,
             };
             if free {
-                if w0.compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire).is_ok() {
+                if w0
+                    .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
+                    .is_ok()
+                {
                     // Seqlock discipline: the WRITING mark is ordered before the payload.
                     fence(Release);
-                    self.region.cell(seq, 1).store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
+                    self.region
+                        .cell(seq, 1)
+                        .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
                     self.region.cell(seq, 2).store(offset, Relaxed);
                     self.region.cell(seq, 3).store(len, Relaxed);
-                    self.region.cell(seq, 4).store(kind | (u64::from(s.0) << 32), Relaxed);
-                    self.region.cell(seq, 5).store((self.clock)() as u64, Relaxed);
+                    self.region
+                        .cell(seq, 4)
+                        .store(kind | (u64::from(s.0) << 32), Relaxed);
+                    self.region
+                        .cell(seq, 5)
+                        .store((self.clock)() as u64, Relaxed);
                     head.fetch_max(seq, AcqRel);
                     return Ok(seq);
                 }
@@ -179,17 +188,25 @@ impl Replica {
                 if i % 256 == 255 {
                     self.recover_cell_owner(cell_agent(seen));
                 }
-                if i > 64 { yield_now() } else { spin_hint() }
+                if i > 64 {
+                    yield_now()
+                } else {
+                    spin_hint()
+                }
                 continue;
             }
             // A gap-free journal never holds anything else here.
-            return Err(SectionError::Corrupted("journal cell holds an impossible seq"));
+            return Err(SectionError::Corrupted(
+                "journal cell holds an impossible seq",
+            ));
         }
         Err(SectionError::TryAgain)
     }
 
     fn recover_cell_owner(&self, ix: u32) {
-        let Some(ix) = self.region.agent_ix(ix) else { return };
+        let Some(ix) = self.region.agent_ix(ix) else {
+            return;
+        };
         self.recover_agent(ix);
     }
 
@@ -208,7 +225,9 @@ impl Replica {
         let w0 = self.region.cell(seq, 0);
         let seen = w0.load(Relaxed);
         if cell_seq(seen) == seq {
-            self.region.cell(seq, 4).store(KIND_ABORT | (u64::from(NONE) << 32), Relaxed);
+            self.region
+                .cell(seq, 4)
+                .store(KIND_ABORT | (u64::from(NONE) << 32), Relaxed);
             w0.store(cell_word(seq, ST_DONE, cell_agent(seen)), Release);
         }
     }
@@ -227,25 +246,15 @@ impl Replica {
             if seq & self.journal_mask() != c {
                 continue;
             }
-            let kind = self.region.cell(seq, 4).load(Relaxed) & 0xff;
-            if kind == KIND_EXPIRATION {
-                // Expiration changes carry no op record: roll them forward.
-                let w1 = self.region.cell(seq, 1).load(Relaxed);
-                if let Some(d) = self.region.desc_ix(w1 as u32) {
-                    let cur = self.region.desc(d, crate::layout::desc::CURRENT).load(Acquire);
-                    if crate::layout::current_gen(cur) == (w1 >> 32) as u32 {
-                        let exp = self.region.cell(seq, 2).load(Relaxed);
-                        self.region.desc(d, crate::layout::desc::EXPIRATION).store(exp, SeqCst);
-                        self.complete_seq(seq);
-                        continue;
-                    }
-                }
-                self.abort_seq(seq);
-            } else if forward {
+            // The op record decides (expiration changes have one too): the cell's own
+            // words may be a ring old, as the writer fills them after claiming the cell.
+            if forward {
                 self.complete_seq(seq);
             } else {
                 self.abort_seq(seq);
             }
+            // The writer may have died between claiming the cell and publishing its seq.
+            self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, AcqRel);
         }
     }
 
@@ -295,7 +304,9 @@ impl Replica {
                 got = Some((w1, w2, w3, w4, w5));
                 break;
             }
-            let Some((w1, w2, w3, w4, w5)) = got else { return Changes::UpTo(seq) };
+            let Some((w1, w2, w3, w4, w5)) = got else {
+                return Changes::UpTo(seq);
+            };
             seq = next;
             let kind = match w4 & 0xff {
                 KIND_CREATE => ChangeKind::Create,
@@ -305,10 +316,31 @@ impl Replica {
                 KIND_EXPIRATION => ChangeKind::Expiration,
                 _ => continue,
             };
+            let max = self.region.img.max_section_size;
+            if kind != ChangeKind::Expiration && w2.checked_add(w3).is_none_or(|end| end > max) {
+                // A record no writer can have made: the ring is corrupted, resync.
+                return Changes::Resync(self.commit_seq());
+            }
             let id = self.id_for_change(w1, kind);
-            let expiration = if kind == ChangeKind::Expiration { w2 as i64 } else { 0 };
-            let offset = if kind == ChangeKind::Expiration { 0 } else { w2 };
-            out.push(Change { seq: next, kind, id, offset, len: w3, expiration, time: w5 as i64 });
+            let expiration = if kind == ChangeKind::Expiration {
+                w2 as i64
+            } else {
+                0
+            };
+            let offset = if kind == ChangeKind::Expiration {
+                0
+            } else {
+                w2
+            };
+            out.push(Change {
+                seq: next,
+                kind,
+                id,
+                offset,
+                len: w3,
+                expiration,
+                time: w5 as i64,
+            });
             taken += 1;
         }
         Changes::UpTo(seq)
@@ -319,14 +351,21 @@ impl Replica {
     fn id_for_change(&self, w1: u64, kind: ChangeKind) -> Option<Vec<u8>> {
         let d = self.region.desc_ix(w1 as u32)?;
         let generation = (w1 >> 32) as u32;
-        let cur = self.region.desc(d, crate::layout::desc::CURRENT).load(Acquire);
+        let cur = self
+            .region
+            .desc(d, crate::layout::desc::CURRENT)
+            .load(Acquire);
         let now = crate::layout::current_gen(cur);
-        let same = now == generation || (kind == ChangeKind::Delete && now == generation.wrapping_add(1));
+        let same =
+            now == generation || (kind == ChangeKind::Delete && now == generation.wrapping_add(1));
         if !same {
             return None;
         }
         let id = self.read_id(d);
-        let cur2 = self.region.desc(d, crate::layout::desc::CURRENT).load(Acquire);
+        let cur2 = self
+            .region
+            .desc(d, crate::layout::desc::CURRENT)
+            .load(Acquire);
         (cur2 == cur).then_some(id)
     }
 
@@ -376,7 +415,12 @@ impl Replica {
                 tv_sec: left.as_secs() as i64,
                 tv_nsec: i64::from(left.subsec_nanos()),
             };
-            let _ = rustix::thread::futex::wait(word, rustix::thread::futex::Flags::empty(), v, Some(&ts));
+            let _ = rustix::thread::futex::wait(
+                word,
+                rustix::thread::futex::Flags::empty(),
+                v,
+                Some(&ts),
+            );
         };
         self.drop_waiter(a.ix);
         result

@@ -59,7 +59,8 @@ pub(crate) struct HeaderImage {
     pub(crate) journal_capacity: u32,
     pub(crate) id_stride: u32,
     pub(crate) slot_meta_stride: u32,
-    pub(crate) reserved0: u32,
+    /// Checksum of every other field (see [`HeaderImage::checksum`]).
+    pub(crate) checksum: u32,
     pub(crate) slot_stride: u64,
     pub(crate) off_agents: u64,
     pub(crate) off_descs: u64,
@@ -194,7 +195,11 @@ pub struct ReplicaLimits {
 
 impl Default for ReplicaLimits {
     fn default() -> Self {
-        Self { agents: 128, spare_slots: 0, journal_cells: 4096 }
+        Self {
+            agents: 128,
+            spare_slots: 0,
+            journal_cells: 4096,
+        }
     }
 }
 
@@ -261,7 +266,7 @@ pub(crate) fn compute_image(
     if total_size > MAX_OBJECT_SIZE {
         return None;
     }
-    Some(HeaderImage {
+    let mut img = HeaderImage {
         magic: REPLICA_MAGIC,
         layout_version: LAYOUT_VERSION,
         header_size: HEADER_SIZE as u32,
@@ -282,7 +287,7 @@ pub(crate) fn compute_image(
         journal_capacity: journal as u32,
         id_stride: id_stride as u32,
         slot_meta_stride: slot_meta_stride as u32,
-        reserved0: 0,
+        checksum: 0,
         slot_stride,
         off_agents,
         off_descs,
@@ -293,10 +298,49 @@ pub(crate) fn compute_image(
         off_desc_hint,
         off_journal,
         off_slots,
-    })
+    };
+    img.checksum = img.checksum();
+    Some(img)
 }
 
 impl HeaderImage {
+    /// A 32-bit checksum over every field but itself, so a change to a field that does not
+    /// feed the geometry (instance, hash seed, attributes hidden by rounding) is caught.
+    pub(crate) fn checksum(&self) -> u32 {
+        let words = [
+            u64::from_le_bytes(self.magic),
+            u64::from(self.layout_version) | (u64::from(self.header_size) << 32),
+            self.total_size,
+            self.instance,
+            self.hash_seed,
+            self.created_ns as u64,
+            u64::from(self.creation_flags) | (u64::from(self.max_sections) << 32),
+            self.checkpoint_size,
+            self.retention_ns as u64,
+            self.max_section_size,
+            self.max_section_id_size,
+            u64::from(self.agent_capacity) | (u64::from(self.pin_words) << 32),
+            u64::from(self.slot_count) | (u64::from(self.index_capacity) << 32),
+            u64::from(self.journal_capacity) | (u64::from(self.id_stride) << 32),
+            u64::from(self.slot_meta_stride),
+            self.slot_stride,
+            self.off_agents,
+            self.off_descs,
+            self.off_ids,
+            self.off_index,
+            self.off_slot_meta,
+            self.off_slot_hint,
+            self.off_desc_hint,
+            self.off_journal,
+            self.off_slots,
+        ];
+        let h = words.iter().fold(0x243f_6a88_85a3_08d3u64, |h, &w| {
+            let p = u128::from(h ^ w) * 0x9e37_79b9_7f4a_7c15u128;
+            (p as u64) ^ ((p >> 64) as u64)
+        });
+        (h ^ (h >> 32)) as u32
+    }
+
     /// Checks every field of an image read from an untrusted object: recomputing the
     /// geometry from the attributes must give back exactly the stored image.
     pub(crate) fn validate(&self, object_len: u64) -> Result<(), AttachError> {
@@ -307,7 +351,10 @@ impl HeaderImage {
             return Err(AttachError::UnsupportedVersion(self.layout_version));
         }
         if self.total_size != object_len {
-            return Err(AttachError::SizeMismatch { header: self.total_size, object: object_len });
+            return Err(AttachError::SizeMismatch {
+                header: self.total_size,
+                object: object_len,
+            });
         }
         let attrs = self.attributes();
         let limits = ReplicaLimits {
@@ -315,14 +362,35 @@ impl HeaderImage {
             spare_slots: self.slot_count.wrapping_sub(self.max_sections),
             journal_cells: self.journal_capacity,
         };
+        if attrs.max_sections == 0
+            || attrs.max_section_size == 0
+            || attrs.retention_ns < 0
+            || u64::from(attrs.max_sections)
+                .checked_mul(attrs.max_section_size)
+                .is_none_or(|cap| attrs.checkpoint_size > cap)
+        {
+            return Err(AttachError::CorruptHeader(
+                "creation attributes out of range",
+            ));
+        }
+        if self.checksum != self.checksum() {
+            return Err(AttachError::CorruptHeader("header checksum mismatch"));
+        }
         if self.slot_count <= self.max_sections {
             return Err(AttachError::CorruptHeader("slot count below max sections"));
         }
-        let expect =
-            compute_image(&attrs, &limits, self.instance, self.hash_seed, self.created_ns)
-                .ok_or(AttachError::CorruptHeader("geometry out of range"))?;
+        let expect = compute_image(
+            &attrs,
+            &limits,
+            self.instance,
+            self.hash_seed,
+            self.created_ns,
+        )
+        .ok_or(AttachError::CorruptHeader("geometry out of range"))?;
         if expect != *self {
-            return Err(AttachError::CorruptHeader("geometry does not match attributes"));
+            return Err(AttachError::CorruptHeader(
+                "geometry does not match attributes",
+            ));
         }
         Ok(())
     }
@@ -346,7 +414,7 @@ mod tests {
     fn attrs() -> ReplicaAttributes {
         ReplicaAttributes {
             creation_flags: 2,
-            checkpoint_size: 1 << 20,
+            checkpoint_size: 100 * 4096,
             retention_ns: 0,
             max_sections: 100,
             max_section_size: 4096,
@@ -366,7 +434,10 @@ mod tests {
     fn image_with_a_changed_offset_is_rejected() {
         let mut img = compute_image(&attrs(), &ReplicaLimits::default(), 7, 9, 0).unwrap();
         img.off_index += 8;
-        assert!(matches!(img.validate(img.total_size), Err(AttachError::CorruptHeader(_))));
+        assert!(matches!(
+            img.validate(img.total_size),
+            Err(AttachError::CorruptHeader(_))
+        ));
     }
 
     #[test]

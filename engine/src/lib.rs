@@ -40,17 +40,16 @@ mod sync;
 #[cfg(all(test, not(loom)))]
 pub(crate) mod testutil;
 
-
 #[cfg(not(loom))]
 pub use domain::{default_domain, ensure_domain};
 pub use error::{AttachError, CreateError, SectionError, VectorError};
 #[cfg(not(loom))]
+pub use fsck::Report;
+#[cfg(not(loom))]
 pub use journal::{Change, ChangeKind, Changes};
+pub use layout::{ReplicaAttributes, ReplicaLimits};
 #[cfg(not(loom))]
 pub use recovery::AgentInfo;
-#[cfg(not(loom))]
-pub use fsck::Report;
-pub use layout::{ReplicaAttributes, ReplicaLimits};
 #[cfg(not(loom))]
 pub use registry::{Opened, Registry, RegistryError, RegistryLimits};
 #[cfg(not(loom))]

@@ -73,7 +73,10 @@ fn install_atfork() {
 
 fn register_fd(fd: i32) {
     for slot in &LOCK_FDS {
-        if slot.compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if slot
+            .compare_exchange(-1, fd, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
             return;
         }
     }
@@ -81,7 +84,10 @@ fn register_fd(fd: i32) {
 
 fn unregister_fd(fd: i32) {
     for slot in &LOCK_FDS {
-        if slot.compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        if slot
+            .compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
             return;
         }
     }
@@ -202,7 +208,9 @@ pub(crate) fn is_alive(domain: &Path, token: u32) -> bool {
 
 /// Removes the lock files of dead processes (and stale temporaries). Returns how many.
 pub(crate) fn sweep(domain: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(procs_dir(domain)) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(procs_dir(domain)) else {
+        return 0;
+    };
     let mut removed = 0;
     for entry in entries.flatten() {
         let path = entry.path();

@@ -26,8 +26,8 @@
 #![allow(unreachable_pub)] // `pub` so the loom integration test can drive it.
 
 use crate::layout::{
-    KIND_FREE, KIND_LIVE, KIND_OWNED, KIND_RETIRED, NONE, current_gen, current_slot,
-    current_word, state_kind, state_word,
+    KIND_FREE, KIND_LIVE, KIND_OWNED, KIND_RETIRED, NONE, current_gen, current_slot, current_word,
+    state_kind, state_word,
 };
 use crate::sync::{AtomicU64, Ordering::SeqCst, spin_hint};
 
@@ -66,22 +66,28 @@ pub const fn live(desc: u32) -> u64 {
     state_word(KIND_LIVE, desc as u64)
 }
 
-/// The state word of a superseded slot of `desc` waiting for its pins to drain.
+/// The state word of a superseded slot waiting for its pins to drain. `tag` identifies
+/// this retirement (the journal seq of the version the slot held, unique per commit), so
+/// a stale unpinner that read the word before the slot was freed, reused and retired again
+/// cannot free it by a CAS from an equal-looking word (the ABA loom found).
 #[inline]
-pub const fn retired(desc: u32) -> u64 {
-    state_word(KIND_RETIRED, desc as u64)
+pub const fn retired(tag: u64) -> u64 {
+    state_word(KIND_RETIRED, tag & ((1 << 56) - 1))
 }
 
 /// Claims a FREE slot for `owner`. The CAS writes the owner's identity, which is what lets
 /// recovery tell a dead owner's slots apart without any other record.
 #[inline]
 pub fn claim_free(state: &AtomicU64, owner: u64) -> bool {
-    state.compare_exchange(KIND_FREE, owned(owner), SeqCst, SeqCst).is_ok()
+    state
+        .compare_exchange(KIND_FREE, owned(owner), SeqCst, SeqCst)
+        .is_ok()
 }
 
 /// Pins the slot `current` names for generation `generation`, for the agent whose bit is
 /// `bit` in pin word `word`. `on_begin(slot)` runs before the pin bit is set and
-/// `on_abandon(slot)` after it is cleared again on a retry, so the caller can keep a crash
+/// `on_abandon(slot, freed)` after it is cleared again on a retry (`freed`: that unpin
+/// freed the slot, which the caller must make allocatable again), so the caller can keep a crash
 /// record of every bit it may have set.
 pub fn pin<S: Slots + ?Sized>(
     slots: &S,
@@ -90,7 +96,7 @@ pub fn pin<S: Slots + ?Sized>(
     word: usize,
     bit: u64,
     mut on_begin: impl FnMut(u32),
-    mut on_abandon: impl FnMut(u32),
+    mut on_abandon: impl FnMut(u32, bool),
 ) -> Result<u32, PinError> {
     let mut seen = current.load(SeqCst);
     for _ in 0..PIN_RETRIES {
@@ -107,8 +113,8 @@ pub fn pin<S: Slots + ?Sized>(
             return Ok(slot);
         }
         // Superseded (or deleted) between our load and our pin: let go and follow it.
-        unpin(slots, slot, word, bit);
-        on_abandon(slot);
+        let freed = unpin(slots, slot, word, bit);
+        on_abandon(slot, freed);
         seen = now;
         spin_hint();
     }
@@ -133,10 +139,16 @@ pub fn publish(current: &AtomicU64, generation: u32, slot: u32) {
     current.store(current_word(generation, slot), SeqCst);
 }
 
-/// Retires a superseded slot of `desc` and frees it at once when nobody pins it. Returns
-/// whether it was freed (the caller then re-sets its allocation hint).
-pub fn retire(state: &AtomicU64, pins: &[AtomicU64], desc: u32) -> bool {
-    state.store(retired(desc), SeqCst);
+/// Retires a superseded slot of `desc` (CAS from LIVE for `desc`, so a slot that is no
+/// longer this descriptor's is never touched) and frees it at once when nobody pins it.
+/// Returns whether it was freed (the caller then re-sets its allocation hint).
+pub fn retire(state: &AtomicU64, pins: &[AtomicU64], desc: u32, tag: u64) -> bool {
+    if state
+        .compare_exchange(live(desc), retired(tag), SeqCst, SeqCst)
+        .is_err()
+    {
+        return false;
+    }
     try_free_retired(state, pins)
 }
 
@@ -149,7 +161,9 @@ pub fn try_free_retired(state: &AtomicU64, pins: &[AtomicU64]) -> bool {
     if pins.iter().any(|w| w.load(SeqCst) != 0) {
         return false;
     }
-    state.compare_exchange(seen, KIND_FREE, SeqCst, SeqCst).is_ok()
+    state
+        .compare_exchange(seen, KIND_FREE, SeqCst, SeqCst)
+        .is_ok()
 }
 
 /// Whether a slot state word says "committed or superseded for `desc`".

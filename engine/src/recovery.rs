@@ -15,14 +15,13 @@
 //! RECOVERING under its own (now dead) token, which the next one takes over.
 
 use crate::layout::{
-    KIND_FREE, KIND_LIVE, KIND_OWNED, KIND_RETIRED, NONE, PINS_PER_AGENT, agent as ag,
-    current_gen, current_slot, current_word, desc as dw, hdr, meta, state_kind,
-    state_word,
+    KIND_FREE, KIND_LIVE, KIND_OWNED, KIND_RETIRED, NONE, PINS_PER_AGENT, agent as ag, current_gen,
+    current_slot, current_word, desc as dw, hdr, meta, state_kind, state_word,
 };
 use crate::protocol;
 use crate::region::{AgentIx, Desc, Slot};
 use crate::replica::{
-    AG_ALIVE, AG_FREE, AG_RECOVERING, OP_CREATE, OP_DELETE, OP_NONE, OP_TXN, OP_WRITE,
+    AG_ALIVE, AG_FREE, AG_RECOVERING, OP_CREATE, OP_DELETE, OP_EXPIRE, OP_NONE, OP_TXN, OP_WRITE,
     PH_COMMITTING, PH_PREPARED, PH_RESERVED, PH_RESERVING, Replica, ag_gen, ag_status, ag_token,
     ag_word, op_kind, op_phase, owner_word,
 };
@@ -52,7 +51,9 @@ impl Replica {
     /// Recovers agent `ix` if its process (or the process recovering it) is dead.
     /// Returns whether this call recovered it.
     pub(crate) fn recover_agent(&self, ix: AgentIx) -> bool {
-        let Ok(me) = self.own_token() else { return false };
+        let Ok(me) = self.own_token() else {
+            return false;
+        };
         let state = self.region.agent(ix, ag::STATE);
         let seen = state.load(Acquire);
         if ag_status(seen) == AG_FREE {
@@ -62,7 +63,15 @@ impl Replica {
             return false;
         }
         let generation = ag_gen(seen);
-        if state.compare_exchange(seen, ag_word(AG_RECOVERING, generation, me), AcqRel, Acquire).is_err() {
+        if state
+            .compare_exchange(
+                seen,
+                ag_word(AG_RECOVERING, generation, me),
+                AcqRel,
+                Acquire,
+            )
+            .is_err()
+        {
             return false;
         }
         let owner = owner_word(ix.0, generation);
@@ -83,13 +92,20 @@ impl Replica {
         }
         let generation = ag_gen(seen);
         self.resolve(ix, owner_word(ix.0, generation));
-        let _ = state.compare_exchange(seen, ag_word(AG_FREE, generation.wrapping_add(1), 0), AcqRel, Relaxed);
+        let _ = state.compare_exchange(
+            seen,
+            ag_word(AG_FREE, generation.wrapping_add(1), 0),
+            AcqRel,
+            Relaxed,
+        );
     }
 
     fn own_token(&self) -> Result<u32, ()> {
         match &self.domain {
             None => Ok(1),
-            Some(d) => crate::liveness::process_lock(d).map(|l| l.token()).map_err(|_| ()),
+            Some(d) => crate::liveness::process_lock(d)
+                .map(|l| l.token())
+                .map_err(|_| ()),
         }
     }
 
@@ -99,6 +115,7 @@ impl Replica {
         self.resolve_cells_of(ix, forward);
         self.resolve_pins(ix);
         self.resolve_locks(owner);
+        self.resolve_leases(owner);
         self.drop_waiter(ix);
         self.region.agent(ix, ag::OP).store(OP_NONE, Release);
         self.region.agent(ix, ag::INTENT).store(u64::MAX, Release);
@@ -124,7 +141,9 @@ impl Replica {
         }
         let undo_reservation = |this: &Self| {
             if reserved && delta != 0 {
-                this.region.hdr(hdr::STORED_BYTES).fetch_sub(delta as u64, AcqRel);
+                this.region
+                    .hdr(hdr::STORED_BYTES)
+                    .fetch_sub(delta as u64, AcqRel);
             }
         };
         match kind {
@@ -134,10 +153,8 @@ impl Replica {
                     self.region.desc(d, dw::CURRENT).load(Acquire) == current_word(generation, n.0)
                 });
                 if published {
-                    if let Some(old) = old
-                        && protocol::is_live_for(self.region.meta(old, meta::STATE).load(SeqCst), d.0)
-                    {
-                        self.retire_slot(d, old);
+                    if let Some(old) = old {
+                        self.settle_old_slot(d, old);
                     }
                     true
                 } else {
@@ -149,6 +166,10 @@ impl Replica {
                 }
             }
             OP_CREATE => {
+                if phase == PH_COMMITTING {
+                    // Past its commit point (F10): committed, whatever became of it since.
+                    return true;
+                }
                 let Some(d) = d else {
                     undo_reservation(self);
                     return false;
@@ -163,7 +184,9 @@ impl Replica {
                 }
                 if st == state_word(KIND_OWNED, owner) {
                     if current_gen(cur) == generation {
-                        self.region.desc(d, dw::CURRENT).store(current_word(generation, NONE), SeqCst);
+                        self.region
+                            .desc(d, dw::CURRENT)
+                            .store(current_word(generation, NONE), SeqCst);
                     }
                     if let Some(n) = new {
                         self.drop_unpublished_slot(n, d, owner);
@@ -179,16 +202,44 @@ impl Replica {
             OP_DELETE => {
                 let Some(d) = d else { return false };
                 let st = self.region.desc(d, dw::STATE).load(Acquire);
+                let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
+                if st != state_word(KIND_RETIRED, owner) && current_gen(cur) != generation {
+                    // Past its commit point and its descriptor already freed (maybe reused):
+                    // only the hints may be missing.
+                    if let Some(old) = old {
+                        self.settle_old_slot(d, old);
+                    }
+                    if st == KIND_FREE {
+                        self.region.desc_hint().set(d.0);
+                    }
+                    return true;
+                }
                 if st == state_word(KIND_RETIRED, owner) {
-                    // Past its commit point: finish it.
+                    // Past its commit point: finish it. The deleter may have died inside
+                    // its critical section, before moving `current` to the next generation.
+                    if current_gen(cur) == generation {
+                        let next = current_word(generation.wrapping_add(1), NONE);
+                        let _ = self
+                            .region
+                            .desc(d, dw::CURRENT)
+                            .compare_exchange(cur, next, SeqCst, SeqCst);
+                    }
                     match old {
-                        Some(old) if protocol::is_live_for(self.region.meta(old, meta::STATE).load(SeqCst), d.0) => {
+                        Some(old)
+                            if protocol::is_live_for(
+                                self.region.meta(old, meta::STATE).load(SeqCst),
+                                d.0,
+                            ) =>
+                        {
                             self.finish_delete(owner, d, old);
                         }
                         _ => {
                             // The slot was already retired; whether its bytes were
                             // subtracted is unknown.
                             self.region.hdr(hdr::BUDGET_DIRTY).store(1, SeqCst);
+                            if let Some(old) = old {
+                                self.settle_old_slot(d, old);
+                            }
                             self.free_desc(d);
                         }
                     }
@@ -198,7 +249,42 @@ impl Replica {
                 }
             }
             OP_TXN => self.resolve_txn(phase, op_slots as u32, owner, reserved, delta),
+            OP_EXPIRE => {
+                // PREPARED: the seq is claimed and filled; apply the change (again). Its
+                // op record keeps the new time where other ops keep their byte delta.
+                let Some(d) = d else { return false };
+                if phase != PH_PREPARED {
+                    return false;
+                }
+                if current_gen(self.region.desc(d, dw::CURRENT).load(Acquire)) == generation {
+                    self.region
+                        .desc(d, dw::EXPIRATION)
+                        .store(delta as u64, SeqCst);
+                }
+                true
+            }
             _ => false,
+        }
+    }
+
+    /// The superseded slot `old` of `d` after a roll-forward: retire it if still live, free
+    /// it if retired with no pin, and make sure a free one is in the allocation hint (the
+    /// dead agent may have died between any two of those steps). Leaves it alone if it is
+    /// `d`'s current slot again (the descriptor was freed and reused meanwhile).
+    fn settle_old_slot(&self, d: Desc, old: Slot) {
+        if current_slot(self.region.desc(d, dw::CURRENT).load(SeqCst)) == old.0 {
+            return;
+        }
+        let state = self.region.meta(old, meta::STATE);
+        let seen = state.load(SeqCst);
+        if protocol::is_live_for(seen, d.0) {
+            self.retire_slot(d, old);
+        } else if state_kind(seen) == KIND_RETIRED {
+            if protocol::try_free_retired(state, self.region.pins(old)) {
+                self.region.slot_hint().set(old.0);
+            }
+        } else if seen == KIND_FREE {
+            self.region.slot_hint().set(old.0);
         }
     }
 
@@ -218,6 +304,34 @@ impl Replica {
 
     fn resolve_txn(&self, phase: u64, head: u32, owner: u64, reserved: bool, delta: i64) -> bool {
         let forward = phase == PH_COMMITTING;
+        if forward {
+            // Publish under the multi-section seqcount, in the dead owner's name (resolving
+            // its locks afterwards releases it): the owner may have died before it took the
+            // lock, and `read_many` must not see the roll-forward half done.
+            let multi = self.region.hdr(hdr::MULTI_OWNER);
+            for i in 0..crate::replica::SPIN_LIMIT * 4 {
+                match multi.compare_exchange(0, owner, AcqRel, Acquire) {
+                    Ok(_) => break,
+                    Err(h) if h == owner => break,
+                    Err(h) => {
+                        if i % 256 == 255 {
+                            self.owner_gone(h);
+                        }
+                        if i > 64 {
+                            crate::sync::yield_now()
+                        } else {
+                            crate::sync::spin_hint()
+                        }
+                    }
+                }
+            }
+            if multi.load(Acquire) == owner {
+                let seq = self.region.hdr(hdr::MULTI_SEQ);
+                if seq.load(Acquire) % 2 == 0 {
+                    seq.fetch_add(1, SeqCst);
+                }
+            }
+        }
         let mut next = head;
         let mut steps = 0;
         while let Some(s) = self.region.slot_ix(next) {
@@ -228,7 +342,9 @@ impl Replica {
             let txn = self.region.meta(s, meta::TXN).load(Acquire);
             let txn_old = self.region.meta(s, meta::TXN_OLD).load(Acquire);
             next = txn as u32;
-            let Some(d) = self.region.desc_ix((txn >> 32) as u32) else { continue };
+            let Some(d) = self.region.desc_ix((txn >> 32) as u32) else {
+                continue;
+            };
             let generation = (txn_old >> 32) as u32;
             let old = self.region.slot_ix(txn_old as u32);
             let state = self.region.meta(s, meta::STATE).load(SeqCst);
@@ -244,10 +360,8 @@ impl Replica {
                         SeqCst,
                         SeqCst,
                     );
-                    if current.load(SeqCst) == current_word(generation, s.0)
-                        && protocol::is_live_for(self.region.meta(old, meta::STATE).load(SeqCst), d.0)
-                    {
-                        self.retire_slot(d, old);
+                    if current.load(SeqCst) == current_word(generation, s.0) {
+                        self.settle_old_slot(d, old);
                     }
                 }
             } else {
@@ -255,7 +369,9 @@ impl Replica {
             }
         }
         if !forward && reserved && delta != 0 {
-            self.region.hdr(hdr::STORED_BYTES).fetch_sub(delta as u64, AcqRel);
+            self.region
+                .hdr(hdr::STORED_BYTES)
+                .fetch_sub(delta as u64, AcqRel);
         }
         forward
     }
@@ -282,14 +398,32 @@ impl Replica {
         }
     }
 
+    /// Section leases the dead owner held: nothing of its is in flight any more.
+    fn resolve_leases(&self, owner: u64) {
+        for d in 0..self.region.img.max_sections {
+            let lease = self.region.desc(Desc(d), dw::LEASE);
+            if lease.load(Relaxed) == owner {
+                let _ = lease.compare_exchange(owner, 0, AcqRel, Relaxed);
+            }
+        }
+    }
+
     fn resolve_pins(&self, ix: AgentIx) {
         let word = (ix.0 / 64) as usize;
         let bit = 1u64 << (ix.0 % 64);
         for e in 0..PINS_PER_AGENT as u64 {
             let entry = self.region.agent(ix, ag::PINS + 8 * e);
             let v = entry.load(Acquire);
-            if v != 0 && protocol::unpin(&self.region, v as u32, word, bit) {
-                self.region.slot_hint().set(v as u32);
+            if v != 0 {
+                let freed = protocol::unpin(&self.region, v as u32, word, bit);
+                // Freed now, or freed by the dead agent just before it could hint it.
+                let free = self
+                    .region
+                    .slot_ix(v as u32)
+                    .is_some_and(|s| self.region.meta(s, meta::STATE).load(SeqCst) == KIND_FREE);
+                if freed || free {
+                    self.region.slot_hint().set(v as u32);
+                }
             }
             entry.store(0, Release);
         }
@@ -335,8 +469,15 @@ impl Replica {
             if state_kind(self.region.desc(d, dw::STATE).load(Acquire)) != KIND_LIVE {
                 continue;
             }
-            if let Some(s) = self.region.slot_ix(current_slot(self.region.desc(d, dw::CURRENT).load(Acquire))) {
-                sum += self.region.meta(s, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+            if let Some(s) = self
+                .region
+                .slot_ix(current_slot(self.region.desc(d, dw::CURRENT).load(Acquire)))
+            {
+                sum += self
+                    .region
+                    .meta(s, meta::SIZE)
+                    .load(Acquire)
+                    .min(self.region.img.max_section_size);
             }
         }
         if self.agents_mid_op() {
@@ -371,7 +512,7 @@ pub struct AgentInfo {
     /// Whether the record is being recovered.
     pub recovering: bool,
     /// Kind of the operation in flight (0 = none; 1 write, 2 multi-section write,
-    /// 3 section create, 4 section delete).
+    /// 3 section create, 4 section delete, 5 expiration change).
     pub op_kind: u8,
     /// Its phase.
     pub op_phase: u8,

@@ -48,7 +48,10 @@ impl Region {
         debug_assert!(off % 8 == 0 && off + 8 * n <= self.map.len() as u64);
         // SAFETY: as in `word`, for `n` consecutive aligned words inside the mapping.
         unsafe {
-            core::slice::from_raw_parts(self.map.ptr().add(off as usize).cast::<AtomicU64>(), n as usize)
+            core::slice::from_raw_parts(
+                self.map.ptr().add(off as usize).cast::<AtomicU64>(),
+                n as usize,
+            )
         }
     }
 
@@ -94,7 +97,9 @@ impl Region {
     }
     #[inline]
     pub(crate) fn meta(&self, s: Slot, off: u64) -> &AtomicU64 {
-        self.word(self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride) + off)
+        self.word(
+            self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride) + off,
+        )
     }
     #[inline]
     pub(crate) fn pins(&self, s: Slot) -> &[AtomicU64] {
@@ -127,11 +132,17 @@ impl Region {
     }
     pub(crate) fn slot_hint(&self) -> Hint<'_> {
         let n = u64::from(self.img.slot_count);
-        Hint::new(self.words(self.img.off_slot_hint, words_for(n)), self.img.slot_count)
+        Hint::new(
+            self.words(self.img.off_slot_hint, words_for(n)),
+            self.img.slot_count,
+        )
     }
     pub(crate) fn desc_hint(&self) -> Hint<'_> {
         let n = u64::from(self.img.max_sections);
-        Hint::new(self.words(self.img.off_desc_hint, words_for(n)), self.img.max_sections)
+        Hint::new(
+            self.words(self.img.off_desc_hint, words_for(n)),
+            self.img.max_sections,
+        )
     }
     /// Start of slot `s`'s data bytes (`slot_stride` long).
     #[inline]

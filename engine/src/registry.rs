@@ -73,7 +73,10 @@ pub struct RegistryLimits {
 
 impl Default for RegistryLimits {
     fn default() -> Self {
-        Self { entries: 4096, openers: 16384 }
+        Self {
+            entries: 4096,
+            openers: 16384,
+        }
     }
 }
 
@@ -155,7 +158,10 @@ pub struct Registry {
 
 fn boottime() -> i64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec).max(1)
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec)
+        .max(1)
 }
 
 fn geometry(entries: u64, openers: u64) -> Option<(u64, u64, u64)> {
@@ -186,7 +192,11 @@ impl Registry {
     }
 
     /// As [`Registry::open`], with the capacities used if this call creates it.
-    pub fn open_with(domain: &Path, sharing: Sharing, limits: RegistryLimits) -> Result<Self, RegistryError> {
+    pub fn open_with(
+        domain: &Path,
+        sharing: Sharing,
+        limits: RegistryLimits,
+    ) -> Result<Self, RegistryError> {
         crate::domain::ensure_domain(domain).map_err(RegistryError::Io)?;
         let path = domain.join("registry");
         for _ in 0..200 {
@@ -203,7 +213,8 @@ impl Registry {
                 Err(e) => return Err(e),
             }
             let (e, o) = (u64::from(limits.entries), u64::from(limits.openers));
-            let (_, _, total) = geometry(e, o).ok_or(RegistryError::Create(CreateError::InvalidAttributes))?;
+            let (_, _, total) =
+                geometry(e, o).ok_or(RegistryError::Create(CreateError::InvalidAttributes))?;
             match shm::create(&path, total) {
                 Ok(map) => {
                     let word = |off: u64| Self::word_at(&map, off);
@@ -230,7 +241,11 @@ impl Registry {
         Err(RegistryError::TryAgain)
     }
 
-    fn attach_existing(path: &Path, domain: &Path, sharing: Sharing) -> Result<Self, RegistryError> {
+    fn attach_existing(
+        path: &Path,
+        domain: &Path,
+        sharing: Sharing,
+    ) -> Result<Self, RegistryError> {
         let map = shm::attach(path, sharing, HEADER_SIZE).map_err(RegistryError::Attach)?;
         let word = |off: u64| Self::word_at(&map, off).load(SeqCst);
         let version = word(H_VERSION);
@@ -242,18 +257,34 @@ impl Registry {
             return Err(RegistryError::Attach(AttachError::BadMagic));
         }
         if version != u64::from(VERSION) | (HEADER_SIZE << 32) {
-            return Err(RegistryError::Attach(AttachError::UnsupportedVersion(version as u32)));
+            return Err(RegistryError::Attach(AttachError::UnsupportedVersion(
+                version as u32,
+            )));
         }
         let (e, o) = (word(H_ENTRIES), word(H_OPENERS));
-        let (_, _, total) = geometry(e, o).ok_or(RegistryError::Attach(AttachError::CorruptHeader("registry capacities")))?;
+        let (_, _, total) = geometry(e, o).ok_or(RegistryError::Attach(
+            AttachError::CorruptHeader("registry capacities"),
+        ))?;
         if total != word(H_TOTAL) || total != map.len() as u64 {
-            return Err(RegistryError::Attach(AttachError::SizeMismatch { header: word(H_TOTAL), object: map.len() as u64 }));
+            return Err(RegistryError::Attach(AttachError::SizeMismatch {
+                header: word(H_TOTAL),
+                object: map.len() as u64,
+            }));
         }
-        Ok(Self { map, entries: e as u32, openers: o as u32, domain: domain.to_path_buf(), sharing })
+        Ok(Self {
+            map,
+            entries: e as u32,
+            openers: o as u32,
+            domain: domain.to_path_buf(),
+            sharing,
+        })
     }
 
     fn word_at(map: &Mapping, off: u64) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= map.len() as u64, "registry word out of bounds");
+        assert!(
+            off % 8 == 0 && off + 8 <= map.len() as u64,
+            "registry word out of bounds"
+        );
         // SAFETY: in bounds (checked above), 8-aligned (page-aligned base), and shared
         // words are only accessed atomically.
         unsafe { &*map.ptr().add(off as usize).cast::<AtomicU64>() }
@@ -270,7 +301,10 @@ impl Registry {
 
     fn opener(&self, i: u32, off: u64) -> &AtomicU64 {
         debug_assert!(i < self.openers);
-        self.w(HEADER_SIZE + u64::from(self.entries) * ENTRY_SIZE + u64::from(i) * OPENER_SIZE + off)
+        self.w(HEADER_SIZE
+            + u64::from(self.entries) * ENTRY_SIZE
+            + u64::from(i) * OPENER_SIZE
+            + off)
     }
 
     /// The domain directory.
@@ -279,7 +313,9 @@ impl Registry {
     }
 
     fn token(&self) -> Result<u32, RegistryError> {
-        liveness::process_lock(&self.domain).map(|l| l.token()).map_err(RegistryError::Io)
+        liveness::process_lock(&self.domain)
+            .map(|l| l.token())
+            .map_err(RegistryError::Io)
     }
 
     fn alive(&self, token: u32) -> bool {
@@ -288,7 +324,10 @@ impl Registry {
 
     // ---- lock ---------------------------------------------------------------------
 
-    fn locked<R>(&self, f: impl FnOnce(&Self) -> Result<R, RegistryError>) -> Result<R, RegistryError> {
+    fn locked<R>(
+        &self,
+        f: impl FnOnce(&Self) -> Result<R, RegistryError>,
+    ) -> Result<R, RegistryError> {
         let me = (u64::from(self.token()?) << 32) | THREAD_TAG.with(|t| *t);
         let lock = self.w(D_LOCK);
         let mut took_over = false;
@@ -355,7 +394,8 @@ impl Registry {
         for (k, chunk) in name.chunks(8).enumerate() {
             let mut b = [0u8; 8];
             b[..chunk.len()].copy_from_slice(chunk);
-            self.entry(i, NAME_OFF + 8 * k as u64).store(u64::from_le_bytes(b), Relaxed);
+            self.entry(i, NAME_OFF + 8 * k as u64)
+                .store(u64::from_le_bytes(b), Relaxed);
         }
         self.entry(i, E_NAME_LEN).store(name.len() as u64, Release);
     }
@@ -374,12 +414,17 @@ impl Registry {
     }
 
     fn find_instance(&self, instance: u64) -> Option<u32> {
-        (0..self.entries).find(|&i| self.kind(i) != ENT_FREE && self.entry(i, E_INSTANCE).load(Acquire) == instance)
+        (0..self.entries).find(|&i| {
+            self.kind(i) != ENT_FREE && self.entry(i, E_INSTANCE).load(Acquire) == instance
+        })
     }
 
     fn opens_of(&self, instance: u64) -> u64 {
         (0..self.openers)
-            .filter(|&o| self.opener(o, O_TOKEN).load(Acquire) != 0 && self.opener(o, O_INSTANCE).load(Acquire) == instance)
+            .filter(|&o| {
+                self.opener(o, O_TOKEN).load(Acquire) != 0
+                    && self.opener(o, O_INSTANCE).load(Acquire) == instance
+            })
             .map(|o| self.opener(o, O_COUNT).load(Acquire))
             // Saturating: the counts are shared words and may hold anything.
             .fold(0u64, u64::saturating_add)
@@ -422,34 +467,50 @@ impl Registry {
                         _ => Step::Wait,
                     });
                 }
-                let Some((attrs, _)) = create else { return Err(RegistryError::NotExist) };
-                let i = (0..r.entries).find(|&i| r.kind(i) == ENT_FREE).ok_or(RegistryError::NoSpace)?;
+                let Some((attrs, _)) = create else {
+                    return Err(RegistryError::NotExist);
+                };
+                let i = (0..r.entries)
+                    .find(|&i| r.kind(i) == ENT_FREE)
+                    .ok_or(RegistryError::NoSpace)?;
                 let inst = r.w(D_NEXT_INSTANCE).fetch_add(1, AcqRel);
                 let token = r.token()?;
                 r.entry(i, E_INSTANCE).store(inst, Relaxed);
                 r.entry(i, E_FLAGS).store(0, Relaxed);
-                r.entry(i, E_RETENTION).store(attrs.retention_ns as u64, Relaxed);
+                r.entry(i, E_RETENTION)
+                    .store(attrs.retention_ns as u64, Relaxed);
                 r.entry(i, E_LAST_CLOSE).store(0, Relaxed);
-                r.entry(i, E_CREATED).store(crate::replica::wall_clock() as u64, Relaxed);
+                r.entry(i, E_CREATED)
+                    .store(crate::replica::wall_clock() as u64, Relaxed);
                 r.write_name(i, name);
-                r.entry(i, E_STATE).store(ENT_CREATING | (u64::from(token) << 32), SeqCst);
+                r.entry(i, E_STATE)
+                    .store(ENT_CREATING | (u64::from(token) << 32), SeqCst);
                 Ok(Step::Create(inst, i))
             })?;
             match step {
                 Step::Wait => std::thread::sleep(std::time::Duration::from_millis(5)),
                 Step::Attach(inst) => {
-                    let replica = match Replica::attach(&self.domain, &replica_name(inst), self.sharing) {
-                        Ok(r) => r,
-                        // Deleted between our lookup and attach: look again.
-                        Err(AttachError::NotFound) => continue,
-                        Err(e) => return Err(RegistryError::Attach(e)),
-                    };
+                    let replica =
+                        match Replica::attach(&self.domain, &replica_name(inst), self.sharing) {
+                            Ok(r) => r,
+                            // Deleted between our lookup and attach: look again.
+                            Err(AttachError::NotFound) => continue,
+                            Err(e) => return Err(RegistryError::Attach(e)),
+                        };
                     self.add_open(inst)?;
-                    return Ok(Opened { replica, instance: inst, created: false });
+                    return Ok(Opened {
+                        replica,
+                        instance: inst,
+                        created: false,
+                    });
                 }
                 Step::Create(inst, i) => {
                     let (attrs, limits) = create.ok_or(RegistryError::NotExist)?;
-                    let opts = CreateOptions { limits: *limits, sharing: self.sharing, instance: inst };
+                    let opts = CreateOptions {
+                        limits: *limits,
+                        sharing: self.sharing,
+                        instance: inst,
+                    };
                     let made = Replica::create(&self.domain, &replica_name(inst), attrs, &opts);
                     let ok = made.is_ok();
                     let finish = self.locked(|r| {
@@ -463,7 +524,11 @@ impl Registry {
                     });
                     let replica = made.map_err(RegistryError::Create)?;
                     finish?;
-                    return Ok(Opened { replica, instance: inst, created: true });
+                    return Ok(Opened {
+                        replica,
+                        instance: inst,
+                        created: true,
+                    });
                 }
             }
         }
@@ -472,7 +537,9 @@ impl Registry {
 
     fn add_open_locked(&self, instance: u64) -> Result<(), RegistryError> {
         let token = u64::from(self.token()?);
-        let i = self.find_instance(instance).ok_or(RegistryError::NotExist)?;
+        let i = self
+            .find_instance(instance)
+            .ok_or(RegistryError::NotExist)?;
         let mut free = None;
         for o in 0..self.openers {
             let t = self.opener(o, O_TOKEN).load(Acquire);
@@ -506,7 +573,10 @@ impl Registry {
         let remove = self.locked(|r| {
             let i = r.find_instance(instance).ok_or(RegistryError::NotExist)?;
             let o = (0..r.openers)
-                .find(|&o| r.opener(o, O_TOKEN).load(Acquire) == token && r.opener(o, O_INSTANCE).load(Acquire) == instance)
+                .find(|&o| {
+                    r.opener(o, O_TOKEN).load(Acquire) == token
+                        && r.opener(o, O_INSTANCE).load(Acquire) == instance
+                })
                 .ok_or(RegistryError::NotExist)?;
             let left = r.opener(o, O_COUNT).load(Acquire).saturating_sub(1);
             r.opener(o, O_COUNT).store(left, Release);
@@ -536,14 +606,16 @@ impl Registry {
             return true;
         }
         if self.entry(i, E_LAST_CLOSE).load(Acquire) == 0 {
-            self.entry(i, E_LAST_CLOSE).store(boottime() as u64, Release);
+            self.entry(i, E_LAST_CLOSE)
+                .store(boottime() as u64, Release);
         }
         false
     }
 
     fn mark_deleting(&self, i: u32) {
         let token = self.token().unwrap_or(0);
-        self.entry(i, E_STATE).store(ENT_DELETING | (u64::from(token) << 32), SeqCst);
+        self.entry(i, E_STATE)
+            .store(ENT_DELETING | (u64::from(token) << 32), SeqCst);
     }
 
     /// Removes the object of a DELETING instance, then frees its entry.
@@ -579,7 +651,8 @@ impl Registry {
     pub fn set_retention(&self, instance: u64, retention_ns: i64) -> Result<(), RegistryError> {
         self.locked(|r| {
             let i = r.find_instance(instance).ok_or(RegistryError::NotExist)?;
-            r.entry(i, E_RETENTION).store(retention_ns.max(0) as u64, Release);
+            r.entry(i, E_RETENTION)
+                .store(retention_ns.max(0) as u64, Release);
             Ok(())
         })
     }
@@ -692,7 +765,10 @@ impl Registry {
     /// instance's object present, opener records naming existing instances, the lock
     /// free or held by a live process, no object in the domain that no entry accounts for.
     pub fn fsck(&self) -> Report {
-        let mut r = Report { quiescent: true, ..Report::default() };
+        let mut r = Report {
+            quiescent: true,
+            ..Report::default()
+        };
         let lock = self.w(D_LOCK).load(Acquire);
         if lock != 0 {
             r.quiescent = false;
@@ -719,13 +795,19 @@ impl Registry {
             }
             let inst = self.entry(i, E_INSTANCE).load(Acquire);
             if instances.contains(&inst) {
-                r.push("registry-instance-unique", format!("instance {inst} in two entries"));
+                r.push(
+                    "registry-instance-unique",
+                    format!("instance {inst} in two entries"),
+                );
             }
             instances.push(inst);
             let name = self.read_name(i);
             if self.entry(i, E_FLAGS).load(Acquire) & FLAG_UNLINKED == 0 {
                 if names.contains(&name) {
-                    r.push("registry-name-unique", format!("name {:?} linked twice", String::from_utf8_lossy(&name)));
+                    r.push(
+                        "registry-name-unique",
+                        format!("name {:?} linked twice", String::from_utf8_lossy(&name)),
+                    );
                 }
                 names.push(name);
             }
@@ -733,7 +815,10 @@ impl Registry {
                 r.push("registry-owner", format!("entry {i}: creator/deleter died"));
             }
             if kind == ENT_ACTIVE && !self.domain.join(replica_name(inst)).exists() {
-                r.push("registry-object", format!("instance {inst} has no replica object"));
+                r.push(
+                    "registry-object",
+                    format!("instance {inst} has no replica object"),
+                );
             }
         }
         for o in 0..self.openers {
@@ -742,16 +827,24 @@ impl Registry {
             }
             let inst = self.opener(o, O_INSTANCE).load(Acquire);
             if !instances.contains(&inst) {
-                r.push("registry-opener", format!("opener {o} names unknown instance {inst}"));
+                r.push(
+                    "registry-opener",
+                    format!("opener {o} names unknown instance {inst}"),
+                );
             }
         }
         if let Ok(dir) = std::fs::read_dir(&self.domain) {
             for e in dir.flatten() {
                 let name = e.file_name();
-                let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("r-")) else { continue };
+                let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("r-")) else {
+                    continue;
+                };
                 match u64::from_str_radix(hex, 16) {
                     Ok(inst) if instances.contains(&inst) => {}
-                    _ => r.push("registry-orphan-object", format!("{} is not in the registry", e.path().display())),
+                    _ => r.push(
+                        "registry-orphan-object",
+                        format!("{} is not in the registry", e.path().display()),
+                    ),
                 }
             }
         }
@@ -779,7 +872,9 @@ mod tests {
     fn open_with_create_then_open_finds_the_same_instance() {
         let dir = crate::testutil::temp_domain();
         let reg = Registry::open(&dir, Sharing::default()).unwrap();
-        let a = reg.open_replica(b"ck", Some((&attrs(0), &ReplicaLimits::default()))).unwrap();
+        let a = reg
+            .open_replica(b"ck", Some((&attrs(0), &ReplicaLimits::default())))
+            .unwrap();
         assert!(a.created);
         let b = reg.open_replica(b"ck", None).unwrap();
         assert_eq!((b.instance, b.created), (a.instance, false));
@@ -791,7 +886,9 @@ mod tests {
     fn last_close_with_zero_retention_deletes_the_object() {
         let dir = crate::testutil::temp_domain();
         let reg = Registry::open(&dir, Sharing::default()).unwrap();
-        let a = reg.open_replica(b"ck", Some((&attrs(0), &ReplicaLimits::default()))).unwrap();
+        let a = reg
+            .open_replica(b"ck", Some((&attrs(0), &ReplicaLimits::default())))
+            .unwrap();
         reg.close(a.instance).unwrap();
         assert_eq!(reg.lookup(b"ck"), None);
         assert!(!dir.join(replica_name(a.instance)).exists());
@@ -802,10 +899,17 @@ mod tests {
     fn unlink_while_open_hides_the_name_and_deletes_at_last_close() {
         let dir = crate::testutil::temp_domain();
         let reg = Registry::open(&dir, Sharing::default()).unwrap();
-        let a = reg.open_replica(b"ck", Some((&attrs(1_000_000_000), &ReplicaLimits::default()))).unwrap();
+        let a = reg
+            .open_replica(
+                b"ck",
+                Some((&attrs(1_000_000_000), &ReplicaLimits::default())),
+            )
+            .unwrap();
         reg.unlink(b"ck").unwrap();
         assert_eq!(reg.lookup(b"ck"), None);
-        let b = reg.open_replica(b"ck", Some((&attrs(0), &ReplicaLimits::default()))).unwrap();
+        let b = reg
+            .open_replica(b"ck", Some((&attrs(0), &ReplicaLimits::default())))
+            .unwrap();
         assert_ne!(a.instance, b.instance);
         assert!(dir.join(replica_name(a.instance)).exists());
         reg.close(a.instance).unwrap();
@@ -817,7 +921,9 @@ mod tests {
     fn retention_keeps_a_closed_checkpoint_until_it_expires() {
         let dir = crate::testutil::temp_domain();
         let reg = Registry::open(&dir, Sharing::default()).unwrap();
-        let a = reg.open_replica(b"ck", Some((&attrs(50_000_000), &ReplicaLimits::default()))).unwrap();
+        let a = reg
+            .open_replica(b"ck", Some((&attrs(50_000_000), &ReplicaLimits::default())))
+            .unwrap();
         reg.close(a.instance).unwrap();
         assert_eq!(reg.sweep(), 0);
         assert_eq!(reg.lookup(b"ck"), Some(a.instance));
@@ -831,8 +937,17 @@ mod tests {
     fn names_are_bounded() {
         let dir = crate::testutil::temp_domain();
         let reg = Registry::open(&dir, Sharing::default()).unwrap();
-        assert_eq!(reg.open_replica(&[b'x'; 257], None).unwrap_err(), RegistryError::BadName);
-        assert_eq!(reg.open_replica(b"", None).unwrap_err(), RegistryError::BadName);
-        assert_eq!(reg.open_replica(b"nope", None).unwrap_err(), RegistryError::NotExist);
+        assert_eq!(
+            reg.open_replica(&[b'x'; 257], None).unwrap_err(),
+            RegistryError::BadName
+        );
+        assert_eq!(
+            reg.open_replica(b"", None).unwrap_err(),
+            RegistryError::BadName
+        );
+        assert_eq!(
+            reg.open_replica(b"nope", None).unwrap_err(),
+            RegistryError::NotExist
+        );
     }
 }

@@ -28,7 +28,9 @@ pub type Clock = fn() -> i64;
 /// The default [`Clock`]: `CLOCK_REALTIME`.
 pub fn wall_clock() -> i64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    t.tv_sec.saturating_mul(1_000_000_000).saturating_add(t.tv_nsec)
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec)
 }
 
 /// Replication role of a replica (header `role`).
@@ -109,6 +111,7 @@ pub(crate) const OP_WRITE: u64 = 1;
 pub(crate) const OP_TXN: u64 = 2;
 pub(crate) const OP_CREATE: u64 = 3;
 pub(crate) const OP_DELETE: u64 = 4;
+pub(crate) const OP_EXPIRE: u64 = 5;
 pub(crate) const PH_RESERVING: u64 = 1;
 pub(crate) const PH_RESERVED: u64 = 2;
 pub(crate) const PH_PREPARED: u64 = 3;
@@ -245,8 +248,14 @@ impl Replica {
         opts: &CreateOptions,
     ) -> Result<Self, CreateError> {
         validate_attributes(attrs)?;
-        let img = compute_image(attrs, &opts.limits, opts.instance, random_u64(), wall_clock())
-            .ok_or(CreateError::InvalidAttributes)?;
+        let img = compute_image(
+            attrs,
+            &opts.limits,
+            opts.instance,
+            random_u64(),
+            wall_clock(),
+        )
+        .ok_or(CreateError::InvalidAttributes)?;
         let path = domain.join(name);
         let map = shm::create(&path, img.total_size)?;
         let replica = Self::init(map, img, Some(domain.to_path_buf()), Some(path.clone()))?;
@@ -266,8 +275,9 @@ impl Replica {
         validate_attributes(attrs)?;
         let img = compute_image(attrs, limits, 0, random_u64(), wall_clock())
             .ok_or(CreateError::InvalidAttributes)?;
-        let map = Mapping::heap(img.total_size)
-            .ok_or(CreateError::NoResources { needed: img.total_size })?;
+        let map = Mapping::heap(img.total_size).ok_or(CreateError::NoResources {
+            needed: img.total_size,
+        })?;
         Self::init(map, img, None, None)
     }
 
@@ -291,14 +301,20 @@ impl Replica {
         region.slot_hint().fill();
         region.desc_hint().fill();
         for d in 0..img.max_sections {
-            region.desc(Desc(d), dw::CURRENT).store(current_word(0, NONE), Relaxed);
-            region.desc(Desc(d), dw::EXPIRATION).store(TIME_END as u64, Relaxed);
+            region
+                .desc(Desc(d), dw::CURRENT)
+                .store(current_word(0, NONE), Relaxed);
+            region
+                .desc(Desc(d), dw::EXPIRATION)
+                .store(TIME_END as u64, Relaxed);
         }
         // SYNC POINT: everything above happens-before any attacher's Acquire of the version.
         Region::version_word(region.mapping()).store(LAYOUT_VERSION, SeqCst);
         let replica = Self::from_region(region, domain, path);
         if img.max_sections == 1 {
-            replica.create_default_section().map_err(|_| CreateError::InvalidAttributes)?;
+            replica
+                .create_default_section()
+                .map_err(|_| CreateError::InvalidAttributes)?;
         }
         Ok(replica)
     }
@@ -327,7 +343,11 @@ impl Replica {
         // (volatile, since other processes share the page) and validated before use.
         let img = unsafe { core::ptr::read_volatile(map.ptr().cast::<HeaderImage>()) };
         img.validate(map.len() as u64)?;
-        let replica = Self::from_region(Region::new(map, img), Some(domain.to_path_buf()), Some(path));
+        let replica = Self::from_region(
+            Region::new(map, img),
+            Some(domain.to_path_buf()),
+            Some(path),
+        );
         replica.recover_dead_agents();
         Ok(replica)
     }
@@ -381,7 +401,9 @@ impl Replica {
     /// Sets role and term (the cluster's directory decides them).
     pub fn set_role(&self, role: Role, term: u64) {
         self.region.hdr(hdr::TERM).store(term, SeqCst);
-        self.region.hdr(hdr::ROLE).store(if role == Role::Replica { 2 } else { 1 }, SeqCst);
+        self.region
+            .hdr(hdr::ROLE)
+            .store(if role == Role::Replica { 2 } else { 1 }, SeqCst);
     }
 
     /// `numberOfSections` and `memoryUsed`.
@@ -400,7 +422,9 @@ impl Replica {
     fn token(&self) -> Result<u32, SectionError> {
         match &self.domain {
             None => Ok(HEAP_TOKEN),
-            Some(d) => liveness::process_lock(d).map(|l| l.token()).map_err(|_| SectionError::TryAgain),
+            Some(d) => liveness::process_lock(d)
+                .map(|l| l.token())
+                .map_err(|_| SectionError::TryAgain),
         }
     }
 
@@ -418,7 +442,10 @@ impl Replica {
         let epoch = liveness::fork_epoch();
         let uid = self.uid;
         let hit = AGENTS.with(|a| {
-            a.borrow().iter().find(|c| c.uid == uid && c.epoch == epoch).map(|c| c.ctx)
+            a.borrow()
+                .iter()
+                .find(|c| c.uid == uid && c.epoch == epoch)
+                .map(|c| c.ctx)
         });
         match hit {
             Some(ctx) => Ok(ctx),
@@ -445,7 +472,9 @@ impl Replica {
                 {
                     continue;
                 }
-                self.region.agent(ix, ag::PID).store(u64::from(std::process::id()), Relaxed);
+                self.region
+                    .agent(ix, ag::PID)
+                    .store(u64::from(std::process::id()), Relaxed);
                 self.region.agent(ix, ag::OP).store(OP_NONE, Relaxed);
                 self.region.agent(ix, ag::INTENT).store(u64::MAX, Relaxed);
                 for p in 0..PINS_PER_AGENT as u64 {
@@ -457,11 +486,18 @@ impl Replica {
                     pin_word: (ix.0 / 64) as usize,
                     pin_bit: 1u64 << (ix.0 % 64),
                 };
-                self.registered.lock().unwrap_or_else(|p| p.into_inner()).push((ix.0, epoch));
+                self.registered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((ix.0, epoch));
                 AGENTS.with(|a| {
                     let mut a = a.borrow_mut();
                     a.retain(|c| c.uid != self.uid);
-                    a.push(CachedAgent { uid: self.uid, epoch, ctx });
+                    a.push(CachedAgent {
+                        uid: self.uid,
+                        epoch,
+                        ctx,
+                    });
                 });
                 return Ok(ctx);
             }
@@ -475,7 +511,9 @@ impl Replica {
     /// Whether the agent behind `owner` is gone (dead process, or its record was already
     /// recovered and reused). Recovers it when its process is dead.
     pub(crate) fn owner_gone(&self, owner: u64) -> bool {
-        let Some(ix) = self.region.agent_ix(owner_ix(owner)) else { return true };
+        let Some(ix) = self.region.agent_ix(owner_ix(owner)) else {
+            return true;
+        };
         let seen = self.region.agent(ix, ag::STATE).load(Acquire);
         if ag_gen(seen) != owner_gen(owner) || ag_status(seen) == AG_FREE {
             return true;
@@ -490,6 +528,16 @@ impl Replica {
 
     #[inline]
     pub(crate) fn set_op(&self, a: &AgentCtx, kind: u64, phase: u64) {
+        if kind != OP_NONE {
+            // Recovery acts on OP_DESC/OP_SLOTS: a new operation must not inherit the
+            // previous one's (the Release store below orders these first).
+            self.region
+                .agent(a.ix, ag::OP_DESC)
+                .store(u64::from(NONE), Relaxed);
+            self.region
+                .agent(a.ix, ag::OP_SLOTS)
+                .store(u64::MAX, Relaxed);
+        }
         let w = self.region.agent(a.ix, ag::OP);
         let count = w.load(Relaxed) >> 16;
         w.store(kind | (phase << 8) | ((count + 1) << 16), Release);
@@ -531,7 +579,10 @@ impl Replica {
 
     #[inline]
     pub(crate) fn release_lease(&self, a: &AgentCtx, d: Desc) {
-        let _ = self.region.desc(d, dw::LEASE).compare_exchange(a.owner, 0, AcqRel, Relaxed);
+        let _ = self
+            .region
+            .desc(d, dw::LEASE)
+            .compare_exchange(a.owner, 0, AcqRel, Relaxed);
     }
 
     // ---- allocation ---------------------------------------------------------------
@@ -543,7 +594,9 @@ impl Replica {
         for round in 0..2 {
             for _ in 0..ALLOC_TRIES {
                 let Some(cand) = hint.find(start) else { break };
-                let Some(s) = self.region.slot_ix(cand) else { break };
+                let Some(s) = self.region.slot_ix(cand) else {
+                    break;
+                };
                 intent.store((1 << 32) | u64::from(cand), SeqCst);
                 let state = self.region.meta(s, meta::STATE);
                 if protocol::claim_free(state, a.owner) {
@@ -565,7 +618,10 @@ impl Replica {
     /// Returns a slot this agent owns to the pool.
     pub(crate) fn free_owned_slot(&self, a_owner: u64, s: Slot) {
         let state = self.region.meta(s, meta::STATE);
-        if state.compare_exchange(protocol::owned(a_owner), KIND_FREE, SeqCst, SeqCst).is_ok() {
+        if state
+            .compare_exchange(protocol::owned(a_owner), KIND_FREE, SeqCst, SeqCst)
+            .is_ok()
+        {
             self.region.slot_hint().set(s.0);
         }
     }
@@ -575,11 +631,18 @@ impl Replica {
         let intent = self.region.agent(a.ix, ag::INTENT);
         for round in 0..2 {
             for _ in 0..ALLOC_TRIES {
-                let Some(cand) = hint.find(a.ix.0.wrapping_mul(4099)) else { break };
-                let Some(d) = self.region.desc_ix(cand) else { break };
+                let Some(cand) = hint.find(a.ix.0.wrapping_mul(4099)) else {
+                    break;
+                };
+                let Some(d) = self.region.desc_ix(cand) else {
+                    break;
+                };
                 intent.store((2 << 32) | u64::from(cand), SeqCst);
                 let state = self.region.desc(d, dw::STATE);
-                if state.compare_exchange(KIND_FREE, state_word(KIND_OWNED, a.owner), SeqCst, SeqCst).is_ok() {
+                if state
+                    .compare_exchange(KIND_FREE, state_word(KIND_OWNED, a.owner), SeqCst, SeqCst)
+                    .is_ok()
+                {
                     hint.clear(cand);
                     return Ok(d);
                 }
@@ -603,7 +666,13 @@ impl Replica {
 
     /// Retires the superseded slot `old` of `d`, freeing it now if no one pins it.
     pub(crate) fn retire_slot(&self, d: Desc, old: Slot) {
-        if protocol::retire(self.region.meta(old, meta::STATE), self.region.pins(old), d.0) {
+        let tag = self.region.meta(old, meta::VERSION).load(Acquire);
+        if protocol::retire(
+            self.region.meta(old, meta::STATE),
+            self.region.pins(old),
+            d.0,
+            tag,
+        ) {
             self.region.slot_hint().set(old.0);
         }
     }
@@ -619,7 +688,9 @@ impl Replica {
     /// phase goes RESERVING → RESERVED around the shared update, so recovery knows when the
     /// counter may hold a dead writer's delta.
     fn reserve(&self, a: &AgentCtx, delta: i64) -> Result<(), SectionError> {
-        self.region.agent(a.ix, ag::OP_DELTA).store(delta as u64, Relaxed);
+        self.region
+            .agent(a.ix, ag::OP_DELTA)
+            .store(delta as u64, Relaxed);
         self.set_phase(a, PH_RESERVING);
         let counter = self.region.hdr(hdr::STORED_BYTES);
         if delta > 0 && self.budget_bounded() {
@@ -649,7 +720,9 @@ impl Replica {
     fn unreserve(&self, a: &AgentCtx, delta: i64) {
         self.set_phase(a, PH_RESERVING);
         if delta != 0 {
-            self.region.hdr(hdr::STORED_BYTES).fetch_sub(delta as u64, AcqRel);
+            self.region
+                .hdr(hdr::STORED_BYTES)
+                .fetch_sub(delta as u64, AcqRel);
         }
     }
 
@@ -666,7 +739,9 @@ impl Replica {
     #[inline]
     fn check_id(&self, id: &[u8]) -> Result<(), SectionError> {
         if id.len() as u64 > self.region.img.max_section_id_size || id.len() > u16::MAX as usize {
-            return Err(SectionError::BadArgument("section id longer than maxSectionIdSize"));
+            return Err(SectionError::BadArgument(
+                "section id longer than maxSectionIdSize",
+            ));
         }
         Ok(())
     }
@@ -723,7 +798,11 @@ impl Replica {
                 }
                 for _ in 0..64 {
                     // Wrapping: the counter is a shared word and may hold anything.
-                    let n = self.region.hdr(hdr::GENERATED_IDS).fetch_add(1, AcqRel).wrapping_add(1);
+                    let n = self
+                        .region
+                        .hdr(hdr::GENERATED_IDS)
+                        .fetch_add(1, AcqRel)
+                        .wrapping_add(1);
                     let text = n.to_string();
                     let gen_id = &text.as_bytes()[text.len().saturating_sub(max)..];
                     match self.create_section_inner(gen_id, expiration, data) {
@@ -741,8 +820,12 @@ impl Replica {
     /// absent (spec §4.2), so creating it again must not give `Exists`. Races like
     /// [`Replica::reap_expired`].
     fn reap_if_expired(&self, id: &[u8]) {
-        let (Ok(()), Ok(a)) = (self.check_primary(), self.agent()) else { return };
-        let Some(d) = self.probe(id, self.key_of(id)) else { return };
+        let (Ok(()), Ok(a)) = (self.check_primary(), self.agent()) else {
+            return;
+        };
+        let Some(d) = self.probe(id, self.key_of(id)) else {
+            return;
+        };
         let exp = self.region.desc(d, dw::EXPIRATION).load(Acquire) as i64;
         if exp == TIME_END || exp > (self.clock)() {
             return;
@@ -751,7 +834,12 @@ impl Replica {
         let _ = self.delete_desc(&a, d, generation);
     }
 
-    fn create_section_inner(&self, id: &[u8], expiration: i64, data: &[u8]) -> Result<(), SectionError> {
+    fn create_section_inner(
+        &self,
+        id: &[u8],
+        expiration: i64,
+        data: &[u8],
+    ) -> Result<(), SectionError> {
         self.check_primary()?;
         let a = self.agent()?;
         let key = self.key_of(id);
@@ -760,7 +848,9 @@ impl Replica {
         }
         // maxSections reached is NO_SPACE before any budget check, whether or not
         // checkpointSize is below maxSections * maxSectionSize. `alloc_desc` decides races.
-        if self.region.hdr(hdr::SECTION_COUNT).load(Acquire) >= u64::from(self.region.img.max_sections) {
+        if self.region.hdr(hdr::SECTION_COUNT).load(Acquire)
+            >= u64::from(self.region.img.max_sections)
+        {
             return Err(SectionError::NoSpace);
         }
         self.set_op(&a, OP_CREATE, 0);
@@ -775,8 +865,11 @@ impl Replica {
             e
         };
         let d = self.alloc_desc(&a).map_err(fail)?;
-        let generation = current_gen(self.region.desc(d, dw::CURRENT).load(Acquire)).wrapping_add(1);
-        self.region.agent(a.ix, ag::OP_DESC).store(u64::from(d.0) | (u64::from(generation) << 32), Release);
+        let generation =
+            current_gen(self.region.desc(d, dw::CURRENT).load(Acquire)).wrapping_add(1);
+        self.region
+            .agent(a.ix, ag::OP_DESC)
+            .store(u64::from(d.0) | (u64::from(generation) << 32), Release);
         let s = match self.alloc_slot(&a) {
             Ok(s) => s,
             Err(e) => {
@@ -784,11 +877,23 @@ impl Replica {
                 return Err(fail(e));
             }
         };
-        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(s.0) | (u64::from(NONE) << 32), Release);
+        self.region
+            .agent(a.ix, ag::OP_SLOTS)
+            .store(u64::from(s.0) | (u64::from(NONE) << 32), Release);
         self.store_id(d, id, key);
-        self.region.desc(d, dw::EXPIRATION).store(expiration as u64, Release);
+        self.region
+            .desc(d, dw::EXPIRATION)
+            .store(expiration as u64, Release);
         self.fill_slot(s, &[], 0, &[(0, data)], data.len() as u64);
-        let seq = match self.claim_seq(&a, d, generation, s, 0, data.len() as u64, crate::journal::KIND_CREATE) {
+        let seq = match self.claim_seq(
+            &a,
+            d,
+            generation,
+            s,
+            0,
+            data.len() as u64,
+            crate::journal::KIND_CREATE,
+        ) {
             Ok(seq) => seq,
             Err(e) => {
                 self.free_owned_slot(a.owner, s);
@@ -797,8 +902,12 @@ impl Replica {
             }
         };
         self.region.meta(s, meta::VERSION).store(seq, Release);
-        self.region.meta(s, meta::STATE).store(protocol::live(d.0), SeqCst);
-        self.region.desc(d, dw::CURRENT).store(current_word(generation, s.0), SeqCst);
+        self.region
+            .meta(s, meta::STATE)
+            .store(protocol::live(d.0), SeqCst);
+        self.region
+            .desc(d, dw::CURRENT)
+            .store(current_word(generation, s.0), SeqCst);
         self.set_phase(&a, PH_PREPARED);
 
         let outcome = self.with_struct_lock(&a, || {
@@ -807,7 +916,12 @@ impl Replica {
             }
             self.index_insert(d, key);
             // Commit point of a create.
-            self.region.desc(d, dw::STATE).store(state_word(KIND_LIVE, 0), SeqCst);
+            self.region
+                .desc(d, dw::STATE)
+                .store(state_word(KIND_LIVE, 0), SeqCst);
+            // Said while the lock keeps everyone off the descriptor: once it is released the
+            // section may be deleted, and its state would no longer tell recovery.
+            self.set_phase(&a, PH_COMMITTING);
             self.region.hdr(hdr::SECTION_COUNT).fetch_add(1, AcqRel);
             Ok(())
         });
@@ -819,8 +933,12 @@ impl Replica {
                 Ok(())
             }
             Err(e) => {
-                self.region.desc(d, dw::CURRENT).store(current_word(generation, NONE), SeqCst);
-                self.region.meta(s, meta::STATE).store(protocol::owned(a.owner), SeqCst);
+                self.region
+                    .desc(d, dw::CURRENT)
+                    .store(current_word(generation, NONE), SeqCst);
+                self.region
+                    .meta(s, meta::STATE)
+                    .store(protocol::owned(a.owner), SeqCst);
                 self.free_owned_slot(a.owner, s);
                 self.free_desc(d);
                 self.abort_seq(seq);
@@ -833,7 +951,9 @@ impl Replica {
     /// `NotPrimary`, `TryAgain`.
     pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionError> {
         if self.is_default_checkpoint() && id.is_empty() {
-            return Err(SectionError::BadArgument("the default section cannot be deleted"));
+            return Err(SectionError::BadArgument(
+                "the default section cannot be deleted",
+            ));
         }
         self.check_primary()?;
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
@@ -842,7 +962,12 @@ impl Replica {
         self.delete_desc(&a, d, generation)
     }
 
-    pub(crate) fn delete_desc(&self, a: &AgentCtx, d: Desc, generation: u32) -> Result<(), SectionError> {
+    pub(crate) fn delete_desc(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+    ) -> Result<(), SectionError> {
         self.lease(a, d)?;
         let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         let live = state_kind(self.region.desc(d, dw::STATE).load(Acquire)) == KIND_LIVE;
@@ -852,12 +977,26 @@ impl Replica {
         }
         let Some(old) = self.region.slot_ix(current_slot(cur)) else {
             self.release_lease(a, d);
-            return Err(SectionError::Corrupted("descriptor names a slot out of range"));
+            return Err(SectionError::Corrupted(
+                "descriptor names a slot out of range",
+            ));
         };
         self.set_op(a, OP_DELETE, 0);
-        self.region.agent(a.ix, ag::OP_DESC).store(u64::from(d.0) | (u64::from(generation) << 32), Release);
-        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(NONE) | (u64::from(old.0) << 32), Release);
-        let seq = match self.claim_seq(a, d, generation, Slot(NONE), 0, 0, crate::journal::KIND_DELETE) {
+        self.region
+            .agent(a.ix, ag::OP_DESC)
+            .store(u64::from(d.0) | (u64::from(generation) << 32), Release);
+        self.region
+            .agent(a.ix, ag::OP_SLOTS)
+            .store(u64::from(NONE) | (u64::from(old.0) << 32), Release);
+        let seq = match self.claim_seq(
+            a,
+            d,
+            generation,
+            Slot(NONE),
+            0,
+            0,
+            crate::journal::KIND_DELETE,
+        ) {
             Ok(seq) => seq,
             Err(e) => {
                 self.set_op(a, OP_NONE, 0);
@@ -869,9 +1008,13 @@ impl Replica {
         let key = self.region.desc(d, dw::KEY).load(Acquire);
         let locked = self.with_struct_lock(a, || {
             // Commit point of a delete.
-            self.region.desc(d, dw::STATE).store(state_word(crate::layout::KIND_RETIRED, a.owner), SeqCst);
+            self.region
+                .desc(d, dw::STATE)
+                .store(state_word(crate::layout::KIND_RETIRED, a.owner), SeqCst);
             self.index_remove(d, key);
-            self.region.desc(d, dw::CURRENT).store(current_word(generation.wrapping_add(1), NONE), SeqCst);
+            self.region
+                .desc(d, dw::CURRENT)
+                .store(current_word(generation.wrapping_add(1), NONE), SeqCst);
             self.region.hdr(hdr::SECTION_COUNT).fetch_sub(1, AcqRel);
             Ok(())
         });
@@ -902,7 +1045,9 @@ impl Replica {
     /// `NotExist`, `BadArgument` (the default section, or a negative time), `NotPrimary`.
     pub fn set_expiration(&self, id: &[u8], expiration: i64) -> Result<(), SectionError> {
         if self.is_default_checkpoint() && id.is_empty() {
-            return Err(SectionError::BadArgument("the default section never expires"));
+            return Err(SectionError::BadArgument(
+                "the default section never expires",
+            ));
         }
         check_expiration(expiration)?;
         self.check_primary()?;
@@ -916,11 +1061,32 @@ impl Replica {
             return Err(SectionError::NotExist);
         }
         let slot = Slot(current_slot(cur));
-        let seq = self.claim_seq(&a, d, generation, slot, expiration as u64, 0, crate::journal::KIND_EXPIRATION);
-        self.region.desc(d, dw::EXPIRATION).store(expiration as u64, SeqCst);
+        // The op record, not the journal cell, tells recovery what this was: a cell's kind
+        // is written after the cell is claimed and may still be the one of a ring ago.
+        self.set_op(&a, OP_EXPIRE, 0);
+        self.region
+            .agent(a.ix, ag::OP_DESC)
+            .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
+        self.region
+            .agent(a.ix, ag::OP_DELTA)
+            .store(expiration as u64, Relaxed);
+        let seq = self.claim_seq(
+            &a,
+            d,
+            generation,
+            slot,
+            expiration as u64,
+            0,
+            crate::journal::KIND_EXPIRATION,
+        );
         if let Ok(seq) = seq {
+            self.set_phase(&a, PH_PREPARED);
+            self.region
+                .desc(d, dw::EXPIRATION)
+                .store(expiration as u64, SeqCst);
             self.complete_seq(seq);
         }
+        self.set_op(&a, OP_NONE, PH_DONE);
         self.release_lease(&a, d);
         self.notify();
         seq.map(|_| ())
@@ -970,7 +1136,9 @@ impl Replica {
             }
         }
         self.region.meta(s, meta::SIZE).store(size, Relaxed);
-        self.region.meta(s, meta::LAST_UPDATE).store((self.clock)() as u64, Relaxed);
+        self.region
+            .meta(s, meta::LAST_UPDATE)
+            .store((self.clock)() as u64, Relaxed);
     }
 
     /// The committed bytes of a slot the caller keeps from being recycled (pinned, or the
@@ -1012,7 +1180,10 @@ impl Replica {
             if e.data.len() as u64 > max {
                 return Err(err(SectionError::TooBig));
             }
-            if e.offset.checked_add(e.data.len() as u64).is_none_or(|end| end > max) {
+            if e.offset
+                .checked_add(e.data.len() as u64)
+                .is_none_or(|end| end > max)
+            {
                 return Err(err(SectionError::NoResources));
             }
             let (d, g) = self.lookup(e.id).map_err(err)?;
@@ -1022,16 +1193,20 @@ impl Replica {
         distinct.sort_by_key(|t| t.0);
         distinct.dedup_by_key(|t| t.0);
         let result = if distinct.len() <= 1 {
-            let Some(&(d, g, first)) = distinct.first() else { return Ok(()) };
+            let Some(&(d, g, first)) = distinct.first() else {
+                return Ok(());
+            };
             let parts: Vec<(u64, &[u8])> = elems.iter().map(|e| (e.offset, e.data)).collect();
-            self.write_one(&a, d, g, &parts, false).map_err(|kind| VectorError { index: first, kind })
+            self.write_one(&a, d, g, &parts, false)
+                .map_err(|kind| VectorError { index: first, kind })
         } else {
             self.write_txn(&a, elems, &targets, &distinct)
         };
         result.map_err(|e| match e.kind {
-            SectionError::NoResources => {
-                VectorError { index: self.budget_crossing(elems, &targets).unwrap_or(e.index), ..e }
-            }
+            SectionError::NoResources => VectorError {
+                index: self.budget_crossing(elems, &targets).unwrap_or(e.index),
+                ..e
+            },
             _ => e,
         })
     }
@@ -1039,7 +1214,11 @@ impl Replica {
     /// The element whose growth first takes `memoryUsed` past `checkpointSize` when the
     /// elements are applied in order to the sizes committed now: the `erroneousVectorIndex`
     /// of a write refused for the budget. Exact unless other writers changed sizes meanwhile.
-    fn budget_crossing(&self, elems: &[WriteElement<'_>], targets: &[(Desc, u32, usize)]) -> Option<usize> {
+    fn budget_crossing(
+        &self,
+        elems: &[WriteElement<'_>],
+        targets: &[(Desc, u32, usize)],
+    ) -> Option<usize> {
         let limit = self.region.img.checkpoint_size;
         let mut used = self.region.hdr(hdr::STORED_BYTES).load(Acquire);
         let mut sizes: Vec<(Desc, u64)> = Vec::with_capacity(targets.len());
@@ -1047,7 +1226,9 @@ impl Replica {
             let k = match sizes.iter().position(|s| s.0 == d) {
                 Some(k) => k,
                 None => {
-                    let s = self.region.slot_ix(current_slot(self.region.desc(d, dw::CURRENT).load(Acquire)))?;
+                    let s = self
+                        .region
+                        .slot_ix(current_slot(self.region.desc(d, dw::CURRENT).load(Acquire)))?;
                     sizes.push((d, self.region.meta(s, meta::SIZE).load(Acquire)));
                     sizes.len() - 1
                 }
@@ -1092,17 +1273,32 @@ impl Replica {
         if current_gen(cur) != generation || current_slot(cur) == NONE {
             return Err(SectionError::NotExist);
         }
-        let old = self.region.slot_ix(current_slot(cur)).ok_or(SectionError::Corrupted("slot out of range"))?;
-        let old_size = self.region.meta(old, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+        let old = self
+            .region
+            .slot_ix(current_slot(cur))
+            .ok_or(SectionError::Corrupted("slot out of range"))?;
+        let old_size = self
+            .region
+            .meta(old, meta::SIZE)
+            .load(Acquire)
+            .min(self.region.img.max_section_size);
         let (keep, size) = if replace {
             (0, parts.first().map_or(0, |p| p.1.len() as u64))
         } else {
-            let end = parts.iter().map(|p| p.0 + p.1.len() as u64).max().unwrap_or(0);
+            let end = parts
+                .iter()
+                .map(|p| p.0 + p.1.len() as u64)
+                .max()
+                .unwrap_or(0);
             (old_size, old_size.max(end))
         };
         self.set_op(a, OP_WRITE, 0);
-        self.region.agent(a.ix, ag::OP_DESC).store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
-        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(NONE) | (u64::from(old.0) << 32), Relaxed);
+        self.region
+            .agent(a.ix, ag::OP_DESC)
+            .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
+        self.region
+            .agent(a.ix, ag::OP_SLOTS)
+            .store(u64::from(NONE) | (u64::from(old.0) << 32), Relaxed);
         let delta = size as i64 - old_size as i64;
         if let Err(e) = self.reserve(a, delta) {
             self.set_op(a, OP_NONE, 0);
@@ -1116,14 +1312,20 @@ impl Replica {
                 return Err(e);
             }
         };
-        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
+        self.region
+            .agent(a.ix, ag::OP_SLOTS)
+            .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
         let base = self.slot_bytes(old, keep);
         self.fill_slot(new, base, keep, parts, size);
         // One journal record per element: exactly what was written.
         let mut seqs = [0u64; 8];
         let mut many = Vec::new();
         for (i, (off, bytes)) in parts.iter().enumerate() {
-            let kind = if replace { crate::journal::KIND_OVERWRITE } else { crate::journal::KIND_WRITE };
+            let kind = if replace {
+                crate::journal::KIND_OVERWRITE
+            } else {
+                crate::journal::KIND_WRITE
+            };
             match self.claim_seq(a, d, generation, new, *off, bytes.len() as u64, kind) {
                 Ok(seq) if i < seqs.len() => seqs[i] = seq,
                 Ok(seq) => many.push(seq),
@@ -1138,9 +1340,17 @@ impl Replica {
                 }
             }
         }
-        let last = parts.len().checked_sub(1).map_or(0, |l| if l < 8 { seqs[l] } else { many.last().copied().unwrap_or(0) });
+        let last = parts.len().checked_sub(1).map_or(0, |l| {
+            if l < 8 {
+                seqs[l]
+            } else {
+                many.last().copied().unwrap_or(0)
+            }
+        });
         self.region.meta(new, meta::VERSION).store(last, Relaxed);
-        self.region.meta(new, meta::STATE).store(protocol::live(d.0), Release);
+        self.region
+            .meta(new, meta::STATE)
+            .store(protocol::live(d.0), Release);
         self.set_phase(a, PH_PREPARED);
         // Commit point.
         protocol::publish(self.region.desc(d, dw::CURRENT), generation, new.0);
@@ -1197,13 +1407,20 @@ impl Replica {
         for &(d, generation, index) in distinct {
             let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
             if current_gen(cur) != generation || current_slot(cur) == NONE {
-                return Err(VectorError { index, kind: SectionError::NotExist });
+                return Err(VectorError {
+                    index,
+                    kind: SectionError::NotExist,
+                });
             }
-            let old = self
+            let old = self.region.slot_ix(current_slot(cur)).ok_or(VectorError {
+                index,
+                kind: SectionError::Corrupted("slot out of range"),
+            })?;
+            let old_size = self
                 .region
-                .slot_ix(current_slot(cur))
-                .ok_or(VectorError { index, kind: SectionError::Corrupted("slot out of range") })?;
-            let old_size = self.region.meta(old, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+                .meta(old, meta::SIZE)
+                .load(Acquire)
+                .min(self.region.img.max_section_size);
             let end = targets
                 .iter()
                 .filter(|t| t.0 == d)
@@ -1212,10 +1429,19 @@ impl Replica {
                 .unwrap_or(0);
             let size = old_size.max(end);
             delta += size as i64 - old_size as i64;
-            plans.push(Plan { d, generation, old, old_size, size, new: Slot(NONE) });
+            plans.push(Plan {
+                d,
+                generation,
+                old,
+                old_size,
+                size,
+                new: Slot(NONE),
+            });
         }
         self.set_op(a, OP_TXN, 0);
-        self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(NONE), Release);
+        self.region
+            .agent(a.ix, ag::OP_SLOTS)
+            .store(u64::from(NONE), Release);
         let first = distinct[0].2;
         self.reserve(a, delta).map_err(|kind| {
             self.set_op(a, OP_NONE, 0);
@@ -1226,7 +1452,9 @@ impl Replica {
                 self.abort_seq(*s);
             }
             for p in plans.iter().filter(|p| p.new.0 != NONE) {
-                self.region.meta(p.new, meta::STATE).store(protocol::owned(a.owner), SeqCst);
+                self.region
+                    .meta(p.new, meta::STATE)
+                    .store(protocol::owned(a.owner), SeqCst);
                 self.free_owned_slot(a.owner, p.new);
             }
             self.unreserve(a, delta);
@@ -1240,25 +1468,49 @@ impl Replica {
                 Ok(s) => s,
                 Err(kind) => {
                     rollback(&plans, &[]);
-                    return Err(VectorError { index: distinct[k].2, kind });
+                    return Err(VectorError {
+                        index: distinct[k].2,
+                        kind,
+                    });
                 }
             };
             let p = &mut plans[k];
             p.new = new;
-            self.region.meta(new, meta::TXN).store(u64::from(head) | (u64::from(p.d.0) << 32), Release);
-            self.region.meta(new, meta::TXN_OLD).store(u64::from(p.old.0) | (u64::from(p.generation) << 32), Release);
+            self.region
+                .meta(new, meta::TXN)
+                .store(u64::from(head) | (u64::from(p.d.0) << 32), Release);
+            self.region.meta(new, meta::TXN_OLD).store(
+                u64::from(p.old.0) | (u64::from(p.generation) << 32),
+                Release,
+            );
             head = new.0;
-            self.region.agent(a.ix, ag::OP_SLOTS).store(u64::from(head), Release);
-            let parts: Vec<(u64, &[u8])> =
-                targets.iter().filter(|t| t.0 == p.d).map(|t| (elems[t.2].offset, elems[t.2].data)).collect();
+            self.region
+                .agent(a.ix, ag::OP_SLOTS)
+                .store(u64::from(head), Release);
+            let parts: Vec<(u64, &[u8])> = targets
+                .iter()
+                .filter(|t| t.0 == p.d)
+                .map(|t| (elems[t.2].offset, elems[t.2].data))
+                .collect();
             let base = self.slot_bytes(p.old, p.old_size);
             self.fill_slot(new, base, p.old_size, &parts, p.size);
         }
         let mut seqs = Vec::with_capacity(elems.len());
         for t in targets {
-            let p = plans.iter().find(|p| p.d == t.0).expect("every target has a plan");
+            let p = plans
+                .iter()
+                .find(|p| p.d == t.0)
+                .expect("every target has a plan");
             let e = &elems[t.2];
-            match self.claim_seq(a, p.d, p.generation, p.new, e.offset, e.data.len() as u64, crate::journal::KIND_WRITE) {
+            match self.claim_seq(
+                a,
+                p.d,
+                p.generation,
+                p.new,
+                e.offset,
+                e.data.len() as u64,
+                crate::journal::KIND_WRITE,
+            ) {
                 Ok(s) => seqs.push(s),
                 Err(kind) => {
                     rollback(&plans, &seqs);
@@ -1274,8 +1526,12 @@ impl Replica {
                 .map(|(_, s)| *s)
                 .max()
                 .unwrap_or(0);
-            self.region.meta(p.new, meta::VERSION).store(version, Relaxed);
-            self.region.meta(p.new, meta::STATE).store(protocol::live(p.d.0), Release);
+            self.region
+                .meta(p.new, meta::VERSION)
+                .store(version, Relaxed);
+            self.region
+                .meta(p.new, meta::STATE)
+                .store(protocol::live(p.d.0), Release);
         }
         // Commit point: after this store recovery rolls forward instead of back.
         self.set_phase(a, PH_COMMITTING);
@@ -1329,13 +1585,21 @@ impl Replica {
         if seq.load(Acquire) % 2 == 1 {
             seq.fetch_add(1, SeqCst);
         }
-        let _ = self.region.hdr(hdr::MULTI_OWNER).compare_exchange(a.owner, 0, AcqRel, Relaxed);
+        let _ = self
+            .region
+            .hdr(hdr::MULTI_OWNER)
+            .compare_exchange(a.owner, 0, AcqRel, Relaxed);
     }
 
     // ---- reads --------------------------------------------------------------------
 
     /// Pins the current slot of `d` for this agent; returns it and the pin-table entry.
-    fn pin_current(&self, a: &AgentCtx, d: Desc, generation: u32) -> Result<(Slot, usize), SectionError> {
+    fn pin_current(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+    ) -> Result<(Slot, usize), SectionError> {
         let current = self.region.desc(d, dw::CURRENT);
         let cur = current.load(SeqCst);
         if current_gen(cur) != generation || current_slot(cur) == NONE {
@@ -1351,7 +1615,10 @@ impl Replica {
                 // Already pinned by this agent: it cannot have been freed, and `current`
                 // named it a moment ago, so its bytes are this version's.
                 w.store(v + (1 << 32), Relaxed);
-                let s = self.region.slot_ix(v as u32).ok_or(SectionError::Corrupted("pin"))?;
+                let s = self
+                    .region
+                    .slot_ix(v as u32)
+                    .ok_or(SectionError::Corrupted("pin"))?;
                 return Ok((s, e));
             }
         }
@@ -1364,12 +1631,21 @@ impl Replica {
             a.pin_word,
             a.pin_bit,
             |s| entry.store(u64::from(s) | (1 << 32), SeqCst),
-            |_| entry.store(0, Release),
+            |s, freed| {
+                entry.store(0, Release);
+                // `pin` let go of a superseded slot; if that unpin freed it (it was retired
+                // meanwhile and ours was the last pin), it must be findable again.
+                if freed {
+                    self.region.slot_hint().set(s);
+                }
+            },
         );
         match pinned {
             Ok(s) => Ok((Slot(s), e)),
             Err(PinError::Gone) => Err(SectionError::NotExist),
-            Err(PinError::Corrupted) => Err(SectionError::Corrupted("descriptor names a slot out of range")),
+            Err(PinError::Corrupted) => Err(SectionError::Corrupted(
+                "descriptor names a slot out of range",
+            )),
             Err(PinError::Contended) => Err(SectionError::TryAgain),
         }
     }
@@ -1396,17 +1672,34 @@ impl Replica {
         self.read_desc(&a, d, generation, offset, buf)
     }
 
-    fn read_desc(&self, a: &AgentCtx, d: Desc, generation: u32, offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
+    fn read_desc(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, SectionError> {
         let (s, e) = self.pin_current(a, d, generation)?;
-        let size = self.region.meta(s, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+        let size = self
+            .region
+            .meta(s, meta::SIZE)
+            .load(Acquire)
+            .min(self.region.img.max_section_size);
         let result = if offset > size {
-            Err(SectionError::BadArgument("offset past the end of the section"))
+            Err(SectionError::BadArgument(
+                "offset past the end of the section",
+            ))
         } else {
             let n = (size - offset).min(buf.len() as u64) as usize;
             // SAFETY: the slot is pinned (not recyclable) and published (immutable);
             // `offset + n <= size <= max_section_size <= slot_stride`; `buf` is ours.
             unsafe {
-                core::ptr::copy_nonoverlapping(self.region.slot_ptr(s).add(offset as usize), buf.as_mut_ptr(), n);
+                core::ptr::copy_nonoverlapping(
+                    self.region.slot_ptr(s).add(offset as usize),
+                    buf.as_mut_ptr(),
+                    n,
+                );
             }
             Ok(n)
         };
@@ -1449,17 +1742,26 @@ impl Replica {
                         self.owner_gone(h);
                     }
                 }
-                if attempt > 64 { yield_now() } else { spin_hint() }
+                if attempt > 64 {
+                    yield_now()
+                } else {
+                    spin_hint()
+                }
                 continue;
             }
             for (index, (e, &(d, g))) in elems.iter_mut().zip(&targets).enumerate() {
-                e.read = self.read_desc(&a, d, g, e.offset, e.buf).map_err(|kind| VectorError { index, kind })?;
+                e.read = self
+                    .read_desc(&a, d, g, e.offset, e.buf)
+                    .map_err(|kind| VectorError { index, kind })?;
             }
             if !multi || seq.load(SeqCst) == before {
                 return missing;
             }
         }
-        Err(VectorError { index: 0, kind: SectionError::TryAgain })
+        Err(VectorError {
+            index: 0,
+            kind: SectionError::TryAgain,
+        })
     }
 
     /// Borrows a section's committed bytes without copying. The guard pins the version it
@@ -1470,15 +1772,28 @@ impl Replica {
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
         let (s, e) = self.pin_current(&a, d, generation)?;
-        let size = self.region.meta(s, meta::SIZE).load(Acquire).min(self.region.img.max_section_size);
+        let size = self
+            .region
+            .meta(s, meta::SIZE)
+            .load(Acquire)
+            .min(self.region.img.max_section_size);
         let version = self.region.meta(s, meta::VERSION).load(Acquire);
-        Ok(SectionGuard { replica: self, agent: a, entry: e, slot: s, len: size as usize, version, _not_send: core::marker::PhantomData })
+        Ok(SectionGuard {
+            replica: self,
+            agent: a,
+            entry: e,
+            slot: s,
+            len: size as usize,
+            version,
+            _not_send: core::marker::PhantomData,
+        })
     }
 
     /// Information about one section.
     pub fn section_info(&self, id: &[u8]) -> Result<SectionInfo, SectionError> {
         let (d, generation) = self.lookup(id)?;
-        self.info_of(d, Some(generation)).ok_or(SectionError::NotExist)
+        self.info_of(d, Some(generation))
+            .ok_or(SectionError::NotExist)
     }
 
     fn info_of(&self, d: Desc, generation: Option<u32>) -> Option<SectionInfo> {
@@ -1494,7 +1809,11 @@ impl Replica {
             let info = SectionInfo {
                 id: self.read_id(d),
                 expiration: self.region.desc(d, dw::EXPIRATION).load(Acquire) as i64,
-                size: self.region.meta(s, meta::SIZE).load(Acquire),
+                size: self
+                    .region
+                    .meta(s, meta::SIZE)
+                    .load(Acquire)
+                    .min(self.region.img.max_section_size),
                 last_update: self.region.meta(s, meta::LAST_UPDATE).load(Acquire) as i64,
                 version: self.region.meta(s, meta::VERSION).load(Acquire),
             };
@@ -1509,7 +1828,12 @@ impl Replica {
     /// iteration is returned exactly once, whatever is created or deleted meanwhile
     /// (sections never move between descriptors). Expired sections are skipped.
     pub fn sections(&self, filter: SectionFilter) -> Sections<'_> {
-        Sections { replica: self, next: 0, filter, now: (self.clock)() }
+        Sections {
+            replica: self,
+            next: 0,
+            filter,
+            now: (self.clock)(),
+        }
     }
 
     /// Whether section `id` exists (and has not expired).
@@ -1567,7 +1891,9 @@ impl Iterator for Sections<'_> {
         while self.next < self.replica.region.img.max_sections {
             let d = Desc(self.next);
             self.next += 1;
-            let Some(info) = self.replica.info_of(d, None) else { continue };
+            let Some(info) = self.replica.info_of(d, None) else {
+                continue;
+            };
             if info.expiration != TIME_END && info.expiration <= self.now {
                 continue;
             }
@@ -1589,7 +1915,8 @@ impl Iterator for Sections<'_> {
 impl Drop for Replica {
     fn drop(&mut self) {
         let epoch = liveness::fork_epoch();
-        let registered = core::mem::take(self.registered.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let registered =
+            core::mem::take(self.registered.get_mut().unwrap_or_else(|p| p.into_inner()));
         for (ix, e) in registered {
             if e != epoch {
                 continue;

@@ -62,7 +62,11 @@ impl Mapping {
         v.extend((0..words).map(|_| AtomicU64::new(0)));
         let mut b = v.into_boxed_slice();
         let ptr = b.as_mut_ptr().cast::<u8>();
-        Some(Self { ptr, len: words * 8, _backing: Backing::Heap(b) })
+        Some(Self {
+            ptr,
+            len: words * 8,
+            _backing: Backing::Heap(b),
+        })
     }
 
     fn map(file: &File, len: u64) -> Result<Self, i32> {
@@ -73,7 +77,11 @@ impl Mapping {
             .map_raw(file)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         let ptr = raw.as_mut_ptr();
-        Ok(Self { ptr, len, _backing: Backing::Mmap(raw) })
+        Ok(Self {
+            ptr,
+            len,
+            _backing: Backing::Mmap(raw),
+        })
     }
 }
 
@@ -117,13 +125,16 @@ pub(crate) fn create(path: &Path, len: u64) -> Result<Mapping, CreateError> {
 /// Opens the file behind `path` with the checks every shared object gets: no symlink, a
 /// regular file, owned by us, no access for others (group access only when configured).
 pub(crate) fn open_checked(path: &Path, sharing: Sharing) -> Result<(File, u64), AttachError> {
-    let fd: OwnedFd =
-        rustix::fs::open(path, OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| match e {
-                Errno::NOENT => AttachError::NotFound,
-                Errno::LOOP => AttachError::WrongMode { mode: 0o120_777 },
-                e => AttachError::Io(errno(e)),
-            })?;
+    let fd: OwnedFd = rustix::fs::open(
+        path,
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        Errno::NOENT => AttachError::NotFound,
+        Errno::LOOP => AttachError::WrongMode { mode: 0o120_777 },
+        e => AttachError::Io(errno(e)),
+    })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| AttachError::Io(errno(e)))?;
     let mode = st.st_mode;
     if mode & libc::S_IFMT != libc::S_IFREG {
@@ -132,7 +143,11 @@ pub(crate) fn open_checked(path: &Path, sharing: Sharing) -> Result<(File, u64),
     if st.st_uid != rustix::process::geteuid().as_raw() {
         return Err(AttachError::WrongOwner { uid: st.st_uid });
     }
-    let allowed = if sharing.group.is_some_and(|g| g == st.st_gid) { 0o660 } else { 0o600 };
+    let allowed = if sharing.group.is_some_and(|g| g == st.st_gid) {
+        0o660
+    } else {
+        0o600
+    };
     if mode & 0o777 & !allowed != 0 {
         return Err(AttachError::WrongMode { mode });
     }
@@ -153,8 +168,14 @@ pub(crate) fn attach(path: &Path, sharing: Sharing, min_len: u64) -> Result<Mapp
 pub(crate) fn widen(path: &Path, sharing: Sharing) -> Result<(), i32> {
     if let Some(gid) = sharing.group {
         let gid = rustix::fs::Gid::from_raw(gid);
-        rustix::fs::chownat(rustix::fs::CWD, path, None, Some(gid), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(errno)?;
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            path,
+            None,
+            Some(gid),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(errno)?;
         rustix::fs::chmod(path, Mode::from_raw_mode(sharing.final_mode())).map_err(errno)?;
     }
     Ok(())

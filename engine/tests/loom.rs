@@ -106,6 +106,8 @@ struct Read {
     record: [u64; 2],
     /// Whether this reader's final `unpin` freed the slot.
     freed: bool,
+    /// Slots (one bit each) that the reader's abandoned pins freed on `pin`'s retry path.
+    abandoned_frees: u32,
 }
 
 impl Arena {
@@ -162,7 +164,13 @@ impl Arena {
         step.next()?;
         publish(&self.current, GEN, slot);
         step.next()?;
-        let freed_old = retire(&self.state[old as usize], &self.pins[old as usize], DESC);
+        // The retirement's tag is the version the old slot held (versions are sequential).
+        let freed_old = retire(
+            &self.state[old as usize],
+            &self.pins[old as usize],
+            DESC,
+            version - 1,
+        );
         Some(Commit {
             version,
             slot,
@@ -195,7 +203,7 @@ impl Arena {
         let record = self.data[slot as usize].with(|p| unsafe { *p });
         let st = self.state[slot as usize].load(SeqCst);
         assert!(
-            st == live(DESC) || st == retired(DESC),
+            st == live(DESC) || st & 0xff == retired(0) & 0xff,
             "slot {slot} is pinned and validated but its state is {st:#x}"
         );
         record
@@ -203,14 +211,28 @@ impl Arena {
 
     /// One whole read: pin current, read, unpin.
     fn read(&self, (word, bit): Pin) -> Read {
-        let slot = pin(self, &self.current, GEN, word, bit, |_| {}, |_| {})
-            .expect("the descriptor is never deleted and the retries are not exhausted");
+        let mut abandoned_frees = 0;
+        let slot = pin(
+            self,
+            &self.current,
+            GEN,
+            word,
+            bit,
+            |_| {},
+            |s, freed| {
+                if freed {
+                    abandoned_frees |= 1 << s;
+                }
+            },
+        )
+        .expect("the descriptor is never deleted and the retries are not exhausted");
         let record = self.read_pinned(slot);
         let freed = unpin(self, slot, word, bit);
         Read {
             slot,
             record,
             freed,
+            abandoned_frees,
         }
     }
 
@@ -273,8 +295,15 @@ fn reported_frees(n: u32, commits: &[Commit], reads: &[Read]) -> Vec<u32> {
     for c in commits.iter().filter(|c| c.freed_old) {
         frees[c.old as usize] += 1;
     }
-    for r in reads.iter().filter(|r| r.freed) {
-        frees[r.slot as usize] += 1;
+    for r in reads {
+        if r.freed {
+            frees[r.slot as usize] += 1;
+        }
+        for (s, count) in frees.iter_mut().enumerate() {
+            if r.abandoned_frees & (1 << s) != 0 {
+                *count += 1;
+            }
+        }
     }
     frees
 }
@@ -355,6 +384,7 @@ fn last_unpins_race_the_retire(reader_b: Pin) {
                     slot: 0,
                     record,
                     freed,
+                    abandoned_frees: 0,
                 }
             })
         });
@@ -407,7 +437,7 @@ fn pin_superseded_before_it_lands_lets_go_and_follows_current() {
             word,
             bit,
             |s| begun.push(s),
-            |s| {
+            |s, _freed| {
                 let left = sut.pins[s as usize][word].load(SeqCst) & bit;
                 assert_eq!(
                     left, 0,
@@ -442,6 +472,7 @@ fn pin_superseded_before_it_lands_lets_go_and_follows_current() {
                 slot,
                 record,
                 freed,
+                abandoned_frees: 0,
             }],
             &commits,
         );
@@ -529,14 +560,13 @@ fn writer_dying_at_any_step_leaves_readers_a_committed_version() {
     }
 }
 
-/// Known defect (see the report that came with this file): when the retry path of `pin`
-/// lets go of a slot and its `unpin` frees it, `pin` drops the "freed" result, so the
-/// caller cannot re-set its allocation hint and the FREE slot is invisible to allocation.
+/// Regression (found by this model): when the retry path of `pin` lets go of a slot and its
+/// `unpin` frees it, `pin` used to drop the "freed" result, so the caller could not re-set
+/// its allocation hint and the FREE slot is invisible to allocation.
 /// Interleaving: reader loads current = 0; writer publishes 1 and stores RETIRED on 0;
 /// reader pins 0, sees current = 1, unpins 0 and frees it; the writer's own check then
 /// finds 0 no longer RETIRED. Nobody reports the free.
 #[test]
-#[ignore = "fails: pin's retry path frees a slot without telling its caller"]
 fn every_slot_freed_by_a_reader_is_reported_to_a_caller() {
     loom::model(|| {
         let sut = Arc::new(Arena::new(2));
@@ -557,16 +587,15 @@ fn every_slot_freed_by_a_reader_is_reported_to_a_caller() {
     });
 }
 
-/// Known defect (see the report that came with this file): `try_free_retired` CASes from the
-/// exact RETIRED word it saw, and a slot retired twice for the same descriptor has the same
-/// word both times (ABA). An unpinner that saw "RETIRED, no pins" during the slot's first
+/// Regression (found by this model): `try_free_retired` CASes from the exact RETIRED word it
+/// saw; before retirements were tagged with the version, a slot retired twice for the same
+/// descriptor had the same word both times (ABA). An unpinner that saw "RETIRED, no pins" during the slot's first
 /// retirement frees it during the second, under a newer reader's pin.
 ///
 /// Here the newer reader is the writer's own agent, which pins the version it committed
 /// before committing the next one (a borrow held across a write); any reader whose pin
 /// lands in that window is hit the same way.
 #[test]
-#[ignore = "fails: ABA on the RETIRED state word in try_free_retired"]
 fn stale_unpinner_never_frees_a_slot_reused_and_retired_again() {
     loom::model(|| {
         let sut = Arc::new(Arena::new(3));
@@ -575,7 +604,7 @@ fn stale_unpinner_never_frees_a_slot_reused_and_retired_again() {
         sut.write(1, [1, check(1, 1)]);
         sut.state[1].store(live(DESC), SeqCst);
         publish(&sut.current, GEN, 1);
-        sut.state[0].store(retired(DESC), SeqCst);
+        sut.state[0].store(retired(0), SeqCst);
         sut.pins[0][READER_A.0].fetch_or(READER_A.1, SeqCst);
 
         // The writer's agent: finishes the retire of slot 0, commits version 2, pins it as a
@@ -586,7 +615,7 @@ fn stale_unpinner_never_frees_a_slot_reused_and_retired_again() {
                 let writer_freed_0 = try_free_retired(&sut.state[0], &sut.pins[0]);
                 let second = sut.commit(1, 2);
                 let (word, bit) = READER_B;
-                let slot = pin(&*sut, &sut.current, GEN, word, bit, |_| {}, |_| {}).unwrap();
+                let slot = pin(&*sut, &sut.current, GEN, word, bit, |_| {}, |_, _| {}).unwrap();
                 assert_eq!(slot, second.slot);
                 let third = sut.commit(second.slot, 3);
                 let record = sut.read_pinned(slot);
@@ -598,6 +627,7 @@ fn stale_unpinner_never_frees_a_slot_reused_and_retired_again() {
                         slot,
                         record,
                         freed,
+                        abandoned_frees: 0,
                     },
                 )
             })

@@ -17,7 +17,11 @@ fn attrs(max_sections: u32, max_section_size: u64) -> ReplicaAttributes {
 }
 
 fn replica(max_sections: u32, max_section_size: u64) -> Replica {
-    Replica::create_in_memory(&attrs(max_sections, max_section_size), &ReplicaLimits::default()).unwrap()
+    Replica::create_in_memory(
+        &attrs(max_sections, max_section_size),
+        &ReplicaLimits::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -35,7 +39,8 @@ fn created_section_reads_back_its_initial_data() {
 #[test]
 fn overwrite_replaces_data_and_size() {
     let r = replica(10, 100);
-    r.create_section(Some(b"a"), TIME_END, b"hello world").unwrap();
+    r.create_section(Some(b"a"), TIME_END, b"hello world")
+        .unwrap();
     r.overwrite(b"a", b"bye").unwrap();
     assert_eq!(r.read_to_vec(b"a").unwrap(), b"bye");
     assert_eq!(r.status().memory_used, 3);
@@ -45,7 +50,12 @@ fn overwrite_replaces_data_and_size() {
 fn write_at_offset_grows_section_with_zero_hole() {
     let r = replica(10, 100);
     r.create_section(Some(b"a"), TIME_END, b"ab").unwrap();
-    r.write(&[WriteElement { id: b"a", offset: 4, data: b"xy" }]).unwrap();
+    r.write(&[WriteElement {
+        id: b"a",
+        offset: 4,
+        data: b"xy",
+    }])
+    .unwrap();
     assert_eq!(r.read_to_vec(b"a").unwrap(), b"ab\0\0xy");
 }
 
@@ -55,17 +65,39 @@ fn multi_section_write_applies_all_elements() {
     r.create_section(Some(b"a"), TIME_END, b"").unwrap();
     r.create_section(Some(b"b"), TIME_END, b"").unwrap();
     r.write(&[
-        WriteElement { id: b"b", offset: 0, data: b"B1" },
-        WriteElement { id: b"a", offset: 0, data: b"A1" },
-        WriteElement { id: b"b", offset: 2, data: b"B2" },
+        WriteElement {
+            id: b"b",
+            offset: 0,
+            data: b"B1",
+        },
+        WriteElement {
+            id: b"a",
+            offset: 0,
+            data: b"A1",
+        },
+        WriteElement {
+            id: b"b",
+            offset: 2,
+            data: b"B2",
+        },
     ])
     .unwrap();
     assert_eq!(r.read_to_vec(b"a").unwrap(), b"A1");
     assert_eq!(r.read_to_vec(b"b").unwrap(), b"B1B2");
     let (mut x, mut y) = ([0u8; 4], [0u8; 4]);
     let mut elems = [
-        ReadElement { id: b"a", offset: 0, buf: &mut x, read: 0 },
-        ReadElement { id: b"b", offset: 1, buf: &mut y, read: 0 },
+        ReadElement {
+            id: b"a",
+            offset: 0,
+            buf: &mut x,
+            read: 0,
+        },
+        ReadElement {
+            id: b"b",
+            offset: 1,
+            buf: &mut y,
+            read: 0,
+        },
     ];
     r.read_many(&mut elems).unwrap();
     assert_eq!((elems[0].read, elems[1].read), (2, 3));
@@ -77,8 +109,16 @@ fn failing_element_leaves_every_section_unchanged() {
     r.create_section(Some(b"a"), TIME_END, b"old").unwrap();
     let err = r
         .write(&[
-            WriteElement { id: b"a", offset: 0, data: b"new" },
-            WriteElement { id: b"missing", offset: 0, data: b"x" },
+            WriteElement {
+                id: b"a",
+                offset: 0,
+                data: b"new",
+            },
+            WriteElement {
+                id: b"missing",
+                offset: 0,
+                data: b"x",
+            },
         ])
         .unwrap_err();
     assert_eq!((err.index, err.kind), (1, SectionError::NotExist));
@@ -96,7 +136,16 @@ fn delete_then_create_same_id_and_iteration_sees_each_once() {
     r.create_section(Some(b"c"), TIME_END, b"again").unwrap();
     let mut ids: Vec<_> = r.sections(SectionFilter::Any).map(|s| s.id).collect();
     ids.sort();
-    assert_eq!(ids, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
+    assert_eq!(
+        ids,
+        vec![
+            b"a".to_vec(),
+            b"b".to_vec(),
+            b"c".to_vec(),
+            b"d".to_vec(),
+            b"e".to_vec()
+        ]
+    );
 }
 
 #[test]
@@ -113,7 +162,10 @@ fn max_sections_reached_gives_no_space() {
     let r = replica(2, 100);
     r.create_section(Some(b"a"), TIME_END, b"").unwrap();
     r.create_section(Some(b"b"), TIME_END, b"").unwrap();
-    assert_eq!(r.create_section(Some(b"c"), TIME_END, b""), Err(SectionError::NoSpace));
+    assert_eq!(
+        r.create_section(Some(b"c"), TIME_END, b""),
+        Err(SectionError::NoSpace)
+    );
 }
 
 #[test]
@@ -121,7 +173,10 @@ fn default_section_exists_when_max_sections_is_one() {
     let r = replica(1, 100);
     r.overwrite(b"", b"data").unwrap();
     assert_eq!(r.read_to_vec(b"").unwrap(), b"data");
-    assert_eq!(r.create_section(Some(b"x"), TIME_END, b""), Err(SectionError::Exists));
+    assert_eq!(
+        r.create_section(Some(b"x"), TIME_END, b""),
+        Err(SectionError::Exists)
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use ckpt_engine::{Registry, ReplicaAttributes, ReplicaLimits, SectionError, Sharing, TIME_END, WriteElement};
+use ckpt_engine::{
+    Registry, ReplicaAttributes, ReplicaLimits, SectionError, Sharing, TIME_END, WriteElement,
+};
 
 /// `ckpt demo` options.
 #[derive(clap::Args, Debug)]
@@ -51,7 +53,8 @@ pub fn run(dir: &Path, args: &Args) -> Result<ExitCode, String> {
 }
 
 fn registry(dir: &Path) -> Result<Registry, String> {
-    Registry::open(dir, Sharing::default()).map_err(|e| format!("cannot open the node registry in {}: {e}", dir.display()))
+    Registry::open(dir, Sharing::default())
+        .map_err(|e| format!("cannot open the node registry in {}: {e}", dir.display()))
 }
 
 fn parent(dir: &Path, args: &Args) -> Result<ExitCode, String> {
@@ -62,7 +65,15 @@ fn parent(dir: &Path, args: &Args) -> Result<ExitCode, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let spawn = |role: &str| {
         Command::new(&exe)
-            .args(["--dir", &dir.to_string_lossy(), "demo", "--role", role, "--name", &args.name])
+            .args([
+                "--dir",
+                &dir.to_string_lossy(),
+                "demo",
+                "--role",
+                role,
+                "--name",
+                &args.name,
+            ])
             .stdout(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot start the {role}: {e}"))
@@ -83,15 +94,33 @@ fn parent(dir: &Path, args: &Args) -> Result<ExitCode, String> {
 fn writer(dir: &Path, args: &Args) -> Result<ExitCode, String> {
     let reg = registry(dir)?;
     let opened = reg
-        .open_replica(args.name.as_bytes(), Some((&attrs(), &ReplicaLimits::default())))
+        .open_replica(
+            args.name.as_bytes(),
+            Some((&attrs(), &ReplicaLimits::default())),
+        )
         .map_err(|e| format!("writer: open failed: {e}"))?;
-    println!("Writer: checkpoint {} opened (instance {})", args.name, opened.instance);
+    println!(
+        "Writer: checkpoint {} opened (instance {})",
+        args.name, opened.instance
+    );
     let ckpt = &opened.replica;
-    ckpt.create_section(Some(SECTION), TIME_END, b"").map_err(|e| format!("writer: section create: {e}"))?;
-    println!("Writer: section {} created", String::from_utf8_lossy(SECTION));
-    ckpt.write(&[WriteElement { id: SECTION, offset: 0, data: TEXT }])
-        .map_err(|e| format!("writer: write: {e}"))?;
-    println!("Writer: wrote {} bytes: \"{}\"", TEXT.len(), String::from_utf8_lossy(TEXT));
+    ckpt.create_section(Some(SECTION), TIME_END, b"")
+        .map_err(|e| format!("writer: section create: {e}"))?;
+    println!(
+        "Writer: section {} created",
+        String::from_utf8_lossy(SECTION)
+    );
+    ckpt.write(&[WriteElement {
+        id: SECTION,
+        offset: 0,
+        data: TEXT,
+    }])
+    .map_err(|e| format!("writer: write: {e}"))?;
+    println!(
+        "Writer: wrote {} bytes: \"{}\"",
+        TEXT.len(),
+        String::from_utf8_lossy(TEXT)
+    );
     // Standalone: every replica is this one, so the barrier is the commit seq itself.
     println!("Writer: synchronize OK (commit seq {})", ckpt.commit_seq());
     // Keep the checkpoint open until the reader has read it.
@@ -99,8 +128,10 @@ fn writer(dir: &Path, args: &Args) -> Result<ExitCode, String> {
     while Instant::now() < deadline && ckpt.section_info(b"ack").is_err() {
         std::thread::sleep(Duration::from_millis(2));
     }
-    reg.unlink(args.name.as_bytes()).map_err(|e| format!("writer: unlink: {e}"))?;
-    reg.close(opened.instance).map_err(|e| format!("writer: close: {e}"))?;
+    reg.unlink(args.name.as_bytes())
+        .map_err(|e| format!("writer: unlink: {e}"))?;
+    reg.close(opened.instance)
+        .map_err(|e| format!("writer: close: {e}"))?;
     println!("Writer: checkpoint unlinked and closed");
     Ok(ExitCode::SUCCESS)
 }
@@ -131,12 +162,17 @@ fn reader(dir: &Path, args: &Args) -> Result<ExitCode, String> {
             Err(e) => return Err(format!("reader: read failed: {e}")),
         }
     };
-    println!("Reader: read {n} bytes: \"{}\"", String::from_utf8_lossy(&buf[..n]));
+    println!(
+        "Reader: read {n} bytes: \"{}\"",
+        String::from_utf8_lossy(&buf[..n])
+    );
     if buf[..n] != *TEXT {
         return Err("reader: text differs from what the writer wrote".into());
     }
-    ckpt.create_section(Some(b"ack"), TIME_END, b"").map_err(|e| format!("reader: ack: {e}"))?;
-    reg.close(opened.instance).map_err(|e| format!("reader: close: {e}"))?;
+    ckpt.create_section(Some(b"ack"), TIME_END, b"")
+        .map_err(|e| format!("reader: ack: {e}"))?;
+    reg.close(opened.instance)
+        .map_err(|e| format!("reader: close: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -148,7 +184,8 @@ fn throughput(dir: &Path, iterations: u64) -> Result<(), String> {
         .map_err(|e| format!("throughput: open: {e}"))?;
     let ckpt = &opened.replica;
     let data = vec![0x5au8; 4096];
-    ckpt.create_section(Some(b"s"), TIME_END, &data).map_err(|e| e.to_string())?;
+    ckpt.create_section(Some(b"s"), TIME_END, &data)
+        .map_err(|e| e.to_string())?;
     let t = Instant::now();
     for _ in 0..iterations {
         ckpt.overwrite(b"s", &data).map_err(|e| e.to_string())?;
@@ -169,8 +206,12 @@ fn throughput(dir: &Path, iterations: u64) -> Result<(), String> {
     let borrow = t.elapsed().as_nanos() as f64 / iterations as f64;
     std::hint::black_box(sum);
     println!("Data path, 4 KiB section, {iterations} iterations, one thread:");
-    println!("  overwrite {overwrite:8.0} ns/op   read (copy-out) {read:8.0} ns/op   borrow (zero-copy) {borrow:6.0} ns/op");
-    println!("  (`cargo run --release -p ckpt-bench --bin ratios` compares these with memcpy in /dev/shm)");
+    println!(
+        "  overwrite {overwrite:8.0} ns/op   read (copy-out) {read:8.0} ns/op   borrow (zero-copy) {borrow:6.0} ns/op"
+    );
+    println!(
+        "  (`cargo run --release -p ckpt-bench --bin ratios` compares these with memcpy in /dev/shm)"
+    );
     reg.unlink(name.as_bytes()).map_err(|e| e.to_string())?;
     reg.close(opened.instance).map_err(|e| e.to_string())?;
     Ok(())

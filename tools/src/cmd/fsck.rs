@@ -13,7 +13,8 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
     let report = reg.fsck();
     println!("registry: {report}");
     bad += report.violations.len();
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     let mut names: Vec<String> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().map(str::to_owned))
@@ -33,5 +34,9 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
             }
         }
     }
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

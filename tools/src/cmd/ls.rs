@@ -10,7 +10,10 @@ pub fn run(dir: &Path) -> Result<ExitCode, String> {
     let reg = Registry::open(dir, Sharing::default())
         .map_err(|e| format!("{e} (domain {}; is CKPT_DIR right?)", dir.display()))?;
     let entries = reg.entries();
-    println!("{:<32} {:>10} {:>6} {:>9} {:>14}", "NAME", "INSTANCE", "OPENS", "UNLINKED", "RETENTION_MS");
+    println!(
+        "{:<32} {:>10} {:>6} {:>9} {:>14}",
+        "NAME", "INSTANCE", "OPENS", "UNLINKED", "RETENTION_MS"
+    );
     for e in &entries {
         println!(
             "{:<32} {:>10} {:>6} {:>9} {:>14}",
