@@ -167,9 +167,9 @@ impl Replica {
             }
         }
         if attempt > 64 {
-            yield_now()
+            yield_now();
         } else {
-            spin_hint()
+            spin_hint();
         }
     }
 

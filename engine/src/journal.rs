@@ -189,9 +189,9 @@ impl Replica {
                     self.recover_cell_owner(cell_agent(seen));
                 }
                 if i > 64 {
-                    yield_now()
+                    yield_now();
                 } else {
-                    spin_hint()
+                    spin_hint();
                 }
                 continue;
             }

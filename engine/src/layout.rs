@@ -426,7 +426,7 @@ mod tests {
     fn computed_image_validates_against_its_own_size() {
         let img = compute_image(&attrs(), &ReplicaLimits::default(), 7, 9, 0).unwrap();
         assert_eq!(img.validate(img.total_size), Ok(()));
-        assert!(img.off_slots % 4096 == 0);
+        assert!(img.off_slots.is_multiple_of(4096));
         assert!(img.total_size >= img.off_slots + u64::from(img.slot_count) * img.slot_stride);
     }
 

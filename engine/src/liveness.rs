@@ -37,8 +37,9 @@ const MAX_FDS: usize = 256;
 static LOCK_FDS: [AtomicI32; MAX_FDS] = [const { AtomicI32::new(-1) }; MAX_FDS];
 static FORK_EPOCH: ProcessCounter = ProcessCounter::new(0);
 static ATFORK: Once = Once::new();
-type Registry = Mutex<HashMap<PathBuf, (u64, Arc<ProcessLock>)>>;
-static LOCKS: Mutex<Option<HashMap<PathBuf, (u64, Arc<ProcessLock>)>>> = Mutex::new(None);
+/// This process's locks by domain, with the fork epoch each was taken in.
+type LockMap = HashMap<PathBuf, (u64, Arc<ProcessLock>)>;
+static LOCKS: Mutex<Option<LockMap>> = Mutex::new(None);
 
 extern "C" fn after_fork_in_child() {
     // Only async-signal-safe work here: close inherited lock descriptors, bump the epoch.
@@ -230,9 +231,6 @@ pub(crate) fn sweep(domain: &Path) -> usize {
     }
     removed
 }
-
-#[allow(dead_code)]
-fn _assert_registry_type(_: &Registry) {}
 
 #[cfg(test)]
 mod tests {

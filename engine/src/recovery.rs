@@ -318,16 +318,16 @@ impl Replica {
                             self.owner_gone(h);
                         }
                         if i > 64 {
-                            crate::sync::yield_now()
+                            crate::sync::yield_now();
                         } else {
-                            crate::sync::spin_hint()
+                            crate::sync::spin_hint();
                         }
                     }
                 }
             }
             if multi.load(Acquire) == owner {
                 let seq = self.region.hdr(hdr::MULTI_SEQ);
-                if seq.load(Acquire) % 2 == 0 {
+                if seq.load(Acquire).is_multiple_of(2) {
                     seq.fetch_add(1, SeqCst);
                 }
             }
@@ -388,10 +388,9 @@ impl Replica {
             2 => {
                 if let Some(d) = self.region.desc_ix(intent as u32)
                     && self.region.desc(d, dw::STATE).load(Acquire) == state_word(KIND_OWNED, owner)
+                    && current_slot(self.region.desc(d, dw::CURRENT).load(Acquire)) == NONE
                 {
-                    if current_slot(self.region.desc(d, dw::CURRENT).load(Acquire)) == NONE {
-                        self.free_desc(d);
-                    }
+                    self.free_desc(d);
                 }
             }
             _ => {}
@@ -435,7 +434,7 @@ impl Replica {
             let seq = self.region.hdr(hdr::INDEX_SEQ);
             // The holder may have died anywhere inside its change: the descriptors' state
             // words are the truth, the index and count are rebuilt from them.
-            if seq.load(Acquire) % 2 == 0 {
+            if seq.load(Acquire).is_multiple_of(2) {
                 seq.fetch_add(1, SeqCst);
             }
             self.rebuild_index();

@@ -35,7 +35,7 @@ impl Region {
 
     #[inline]
     fn word(&self, off: u64) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.map.len() as u64);
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.map.len() as u64);
         // SAFETY: callers pass offsets inside validated regions (see the module doc), so
         // `off + 8 <= len`; every region start and stride is a multiple of 8 and the base
         // is page-aligned, so the pointer is aligned for `AtomicU64`. Shared bytes are only
@@ -45,7 +45,7 @@ impl Region {
 
     #[inline]
     fn words(&self, off: u64, n: u64) -> &[AtomicU64] {
-        debug_assert!(off % 8 == 0 && off + 8 * n <= self.map.len() as u64);
+        debug_assert!(off.is_multiple_of(8) && off + 8 * n <= self.map.len() as u64);
         // SAFETY: as in `word`, for `n` consecutive aligned words inside the mapping.
         unsafe {
             core::slice::from_raw_parts(
@@ -73,7 +73,7 @@ impl Region {
 
     #[inline]
     pub(crate) fn hdr32(&self, off: u64) -> &AtomicU32 {
-        debug_assert!(off % 4 == 0 && off < crate::layout::HEADER_SIZE);
+        debug_assert!(off.is_multiple_of(4) && off < crate::layout::HEADER_SIZE);
         // SAFETY: `off` is a constant inside the header page, 4-aligned.
         unsafe { &*self.map.ptr().add(off as usize).cast::<AtomicU32>() }
     }
@@ -159,6 +159,6 @@ impl Slots for Region {
         self.slot_ix(s).map(|s| self.meta(s, meta::STATE))
     }
     fn pins(&self, s: u32) -> Option<&[AtomicU64]> {
-        self.slot_ix(s).map(|s| Region::pins(self, s))
+        self.slot_ix(s).map(|s| Self::pins(self, s))
     }
 }

@@ -282,7 +282,7 @@ impl Registry {
 
     fn word_at(map: &Mapping, off: u64) -> &AtomicU64 {
         assert!(
-            off % 8 == 0 && off + 8 <= map.len() as u64,
+            off.is_multiple_of(8) && off + 8 <= map.len() as u64,
             "registry word out of bounds"
         );
         // SAFETY: in bounds (checked above), 8-aligned (page-aligned base), and shared

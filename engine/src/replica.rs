@@ -1562,7 +1562,7 @@ impl Replica {
             match owner.compare_exchange(expect, a.owner, AcqRel, Acquire) {
                 Ok(_) => {
                     let seq = self.region.hdr(hdr::MULTI_SEQ);
-                    if seq.load(Acquire) % 2 == 0 {
+                    if seq.load(Acquire).is_multiple_of(2) {
                         seq.fetch_add(1, SeqCst);
                     }
                     return Ok(());
@@ -1743,9 +1743,9 @@ impl Replica {
                     }
                 }
                 if attempt > 64 {
-                    yield_now()
+                    yield_now();
                 } else {
-                    spin_hint()
+                    spin_hint();
                 }
                 continue;
             }
