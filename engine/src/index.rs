@@ -10,7 +10,7 @@ use crate::error::SectionError;
 use crate::layout::{KIND_LIVE, NONE, current_gen, current_slot, desc as dw, hdr, state_kind};
 use crate::region::Desc;
 use crate::replica::{AgentCtx, Replica, SPIN_LIMIT, TIME_END};
-use crate::sync::{Ordering::*, spin_hint, yield_now};
+use crate::sync::{Ordering::*, fence, spin_hint, yield_now};
 
 const EMPTY: u32 = 0;
 const TOMB: u32 = u32::MAX;
@@ -284,6 +284,9 @@ impl Replica {
         } else {
             seq.fetch_add(1, SeqCst);
         }
+        // Seqlock writer discipline: the odd count is ordered before the entry stores
+        // (needed on weakly ordered machines; free on x86).
+        fence(Release);
         let out = f();
         let tombs = self.region.hdr(hdr::TOMBSTONES).load(Acquire);
         if tombs > u64::from(self.region.img.index_capacity / 4) {

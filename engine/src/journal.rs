@@ -264,7 +264,7 @@ impl Replica {
         let cap = u64::from(self.region.img.journal_capacity);
         let head = self.commit_seq();
         if head > after && head - after > cap {
-            return Changes::Resync(head);
+            return Changes::Resync(self.resync_point());
         }
         let mut seq = after;
         let mut taken = 0;
@@ -275,7 +275,7 @@ impl Replica {
                 let w0 = self.region.cell(next, 0);
                 let before = w0.load(Acquire);
                 if cell_seq(before) > next {
-                    return Changes::Resync(self.commit_seq());
+                    return Changes::Resync(self.resync_point());
                 }
                 if cell_seq(before) < next {
                     // Claimed in HEAD_SEQ but the cell CAS is in flight (or the writer
@@ -283,7 +283,8 @@ impl Replica {
                     return Changes::UpTo(seq);
                 }
                 if cell_status(before) == ST_WRITING {
-                    if attempt % 256 == 255 {
+                    if attempt == 63 {
+                        // Stuck: if its writer died, recover it now (one liveness check).
                         self.recover_cell_owner(cell_agent(before));
                     }
                     if attempt < 64 {
@@ -319,7 +320,7 @@ impl Replica {
             let max = self.region.img.max_section_size;
             if kind != ChangeKind::Expiration && w2.checked_add(w3).is_none_or(|end| end > max) {
                 // A record no writer can have made: the ring is corrupted, resync.
-                return Changes::Resync(self.commit_seq());
+                return Changes::Resync(self.resync_point());
             }
             let id = self.id_for_change(w1, kind);
             let expiration = if kind == ChangeKind::Expiration {
@@ -344,6 +345,23 @@ impl Replica {
             taken += 1;
         }
         Changes::UpTo(seq)
+    }
+
+    /// Where a consumer continues after a resync: the last seq before the oldest change
+    /// still being written, so a change that publishes after the consumer's snapshot of
+    /// the sections is still delivered (replaying one it already saw is harmless: records
+    /// say what to re-read, not what to apply).
+    pub fn resync_point(&self) -> u64 {
+        let head = self.commit_seq();
+        let cap = u64::from(self.region.img.journal_capacity);
+        let first = head.saturating_sub(cap - 1).max(1);
+        for seq in first..=head {
+            let w0 = self.region.cell(seq, 0).load(Acquire);
+            if cell_seq(w0) != seq || cell_status(w0) != ST_DONE {
+                return seq - 1;
+            }
+        }
+        head
     }
 
     /// The id of the section a change names, if that incarnation still exists (for a

@@ -84,10 +84,10 @@ impl Replica {
 
     /// Releases this process's agent `ix` (at drop): it is idle, so only pins and the
     /// waiter flag can remain, and those are cleaned the same way as for a dead agent.
-    pub(crate) fn release_agent(&self, ix: AgentIx) {
+    pub(crate) fn release_agent(&self, ix: AgentIx, owner: u64) {
         let state = self.region.agent(ix, ag::STATE);
         let seen = state.load(Acquire);
-        if ag_status(seen) != AG_ALIVE {
+        if ag_status(seen) != AG_ALIVE || owner_word(ix.0, ag_gen(seen)) != owner {
             return;
         }
         let generation = ag_gen(seen);
@@ -437,6 +437,7 @@ impl Replica {
             if seq.load(Acquire).is_multiple_of(2) {
                 seq.fetch_add(1, SeqCst);
             }
+            crate::sync::fence(Release);
             self.rebuild_index();
             seq.fetch_add(1, SeqCst);
             let _ = lock.compare_exchange(owner, 0, AcqRel, Relaxed);

@@ -207,7 +207,18 @@ impl Registry {
                 }
                 Err(RegistryError::Attach(AttachError::NotFound)) => {}
                 Err(RegistryError::Attach(AttachError::NotInitialized)) => {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    // A creator that died before publishing leaves an object that never
+                    // initialises: past a grace period it is replaced.
+                    let stale = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > std::time::Duration::from_secs(2));
+                    if stale {
+                        let _ = shm::remove(&path);
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -453,7 +464,7 @@ impl Registry {
         create: Option<(&ReplicaAttributes, &ReplicaLimits)>,
     ) -> Result<Opened, RegistryError> {
         Self::check_name(name)?;
-        for _ in 0..400 {
+        for round in 0..400 {
             enum Step {
                 Attach(u64),
                 Create(u64, u32),
@@ -488,7 +499,13 @@ impl Registry {
                 Ok(Step::Create(inst, i))
             })?;
             match step {
-                Step::Wait => std::thread::sleep(std::time::Duration::from_millis(5)),
+                Step::Wait => {
+                    if round % 20 == 19 {
+                        // Its creator may have died: the sweep's repair frees the entry.
+                        self.sweep();
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
                 Step::Attach(inst) => {
                     let replica =
                         match Replica::attach(&self.domain, &replica_name(inst), self.sharing) {
@@ -497,7 +514,11 @@ impl Registry {
                             Err(AttachError::NotFound) => continue,
                             Err(e) => return Err(RegistryError::Attach(e)),
                         };
-                    self.add_open(inst)?;
+                    match self.add_open(inst) {
+                        Ok(()) => {}
+                        Err(RegistryError::NotExist) => continue,
+                        Err(e) => return Err(e),
+                    }
                     return Ok(Opened {
                         replica,
                         instance: inst,
@@ -540,6 +561,10 @@ impl Registry {
         let i = self
             .find_instance(instance)
             .ok_or(RegistryError::NotExist)?;
+        if self.kind(i) != ENT_ACTIVE {
+            // Being deleted (its last close raced this open): the caller looks again.
+            return Err(RegistryError::NotExist);
+        }
         let mut free = None;
         for o in 0..self.openers {
             let t = self.opener(o, O_TOKEN).load(Acquire);
@@ -663,7 +688,7 @@ impl Registry {
     pub fn sweep(&self) -> usize {
         let doomed = self
             .locked(|r| {
-                r.drop_dead_openers();
+                r.repair_locked();
                 let now = boottime();
                 let mut doomed = Vec::new();
                 for i in 0..r.entries {

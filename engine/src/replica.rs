@@ -175,9 +175,30 @@ struct CachedAgent {
     ctx: AgentCtx,
 }
 
-thread_local! {
-    static AGENTS: RefCell<Vec<CachedAgent>> = const { RefCell::new(Vec::new()) };
+/// The calling thread's agents. When the thread exits, its agents are queued in
+/// [`EXITED`] and released by the next thread that registers in the same replica (or by
+/// the replica's drop), so thread pools that recycle threads do not exhaust the table.
+struct ThreadAgents(Vec<CachedAgent>);
+
+impl Drop for ThreadAgents {
+    fn drop(&mut self) {
+        let epoch = liveness::fork_epoch();
+        let mut exited = EXITED.lock().unwrap_or_else(|p| p.into_inner());
+        exited.extend(
+            self.0
+                .iter()
+                .filter(|c| c.epoch == epoch)
+                .map(|c| (c.uid, c.ctx.ix.0, c.ctx.owner)),
+        );
+    }
 }
+
+thread_local! {
+    static AGENTS: RefCell<ThreadAgents> = const { RefCell::new(ThreadAgents(Vec::new())) };
+}
+
+/// Agents of exited threads: (replica uid, agent index, owner word).
+static EXITED: Mutex<Vec<(u64, u32, u64)>> = Mutex::new(Vec::new());
 
 static NEXT_UID: ProcessCounter = ProcessCounter::new(1);
 
@@ -193,7 +214,7 @@ pub struct Replica {
     pub(crate) domain: Option<PathBuf>,
     path: Option<PathBuf>,
     uid: u64,
-    registered: Mutex<Vec<(u32, u64)>>,
+    registered: Mutex<Vec<(u32, u64, u64)>>,
     pub(crate) clock: Clock,
 }
 
@@ -312,9 +333,12 @@ impl Replica {
         Region::version_word(region.mapping()).store(LAYOUT_VERSION, SeqCst);
         let replica = Self::from_region(region, domain, path);
         if img.max_sections == 1 {
-            replica
-                .create_default_section()
-                .map_err(|_| CreateError::InvalidAttributes)?;
+            if replica.create_default_section().is_err() {
+                if let Some(path) = &replica.path {
+                    let _ = shm::remove(path);
+                }
+                return Err(CreateError::InvalidAttributes);
+            }
         }
         Ok(replica)
     }
@@ -443,6 +467,7 @@ impl Replica {
         let uid = self.uid;
         let hit = AGENTS.with(|a| {
             a.borrow()
+                .0
                 .iter()
                 .find(|c| c.uid == uid && c.epoch == epoch)
                 .map(|c| c.ctx)
@@ -454,6 +479,7 @@ impl Replica {
     }
 
     fn register_agent(&self, epoch: u64) -> Result<AgentCtx, SectionError> {
+        self.release_exited_threads();
         let token = self.token()?;
         let cap = self.region.img.agent_capacity;
         for round in 0..2 {
@@ -489,11 +515,11 @@ impl Replica {
                 self.registered
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push((ix.0, epoch));
+                    .push((ix.0, epoch, ctx.owner));
                 AGENTS.with(|a| {
                     let mut a = a.borrow_mut();
-                    a.retain(|c| c.uid != self.uid);
-                    a.push(CachedAgent {
+                    a.0.retain(|c| c.uid != self.uid);
+                    a.0.push(CachedAgent {
                         uid: self.uid,
                         epoch,
                         ctx,
@@ -1094,6 +1120,11 @@ impl Replica {
 
     /// Deletes every section whose expiration time is at or before `now`; returns how many.
     pub fn reap_expired(&self, now: i64) -> usize {
+        // Only the primary reaps (replicas receive its deletes), so replicas never diverge
+        // by clock.
+        if self.check_primary().is_err() {
+            return 0;
+        }
         let Ok(a) = self.agent() else { return 0 };
         let mut n = 0;
         for d in 0..self.region.img.max_sections {
@@ -1170,6 +1201,15 @@ impl Replica {
     /// `NotPrimary`, `TryAgain`.
     pub fn write(&self, elems: &[WriteElement<'_>]) -> Result<(), VectorError> {
         let max = self.region.img.max_section_size;
+        // Every element takes one journal record, all claimed before the commit: a write
+        // needing more than half the ring could wait on its own records. Refused up front.
+        let most = (self.region.img.journal_capacity / 2) as usize;
+        if elems.len() > most {
+            return Err(VectorError {
+                index: most,
+                kind: SectionError::NoResources,
+            });
+        }
         self.check_primary()?;
         let a = self.agent()?;
         let mut targets: Vec<(Desc, u32, usize)> = Vec::with_capacity(elems.len());
@@ -1533,12 +1573,14 @@ impl Replica {
                 .meta(p.new, meta::STATE)
                 .store(protocol::live(p.d.0), Release);
         }
+        // The publish lock first (readers of several sections then wait for the whole
+        // publish): if it cannot be had, nothing is committed yet and all is rolled back.
+        if let Err(kind) = self.lock_multi(a) {
+            rollback(&plans, &seqs);
+            return Err(VectorError { index: first, kind });
+        }
         // Commit point: after this store recovery rolls forward instead of back.
         self.set_phase(a, PH_COMMITTING);
-        if let Err(kind) = self.lock_multi(a) {
-            // Still committing; a later recovery would roll forward, so do it ourselves.
-            let _ = kind;
-        }
         for p in &plans {
             protocol::publish(self.region.desc(p.d, dw::CURRENT), p.generation, p.new.0);
         }
@@ -1581,6 +1623,9 @@ impl Replica {
     }
 
     pub(crate) fn unlock_multi(&self, a: &AgentCtx) {
+        if self.region.hdr(hdr::MULTI_OWNER).load(Acquire) != a.owner {
+            return;
+        }
         let seq = self.region.hdr(hdr::MULTI_SEQ);
         if seq.load(Acquire) % 2 == 1 {
             seq.fetch_add(1, SeqCst);
@@ -1785,6 +1830,7 @@ impl Replica {
             slot: s,
             len: size as usize,
             version,
+            epoch: liveness::fork_epoch(),
             _not_send: core::marker::PhantomData,
         })
     }
@@ -1853,6 +1899,7 @@ pub struct SectionGuard<'r> {
     slot: Slot,
     len: usize,
     version: u64,
+    epoch: u64,
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
@@ -1872,6 +1919,11 @@ impl core::ops::Deref for SectionGuard<'_> {
 
 impl Drop for SectionGuard<'_> {
     fn drop(&mut self) {
+        // A guard inherited across fork belongs to the parent's agent: the child must not
+        // take the parent's pin away (the mapping is shared).
+        if liveness::fork_epoch() != self.epoch {
+            return;
+        }
         self.replica.unpin_entry(&self.agent, self.entry);
     }
 }
@@ -1912,21 +1964,56 @@ impl Iterator for Sections<'_> {
     }
 }
 
+impl Replica {
+    /// Releases the agents of this replica whose threads have exited.
+    fn release_exited_threads(&self) {
+        let mine: Vec<(u32, u64)> = {
+            let mut exited = EXITED.lock().unwrap_or_else(|p| p.into_inner());
+            if exited.is_empty() {
+                return;
+            }
+            let mine = exited
+                .iter()
+                .filter(|e| e.0 == self.uid)
+                .map(|e| (e.1, e.2))
+                .collect();
+            exited.retain(|e| e.0 != self.uid);
+            mine
+        };
+        if mine.is_empty() {
+            return;
+        }
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|r| !mine.iter().any(|m| m.0 == r.0 && m.1 == r.2));
+        for (ix, owner) in mine {
+            if let Some(ix) = self.region.agent_ix(ix) {
+                self.release_agent(ix, owner);
+            }
+        }
+    }
+}
+
 impl Drop for Replica {
     fn drop(&mut self) {
         let epoch = liveness::fork_epoch();
         let registered =
             core::mem::take(self.registered.get_mut().unwrap_or_else(|p| p.into_inner()));
-        for (ix, e) in registered {
+        for (ix, e, owner) in registered {
             if e != epoch {
                 continue;
             }
             if let Some(ix) = self.region.agent_ix(ix) {
-                self.release_agent(ix);
+                self.release_agent(ix, owner);
             }
         }
         let uid = self.uid;
-        let _ = AGENTS.try_with(|a| a.borrow_mut().retain(|c| c.uid != uid));
+        let _ = AGENTS.try_with(|a| a.borrow_mut().0.retain(|c| c.uid != uid));
+        EXITED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|e| e.0 != uid);
     }
 }
 

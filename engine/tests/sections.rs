@@ -188,3 +188,21 @@ fn many_overwrites_do_not_leak_slots() {
     }
     assert_eq!(r.read_to_vec(b"a").unwrap(), 9999u32.to_le_bytes());
 }
+
+#[test]
+fn short_lived_threads_beyond_the_agent_table_all_get_an_agent() {
+    let r = replica(4, 64);
+    r.create_section(Some(b"a"), TIME_END, b"").unwrap();
+    // The default table has 128 agents; every thread exits before the next starts.
+    for i in 0..400u32 {
+        std::thread::scope(|s| {
+            s.spawn(|| r.overwrite(b"a", &i.to_le_bytes()).unwrap());
+        });
+    }
+    assert_eq!(r.read_to_vec(b"a").unwrap(), 399u32.to_le_bytes());
+    assert!(
+        r.agents().len() <= 2,
+        "agents of exited threads were not released: {}",
+        r.agents().len()
+    );
+}
