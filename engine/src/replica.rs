@@ -332,13 +332,11 @@ impl Replica {
         // SYNC POINT: everything above happens-before any attacher's Acquire of the version.
         Region::version_word(region.mapping()).store(LAYOUT_VERSION, SeqCst);
         let replica = Self::from_region(region, domain, path);
-        if img.max_sections == 1 {
-            if replica.create_default_section().is_err() {
-                if let Some(path) = &replica.path {
-                    let _ = shm::remove(path);
-                }
-                return Err(CreateError::InvalidAttributes);
+        if img.max_sections == 1 && replica.create_default_section().is_err() {
+            if let Some(path) = &replica.path {
+                let _ = shm::remove(path);
             }
+            return Err(CreateError::InvalidAttributes);
         }
         Ok(replica)
     }
