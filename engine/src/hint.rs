@@ -54,7 +54,12 @@ impl<'a> Hint<'a> {
         if let Some(word) = self.l0.get(w) {
             word.fetch_or(1 << (i % 64), SeqCst);
             if let Some(top) = self.l1.get(w / 64) {
-                top.fetch_or(1 << (w % 64), SeqCst);
+                // Skipping the RMW when the summary bit is already set is safe: a `clear`
+                // that then drops it re-checks the word after us (SeqCst) and re-sets it.
+                let bit = 1 << (w % 64);
+                if top.load(SeqCst) & bit == 0 {
+                    top.fetch_or(bit, SeqCst);
+                }
             }
         }
     }

@@ -168,10 +168,19 @@ impl Replica {
                     self.region
                         .cell(seq, 4)
                         .store(kind | (u64::from(s.0) << 32), Relaxed);
-                    self.region
-                        .cell(seq, 5)
-                        .store((self.clock)() as u64, Relaxed);
-                    head.fetch_max(seq, AcqRel);
+                    // Data changes reuse the time their slot was just stamped with (one
+                    // clock read per write); the others read the clock.
+                    let time = match (kind, self.region.slot_ix(s.0)) {
+                        (KIND_CREATE | KIND_OVERWRITE | KIND_WRITE, Some(slot)) => self
+                            .region
+                            .meta(slot, crate::layout::meta::LAST_UPDATE)
+                            .load(Relaxed),
+                        _ => (self.clock)() as u64,
+                    };
+                    self.region.cell(seq, 5).store(time, Relaxed);
+                    // SeqCst: with the SeqCst waiter-count load in `notify` this is the
+                    // store/load pair that guarantees a waiter is either seen or sees us.
+                    head.fetch_max(seq, SeqCst);
                     return Ok(seq);
                 }
                 continue;
@@ -391,7 +400,8 @@ impl Replica {
     /// write path when nobody waits.
     #[inline]
     pub(crate) fn notify(&self) {
-        fence(SeqCst);
+        // No fence: every change claimed its seq with a SeqCst RMW of HEAD_SEQ, which the
+        // waiter reads after announcing itself (SeqCst), so one of the two sees the other.
         if self.region.hdr32(hdr::WAITERS).load(SeqCst) != 0 {
             self.region.hdr32(hdr::NOTIFY).fetch_add(1, SeqCst);
             #[cfg(not(loom))]

@@ -603,10 +603,12 @@ impl Replica {
 
     #[inline]
     pub(crate) fn release_lease(&self, a: &AgentCtx, d: Desc) {
-        let _ = self
-            .region
-            .desc(d, dw::LEASE)
-            .compare_exchange(a.owner, 0, AcqRel, Relaxed);
+        // Only this agent can hold its lease (a lease is taken over only once its owner is
+        // recovered, i.e. dead), so a plain store releases it.
+        let lease = self.region.desc(d, dw::LEASE);
+        if lease.load(Relaxed) == a.owner {
+            lease.store(0, Release);
+        }
     }
 
     // ---- allocation ---------------------------------------------------------------
@@ -621,7 +623,8 @@ impl Replica {
                 let Some(s) = self.region.slot_ix(cand) else {
                     break;
                 };
-                intent.store((1 << 32) | u64::from(cand), SeqCst);
+                // Crash record only: the SeqCst claim below keeps it ordered before the claim.
+                intent.store((1 << 32) | u64::from(cand), Relaxed);
                 let state = self.region.meta(s, meta::STATE);
                 if protocol::claim_free(state, a.owner) {
                     hint.clear(cand);
@@ -661,7 +664,7 @@ impl Replica {
                 let Some(d) = self.region.desc_ix(cand) else {
                     break;
                 };
-                intent.store((2 << 32) | u64::from(cand), SeqCst);
+                intent.store((2 << 32) | u64::from(cand), Relaxed);
                 let state = self.region.desc(d, dw::STATE);
                 if state
                     .compare_exchange(KIND_FREE, state_word(KIND_OWNED, a.owner), SeqCst, SeqCst)
@@ -1157,8 +1160,27 @@ impl Replica {
         // very slot, so the base copy uses `copy`, which allows the overlap.
         unsafe {
             core::ptr::copy(base.as_ptr(), dst, keep as usize);
-            if size > keep {
-                core::ptr::write_bytes(dst.add(keep as usize), 0, (size - keep) as usize);
+            // Zero only what no element covers: an overwrite writes each byte once.
+            let zero = |from: u64, to: u64| {
+                if to > from {
+                    core::ptr::write_bytes(dst.add(from as usize), 0, (to - from) as usize);
+                }
+            };
+            if let [(off, bytes)] = elems {
+                zero(keep, (*off).min(size));
+                zero(keep.max(*off + bytes.len() as u64), size);
+            } else {
+                let mut covered: Vec<(u64, u64)> = elems
+                    .iter()
+                    .map(|(off, b)| (*off, *off + b.len() as u64))
+                    .collect();
+                covered.sort_unstable();
+                let mut zero_from = keep;
+                for (from, to) in covered {
+                    zero(zero_from, from.min(size));
+                    zero_from = zero_from.max(to);
+                }
+                zero(zero_from, size);
             }
             for (off, bytes) in elems {
                 core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(*off as usize), bytes.len());
@@ -1673,7 +1695,8 @@ impl Replica {
             generation,
             a.pin_word,
             a.pin_bit,
-            |s| entry.store(u64::from(s) | (1 << 32), SeqCst),
+            // Crash record only: the SeqCst pin RMW that follows keeps it first.
+            |s| entry.store(u64::from(s) | (1 << 32), Relaxed),
             |s, freed| {
                 entry.store(0, Release);
                 // `pin` let go of a superseded slot; if that unpin freed it (it was retired
