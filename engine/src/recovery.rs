@@ -141,9 +141,7 @@ impl Replica {
         }
         let undo_reservation = |this: &Self| {
             if reserved && delta != 0 {
-                this.region
-                    .hdr(hdr::STORED_BYTES)
-                    .fetch_sub(delta as u64, AcqRel);
+                this.undo_delta(ix, op, delta);
             }
         };
         match kind {
@@ -248,7 +246,7 @@ impl Replica {
                     false
                 }
             }
-            OP_TXN => self.resolve_txn(phase, op_slots as u32, owner, reserved, delta),
+            OP_TXN => self.resolve_txn(ix, op, op_slots as u32, owner, reserved, delta),
             OP_EXPIRE => {
                 // PREPARED: the seq is claimed and filled; apply the change (again). Its
                 // op record keeps the new time where other ops keep their byte delta.
@@ -288,6 +286,18 @@ impl Replica {
         }
     }
 
+    /// Gives back a dead agent's reservation. Its op record goes to RESERVING first, so a
+    /// recoverer that dies right after and is itself taken over finds the counter marked
+    /// uncertain (and recounted) instead of undoing the delta a second time.
+    fn undo_delta(&self, ix: AgentIx, op: u64, delta: i64) {
+        self.region
+            .agent(ix, ag::OP)
+            .store((op & !0xff00) | (PH_RESERVING << 8), SeqCst);
+        self.region
+            .hdr(hdr::STORED_BYTES)
+            .fetch_sub(delta as u64, AcqRel);
+    }
+
     /// A slot prepared for descriptor `d` but never published: back to the pool.
     fn drop_unpublished_slot(&self, s: Slot, d: Desc, owner: u64) {
         let st = self.region.meta(s, meta::STATE);
@@ -302,7 +312,16 @@ impl Replica {
         }
     }
 
-    fn resolve_txn(&self, phase: u64, head: u32, owner: u64, reserved: bool, delta: i64) -> bool {
+    fn resolve_txn(
+        &self,
+        ix: AgentIx,
+        op: u64,
+        head: u32,
+        owner: u64,
+        reserved: bool,
+        delta: i64,
+    ) -> bool {
+        let phase = op_phase(op);
         let forward = phase == PH_COMMITTING;
         if forward {
             // Publish under the multi-section seqcount, in the dead owner's name (resolving
@@ -369,9 +388,7 @@ impl Replica {
             }
         }
         if !forward && reserved && delta != 0 {
-            self.region
-                .hdr(hdr::STORED_BYTES)
-                .fetch_sub(delta as u64, AcqRel);
+            self.undo_delta(ix, op, delta);
         }
         forward
     }
