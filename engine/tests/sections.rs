@@ -206,3 +206,70 @@ fn short_lived_threads_beyond_the_agent_table_all_get_an_agent() {
         r.agents().len()
     );
 }
+
+#[test]
+fn waiter_is_woken_by_a_write_from_another_thread() {
+    let r = replica(4, 64);
+    r.create_section(Some(b"a"), TIME_END, b"").unwrap();
+    let before = r.commit_seq();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| r.wait_for_changes(before, std::time::Duration::from_secs(10)));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        r.overwrite(b"a", b"x").unwrap();
+        assert!(
+            waiter.join().unwrap(),
+            "the waiter timed out instead of being woken"
+        );
+    });
+    assert!(!r.wait_for_changes(r.commit_seq(), std::time::Duration::from_millis(10)));
+}
+
+#[test]
+fn journal_reports_each_change_then_resync_once_lapped() {
+    use ckpt_engine::{ChangeKind, Changes};
+    let limits = ReplicaLimits {
+        journal_cells: 64,
+        ..ReplicaLimits::default()
+    };
+    let r = Replica::create_in_memory(&attrs(4, 64), &limits).unwrap();
+    r.create_section(Some(b"a"), TIME_END, b"12").unwrap();
+    r.write(&[WriteElement {
+        id: b"a",
+        offset: 1,
+        data: b"xy",
+    }])
+    .unwrap();
+    let mut out = Vec::new();
+    assert_eq!(r.changes_since(0, &mut out, 100), Changes::UpTo(2));
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        (out[0].kind, out[0].id.as_deref(), out[0].len),
+        (ChangeKind::Create, Some(&b"a"[..]), 2)
+    );
+    assert_eq!(
+        (out[1].kind, out[1].offset, out[1].len),
+        (ChangeKind::Write, 1, 2)
+    );
+    for _ in 0..100 {
+        r.overwrite(b"a", b"z").unwrap();
+    }
+    match r.changes_since(2, &mut out, 1000) {
+        Changes::Resync(from) => assert_eq!(from, r.commit_seq()),
+        other => panic!("expected a resync after the ring lapped, got {other:?}"),
+    }
+}
+
+#[test]
+fn replica_that_is_not_primary_refuses_local_writes() {
+    use ckpt_engine::Role;
+    let r = replica(4, 64);
+    r.create_section(Some(b"a"), TIME_END, b"v").unwrap();
+    r.set_role(Role::Replica, 7);
+    assert_eq!(r.role(), (Role::Replica, 7));
+    assert_eq!(r.overwrite(b"a", b"w"), Err(SectionError::NotPrimary));
+    assert_eq!(
+        r.create_section(Some(b"b"), TIME_END, b""),
+        Err(SectionError::NotPrimary)
+    );
+    assert_eq!(r.read_to_vec(b"a").unwrap(), b"v");
+}
