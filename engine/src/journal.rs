@@ -11,7 +11,8 @@
 //! completes or aborts them according to how it resolved the writer's operation.
 //!
 //! Cell words: `w0 = seq << 14 | status << 12 | agent`, `w1 = desc | generation << 32`,
-//! `w2 = offset` (or the expiration time), `w3 = length`, `w4 = kind | slot << 32`,
+//! `w2 = offset` (or the expiration time), `w3 = length`, `w4 = kind | tag << 8 | slot << 32`
+//! (the tag is the writing thread's [`set_write_tag`], 24 bits),
 //! `w5 = wall-clock time`. Seqs are 50-bit (at 10^7 commits/s, 3.5 years per replica
 //! incarnation).
 
@@ -33,6 +34,27 @@ pub const KIND_WRITE: u64 = 4;
 pub const KIND_EXPIRATION: u64 = 5;
 /// A rolled-back change: occupies its seq, carries nothing.
 pub const KIND_ABORT: u64 = 15;
+
+/// Largest tag [`set_write_tag`] records (24 bits).
+pub const MAX_WRITE_TAG: u32 = (1 << 24) - 1;
+
+std::thread_local! {
+    static WRITE_TAG: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+}
+
+/// Sets the tag recorded in the journal with every change this thread makes from now on
+/// (cut to 24 bits; 0 by default). Readers of the journal see it in [`Change::tag`]: the
+/// agent layer tags each change with the handle that made it, so arrival callbacks can
+/// skip the writer's own changes.
+#[inline]
+pub fn set_write_tag(tag: u32) {
+    WRITE_TAG.with(|t| t.set(tag & MAX_WRITE_TAG));
+}
+
+#[inline]
+fn write_tag() -> u64 {
+    u64::from(WRITE_TAG.with(core::cell::Cell::get))
+}
 
 pub(crate) const ST_WRITING: u64 = 1;
 pub(crate) const ST_DONE: u64 = 2;
@@ -91,6 +113,10 @@ pub struct Change {
     pub expiration: i64,
     /// Wall-clock time of the change, ns since the epoch.
     pub time: i64,
+    /// The agent (thread of a process) that made it: see [`Replica::is_own_agent`].
+    pub agent: u32,
+    /// The writer's [`set_write_tag`] at the time.
+    pub tag: u32,
 }
 
 /// Answer of [`Replica::changes_since`].
@@ -167,7 +193,7 @@ impl Replica {
                     self.region.cell(seq, 3).store(len, Relaxed);
                     self.region
                         .cell(seq, 4)
-                        .store(kind | (u64::from(s.0) << 32), Relaxed);
+                        .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
                     // Data changes reuse the time their slot was just stamped with (one
                     // clock read per write); the others read the clock.
                     let time = match (kind, self.region.slot_ix(s.0)) {
@@ -311,10 +337,10 @@ impl Replica {
                 if w0.load(Relaxed) != before {
                     continue;
                 }
-                got = Some((w1, w2, w3, w4, w5));
+                got = Some((before, w1, w2, w3, w4, w5));
                 break;
             }
-            let Some((w1, w2, w3, w4, w5)) = got else {
+            let Some((before, w1, w2, w3, w4, w5)) = got else {
                 return Changes::UpTo(seq);
             };
             seq = next;
@@ -350,6 +376,8 @@ impl Replica {
                 len: w3,
                 expiration,
                 time: w5 as i64,
+                agent: cell_agent(before),
+                tag: ((w4 >> 8) & u64::from(MAX_WRITE_TAG)) as u32,
             });
             taken += 1;
         }

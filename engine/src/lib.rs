@@ -46,7 +46,7 @@ pub use error::{AttachError, CreateError, SectionError, VectorError};
 #[cfg(not(loom))]
 pub use fsck::Report;
 #[cfg(not(loom))]
-pub use journal::{Change, ChangeKind, Changes};
+pub use journal::{Change, ChangeKind, Changes, MAX_WRITE_TAG, set_write_tag};
 pub use layout::{ReplicaAttributes, ReplicaLimits};
 #[cfg(not(loom))]
 pub use recovery::AgentInfo;

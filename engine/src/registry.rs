@@ -19,7 +19,7 @@ use crate::error::{AttachError, CreateError};
 use crate::fsck::Report;
 use crate::layout::HEADER_SIZE;
 use crate::liveness;
-use crate::replica::{CreateOptions, Replica};
+use crate::replica::{CreateOptions, Replica, Role};
 use crate::shm::{self, Mapping, Sharing};
 use crate::sync::{AtomicU64, Ordering::*};
 use crate::{ReplicaAttributes, ReplicaLimits};
@@ -463,6 +463,16 @@ impl Registry {
         name: &[u8],
         create: Option<(&ReplicaAttributes, &ReplicaLimits)>,
     ) -> Result<Opened, RegistryError> {
+        self.open_replica_as(name, create, Role::Primary)
+    }
+
+    /// As [`Registry::open_replica`]; a replica this call creates starts in `role`.
+    pub fn open_replica_as(
+        &self,
+        name: &[u8],
+        create: Option<(&ReplicaAttributes, &ReplicaLimits)>,
+        role: Role,
+    ) -> Result<Opened, RegistryError> {
         Self::check_name(name)?;
         for round in 0..400 {
             enum Step {
@@ -531,6 +541,7 @@ impl Registry {
                         limits: *limits,
                         sharing: self.sharing,
                         instance: inst,
+                        role,
                     };
                     let made = Replica::create(&self.domain, &replica_name(inst), attrs, &opts);
                     let ok = made.is_ok();
@@ -766,10 +777,22 @@ impl Registry {
 
     /// Every entry, for listing.
     pub fn entries(&self) -> Vec<EntryInfo> {
-        let now = boottime();
         (0..self.entries)
             .filter(|&i| matches!(self.kind(i), ENT_ACTIVE | ENT_CREATING))
-            .map(|i| {
+            .map(|i| self.entry_info(i))
+            .collect()
+    }
+
+    /// What the registry knows about `instance` (read without the lock), if it is there.
+    pub fn info(&self, instance: u64) -> Option<EntryInfo> {
+        let i = self.find_instance(instance)?;
+        matches!(self.kind(i), ENT_ACTIVE | ENT_CREATING).then(|| self.entry_info(i))
+    }
+
+    fn entry_info(&self, i: u32) -> EntryInfo {
+        let now = boottime();
+        {
+            {
                 let inst = self.entry(i, E_INSTANCE).load(Acquire);
                 let closed = self.entry(i, E_LAST_CLOSE).load(Acquire) as i64;
                 EntryInfo {
@@ -781,8 +804,8 @@ impl Registry {
                     closed_for_ns: (closed > 0).then(|| now.saturating_sub(closed)),
                     creating: self.kind(i) == ENT_CREATING,
                 }
-            })
-            .collect()
+            }
+        }
     }
 
     /// Checks the registry's invariants: entry states valid, names within bounds, no two
@@ -905,6 +928,24 @@ mod tests {
         assert_eq!((b.instance, b.created), (a.instance, false));
         assert_eq!(reg.entries()[0].opens, 2);
         assert!(reg.fsck().is_clean(), "{}", reg.fsck());
+    }
+
+    #[test]
+    fn replica_created_as_non_primary_refuses_writes_and_info_reports_it() {
+        let dir = crate::testutil::temp_domain();
+        let reg = Registry::open(&dir, Sharing::default()).unwrap();
+        let limits = ReplicaLimits::default();
+        let a = reg
+            .open_replica_as(b"ck", Some((&attrs(5), &limits)), Role::Replica)
+            .unwrap();
+        assert_eq!(a.replica.role(), (Role::Replica, 0));
+        assert_eq!(
+            a.replica.create_section(Some(b"s"), i64::MAX, b""),
+            Err(crate::SectionError::NotPrimary)
+        );
+        let info = reg.info(a.instance).unwrap();
+        assert_eq!((info.opens, info.retention_ns, info.unlinked), (1, 5, false));
+        assert_eq!(reg.info(a.instance + 1), None);
     }
 
     #[test]

@@ -34,9 +34,10 @@ pub fn wall_clock() -> i64 {
 }
 
 /// Replication role of a replica (header `role`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Role {
     /// Takes local writes (the standalone default).
+    #[default]
     Primary,
     /// Receives changes from the primary only; local writes give [`SectionError::NotPrimary`].
     Replica,
@@ -227,6 +228,9 @@ pub struct CreateOptions {
     pub sharing: Sharing,
     /// Instance id recorded in the header (the registry assigns it).
     pub instance: u64,
+    /// Role the replica starts in (term 0). A collocated asynchronous checkpoint starts as
+    /// [`Role::Replica`]: it has no active replica until one is set.
+    pub role: Role,
 }
 
 fn validate_attributes(attrs: &ReplicaAttributes) -> Result<(), CreateError> {
@@ -280,6 +284,11 @@ impl Replica {
         let path = domain.join(name);
         let map = shm::create(&path, img.total_size)?;
         let replica = Self::init(map, img, Some(domain.to_path_buf()), Some(path.clone()))?;
+        // After the default section exists (a non-primary could not create it); attachers
+        // through the registry wait for the creator, so none sees the primary role.
+        if opts.role == Role::Replica {
+            replica.set_role(Role::Replica, 0);
+        }
         shm::widen(&path, opts.sharing).map_err(|e| {
             let _ = shm::remove(&path);
             CreateError::Io(e)
@@ -418,6 +427,18 @@ impl Replica {
             Role::Primary
         };
         (role, self.region.hdr(hdr::TERM).load(Acquire))
+    }
+
+    /// Whether agent `ix` (a [`Change::agent`](crate::Change::agent)) is one of this
+    /// process's agents in this replica, through this `Replica` (the agent layer keeps one
+    /// per instance and process).
+    pub fn is_own_agent(&self, ix: u32) -> bool {
+        let epoch = liveness::fork_epoch();
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|&(i, e, _)| i == ix && e == epoch)
     }
 
     /// Sets role and term (the cluster's directory decides them).

@@ -692,6 +692,7 @@ fn run(sc: &Scenario, seed: u64) -> Result<(), String> {
         limits,
         sharing: Sharing::default(),
         instance: 1,
+        ..CreateOptions::default()
     };
     let r = Replica::create(&dir, OBJECT, &attrs(), &opts).map_err(|e| format!("create: {e}"))?;
     for (i, s) in layout.permanent().enumerate() {
@@ -1262,6 +1263,7 @@ fn forged_half_written_cell(_seed: u64) -> Result<(), String> {
         limits,
         sharing: Sharing::default(),
         instance: 1,
+        ..CreateOptions::default()
     };
     let r = Replica::create(&dir, OBJECT, &attrs(), &opts).map_err(|e| format!("create: {e}"))?;
     let lay = layout();

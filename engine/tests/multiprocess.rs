@@ -291,6 +291,7 @@ fn create_replica(dir: &Path, max_sections: u32, limits: ReplicaLimits) -> Resul
         limits,
         sharing: Sharing::default(),
         instance: 1,
+        ..CreateOptions::default()
     };
     Replica::create(dir, OBJECT, &attrs(max_sections), &opts).map_err(|e| format!("create: {e}"))
 }

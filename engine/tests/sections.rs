@@ -273,3 +273,30 @@ fn replica_that_is_not_primary_refuses_local_writes() {
     );
     assert_eq!(r.read_to_vec(b"a").unwrap(), b"v");
 }
+
+#[test]
+fn journal_records_the_writer_tag_and_agent_of_each_change() {
+    use ckpt_engine::{Changes, set_write_tag};
+    let r = replica(4, 64);
+    set_write_tag(7);
+    r.create_section(Some(b"a"), TIME_END, b"1").unwrap();
+    set_write_tag(0x1234_5678); // cut to 24 bits
+    r.overwrite(b"a", b"2").unwrap();
+    set_write_tag(0);
+    let other = std::thread::scope(|s| {
+        s.spawn(|| {
+            set_write_tag(9);
+            r.overwrite(b"a", b"3").unwrap();
+        });
+    });
+    let () = other;
+    let mut out = Vec::new();
+    assert_eq!(r.changes_since(0, &mut out, 10), Changes::UpTo(3));
+    let tags: Vec<u32> = out.iter().map(|c| c.tag).collect();
+    assert_eq!(tags, [7, 0x34_5678, 9]);
+    // Two threads: two agents, both this process's.
+    assert_eq!(out[0].agent, out[1].agent);
+    assert_ne!(out[1].agent, out[2].agent);
+    assert!(r.is_own_agent(out[0].agent) && r.is_own_agent(out[1].agent));
+    assert!(!r.is_own_agent(out[0].agent + 1000));
+}
