@@ -283,13 +283,12 @@ fn journal_records_the_writer_tag_and_agent_of_each_change() {
     set_write_tag(0x1234_5678); // cut to 24 bits
     r.overwrite(b"a", b"2").unwrap();
     set_write_tag(0);
-    let other = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         s.spawn(|| {
             set_write_tag(9);
             r.overwrite(b"a", b"3").unwrap();
         });
     });
-    let () = other;
     let mut out = Vec::new();
     assert_eq!(r.changes_since(0, &mut out, 10), Changes::UpTo(3));
     let tags: Vec<u32> = out.iter().map(|c| c.tag).collect();
