@@ -54,8 +54,8 @@ pub use recovery::AgentInfo;
 pub use registry::{Opened, Registry, RegistryError, RegistryLimits};
 #[cfg(not(loom))]
 pub use replica::{
-    Clock, CreateOptions, ReadElement, Replica, Role, SectionFilter, SectionGuard, SectionInfo,
-    Sections, Status, TIME_END, WriteElement, wall_clock,
+    Clock, CreateOptions, ReadElement, Replica, Role, SectionCursor, SectionFilter, SectionGuard,
+    SectionInfo, Sections, Status, TIME_END, WriteElement, wall_clock,
 };
 #[cfg(not(loom))]
 pub use shm::Sharing;

@@ -1918,6 +1918,13 @@ impl Replica {
     pub fn sections(&self, filter: SectionFilter) -> Sections<'_> {
         Sections {
             replica: self,
+            cursor: self.section_cursor(filter),
+        }
+    }
+
+    /// As [`Replica::sections`], as a cursor that does not borrow the replica.
+    pub fn section_cursor(&self, filter: SectionFilter) -> SectionCursor {
+        SectionCursor {
             next: 0,
             filter,
             now: (self.clock)(),
@@ -1974,18 +1981,32 @@ impl Drop for SectionGuard<'_> {
 #[derive(Debug)]
 pub struct Sections<'r> {
     replica: &'r Replica,
-    next: u32,
-    filter: SectionFilter,
-    now: i64,
+    cursor: SectionCursor,
 }
 
 impl Iterator for Sections<'_> {
     type Item = SectionInfo;
     fn next(&mut self) -> Option<SectionInfo> {
-        while self.next < self.replica.region.img.max_sections {
+        self.cursor.next(self.replica)
+    }
+}
+
+/// The position of an iteration over sections, owned apart from the replica (for
+/// iteration handles that outlive a borrow): [`Replica::section_cursor`].
+#[derive(Clone, Copy, Debug)]
+pub struct SectionCursor {
+    next: u32,
+    filter: SectionFilter,
+    now: i64,
+}
+
+impl SectionCursor {
+    /// The next matching section of `replica` (the replica the cursor was made from).
+    pub fn next(&mut self, replica: &Replica) -> Option<SectionInfo> {
+        while self.next < replica.region.img.max_sections {
             let d = Desc(self.next);
             self.next += 1;
-            let Some(info) = self.replica.info_of(d, None) else {
+            let Some(info) = replica.info_of(d, None) else {
                 continue;
             };
             if info.expiration != TIME_END && info.expiration <= self.now {

@@ -1,0 +1,669 @@
+//! Checkpoint handles (`SaCkptCheckpointHandleT`): sections, data, iteration,
+//! synchronize, status.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Weak};
+
+use ckpt_engine::{Role, SectionCursor, SectionFilter, SectionGuard, set_write_tag};
+
+use crate::error::{Error, Result, VectorError, from_registry, from_section, from_vector};
+use crate::library::{LibInner, Pending, lib_of};
+use crate::shared::Instance;
+use crate::types::{
+    ArrivalElement, CheckpointHandle, CheckpointStatus, CreationFlags, Invocation, OpenFlags,
+    ReadElement, SectionDescriptor, SectionState, SectionsChosen, TIME_END, WriteElement,
+};
+
+static NEXT_CHECKPOINT: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct CkptInner {
+    pub(crate) handle: CheckpointHandle,
+    /// The journal tag of this handle's changes (24 bits, never 0).
+    pub(crate) tag: u32,
+    pub(crate) lib: Weak<LibInner>,
+    pub(crate) inst: Arc<Instance>,
+    pub(crate) flags: OpenFlags,
+    pub(crate) closed: AtomicBool,
+    collocated_async: bool,
+    max_section_size: u64,
+    write_bytes: u64,
+    b02: bool,
+}
+
+impl CkptInner {
+    pub(crate) fn new(lib: Weak<LibInner>, inst: Arc<Instance>, flags: OpenFlags) -> Arc<Self> {
+        let n = NEXT_CHECKPOINT.fetch_add(1, Relaxed);
+        let (write_bytes, b02) = match lib.upgrade() {
+            Some(l) => (l.config.limits.write_bytes, l.requested.is_b02()),
+            None => (u64::MAX, true),
+        };
+        Arc::new(Self {
+            handle: CheckpointHandle(n),
+            tag: (n % u64::from(ckpt_engine::MAX_WRITE_TAG)) as u32 + 1,
+            lib,
+            collocated_async: inst.attrs.creation_flags.is_collocated_async(),
+            max_section_size: inst.attrs.max_section_size,
+            write_bytes,
+            b02,
+            inst,
+            flags,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Closes once: the registry's open count, the library's table, pending callbacks.
+    /// Returns whether this call closed it.
+    pub(crate) fn close_inner(&self) -> bool {
+        if self.closed.swap(true, AcqRel) {
+            return false;
+        }
+        self.inst.watch.unsubscribe(self.handle);
+        if let Some(lib) = lib_of(&self.lib) {
+            lib.lock().checkpoints.remove(&self.handle);
+            lib.cancel(self.handle);
+        }
+        let _ = self.inst.registry.close(self.inst.id);
+        true
+    }
+
+    pub(crate) fn subscribe_arrivals(self: &Arc<Self>) {
+        if self.flags.contains(OpenFlags::READ) && !self.closed.load(Acquire) {
+            Instance::subscribe(&self.inst, self);
+        }
+    }
+
+    /// Every section now, as arrival elements (a resync).
+    pub(crate) fn every_section(&self) -> Vec<ArrivalElement> {
+        self.inst
+            .replica
+            .sections(SectionFilter::Any)
+            .map(|s| ArrivalElement {
+                section_id: s.id,
+                offset: 0,
+                size: s.size,
+            })
+            .collect()
+    }
+
+    #[inline]
+    fn open(&self) -> Result<()> {
+        if self.closed.load(Relaxed) {
+            return Err(Error::BadHandle);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn need(&self, flag: OpenFlags) -> Result<()> {
+        if !self.flags.contains(flag) {
+            return Err(Error::Access);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn active(&self) -> Result<()> {
+        if self.collocated_async && !self.inst.is_active() {
+            return Err(Error::NotExist);
+        }
+        Ok(())
+    }
+
+    fn reap(&self) {
+        if self.inst.is_active() {
+            self.inst.replica.reap_expired(ckpt_engine::wall_clock());
+        }
+    }
+}
+
+/// A checkpoint handle. Dropping it closes it.
+///
+/// Every method takes `&self` and may be called from several threads. After
+/// [`Checkpoint::close`] or the finalize of its library, every call gives `BadHandle`.
+///
+/// Section ids are byte strings; the empty id is the default section (which exists only
+/// when `maxSections == 1`). Checks come in this order: `BadHandle`, `Access` (the open
+/// flags), `NotExist` (no active replica yet), then the arguments.
+pub struct Checkpoint {
+    pub(crate) inner: Arc<CkptInner>,
+}
+
+impl core::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("handle", &self.inner.handle)
+            .field("instance", &self.inner.inst.id)
+            .field("flags", &self.inner.flags)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A zero-copy view of a section's bytes, pinned until dropped (writers meanwhile
+/// publish new versions elsewhere; this one stays intact).
+#[derive(Debug)]
+pub struct Borrowed<'a> {
+    guard: SectionGuard<'a>,
+}
+
+impl Borrowed<'_> {
+    /// The section's version (journal seq of its last change).
+    pub fn version(&self) -> u64 {
+        self.guard.version()
+    }
+}
+
+impl core::ops::Deref for Borrowed<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.guard
+    }
+}
+
+impl Checkpoint {
+    /// This handle's number.
+    pub fn handle(&self) -> CheckpointHandle {
+        self.inner.handle
+    }
+
+    /// The flags it was opened with.
+    pub fn open_flags(&self) -> OpenFlags {
+        self.inner.flags
+    }
+
+    /// The creation attributes of the checkpoint.
+    pub fn attributes(&self) -> crate::CreationAttributes {
+        self.inner.inst.attrs
+    }
+
+    /// The instance id (distinguishes a checkpoint from one re-created under the same
+    /// name after an unlink).
+    pub fn instance(&self) -> u64 {
+        self.inner.inst.id
+    }
+
+    /// `saCkptCheckpointClose`: the handle becomes invalid and its pending callbacks are
+    /// cancelled. At the last close of the checkpoint on the node it is deleted if it was
+    /// unlinked, otherwise its retention starts. A second close gives `BadHandle`.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.close_inner() {
+            Ok(())
+        } else {
+            Err(Error::BadHandle)
+        }
+    }
+
+    /// `saCkptCheckpointRetentionDurationSet` (ns; [`TIME_END`]: forever). Errors:
+    /// `InvalidParam` (negative), `BadHandle`, `Access` (B.02 clients without WRITE),
+    /// `BadOperation` (the checkpoint was unlinked). The new duration shows in
+    /// [`Checkpoint::status`] (a choice: the standard is silent).
+    pub fn set_retention_duration(&self, retention: i64) -> Result<()> {
+        let c = &self.inner;
+        if retention < 0 {
+            return Err(Error::InvalidParam("negative retentionDuration"));
+        }
+        c.open()?;
+        if c.b02 {
+            c.need(OpenFlags::WRITE)?;
+        }
+        let info = c.inst.registry.info(c.inst.id).ok_or(Error::NotExist)?;
+        if info.unlinked {
+            return Err(Error::BadOperation);
+        }
+        c.inst
+            .registry
+            .set_retention(c.inst.id, retention)
+            .map_err(from_registry)
+    }
+
+    /// `saCkptActiveReplicaSet`: makes the local replica active. Only for a collocated
+    /// checkpoint with asynchronous update (`BadOperation` otherwise); needs WRITE
+    /// (`Access`). Until it is called such a checkpoint has no active replica and data,
+    /// section, status and iteration calls give `NotExist`.
+    pub fn set_active_replica(&self) -> Result<()> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::WRITE)?;
+        if !c.collocated_async {
+            return Err(Error::BadOperation);
+        }
+        let (role, term) = c.inst.replica.role();
+        if role != Role::Primary {
+            c.inst.replica.set_role(Role::Primary, term + 1);
+        }
+        Ok(())
+    }
+
+    /// `saCkptCheckpointStatusGet`. Expired sections are reaped first, so they are not
+    /// counted. Errors: `BadHandle`, `Access` (B.02 clients without READ), `NotExist`
+    /// (no active replica).
+    pub fn status(&self) -> Result<CheckpointStatus> {
+        let c = &self.inner;
+        c.open()?;
+        if c.b02 {
+            c.need(OpenFlags::READ)?;
+        }
+        c.active()?;
+        c.reap();
+        let st = c.inst.replica.status();
+        let mut attributes = c.inst.attrs;
+        if let Some(info) = c.inst.registry.info(c.inst.id) {
+            attributes.retention_duration = info.retention_ns;
+        }
+        Ok(CheckpointStatus {
+            attributes,
+            number_of_sections: st.sections,
+            memory_used: st.memory_used,
+        })
+    }
+
+    // ---- sections ---------------------------------------------------------------
+
+    /// `saCkptSectionCreate`. `id = None` generates an id (returned; with `Some` the id
+    /// given is returned). `expiration` is absolute (ns since the epoch; [`TIME_END`]:
+    /// never). Errors: `BadHandle`, `Access`, `NotExist` (no active replica), `Exist` (the
+    /// id exists, or `maxSections == 1`: the default section is the only one),
+    /// `InvalidParam` (an empty or too long id, a negative expiration, **an expiration
+    /// already past** — a choice where the standard is silent: creating a section that
+    /// is dead on arrival is always a bug, typically a duration passed for an absolute
+    /// time — or initial data larger than maxSectionSize), `NoSpace` (maxSections
+    /// reached, after reaping expired sections), `NoResources` (checkpointSize).
+    pub fn create_section(
+        &self,
+        id: Option<&[u8]>,
+        expiration: i64,
+        initial_data: &[u8],
+    ) -> Result<Vec<u8>> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::WRITE)?;
+        c.active()?;
+        let attrs = &c.inst.attrs;
+        if attrs.max_sections == 1 {
+            return Err(Error::Exist);
+        }
+        if let Some(id) = id {
+            if id.is_empty() {
+                return Err(Error::InvalidParam("empty section id"));
+            }
+            if id.len() as u64 > attrs.max_section_id_size {
+                return Err(Error::InvalidParam(
+                    "section id longer than maxSectionIdSize",
+                ));
+            }
+        }
+        if expiration < 0 {
+            return Err(Error::InvalidParam("negative expirationTime"));
+        }
+        if expiration != TIME_END && expiration <= ckpt_engine::wall_clock() {
+            return Err(Error::InvalidParam(
+                "expirationTime is already past (it is absolute, not a duration)",
+            ));
+        }
+        if initial_data.len() as u64 > c.max_section_size {
+            return Err(Error::InvalidParam(
+                "initial data larger than maxSectionSize",
+            ));
+        }
+        if initial_data.len() as u64 > c.write_bytes {
+            return Err(Error::NoResources);
+        }
+        set_write_tag(c.tag);
+        match c.inst.replica.create_section(id, expiration, initial_data) {
+            Err(ckpt_engine::SectionError::NoSpace) => {
+                c.reap();
+                c.inst
+                    .replica
+                    .create_section(id, expiration, initial_data)
+                    .map_err(from_section)
+            }
+            r => r.map_err(from_section),
+        }
+    }
+
+    fn check_not_default(&self, id: &[u8]) -> Result<()> {
+        if id.is_empty() && self.inner.inst.attrs.max_sections == 1 {
+            return Err(Error::InvalidParam("the default section"));
+        }
+        Ok(())
+    }
+
+    /// `saCkptSectionDelete`. Errors: `BadHandle`, `Access`, `NotExist`, `InvalidParam`
+    /// (the default section cannot be deleted).
+    pub fn delete_section(&self, id: &[u8]) -> Result<()> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::WRITE)?;
+        c.active()?;
+        self.check_not_default(id)?;
+        set_write_tag(c.tag);
+        c.inst.replica.delete_section(id).map_err(from_section)
+    }
+
+    /// `saCkptSectionExpirationTimeSet` (absolute; [`TIME_END`]: never). A time already
+    /// past expires the section now. Errors: `BadHandle`, `Access`, `NotExist`,
+    /// `InvalidParam` (the default section's time is fixed; a negative time).
+    pub fn set_section_expiration(&self, id: &[u8], expiration: i64) -> Result<()> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::WRITE)?;
+        c.active()?;
+        self.check_not_default(id)?;
+        if expiration < 0 {
+            return Err(Error::InvalidParam("negative expirationTime"));
+        }
+        set_write_tag(c.tag);
+        c.inst
+            .replica
+            .set_expiration(id, expiration)
+            .map_err(from_section)
+    }
+
+    /// `saCkptSectionIterationInitialize`: the sections chosen, each one present for the
+    /// whole iteration returned exactly once. Errors: `BadHandle`, `Access` (B.02
+    /// clients without READ), `NotExist` (no active replica), `InvalidParam` (a negative
+    /// time for LEQ/GEQ).
+    pub fn sections(&self, chosen: SectionsChosen) -> Result<SectionIterator> {
+        let c = &self.inner;
+        c.open()?;
+        if c.b02 {
+            c.need(OpenFlags::READ)?;
+        }
+        c.active()?;
+        let filter = match chosen {
+            SectionsChosen::Forever => SectionFilter::Forever,
+            SectionsChosen::Any => SectionFilter::Any,
+            SectionsChosen::Corrupted => SectionFilter::Corrupted,
+            SectionsChosen::LeqExpirationTime(t) | SectionsChosen::GeqExpirationTime(t)
+                if t < 0 =>
+            {
+                return Err(Error::InvalidParam("negative expirationTime"));
+            }
+            SectionsChosen::LeqExpirationTime(t) => SectionFilter::ExpiringAtOrBefore(t),
+            SectionsChosen::GeqExpirationTime(t) => SectionFilter::ExpiringAtOrAfter(t),
+        };
+        c.reap();
+        Ok(SectionIterator {
+            ckpt: Arc::clone(c),
+            cursor: c.inst.replica.section_cursor(filter),
+            done: false,
+        })
+    }
+
+    // ---- data -------------------------------------------------------------------
+
+    /// `saCkptCheckpointWrite`: the elements in order; sections grow as needed (holes
+    /// read as zeros). All or nothing: a failed call wrote nothing, and the error names
+    /// the first failing element. Errors: `BadHandle`, `Access`, `NotExist` (no active
+    /// replica, or no such section), `InvalidParam` (data larger than maxSectionSize),
+    /// `NoResources` (offset + size beyond maxSectionSize, checkpointSize, more bytes than
+    /// the node's per-write limit).
+    pub fn write(&self, elements: &[WriteElement<'_>]) -> Result<(), VectorError> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::WRITE)?;
+        c.active()?;
+        let mut total = 0u64;
+        for (index, e) in elements.iter().enumerate() {
+            total = total.saturating_add(e.data.len() as u64);
+            if total > c.write_bytes {
+                return Err(VectorError {
+                    index,
+                    error: Error::NoResources,
+                });
+            }
+        }
+        // The engine's elements have the same shape; a small vector stays on the stack.
+        let mut buf: [ckpt_engine::WriteElement<'_>; 4] = [ckpt_engine::WriteElement {
+            id: &[],
+            offset: 0,
+            data: &[],
+        }; 4];
+        let heap: Vec<ckpt_engine::WriteElement<'_>>;
+        let engine: &[ckpt_engine::WriteElement<'_>] = if elements.len() <= buf.len() {
+            for (b, e) in buf.iter_mut().zip(elements) {
+                *b = engine_elem(e);
+            }
+            &buf[..elements.len()]
+        } else {
+            heap = elements.iter().map(engine_elem).collect();
+            &heap
+        };
+        set_write_tag(c.tag);
+        c.inst.replica.write(engine).map_err(from_vector)
+    }
+
+    /// `saCkptSectionOverwrite`: replaces the section's data; its size becomes
+    /// `data.len()`. Errors: `BadHandle`, `Access`, `NotExist`, `InvalidParam` (larger
+    /// than maxSectionSize), `NoResources` (checkpointSize, the per-write limit).
+    #[inline]
+    pub fn overwrite(&self, id: &[u8], data: &[u8]) -> Result<()> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::WRITE)?;
+        c.active()?;
+        if data.len() as u64 > c.max_section_size {
+            return Err(Error::InvalidParam("data larger than maxSectionSize"));
+        }
+        if data.len() as u64 > c.write_bytes {
+            return Err(Error::NoResources);
+        }
+        set_write_tag(c.tag);
+        c.inst.replica.overwrite(id, data).map_err(from_section)
+    }
+
+    #[inline]
+    fn check_read(&self, offset: u64, len: usize) -> Result<()> {
+        if len as u64 > self.inner.max_section_size {
+            return Err(Error::InvalidParam("dataSize larger than maxSectionSize"));
+        }
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.inner.max_section_size)
+        {
+            return Err(Error::InvalidParam(
+                "dataOffset + dataSize beyond maxSectionSize",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `saCkptCheckpointRead` into the caller's buffers: each element gets
+    /// `read_size = min(buf.len(), size - offset)`. Errors: `BadHandle`, `Access`,
+    /// `NotExist`, `InvalidParam` (a buffer or offset + buffer beyond maxSectionSize, an
+    /// offset past the end of the section). On error, earlier elements may have been
+    /// read.
+    pub fn read(&self, elements: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::READ)?;
+        c.active()?;
+        for (index, e) in elements.iter_mut().enumerate() {
+            let at = |error| VectorError { index, error };
+            self.check_read(e.offset, e.buf.len()).map_err(at)?;
+            e.read_size = c
+                .inst
+                .replica
+                .read(e.section_id, e.offset, e.buf)
+                .map_err(|k| at(from_section(k)))?;
+        }
+        Ok(())
+    }
+
+    /// One element of [`Checkpoint::read`]: reads into `buf` from `offset`; returns
+    /// `readSize`.
+    #[inline]
+    pub fn read_into(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::READ)?;
+        c.active()?;
+        self.check_read(offset, buf.len())?;
+        c.inst.replica.read(id, offset, buf).map_err(from_section)
+    }
+
+    /// Read with a library-allocated buffer (`dataBuffer == NULL`): the bytes from
+    /// `offset` to the end of the section (empty when `offset` is the size).
+    pub fn read_vec(&self, id: &[u8], offset: u64) -> Result<Vec<u8>> {
+        let b = self.borrow(id)?;
+        let at = usize::try_from(offset)
+            .ok()
+            .filter(|&o| o <= b.len())
+            .ok_or(Error::InvalidParam(
+                "dataOffset past the end of the section",
+            ))?;
+        Ok(b[at..].to_vec())
+    }
+
+    /// The local replica, read directly (the hot-standby fast path; on one node it is the
+    /// active replica, in a cluster it may lag). Same rules as [`Checkpoint::read`] except
+    /// that a checkpoint without an active replica can still be read.
+    pub fn read_local(&self, elements: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::READ)?;
+        for (index, e) in elements.iter_mut().enumerate() {
+            let at = |error| VectorError { index, error };
+            self.check_read(e.offset, e.buf.len()).map_err(at)?;
+            e.read_size = c
+                .inst
+                .replica
+                .read(e.section_id, e.offset, e.buf)
+                .map_err(|k| at(from_section(k)))?;
+        }
+        Ok(())
+    }
+
+    /// Zero-copy read: a guard over the section's current bytes, valid while held.
+    /// Errors: `BadHandle`, `Access`, `NotExist`, `TryAgain` (too many borrows held).
+    #[inline]
+    pub fn borrow(&self, id: &[u8]) -> Result<Borrowed<'_>> {
+        let c = &self.inner;
+        c.open()?;
+        c.need(OpenFlags::READ)?;
+        c.active()?;
+        let guard = c.inst.replica.borrow(id).map_err(from_section)?;
+        Ok(Borrowed { guard })
+    }
+
+    // ---- synchronize --------------------------------------------------------------
+
+    fn check_synchronize(&self) -> Result<()> {
+        let c = &self.inner;
+        c.open()?;
+        if c.inst
+            .attrs
+            .creation_flags
+            .contains(CreationFlags::WR_ALL_REPLICAS)
+        {
+            return Err(Error::BadOperation);
+        }
+        c.need(OpenFlags::WRITE)?;
+        c.active()?;
+        Ok(())
+    }
+
+    /// `saCkptCheckpointSynchronize`: returns once every replica has the updates made
+    /// before the call. On one node without a daemon the local replica is the only one,
+    /// so this returns at once. Errors: `InvalidParam` (negative timeout), `BadHandle`,
+    /// `BadOperation` (an ALL_REPLICAS checkpoint), `Access`, `NotExist`.
+    pub fn synchronize(&self, timeout: i64) -> Result<()> {
+        if timeout < 0 {
+            return Err(Error::InvalidParam("negative timeout"));
+        }
+        self.check_synchronize()
+    }
+
+    /// `saCkptCheckpointSynchronizeAsync`: the checks of [`Checkpoint::synchronize`] (and
+    /// `Init` without a synchronize callback) at call time; the outcome arrives through
+    /// the synchronize callback in dispatch.
+    pub fn synchronize_async(&self, invocation: Invocation) -> Result<()> {
+        let c = &self.inner;
+        c.open()?;
+        let lib = lib_of(&c.lib).ok_or(Error::BadHandle)?;
+        if !lib.has_synchronize_callback() {
+            return Err(Error::Init);
+        }
+        self.check_synchronize()?;
+        lib.push(Pending::Synchronize(c.handle, invocation, Ok(())));
+        Ok(())
+    }
+}
+
+fn engine_elem<'a>(e: &WriteElement<'a>) -> ckpt_engine::WriteElement<'a> {
+    ckpt_engine::WriteElement {
+        id: e.section_id,
+        offset: e.offset,
+        data: e.data,
+    }
+}
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        self.inner.close_inner();
+    }
+}
+
+/// A section iteration (`SaCkptSectionIterationHandleT`). It dies with its checkpoint:
+/// after the checkpoint is closed (or its library finalized) it yields `BadHandle`.
+pub struct SectionIterator {
+    ckpt: Arc<CkptInner>,
+    cursor: SectionCursor,
+    done: bool,
+}
+
+impl core::fmt::Debug for SectionIterator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SectionIterator")
+            .field("checkpoint", &self.ckpt.handle)
+            .field("cursor", &self.cursor)
+            .finish()
+    }
+}
+
+impl SectionIterator {
+    /// `saCkptSectionIterationNext`: the next section, `NoSections` at the end,
+    /// `BadHandle` once the checkpoint is closed.
+    pub fn next_section(&mut self) -> Result<SectionDescriptor> {
+        if self.ckpt.closed.load(Acquire) {
+            return Err(Error::BadHandle);
+        }
+        match self.cursor.next(&self.ckpt.inst.replica) {
+            Some(s) => Ok(SectionDescriptor {
+                id: s.id,
+                expiration_time: s.expiration,
+                size: s.size,
+                state: SectionState::Valid,
+                last_update: s.last_update,
+            }),
+            None => Err(Error::NoSections),
+        }
+    }
+
+    /// The checkpoint it iterates.
+    pub fn checkpoint(&self) -> CheckpointHandle {
+        self.ckpt.handle
+    }
+}
+
+impl Iterator for SectionIterator {
+    type Item = Result<SectionDescriptor>;
+
+    /// Sections until the end (`None`); an `Err(BadHandle)` once if the checkpoint was
+    /// closed meanwhile, then `None`.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_section() {
+            Ok(s) => Some(Ok(s)),
+            Err(Error::NoSections) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,644 @@
+//! The library handle (`SaCkptHandleT`): initialize, finalize, open, unlink, the
+//! selection object and dispatch.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+
+use ckpt_engine::{Registry, ReplicaAttributes, ReplicaLimits, Role};
+
+use crate::checkpoint::{Checkpoint, CkptInner};
+use crate::error::{Error, Result, from_registry};
+use crate::shared;
+use crate::types::{
+    ArrivalElement, CheckpointHandle, CreationAttributes, DispatchFlags, Invocation, LibraryHandle,
+    Limits, OpenFlags, Version, negotiate,
+};
+
+/// The open callback: the invocation given to [`Library::open_async`] and the opened
+/// checkpoint (or why it could not be opened).
+pub type OpenCallback = Box<dyn Fn(Invocation, Result<Checkpoint>) + Send + Sync>;
+/// The synchronize callback: the invocation given to
+/// [`Checkpoint::synchronize_async`] and the outcome.
+pub type SynchronizeCallback = Box<dyn Fn(Invocation, Result<()>) + Send + Sync>;
+/// The arrival callback (the NCS hot-standby extension): which checkpoint changed and
+/// the elements written.
+pub type ArrivalCallback = Box<dyn Fn(CheckpointHandle, &[ArrivalElement]) + Send + Sync>;
+
+/// `SaCkptCallbacksT`: the callbacks a library handle may run in [`Library::dispatch`].
+#[derive(Default)]
+pub struct Callbacks {
+    /// `saCkptCheckpointOpenCallback`.
+    pub open: Option<OpenCallback>,
+    /// `saCkptCheckpointSynchronizeCallback`.
+    pub synchronize: Option<SynchronizeCallback>,
+}
+
+impl core::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("open", &self.open.is_some())
+            .field("synchronize", &self.synchronize.is_some())
+            .finish()
+    }
+}
+
+/// Where checkpoints live and the node's limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The domain directory (default: `CKPT_DIR`, else `/dev/shm/ckpt/<CKPT_DOMAIN or
+    /// default>`).
+    pub domain: PathBuf,
+    /// Node limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            domain: ckpt_engine::default_domain(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Pending arrival elements per library beyond which the changes of a checkpoint are
+/// folded into one "every section" callback (a reader that does not dispatch cannot grow
+/// the queue without bound).
+const ARRIVAL_BACKLOG: usize = 1 << 16;
+
+pub(crate) enum Pending {
+    Open(Invocation, Result<Checkpoint>),
+    Synchronize(CheckpointHandle, Invocation, Result<()>),
+    Arrival(CheckpointHandle, Vec<ArrivalElement>),
+    /// Every section of the checkpoint, read at dispatch time (resync or backlog).
+    ArrivalAll(CheckpointHandle),
+}
+
+#[derive(Default)]
+pub(crate) struct LibState {
+    pub(crate) finalized: bool,
+    pub(crate) queue: VecDeque<Pending>,
+    pub(crate) checkpoints: HashMap<CheckpointHandle, Arc<CkptInner>>,
+    arrival_backlog: usize,
+    event: Option<OwnedFd>,
+}
+
+pub(crate) struct LibInner {
+    pub(crate) handle: LibraryHandle,
+    pub(crate) requested: Version,
+    pub(crate) config: Config,
+    pub(crate) registry: Arc<Registry>,
+    open_cb: Option<SharedOpen>,
+    sync_cb: Option<SharedSync>,
+    arrival_cb: Mutex<Option<SharedArrival>>,
+    pub(crate) state: Mutex<LibState>,
+    cond: Condvar,
+}
+
+type SharedOpen = Arc<dyn Fn(Invocation, Result<Checkpoint>) + Send + Sync>;
+type SharedSync = Arc<dyn Fn(Invocation, Result<()>) + Send + Sync>;
+type SharedArrival = Arc<dyn Fn(CheckpointHandle, &[ArrivalElement]) + Send + Sync>;
+
+static NEXT_LIBRARY: AtomicU64 = AtomicU64::new(1);
+
+impl LibInner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, LibState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn has_synchronize_callback(&self) -> bool {
+        self.sync_cb.is_some()
+    }
+
+    pub(crate) fn has_arrival(&self) -> bool {
+        self.arrival_cb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Queues a callback; the selection object becomes readable.
+    pub(crate) fn push(&self, p: Pending) {
+        let mut s = self.lock();
+        if s.finalized {
+            return;
+        }
+        match &p {
+            Pending::Arrival(h, elems) => {
+                if s.arrival_backlog + elems.len() > ARRIVAL_BACKLOG {
+                    let h = *h;
+                    if !s
+                        .queue
+                        .iter()
+                        .any(|q| matches!(q, Pending::ArrivalAll(x) if *x == h))
+                    {
+                        s.queue
+                            .retain(|q| !matches!(q, Pending::Arrival(x, _) if *x == h));
+                        s.arrival_backlog = s
+                            .queue
+                            .iter()
+                            .map(|q| match q {
+                                Pending::Arrival(_, e) => e.len(),
+                                _ => 0,
+                            })
+                            .sum();
+                        Self::enqueue(&mut s, Pending::ArrivalAll(h));
+                    }
+                    drop(s);
+                    self.cond.notify_all();
+                    return;
+                }
+                s.arrival_backlog += elems.len();
+            }
+            Pending::ArrivalAll(h)
+                if s.queue
+                    .iter()
+                    .any(|q| matches!(q, Pending::ArrivalAll(x) if x == h)) =>
+            {
+                return;
+            }
+            _ => {}
+        }
+        Self::enqueue(&mut s, p);
+        drop(s);
+        self.cond.notify_all();
+    }
+
+    fn enqueue(s: &mut LibState, p: Pending) {
+        if s.queue.is_empty()
+            && let Some(fd) = &s.event
+        {
+            let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+        }
+        s.queue.push_back(p);
+    }
+
+    fn pop(s: &mut LibState) -> Option<Pending> {
+        let p = s.queue.pop_front()?;
+        if let Pending::Arrival(_, e) = &p {
+            s.arrival_backlog = s.arrival_backlog.saturating_sub(e.len());
+        }
+        if s.queue.is_empty() {
+            Self::drain_event(s);
+        }
+        Some(p)
+    }
+
+    fn drain_event(s: &LibState) {
+        if let Some(fd) = &s.event {
+            let mut b = [0u8; 8];
+            let _ = rustix::io::read(fd, &mut b);
+        }
+    }
+
+    /// Drops the pending callbacks of a closed checkpoint.
+    pub(crate) fn cancel(&self, h: CheckpointHandle) {
+        let mut s = self.lock();
+        s.queue.retain(|q| match q {
+            Pending::Synchronize(x, ..) | Pending::Arrival(x, _) | Pending::ArrivalAll(x) => {
+                *x != h
+            }
+            Pending::Open(..) => true,
+        });
+        s.arrival_backlog = s
+            .queue
+            .iter()
+            .map(|q| match q {
+                Pending::Arrival(_, e) => e.len(),
+                _ => 0,
+            })
+            .sum();
+        if s.queue.is_empty() {
+            Self::drain_event(&s);
+        }
+    }
+
+    fn run(self: &Arc<Self>, p: Pending) {
+        match p {
+            Pending::Open(inv, r) => match &self.open_cb {
+                Some(cb) => cb(inv, r),
+                None => drop(r),
+            },
+            Pending::Synchronize(h, inv, r) => {
+                // A checkpoint closed meanwhile has its callbacks cancelled.
+                if self.lock().checkpoints.contains_key(&h)
+                    && let Some(cb) = &self.sync_cb
+                {
+                    cb(inv, r);
+                }
+            }
+            Pending::Arrival(h, elems) => {
+                let open = self.lock().checkpoints.contains_key(&h);
+                let cb = self
+                    .arrival_cb
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if open && let Some(cb) = cb {
+                    cb(h, &elems);
+                }
+            }
+            Pending::ArrivalAll(h) => {
+                let ck = self.lock().checkpoints.get(&h).cloned();
+                let cb = self
+                    .arrival_cb
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                if let (Some(ck), Some(cb)) = (ck, cb) {
+                    let elems = ck.every_section();
+                    if !elems.is_empty() {
+                        cb(h, &elems);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A library handle (`SaCkptHandleT`). Dropping it finalizes it.
+///
+/// Thread-safe: every method takes `&self`; several threads may dispatch at once.
+pub struct Library {
+    pub(crate) inner: Arc<LibInner>,
+}
+
+impl core::fmt::Debug for Library {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Library")
+            .field("handle", &self.inner.handle)
+            .field("requested", &self.inner.requested)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks a checkpoint name: 1..=256 bytes, and for B.02 clients an LDAP DN whose first
+/// RDN is `safCkpt=` (B.01 clients may use bare names, as openais clients do).
+pub(crate) fn check_name(requested: Version, name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidParam("checkpoint name is empty"));
+    }
+    if name.len() > 256 {
+        return Err(Error::InvalidParam("checkpoint name longer than 256 bytes"));
+    }
+    if requested.is_b02() && !name.starts_with(b"safCkpt=") {
+        return Err(Error::InvalidParam(
+            "a B.02 checkpoint name is a DN starting with safCkpt=",
+        ));
+    }
+    Ok(())
+}
+
+impl Library {
+    /// `saCkptInitialize` with the default [`Config`].
+    pub fn initialize(requested: Version, callbacks: Callbacks) -> Result<Self> {
+        Self::initialize_with(Config::default(), requested, callbacks)
+    }
+
+    /// `saCkptInitialize`: negotiates the version (see [`negotiate`]; the requested
+    /// version is remembered and gates B.01/B.02 behaviour), opens the node registry of
+    /// the domain (sweeping what retention has expired) and registers the callbacks.
+    pub fn initialize_with(
+        config: Config,
+        requested: Version,
+        callbacks: Callbacks,
+    ) -> Result<Self> {
+        negotiate(requested).map_err(|_| Error::Version)?;
+        let registry = shared::registry(&config.domain, &config.limits)?;
+        let event = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::MFILE | rustix::io::Errno::NFILE => Error::NoResources,
+            rustix::io::Errno::NOMEM => Error::NoMemory,
+            _ => Error::Library("eventfd refused"),
+        })?;
+        let open_cb = callbacks.open.map(Arc::from);
+        let sync_cb = callbacks.synchronize.map(Arc::from);
+        let inner = Arc::new(LibInner {
+            handle: LibraryHandle(NEXT_LIBRARY.fetch_add(1, Relaxed)),
+            requested,
+            config,
+            registry,
+            open_cb,
+            sync_cb,
+            arrival_cb: Mutex::new(None),
+            state: Mutex::new(LibState {
+                event: Some(event),
+                ..LibState::default()
+            }),
+            cond: Condvar::new(),
+        });
+        Ok(Self { inner })
+    }
+
+    /// This handle's number.
+    pub fn handle(&self) -> LibraryHandle {
+        self.inner.handle
+    }
+
+    /// The version the client asked for at initialize.
+    pub fn requested_version(&self) -> Version {
+        self.inner.requested
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn alive(&self) -> Result<()> {
+        if self.inner.lock().finalized {
+            return Err(Error::BadHandle);
+        }
+        Ok(())
+    }
+
+    /// `saCkptSelectionObjectGet`: a file descriptor that polls readable while callbacks
+    /// are pending. Valid until finalize (which closes it).
+    pub fn selection_object(&self) -> Result<RawFd> {
+        let s = self.inner.lock();
+        match (&s.event, s.finalized) {
+            (Some(fd), false) => Ok(fd.as_fd().as_raw_fd()),
+            _ => Err(Error::BadHandle),
+        }
+    }
+
+    /// `saCkptDispatch`: runs pending callbacks in this thread. `One` runs at most one,
+    /// `All` every one pending; both return at once when none is. `Blocking` runs them
+    /// as they come and returns when the handle is finalized (by any thread).
+    pub fn dispatch(&self, flags: DispatchFlags) -> Result<()> {
+        self.alive()?;
+        match flags {
+            DispatchFlags::One => {
+                let p = LibInner::pop(&mut self.inner.lock());
+                if let Some(p) = p {
+                    self.inner.run(p);
+                }
+                Ok(())
+            }
+            DispatchFlags::All => loop {
+                let p = LibInner::pop(&mut self.inner.lock());
+                match p {
+                    Some(p) => self.inner.run(p),
+                    None => return Ok(()),
+                }
+            },
+            DispatchFlags::Blocking => loop {
+                let p = {
+                    let mut s = self.inner.lock();
+                    loop {
+                        if s.finalized {
+                            return Ok(());
+                        }
+                        if let Some(p) = LibInner::pop(&mut s) {
+                            break p;
+                        }
+                        s = self.inner.cond.wait(s).unwrap_or_else(|p| p.into_inner());
+                    }
+                };
+                self.inner.run(p);
+            },
+        }
+    }
+
+    /// `saCkptFinalize`: closes every checkpoint opened through this handle (their
+    /// retention starts), cancels pending callbacks, closes the selection object and
+    /// wakes blocking dispatchers. A second finalize gives `BadHandle`.
+    pub fn finalize(&self) -> Result<()> {
+        let (checkpoints, queue) = {
+            let mut s = self.inner.lock();
+            if s.finalized {
+                return Err(Error::BadHandle);
+            }
+            s.finalized = true;
+            s.event = None;
+            s.arrival_backlog = 0;
+            (
+                core::mem::take(&mut s.checkpoints),
+                core::mem::take(&mut s.queue),
+            )
+        };
+        self.inner.cond.notify_all();
+        for ck in checkpoints.into_values() {
+            ck.close_inner();
+        }
+        // Pending open results hold checkpoints: closing them may take the lock.
+        drop(queue);
+        Ok(())
+    }
+
+    /// `ncsCkptRegisterCkptArrivalCallback`: from now on, every write, overwrite and
+    /// section create made through another handle (of this or another process) to a
+    /// checkpoint this library has open for READ is reported through dispatch with the
+    /// elements written. The writer's own handle is not called back. Registering again
+    /// replaces the callback.
+    pub fn register_arrival_callback(&self, cb: ArrivalCallback) -> Result<()> {
+        self.alive()?;
+        *self
+            .inner
+            .arrival_cb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(cb));
+        let open: Vec<Arc<CkptInner>> = self.inner.lock().checkpoints.values().cloned().collect();
+        for ck in open {
+            ck.subscribe_arrivals();
+        }
+        Ok(())
+    }
+
+    /// `saCkptCheckpointOpen`. With `attributes` (and [`OpenFlags::CREATE`]) the
+    /// checkpoint is created if it does not exist; an existing one must match them
+    /// ([`CreationAttributes::matches`], retention compared for B.01 clients only) or the
+    /// answer is `Exist`. `timeout` is a duration in ns ([`TIME_END`]: no limit; negative:
+    /// `InvalidParam`); on one node without a daemon an open never waits long, so it only
+    /// bounds the wait for a concurrent creator.
+    ///
+    /// Errors, in the order checked: `InvalidParam` (name, CREATE without attributes or
+    /// attributes without CREATE, attributes out of range, negative timeout), `BadFlags`,
+    /// `BadHandle`, `NoResources` (node limits, shared memory), `NotExist`, `Exist`,
+    /// `TryAgain`, `Access`.
+    pub fn open(
+        &self,
+        name: impl AsRef<[u8]>,
+        attributes: Option<&CreationAttributes>,
+        flags: OpenFlags,
+        timeout: i64,
+    ) -> Result<Checkpoint> {
+        let name = name.as_ref();
+        self.check_open(name, attributes, flags)?;
+        if timeout < 0 {
+            return Err(Error::InvalidParam("negative timeout"));
+        }
+        open_checkpoint(&self.inner, name, attributes, flags)
+    }
+
+    fn check_open(
+        &self,
+        name: &[u8],
+        attributes: Option<&CreationAttributes>,
+        flags: OpenFlags,
+    ) -> Result<()> {
+        check_name(self.inner.requested, name)?;
+        if flags.0 == 0 || flags.has_unknown_bits() {
+            return Err(Error::BadFlags);
+        }
+        match (flags.contains(OpenFlags::CREATE), attributes) {
+            (true, None) => {
+                return Err(Error::InvalidParam("CREATE needs creation attributes"));
+            }
+            (false, Some(_)) => {
+                return Err(Error::InvalidParam(
+                    "creation attributes given without CREATE",
+                ));
+            }
+            (true, Some(a)) => check_attributes(a, &self.inner.config.limits)?,
+            (false, None) => {}
+        }
+        Ok(())
+    }
+
+    /// `saCkptCheckpointOpenAsync`: the same checks as [`Library::open`] at call time
+    /// (and `Init` without an open callback); the outcome is delivered to the open
+    /// callback through dispatch.
+    pub fn open_async(
+        &self,
+        invocation: Invocation,
+        name: impl AsRef<[u8]>,
+        attributes: Option<&CreationAttributes>,
+        flags: OpenFlags,
+    ) -> Result<()> {
+        let name = name.as_ref();
+        self.check_open(name, attributes, flags)?;
+        self.alive()?;
+        if self.inner.open_cb.is_none() {
+            return Err(Error::Init);
+        }
+        let inner = Arc::clone(&self.inner);
+        let name = name.to_vec();
+        let attributes = attributes.copied();
+        std::thread::Builder::new()
+            .name("ckpt-open".into())
+            .spawn(move || {
+                let r = open_checkpoint(&inner, &name, attributes.as_ref(), flags);
+                inner.push(Pending::Open(invocation, r));
+            })
+            .map_err(|_| Error::NoResources)?;
+        Ok(())
+    }
+
+    /// `saCkptCheckpointUnlink`: the name is gone at once (an open with CREATE makes a
+    /// new checkpoint); handles already open keep working on the old one, which is
+    /// deleted at its last close (now, if it has none).
+    pub fn unlink(&self, name: impl AsRef<[u8]>) -> Result<()> {
+        let name = name.as_ref();
+        check_name(self.inner.requested, name)?;
+        self.alive()?;
+        self.inner.registry.unlink(name).map_err(from_registry)
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        let _ = self.finalize();
+    }
+}
+
+pub(crate) fn check_attributes(a: &CreationAttributes, limits: &Limits) -> Result<()> {
+    a.creation_flags.validate()?;
+    if a.max_sections == 0 {
+        return Err(Error::InvalidParam("maxSections is 0"));
+    }
+    if a.max_section_size == 0 {
+        return Err(Error::InvalidParam("maxSectionSize is 0"));
+    }
+    if a.retention_duration < 0 {
+        return Err(Error::InvalidParam("negative retentionDuration"));
+    }
+    if u64::from(a.max_sections)
+        .checked_mul(a.max_section_size)
+        .is_none_or(|cap| a.checkpoint_size > cap)
+    {
+        return Err(Error::InvalidParam(
+            "checkpointSize larger than maxSections * maxSectionSize",
+        ));
+    }
+    if a.max_sections > limits.sections
+        || a.max_section_size > limits.section_size
+        || a.max_section_id_size > limits.section_id_size
+    {
+        return Err(Error::NoResources);
+    }
+    Ok(())
+}
+
+fn open_checkpoint(
+    lib: &Arc<LibInner>,
+    name: &[u8],
+    attributes: Option<&CreationAttributes>,
+    flags: OpenFlags,
+) -> Result<Checkpoint> {
+    if lib.lock().finalized {
+        return Err(Error::BadHandle);
+    }
+    let limits = &lib.config.limits;
+    let engine_attrs = attributes.map(|a| ReplicaAttributes {
+        creation_flags: a.creation_flags.0,
+        checkpoint_size: a.checkpoint_size,
+        retention_ns: a.retention_duration,
+        max_sections: a.max_sections,
+        max_section_size: a.max_section_size,
+        max_section_id_size: a.max_section_id_size,
+    });
+    let engine_limits = ReplicaLimits {
+        agents: limits.agents,
+        spare_slots: limits.spare_slots,
+        journal_cells: limits.journal_cells,
+    };
+    let role = match attributes {
+        Some(a) if a.creation_flags.is_collocated_async() => Role::Replica,
+        _ => Role::Primary,
+    };
+    lib.registry.sweep();
+    let opened = lib
+        .registry
+        .open_replica_as(
+            name,
+            engine_attrs.as_ref().map(|a| (a, &engine_limits)),
+            role,
+        )
+        .map_err(from_registry)?;
+    let created = opened.created;
+    let instance_id = opened.instance;
+    let inst = shared::instance(&lib.registry, opened);
+    if let Some(a) = attributes
+        && !created
+        && !inst.attrs.matches(a, !lib.requested.is_b02())
+    {
+        let _ = lib.registry.close(instance_id);
+        return Err(Error::Exist);
+    }
+    let ck = CkptInner::new(Arc::downgrade(lib), inst, flags);
+    {
+        let mut s = lib.lock();
+        if s.finalized {
+            drop(s);
+            // Finalized while this open ran: undo it, and say so.
+            ck.close_inner();
+            return Err(Error::BadHandle);
+        }
+        s.checkpoints.insert(ck.handle, Arc::clone(&ck));
+    }
+    if lib.has_arrival() {
+        ck.subscribe_arrivals();
+    }
+    Ok(Checkpoint { inner: ck })
+}
+
+pub(crate) fn lib_of(w: &Weak<LibInner>) -> Option<Arc<LibInner>> {
+    w.upgrade()
+}

@@ -1,0 +1,91 @@
+//! Process-wide state: one node registry per domain and one mapping per checkpoint
+//! instance, shared by every handle of the process (so the engine's per-process agent
+//! bookkeeping, and the arrival watcher, see one `Replica` per instance).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use ckpt_engine::{Opened, Registry, RegistryLimits, Replica, Role, Sharing};
+
+use crate::arrival::Watch;
+use crate::error::{Result, from_registry};
+use crate::types::{CreationAttributes, CreationFlags, Limits};
+
+static REGISTRIES: Mutex<Vec<(PathBuf, Weak<Registry>)>> = Mutex::new(Vec::new());
+static INSTANCES: Mutex<Vec<Weak<Instance>>> = Mutex::new(Vec::new());
+
+/// The registry of `domain`, opened (and swept) once per process while in use.
+pub(crate) fn registry(domain: &Path, limits: &Limits) -> Result<Arc<Registry>> {
+    let mut all = REGISTRIES.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(r) = all
+        .iter()
+        .find(|(d, _)| d == domain)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        r.sweep();
+        return Ok(r);
+    }
+    let reg = Registry::open_with(
+        domain,
+        Sharing::default(),
+        RegistryLimits {
+            entries: limits.checkpoints,
+            openers: limits.openers,
+        },
+    )
+    .map_err(from_registry)?;
+    let reg = Arc::new(reg);
+    all.push((domain.to_path_buf(), Arc::downgrade(&reg)));
+    Ok(reg)
+}
+
+/// One checkpoint instance mapped into this process.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) id: u64,
+    pub(crate) replica: Replica,
+    /// The attributes it was created with.
+    pub(crate) attrs: CreationAttributes,
+    pub(crate) watch: Watch,
+}
+
+impl Instance {
+    /// Whether the checkpoint has an active replica (a collocated asynchronous one has
+    /// none until ActiveReplicaSet).
+    pub(crate) fn is_active(&self) -> bool {
+        self.replica.role().0 == Role::Primary
+    }
+}
+
+/// The process's mapping of the instance `opened` names (the new mapping is dropped if
+/// one exists already).
+pub(crate) fn instance(registry: &Arc<Registry>, opened: Opened) -> Arc<Instance> {
+    let mut all = INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    if let Some(i) = all
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|i| i.id == opened.instance && Arc::ptr_eq(&i.registry, registry))
+    {
+        return i;
+    }
+    let a = opened.replica.attributes();
+    let inst = Arc::new(Instance {
+        registry: Arc::clone(registry),
+        id: opened.instance,
+        attrs: CreationAttributes {
+            creation_flags: CreationFlags(a.creation_flags),
+            checkpoint_size: a.checkpoint_size,
+            retention_duration: a.retention_ns,
+            max_sections: a.max_sections,
+            max_section_size: a.max_section_size,
+            max_section_id_size: a.max_section_id_size,
+        },
+        replica: opened.replica,
+        watch: Watch::default(),
+    });
+    all.push(Arc::downgrade(&inst));
+    inst
+}
