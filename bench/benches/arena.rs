@@ -4,13 +4,15 @@
 //! `create_delete`), each with `engine/<size>` and its fair `memcpy/<size>` baseline (same
 //! bytes, same slot working set; see `ckpt_bench::DataCase::baseline`) for sizes 64 B,
 //! 4 KiB, 64 KiB and 1 MiB; then `lookup_1k` and `lookup_1m` with a hot and a random
-//! (`cold`) key. For the acceptance ratios in one process run, use the `ratios` binary.
+//! (`cold`) key; then `api` with `overwrite`, `read` and `borrow` of 4 KiB through the
+//! application API (`api/<op>`) beside the engine (`engine/<op>`). For the acceptance
+//! ratios in one process run, use the `ratios` binary.
 
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
 
-use ckpt_bench::{BenchDomain, DataCase, LookupCase, Op, SIZES};
+use ckpt_bench::{ApiCase, BenchDomain, DataCase, LookupCase, Op, SIZES};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 fn data_path(c: &mut Criterion, domain: &BenchDomain) {
@@ -39,15 +41,32 @@ fn lookups(c: &mut Criterion, domain: &BenchDomain) {
     }
 }
 
+fn api(c: &mut Criterion, domain: &BenchDomain) {
+    let mut group = c.benchmark_group("api");
+    group.throughput(Throughput::Bytes(4096));
+    for op in [Op::Overwrite, Op::Read, Op::Borrow] {
+        let mut engine = DataCase::new(domain, op, 4096)
+            .unwrap_or_else(|e| panic!("setting up engine {op}: {e}"));
+        let mut api =
+            ApiCase::new(domain, op, 4096).unwrap_or_else(|e| panic!("setting up API {op}: {e}"));
+        group.bench_function(BenchmarkId::new("engine", op.name()), |b| {
+            b.iter(|| engine.run());
+        });
+        group.bench_function(BenchmarkId::new("api", op.name()), |b| b.iter(|| api.run()));
+    }
+    group.finish();
+}
+
 fn arena(c: &mut Criterion) {
     let domain = BenchDomain::new().expect("a writable /dev/shm for the bench domain");
     data_path(c, &domain);
     lookups(c, &domain);
+    api(c, &domain);
 }
 
 criterion_group! {
     name = benches;
-    // 44 benchmarks: modest timings keep `cargo bench -p ckpt-bench` to a few minutes.
+    // 50 benchmarks: modest timings keep `cargo bench -p ckpt-bench` to a few minutes.
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(300))

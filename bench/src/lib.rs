@@ -551,6 +551,96 @@ impl DataCase {
     }
 }
 
+// ---- API-level cases -----------------------------------------------------------------
+
+/// The same operation as a [`DataCase`] (same size, same geometry: 2 sections, 8-byte ids,
+/// full budget), made through the application API (`ckpt-agent`): what the API adds over
+/// the engine is the ratio of the two.
+pub struct ApiCase {
+    op: Op,
+    // Field order: the checkpoint closes before its library finalizes.
+    ck: ckpt_agent::Checkpoint,
+    _lib: ckpt_agent::Library,
+    payload: PageBuf,
+    out: PageBuf,
+}
+
+impl fmt::Debug for ApiCase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiCase")
+            .field("op", &self.op)
+            .field("checkpoint", &self.ck)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiCase {
+    /// Opens a checkpoint in `domain` through the API and creates the section. Only
+    /// [`Op::Overwrite`], [`Op::Read`] and [`Op::Borrow`] are supported.
+    pub fn new(domain: &BenchDomain, op: Op, size: usize) -> Result<Self, ckpt_agent::Error> {
+        use ckpt_agent::{
+            Callbacks, Config, CreationAttributes, CreationFlags, Library, OpenFlags,
+        };
+        assert!(
+            matches!(op, Op::Overwrite | Op::Read | Op::Borrow),
+            "ApiCase does not do {op}"
+        );
+        let config = Config {
+            domain: domain.path().join("api"),
+            ..Config::default()
+        };
+        let lib =
+            Library::initialize_with(config, ckpt_agent::Version::B_02_02, Callbacks::default())?;
+        let n = domain.next.fetch_add(1, Ordering::Relaxed);
+        let attrs = CreationAttributes {
+            creation_flags: CreationFlags::WR_ACTIVE_REPLICA,
+            checkpoint_size: 2 * size as u64,
+            retention_duration: 0,
+            max_sections: 2,
+            max_section_size: size as u64,
+            max_section_id_size: 8,
+        };
+        let ck = lib.open(
+            format!("safCkpt=bench-{n}"),
+            Some(&attrs),
+            OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE,
+            ckpt_agent::TIME_END,
+        )?;
+        ck.create_section(Some(&SECTION), TIME_END, &vec![0x11; size])?;
+        Ok(Self {
+            op,
+            ck,
+            _lib: lib,
+            payload: PageBuf::new(size, 0x22),
+            out: PageBuf::new(size, 0),
+        })
+    }
+
+    /// Runs the operation once. Panics if the API refuses it.
+    #[inline]
+    pub fn run(&mut self) {
+        let r = match self.op {
+            Op::Overwrite => self
+                .ck
+                .overwrite(black_box(&SECTION), black_box(&self.payload[..])),
+            Op::Read => self
+                .ck
+                .read_into(black_box(&SECTION), 0, black_box(&mut self.out[..]))
+                .map(|n| {
+                    black_box(n);
+                }),
+            Op::Borrow => self.ck.borrow(black_box(&SECTION)).map(|g| {
+                black_box(g.as_ptr());
+                black_box(g.len());
+            }),
+            _ => unreachable!("checked in new"),
+        };
+        if let Err(e) = r {
+            panic!("API {} failed: {e}", self.op);
+        }
+    }
+}
+
 // ---- lookups -------------------------------------------------------------------------
 
 /// Index lookups among `n` sections, through [`Replica::contains`]: key hash, index probe

@@ -24,8 +24,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ckpt_bench::{
-    BenchDomain, DataCase, LOOKUP_SECTIONS, LookupCase, Op, PageBuf, PairTiming, SECTION, SIZES,
-    calibrate, measure_pair,
+    ApiCase, BenchDomain, DataCase, LOOKUP_SECTIONS, LookupCase, Op, PageBuf, PairTiming, SECTION,
+    SIZES, calibrate, measure_pair,
 };
 
 /// Wall time one batch aims at.
@@ -297,7 +297,29 @@ fn run(
             rounds: vec![],
             beside: vec![],
         },
+        Target {
+            name: "API overwrite 4 KiB / engine",
+            limit: 1.2,
+            rounds: vec![],
+            beside: vec![],
+        },
+        Target {
+            name: "API read 4 KiB / engine",
+            limit: 1.2,
+            rounds: vec![],
+            beside: vec![],
+        },
+        Target {
+            name: "API borrow 4 KiB / engine",
+            limit: 1.2,
+            rounds: vec![],
+            beside: vec![],
+        },
     ];
+    let mut api_overwrite = ApiCase::new(domain, Op::Overwrite, 4096)?;
+    let mut api_read = ApiCase::new(domain, Op::Read, 4096)?;
+    let mut api_borrow = ApiCase::new(domain, Op::Borrow, 4096)?;
+    let mut borrow = DataCase::new(domain, Op::Borrow, 4096)?;
     for round in 0..ROUNDS {
         progress(&format!("acceptance round {}/{ROUNDS}", round + 1));
         targets[0]
@@ -315,6 +337,15 @@ fn run(
         targets[3]
             .beside
             .push(pair(&mut || large.cold(), &mut || small.cold()));
+        targets[4]
+            .rounds
+            .push(pair(&mut || api_overwrite.run(), &mut || overwrite.run()));
+        targets[5]
+            .rounds
+            .push(pair(&mut || api_read.run(), &mut || read.run()));
+        targets[6]
+            .rounds
+            .push(pair(&mut || api_borrow.run(), &mut || borrow.run()));
     }
     Ok((rows, targets))
 }
