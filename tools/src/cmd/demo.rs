@@ -1,17 +1,20 @@
-//! `ckpt demo`: the single-node writer/reader sample on the embedded engine (no daemon).
+//! `ckpt demo`: the single-node writer/reader sample through the checkpoint API (no daemon).
 //!
-//! The parent starts a reader process and a writer process. The writer opens the
-//! checkpoint with create, creates a section, writes a text and synchronizes; the reader
-//! opens the same checkpoint, waits on the arrival notification (a futex in the replica:
-//! no polling), and reads the text back — straight from shared memory. Then the parent
-//! runs a short overwrite/read/borrow loop to show the data-path cost.
+//! The parent starts a reader process and a writer process. The writer initializes the
+//! library, opens the checkpoint with create, creates a section, writes a text and
+//! synchronizes; the reader opens the same checkpoint for reading, registers the arrival
+//! callback (the NCS hot-standby extension: the replica's futex wakes it, no polling),
+//! dispatches, and reads the text it is told arrived — straight from shared memory. Then
+//! the parent runs a short overwrite/read/borrow loop to show the data-path cost.
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ckpt_engine::{
-    Registry, ReplicaAttributes, ReplicaLimits, SectionError, Sharing, TIME_END, WriteElement,
+use ckpt_agent::{
+    Callbacks, Config, CreationAttributes, CreationFlags, DispatchFlags, Library, OpenFlags,
+    TIME_END, Version, WriteElement,
 };
 
 /// `ckpt demo` options.
@@ -31,11 +34,11 @@ pub struct Args {
 const SECTION: &[u8] = b"11";
 const TEXT: &[u8] = b"The quick brown fox jumped over the lazy dog";
 
-fn attrs() -> ReplicaAttributes {
-    ReplicaAttributes {
-        creation_flags: 0x1, // SA_CKPT_WR_ALL_REPLICAS
+fn attrs() -> CreationAttributes {
+    CreationAttributes {
+        creation_flags: CreationFlags::WR_ALL_REPLICAS,
         checkpoint_size: 1024 * 1024,
-        retention_ns: 0,
+        retention_duration: 0,
         max_sections: 16,
         max_section_size: 64 * 1024,
         max_section_id_size: 64,
@@ -52,16 +55,24 @@ pub fn run(dir: &Path, args: &Args) -> Result<ExitCode, String> {
     }
 }
 
-fn registry(dir: &Path) -> Result<Registry, String> {
-    Registry::open(dir, Sharing::default())
-        .map_err(|e| format!("cannot open the node registry in {}: {e}", dir.display()))
+fn library(dir: &Path, callbacks: Callbacks) -> Result<Library, String> {
+    let config = Config {
+        domain: dir.to_path_buf(),
+        ..Config::default()
+    };
+    Library::initialize_with(config, Version::B_02_02, callbacks).map_err(|e| {
+        format!(
+            "cannot initialize the checkpoint library in {}: {e}",
+            dir.display()
+        )
+    })
 }
 
 fn parent(dir: &Path, args: &Args) -> Result<ExitCode, String> {
-    println!("ckpt demo: embedded engine, domain {}", dir.display());
-    let reg = registry(dir)?;
+    println!("ckpt demo: no daemon, domain {}", dir.display());
+    let lib = library(dir, Callbacks::default())?;
     // A leftover from an interrupted run would be found instead of created.
-    let _ = reg.unlink(args.name.as_bytes());
+    let _ = lib.unlink(&args.name);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let spawn = |role: &str| {
         Command::new(&exe)
@@ -86,32 +97,35 @@ fn parent(dir: &Path, args: &Args) -> Result<ExitCode, String> {
         return Err(format!("writer exited with {w}, reader with {r}"));
     }
     if args.iterations > 0 {
-        throughput(dir, args.iterations)?;
+        throughput(&lib, args.iterations)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn writer(dir: &Path, args: &Args) -> Result<ExitCode, String> {
-    let reg = registry(dir)?;
-    let opened = reg
-        .open_replica(
-            args.name.as_bytes(),
-            Some((&attrs(), &ReplicaLimits::default())),
-        )
+    let lib = library(dir, Callbacks::default())?;
+    let flags = OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE;
+    let ck = lib
+        .open(&args.name, Some(&attrs()), flags, TIME_END)
         .map_err(|e| format!("writer: open failed: {e}"))?;
     println!(
         "Writer: checkpoint {} opened (instance {})",
-        args.name, opened.instance
+        args.name,
+        ck.instance()
     );
-    let ckpt = &opened.replica;
-    ckpt.create_section(Some(SECTION), TIME_END, b"")
+    // Give the reader the time to open and register its callback first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !ck.status().is_ok_and(|s| s.number_of_sections > 0) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ck.create_section(Some(SECTION), TIME_END, b"")
         .map_err(|e| format!("writer: section create: {e}"))?;
     println!(
         "Writer: section {} created",
         String::from_utf8_lossy(SECTION)
     );
-    ckpt.write(&[WriteElement {
-        id: SECTION,
+    ck.write(&[WriteElement {
+        section_id: SECTION,
         offset: 0,
         data: TEXT,
     }])
@@ -121,98 +135,126 @@ fn writer(dir: &Path, args: &Args) -> Result<ExitCode, String> {
         TEXT.len(),
         String::from_utf8_lossy(TEXT)
     );
-    // Standalone: every replica is this one, so the barrier is the commit seq itself.
-    println!("Writer: synchronize OK (commit seq {})", ckpt.commit_seq());
+    match ck.synchronize(TIME_END) {
+        // An ALL_REPLICAS checkpoint is synchronous: there is nothing to synchronize.
+        Ok(()) | Err(ckpt_agent::Error::BadOperation) => println!("Writer: replicas in sync"),
+        Err(e) => return Err(format!("writer: synchronize: {e}")),
+    }
     // Keep the checkpoint open until the reader has read it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && ckpt.section_info(b"ack").is_err() {
+    while Instant::now() < deadline && ck.read_vec(b"ack", 0).is_err() {
         std::thread::sleep(Duration::from_millis(2));
     }
-    reg.unlink(args.name.as_bytes())
+    lib.unlink(&args.name)
         .map_err(|e| format!("writer: unlink: {e}"))?;
-    reg.close(opened.instance)
-        .map_err(|e| format!("writer: close: {e}"))?;
+    ck.close().map_err(|e| format!("writer: close: {e}"))?;
+    lib.finalize()
+        .map_err(|e| format!("writer: finalize: {e}"))?;
     println!("Writer: checkpoint unlinked and closed");
     Ok(ExitCode::SUCCESS)
 }
 
 fn reader(dir: &Path, args: &Args) -> Result<ExitCode, String> {
-    let reg = registry(dir)?;
+    let lib = library(dir, Callbacks::default())?;
+    let (tx, rx) = mpsc::channel();
+    lib.register_arrival_callback(Box::new(move |_, elements| {
+        for e in elements {
+            let _ = tx.send((e.section_id.clone(), e.offset, e.size));
+        }
+    }))
+    .map_err(|e| format!("reader: arrival callback: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let opened = loop {
-        match reg.open_replica(args.name.as_bytes(), None) {
-            Ok(o) => break o,
+    let ck = loop {
+        match lib.open(
+            &args.name,
+            None,
+            OpenFlags::READ | OpenFlags::WRITE,
+            TIME_END,
+        ) {
+            Ok(ck) => break ck,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
             Err(e) => return Err(format!("reader: open failed: {e}")),
         }
     };
-    let ckpt = &opened.replica;
-    let mut seen = 0;
-    let mut buf = vec![0u8; 1024];
-    let n = loop {
-        match ckpt.read(SECTION, 0, &mut buf) {
-            Ok(n) if n > 0 => break n,
-            Ok(_) | Err(SectionError::NotExist) if Instant::now() < deadline => {
-                // Sleep on the replica's arrival futex until the writer commits something.
-                let head = ckpt.commit_seq().max(seen);
-                ckpt.wait_for_changes(head, Duration::from_millis(500));
-                seen = head;
-            }
-            Ok(_) => return Err("reader: the writer wrote nothing".into()),
-            Err(e) => return Err(format!("reader: read failed: {e}")),
-        }
+    // Tell the writer the callback is in place (a section it waits for).
+    ck.create_section(Some(b"ready"), TIME_END, b"")
+        .map_err(|e| format!("reader: ready: {e}"))?;
+    // Callbacks run in dispatch: here a thread dispatching until finalize.
+    let lib = std::sync::Arc::new(lib);
+    let dispatcher = {
+        let lib = std::sync::Arc::clone(&lib);
+        std::thread::spawn(move || lib.dispatch(DispatchFlags::Blocking))
     };
+    let mut text = None;
+    while text.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok((id, offset, size)) = rx.recv_timeout(left) else {
+            break;
+        };
+        println!(
+            "Reader: arrival: section {} offset {offset} size {size}",
+            String::from_utf8_lossy(&id)
+        );
+        if id == SECTION && size > 0 {
+            let data = ck
+                .read_vec(SECTION, 0)
+                .map_err(|e| format!("reader: read failed: {e}"))?;
+            text = Some(data);
+        }
+    }
+    if text.is_some() {
+        ck.create_section(Some(b"ack"), TIME_END, b"")
+            .map_err(|e| format!("reader: ack: {e}"))?;
+    }
+    let _ = lib.finalize();
+    let _ = dispatcher.join();
+    let text = text.ok_or("reader: nothing arrived within 10 s")?;
     println!(
-        "Reader: read {n} bytes: \"{}\"",
-        String::from_utf8_lossy(&buf[..n])
+        "Reader: read {} bytes: \"{}\"",
+        text.len(),
+        String::from_utf8_lossy(&text)
     );
-    if buf[..n] != *TEXT {
+    if text != TEXT {
         return Err("reader: text differs from what the writer wrote".into());
     }
-    ckpt.create_section(Some(b"ack"), TIME_END, b"")
-        .map_err(|e| format!("reader: ack: {e}"))?;
-    reg.close(opened.instance)
-        .map_err(|e| format!("reader: close: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn throughput(dir: &Path, iterations: u64) -> Result<(), String> {
-    let reg = registry(dir)?;
-    let name = format!("ckpt-demo-throughput-{}", std::process::id());
-    let opened = reg
-        .open_replica(name.as_bytes(), Some((&attrs(), &ReplicaLimits::default())))
+fn throughput(lib: &Library, iterations: u64) -> Result<(), String> {
+    let name = format!("safCkpt=ckpt-demo-throughput-{}", std::process::id());
+    let flags = OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE;
+    let ck = lib
+        .open(&name, Some(&attrs()), flags, TIME_END)
         .map_err(|e| format!("throughput: open: {e}"))?;
-    let ckpt = &opened.replica;
     let data = vec![0x5au8; 4096];
-    ckpt.create_section(Some(b"s"), TIME_END, &data)
+    ck.create_section(Some(b"s"), TIME_END, &data)
         .map_err(|e| e.to_string())?;
     let t = Instant::now();
     for _ in 0..iterations {
-        ckpt.overwrite(b"s", &data).map_err(|e| e.to_string())?;
+        ck.overwrite(b"s", &data).map_err(|e| e.to_string())?;
     }
     let overwrite = t.elapsed().as_nanos() as f64 / iterations as f64;
     let mut buf = vec![0u8; 4096];
     let t = Instant::now();
     for _ in 0..iterations {
-        ckpt.read(b"s", 0, &mut buf).map_err(|e| e.to_string())?;
+        ck.read_into(b"s", 0, &mut buf).map_err(|e| e.to_string())?;
     }
     let read = t.elapsed().as_nanos() as f64 / iterations as f64;
     let t = Instant::now();
     let mut sum = 0u64;
     for _ in 0..iterations {
-        let g = ckpt.borrow(b"s").map_err(|e| e.to_string())?;
+        let g = ck.borrow(b"s").map_err(|e| e.to_string())?;
         sum += u64::from(g[0]);
     }
     let borrow = t.elapsed().as_nanos() as f64 / iterations as f64;
     std::hint::black_box(sum);
-    println!("Data path, 4 KiB section, {iterations} iterations, one thread:");
+    println!("Data path through the API, 4 KiB section, {iterations} iterations, one thread:");
     println!(
         "  overwrite {overwrite:8.0} ns/op   read (copy-out) {read:8.0} ns/op   borrow (zero-copy) {borrow:6.0} ns/op"
     );
     println!(
         "  (`cargo run --release -p ckpt-bench --bin ratios` compares these with memcpy in /dev/shm)"
     );
-    reg.unlink(name.as_bytes()).map_err(|e| e.to_string())?;
-    reg.close(opened.instance).map_err(|e| e.to_string())?;
+    lib.unlink(&name).map_err(|e| e.to_string())?;
+    ck.close().map_err(|e| e.to_string())?;
     Ok(())
 }
