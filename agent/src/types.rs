@@ -41,12 +41,13 @@ impl Version {
     }
 }
 
-/// Version negotiation (`saCkptInitialize`): `Ok(granted)` when release `B` with major 1
-/// or 2 is asked for (the answer is always B.02.02: the highest major and minor of the
+/// Version negotiation (`saCkptInitialize`): `Ok(granted)` when release `B` with a major of
+/// at most 2 is asked for (the standard's rule: the highest major supported, 2, is at least
+/// the one requested; the answer is always B.02.02, the highest major and minor of the
 /// release); otherwise `Err(the version to report)` with `SA_AIS_ERR_VERSION`, also B.02.02
 /// (the only release supported, whichever side of it the request was).
 pub fn negotiate(requested: Version) -> core::result::Result<Version, Version> {
-    if requested.release == b'B' && (1..=2).contains(&requested.major) {
+    if requested.release == b'B' && requested.major <= 2 {
         Ok(Version::B_02_02)
     } else {
         Err(Version::B_02_02)
