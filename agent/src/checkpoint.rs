@@ -453,6 +453,11 @@ impl Checkpoint {
 
     #[inline]
     fn check_read(&self, offset: u64, len: usize) -> Result<()> {
+        // Spec §2.4 (OpenSAF): a caller's buffer with dataSize 0 is refused; a buffer the
+        // library allocates is `read_vec`.
+        if len == 0 {
+            return Err(Error::InvalidParam("a caller's buffer with dataSize 0"));
+        }
         if len as u64 > self.inner.max_section_size {
             return Err(Error::InvalidParam("dataSize larger than maxSectionSize"));
         }
@@ -469,9 +474,9 @@ impl Checkpoint {
 
     /// `saCkptCheckpointRead` into the caller's buffers: each element gets
     /// `read_size = min(buf.len(), size - offset)`. Errors: `BadHandle`, `Access`,
-    /// `NotExist`, `InvalidParam` (a buffer or offset + buffer beyond maxSectionSize, an
-    /// offset past the end of the section). On error, earlier elements may have been
-    /// read.
+    /// `NotExist`, `InvalidParam` (an empty buffer, a buffer or offset + buffer beyond
+    /// maxSectionSize, an offset past the end of the section). On error, earlier elements
+    /// may have been read.
     pub fn read(&self, elements: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
         let c = &self.inner;
         c.open()?;
