@@ -1,4 +1,4 @@
-//! The C headers in `include/` against the `#[repr(C)]` types of `ckpt_capi::types`.
+//! The C headers in `include/` against the `#[repr(C)]` types of `SaCkpt::types`.
 //!
 //! The headers are the source of truth. These tests compile them with the system C compiler
 //! (`cc` on `PATH`; without it they fail, they do not skip) and:
@@ -19,7 +19,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ckpt_capi::types::*;
+use SaCkpt::types::*;
 
 // ---------------------------------------------------------------------------------------------
 // Tests
@@ -63,7 +63,7 @@ fn c_headers_agree_with_the_rust_types_on_every_size_offset_and_constant() {
         .collect();
     assert!(
         mismatches.is_empty(),
-        "{} of {} checks differ between the C headers and ckpt_capi::types:\n{}",
+        "{} of {} checks differ between the C headers and SaCkpt::types:\n{}",
         mismatches.len(),
         checks.len(),
         mismatches.join("\n")
