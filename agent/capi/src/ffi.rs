@@ -171,10 +171,8 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { name(&sut) }.map(<[u8]>::len), Ok(256));
         // SAFETY: NULL is allowed.
-        assert_eq!(
-            unsafe { name(core::ptr::null()) },
-            Err(SA_AIS_ERR_INVALID_PARAM)
-        );
+        let null = unsafe { name(core::ptr::null()) };
+        assert_eq!(null, Err(SA_AIS_ERR_INVALID_PARAM));
     }
 
     #[test]
