@@ -67,18 +67,21 @@ impl Instance {
         if s.subs.iter().any(|x| x.handle == ck.handle) {
             return;
         }
+        let from = this.replica.commit_seq();
         s.subs.push(Sub {
             ckpt: Arc::downgrade(ck),
             handle: ck.handle,
             tag: ck.tag,
-            from: this.replica.commit_seq(),
+            from,
         });
         if !s.running {
             s.running = true;
             let inst = Arc::clone(this);
             let spawned = std::thread::Builder::new()
                 .name("ckpt-arrival".into())
-                .spawn(move || watch(&inst));
+                // It starts where the subscription does: a change committed before the
+                // thread runs is still reported.
+                .spawn(move || watch(&inst, from));
             if spawned.is_err() {
                 // No thread: no callbacks; the subscription stays for the next attempt.
                 s.running = false;
@@ -87,9 +90,9 @@ impl Instance {
     }
 }
 
-fn watch(inst: &Arc<Instance>) {
+fn watch(inst: &Arc<Instance>, from: u64) {
     let r = &inst.replica;
-    let mut seen = r.commit_seq();
+    let mut seen = from;
     let mut out: Vec<Change> = Vec::with_capacity(BATCH);
     loop {
         let subs: Vec<(Arc<CkptInner>, u32, u64)> = {
