@@ -703,3 +703,89 @@ fn synchronize_async_delivers_its_outcome_through_dispatch() {
     lib.dispatch(ckpt_agent::DispatchFlags::All).unwrap();
     assert_eq!(*got.lock().unwrap(), [11, 12]);
 }
+
+#[test]
+fn a_zero_length_write_element_is_accepted_like_any_write_ending_at_its_offset() {
+    // openais refuses dataSize 0 with INVALID_PARAM; the spec file records that without
+    // adopting it. Here it is a write of nothing: the section grows to the element's end
+    // (its offset) if shorter, holes are zeros, and a missing section is still NOT_EXIST.
+    let d = Domain::new();
+    let lib = d.lib(B02);
+    let ck = two_sections(&lib, &attrs(4));
+    ck.write(&[el(b"a", 2, b"")]).unwrap();
+    assert_eq!(read(&ck, b"a"), b"aaaa");
+    ck.write(&[el(b"a", 6, b"")]).unwrap();
+    assert_eq!(read(&ck, b"a"), b"aaaa\0\0");
+    assert_eq!(
+        ck.write(&[el(b"c", 0, b"")]).unwrap_err(),
+        VectorError {
+            index: 0,
+            error: Error::NotExist
+        }
+    );
+}
+
+#[test]
+fn checkpoint_calls_check_the_handle_then_access_then_the_active_replica_then_the_arguments() {
+    let d = Domain::new();
+    let lib = d.lib(B02);
+    let a = attrs_flags(
+        4,
+        CreationFlags::WR_ACTIVE_REPLICA | CreationFlags::CHECKPOINT_COLLOCATED,
+    );
+    let rw = create(&lib, NAME, &a);
+    let ro = open(&lib, NAME, OpenFlags::READ);
+    let closed = open(&lib, NAME, RW);
+    closed.close().unwrap();
+    let too_big = [0u8; 1025];
+    let bad_write = [el(b"", 0, &too_big)];
+    let mut big_buf = vec![0u8; 1025];
+    // A closed handle: BAD_HANDLE whatever else is wrong.
+    assert_eq!(
+        closed.write(&bad_write).unwrap_err().error,
+        Error::BadHandle
+    );
+    assert_eq!(closed.overwrite(b"", &too_big), Err(Error::BadHandle));
+    assert_eq!(
+        closed.read_into(b"", 0, &mut big_buf),
+        Err(Error::BadHandle)
+    );
+    assert_eq!(
+        closed.create_section(Some(b""), -1, &too_big).err(),
+        Some(Error::BadHandle)
+    );
+    // Without the access: ACCESS before the missing active replica and the arguments.
+    assert_eq!(ro.write(&bad_write).unwrap_err().error, Error::Access);
+    assert_eq!(ro.overwrite(b"", &too_big), Err(Error::Access));
+    assert_eq!(
+        ro.create_section(Some(b""), -1, &too_big).err(),
+        Some(Error::Access)
+    );
+    assert_eq!(ro.delete_section(b""), Err(Error::Access));
+    // No active replica: NOT_EXIST before the arguments.
+    assert_eq!(rw.write(&bad_write).unwrap_err().error, Error::NotExist);
+    assert_eq!(rw.overwrite(b"", &too_big), Err(Error::NotExist));
+    assert_eq!(rw.read_into(b"", 0, &mut big_buf), Err(Error::NotExist));
+    assert_eq!(
+        rw.create_section(Some(b""), -1, &too_big).err(),
+        Some(Error::NotExist)
+    );
+    // Then the arguments.
+    rw.set_active_replica().unwrap();
+    assert!(matches!(
+        rw.write(&bad_write).unwrap_err().error,
+        Error::InvalidParam(_)
+    ));
+    assert!(matches!(
+        rw.overwrite(b"", &too_big),
+        Err(Error::InvalidParam(_))
+    ));
+    assert!(matches!(
+        rw.read_into(b"", 0, &mut big_buf),
+        Err(Error::InvalidParam(_))
+    ));
+    assert!(matches!(
+        rw.create_section(Some(b""), -1, &too_big),
+        Err(Error::InvalidParam(_))
+    ));
+}

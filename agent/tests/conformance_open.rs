@@ -1128,3 +1128,26 @@ fn b02_status_get_without_read_is_access_but_b01_is_allowed() {
         1
     );
 }
+
+// ---- §2 errors common to every function --------------------------------------------------
+
+#[test]
+fn a_replica_object_that_fails_validation_is_library() {
+    let d = Domain::new();
+    let lib = d.lib(B02);
+    let ck = create(&lib, NAME, &attrs(4));
+    let inst = ck.instance();
+    ck.close().unwrap();
+    // Damage the header of the (retained, unmapped) replica object.
+    let path = d.path().join(format!("r-{inst:016x}"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[..64] {
+        *b ^= 0xff;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        lib.open(NAME, None, RW, TIME_END),
+        Err(Error::Library(_))
+    ));
+    assert_eq!(Error::Library("any").code(), 2);
+}
