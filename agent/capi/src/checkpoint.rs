@@ -278,7 +278,7 @@ pub unsafe extern "C" fn saCkptCheckpointStatusGet(
             .status()
             .map_err(|e| code(e, entry.version))?;
         let checkpoint_creation_attributes = c_attributes(&status.attributes);
-        if entry.version.major < 2 {
+        if !entry.version.is_b02() {
             let b01 = SaCkptCheckpointDescriptorB01T {
                 checkpointCreationAttributes: checkpoint_creation_attributes,
                 numberOfSections: status.number_of_sections,

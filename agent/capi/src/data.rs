@@ -289,6 +289,33 @@ fn read_local_vec(
     max_section_size: u64,
 ) -> ckpt_agent::Result<Vec<u8>> {
     let room = max_section_size.saturating_sub(offset);
+    if room == 0 {
+        // At or past maxSectionSize nothing can be read, and a read of 0 bytes is refused:
+        // the last byte tells whether the offset is the section's end (an empty read) or past
+        // it (invalid).
+        return match offset.cmp(&max_section_size) {
+            core::cmp::Ordering::Equal => {
+                let mut last = [0u8; 1];
+                let mut one = [ReadElement {
+                    section_id: id,
+                    offset: offset - 1,
+                    buf: &mut last,
+                    read_size: 0,
+                }];
+                checkpoint.read_local(&mut one).map_err(|v| v.error)?;
+                if one[0].read_size == 1 {
+                    Ok(Vec::new())
+                } else {
+                    Err(ckpt_agent::Error::InvalidParam(
+                        "dataOffset past the end of the section",
+                    ))
+                }
+            }
+            _ => Err(ckpt_agent::Error::InvalidParam(
+                "dataOffset beyond maxSectionSize",
+            )),
+        };
+    }
     let mut want = room.min(4096);
     loop {
         let len = usize::try_from(want).map_err(|_| ckpt_agent::Error::NoMemory)?;
