@@ -253,7 +253,7 @@ pub unsafe extern "C" fn saCkptActiveReplicaSet(
 /// `saCkptCheckpointStatusGet`: the creation attributes (with the retention duration in
 /// force), the number of sections and the bytes stored.
 ///
-/// For a client that asked for major version 1 the library writes the 56-byte B.01 layout
+/// For a client that asked for major version 1 (or 0) the library writes the 56-byte B.01 layout
 /// (`memoryUsed` a 32-bit count at offset 52, saturated at `UINT32_MAX`), which is what its
 /// headers declare; for B.02 clients the 64-byte B.02.02 layout of `saCkpt.h`.
 ///

@@ -23,7 +23,7 @@
 //!   (codes newer than its version are never shown to it).
 //! - **Panics** never cross the boundary: each export catches them and returns
 //!   `SA_AIS_ERR_LIBRARY`.
-//! - **Versions**: a client that asked for major version 1 gets the 56-byte B.01
+//! - **Versions**: a client that asked for major version 1 (or 0) gets the 56-byte B.01
 //!   `SaCkptCheckpointDescriptorT` and may use bare checkpoint names; a B.02 client gets the
 //!   64-byte descriptor and must use `safCkpt=` names. Generated section ids and read buffers
 //!   the library allocates come from `malloc`, so both `free()` (B.01) and

@@ -27,7 +27,7 @@ use crate::types::{
 ///   (`{'B', 2, 2}` for any B.01 or B.02 request), also when the answer is
 ///   `SA_AIS_ERR_VERSION`.
 ///
-/// The requested version is remembered: a client that asked for major version 1 gets the
+/// The requested version is remembered: a client that asked for major version 0 or 1 gets the
 /// B.01 behaviour (the 56-byte status descriptor, bare checkpoint names, no B.02-only codes).
 ///
 /// Errors: `SA_AIS_ERR_INVALID_PARAM` (NULL `ckpt_handle` or `version`),
