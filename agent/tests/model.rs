@@ -3,11 +3,18 @@
 //! section iterations those start, and to a model made of `BTreeMap`s. The model predicts
 //! every result: the error (compared by `SaAisErrorT`, the detail strings are for people),
 //! the bytes read, `readSize`, the status, the instance an open finds, the sections an
-//! iteration returns, `erroneousVectorIndex`, the synchronize callbacks a dispatch runs and
-//! whether the selection object is readable. After every step the replica objects in the
-//! domain directory are exactly the model's live instances, and every instance that an
-//! open READ handle can see holds the model's sections, bytes and status, so a failed call
-//! provably changed nothing.
+//! iteration returns, `erroneousVectorIndex`, the open and synchronize callbacks a dispatch
+//! runs and whether the selection object is readable. After every step the replica
+//! objects in the domain directory are exactly the model's live instances, and every
+//! instance that an open READ handle can see holds the model's sections, bytes and status,
+//! so a failed call provably changed nothing.
+//!
+//! - `api_matches_model_under_random_calls`: every call, invalid ones included (bad names,
+//!   flags and attributes, closed and finalized handles, stale iterations), starting from
+//!   one or two libraries and no checkpoint.
+//! - `data_path_matches_model_under_random_calls`: section, data, iteration and dispatch
+//!   calls only, on one checkpoint opened three times (READ|WRITE twice, READ once), so
+//!   sequences go deeper into the sections' states.
 //!
 //! The model follows `saf-ckpt-spec.md` §2 and §4–§6; where it is silent, the choices
 //! documented in the crate docs and on each method (order of checks, the per-call byte
@@ -18,8 +25,10 @@
 //!
 //! Not modelled: real time. Section expirations are `TIME_END` or far in the future (or
 //! invalid), retention durations 0, an hour or forever, so nothing expires during a case.
-//! Open timeouts never matter on one node. Arrival callbacks and the asynchronous open
-//! run in other threads and are covered by `multiprocess.rs` and the conformance tests.
+//! Open timeouts never matter on one node. The asynchronous open runs in a thread: the
+//! test dispatches until its callback has run before the next call. Arrival callbacks
+//! come from a watcher thread at its own pace and are covered by `multiprocess.rs` and
+//! the conformance tests.
 //!
 //! Every test case gets its own domain directory under /dev/shm, removed at its end.
 
@@ -164,6 +173,12 @@ struct Model {
     cks: Vec<HandleM>,
     iters: Vec<IterM>,
     generated: u32,
+    /// Only section, data, iteration and dispatch calls (the data-path test).
+    data_only: bool,
+    /// The calls that made the initial state (replayed on the handles by `init_test`),
+    /// and the state before them.
+    prelude: Vec<Op>,
+    before_prelude: Option<Box<Self>>,
 }
 
 #[derive(Clone)]
@@ -365,6 +380,9 @@ impl Model {
             cks: Vec::new(),
             iters: Vec::new(),
             generated: 0,
+            data_only: false,
+            prelude: Vec::new(),
+            before_prelude: None,
         }
     }
 
@@ -1091,6 +1109,44 @@ fn init_strategy() -> BoxedStrategy<Model> {
         .boxed()
 }
 
+/// The data-path test's start: one checkpoint opened three times (READ|WRITE|CREATE,
+/// READ|WRITE, and READ by the last library), made active if it is collocated.
+fn data_init_strategy() -> BoxedStrategy<Model> {
+    (
+        limits_strategy(),
+        attrs_strategy(),
+        prop::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 1..=2),
+    )
+        .prop_map(|(limits, a, libs)| {
+            let base = Model::new(limits, vec![a], libs);
+            let name = Bytes(NAMES[0].to_vec());
+            let open = |lib, attrs, flags| Op::Open {
+                lib,
+                name: name.clone(),
+                attrs,
+                flags,
+                timeout: TIME_END,
+            };
+            let mut prelude = vec![
+                open(0, Some(a), 7),
+                open(0, None, 3),
+                open(base.libs.len() - 1, None, 1),
+            ];
+            if collocated_async(&a) {
+                prelude.push(Op::SetActive(1));
+            }
+            let mut m = base.clone();
+            for op in &prelude {
+                m.apply(op);
+            }
+            m.data_only = true;
+            m.prelude = prelude;
+            m.before_prelude = Some(Box::new(base));
+            m
+        })
+        .boxed()
+}
+
 /// What the section strategies need to know about a handle's checkpoint.
 #[derive(Clone, Debug)]
 struct Geo {
@@ -1214,14 +1270,16 @@ fn read_strategy(g: &Geo) -> BoxedStrategy<ReadOp> {
     prop_oneof![1 => random, 3 => at_edges].boxed()
 }
 
-/// 1–3 elements over 1–2 ids.
+/// 1–3 (rarely 5–6) elements over 1–2 ids.
 fn write_strategy(g: &Geo) -> BoxedStrategy<Vec<WriteOp>> {
     let (data, offset) = (data_strategy(g.max.div_ceil(2)), offset_strategy(g.max));
-    prop::collection::vec(id_strategy(g), 1..=2)
-        .prop_flat_map(move |ids| {
+    // Mostly 1–3 elements; sometimes more than fit the agent's on-stack vector.
+    let len = prop_oneof![6 => 1..=3usize, 1 => 5..=6usize];
+    (prop::collection::vec(id_strategy(g), 1..=2), len)
+        .prop_flat_map(move |(ids, len)| {
             let elem = (prop::sample::select(ids), offset.clone(), data.clone())
                 .prop_map(|(id, offset, data)| WriteOp { id, offset, data });
-            prop::collection::vec(elem, 1..=3)
+            prop::collection::vec(elem, len)
         })
         .boxed()
 }
@@ -1328,7 +1386,8 @@ fn ck_strategy(m: &Model) -> BoxedStrategy<usize> {
 
 fn transitions(m: &Model) -> BoxedStrategy<Op> {
     let mut arms: Vec<(u32, BoxedStrategy<Op>)> = Vec::new();
-    if m.libs.len() < MAX_LIBS {
+    let lifecycle = !m.data_only;
+    if lifecycle && m.libs.len() < MAX_LIBS {
         arms.push((
             2,
             (version_strategy(), any::<bool>(), any::<bool>())
@@ -1342,13 +1401,15 @@ fn transitions(m: &Model) -> BoxedStrategy<Op> {
     }
     if !m.libs.is_empty() {
         let libs = 0..m.libs.len();
-        arms.push((1, libs.clone().prop_map(Op::Finalize).boxed()));
         arms.push((
             3,
-            (libs, prop::bool::weighted(0.7))
+            (libs.clone(), prop::bool::weighted(0.7))
                 .prop_map(|(lib, all)| Op::Dispatch { lib, all })
                 .boxed(),
         ));
+    }
+    if lifecycle && !m.libs.is_empty() {
+        arms.push((1, (0..m.libs.len()).prop_map(Op::Finalize).boxed()));
         arms.push((
             3,
             lib_name_strategy(m)
@@ -1392,7 +1453,9 @@ fn transitions(m: &Model) -> BoxedStrategy<Op> {
             let geos = Arc::clone(&geos);
             ck.clone().prop_flat_map(move |c| f(c, &geos[c])).boxed()
         };
-        arms.push((3, ck.clone().prop_map(Op::Close).boxed()));
+        if lifecycle {
+            arms.push((3, ck.clone().prop_map(Op::Close).boxed()));
+        }
         arms.push((
             2,
             (
@@ -1535,7 +1598,10 @@ fn preconditions(m: &Model, op: &Op) -> bool {
 
 // ---- the system under test --------------------------------------------------------------
 
+/// Every call, from one or two libraries and no handle.
 struct ApiMachine;
+/// Section, data, iteration and dispatch calls on one checkpoint opened three times.
+struct DataMachine;
 
 impl ReferenceStateMachine for ApiMachine {
     type State = Model;
@@ -1556,6 +1622,45 @@ impl ReferenceStateMachine for ApiMachine {
 
     fn preconditions(state: &Model, op: &Op) -> bool {
         preconditions(state, op)
+    }
+}
+
+impl ReferenceStateMachine for DataMachine {
+    type State = Model;
+    type Transition = Op;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        data_init_strategy()
+    }
+
+    fn transitions(state: &Model) -> BoxedStrategy<Op> {
+        transitions(state)
+    }
+
+    fn apply(mut state: Model, op: &Op) -> Model {
+        state.apply(op);
+        state
+    }
+
+    fn preconditions(state: &Model, op: &Op) -> bool {
+        preconditions(state, op)
+    }
+}
+
+impl StateMachineTest for DataMachine {
+    type SystemUnderTest = Sut;
+    type Reference = Self;
+
+    fn init_test(model: &Model) -> Sut {
+        Sut::new(model)
+    }
+
+    fn apply(sut: Sut, after: &Model, op: Op) -> Sut {
+        sut.step(after, op)
+    }
+
+    fn check_invariants(sut: &Sut, _: &Model) {
+        sut.check_invariants();
     }
 }
 
@@ -1658,9 +1763,10 @@ fn readable(fd: RawFd) -> bool {
 
 impl Sut {
     fn new(model: &Model) -> Self {
+        let start = model.before_prelude.as_deref().unwrap_or(model);
         let mut sut = Self {
             domain: new_domain(),
-            model: model.clone(),
+            model: start.clone(),
             libs: Vec::new(),
             delivered: Vec::new(),
             opened: Vec::new(),
@@ -1669,7 +1775,7 @@ impl Sut {
             real_inst: Vec::new(),
             generated: BTreeMap::new(),
         };
-        for l in &model.libs {
+        for l in &start.libs {
             let version = if l.b02 {
                 Version::B_02_02
             } else {
@@ -1678,6 +1784,12 @@ impl Sut {
             let lib = sut.initialize(version, l.open_cb, l.sync_cb);
             sut.libs.push(lib.expect("initialize a valid version"));
         }
+        for op in &model.prelude {
+            let mut after = sut.model.clone();
+            after.apply(op);
+            sut = sut.step(&after, op.clone());
+        }
+        sut.model.data_only = model.data_only;
         sut
     }
 
@@ -2188,8 +2300,15 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 prop_state_machine! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(2048))]
 
     #[test]
-    fn api_matches_model_under_random_calls(sequential 1..80 => ApiMachine);
+    fn api_matches_model_under_random_calls(sequential 1..100 => ApiMachine);
+}
+
+prop_state_machine! {
+    #![proptest_config(config(1024))]
+
+    #[test]
+    fn data_path_matches_model_under_random_calls(sequential 1..100 => DataMachine);
 }

@@ -9,7 +9,10 @@
 //!   a short retention, writes and is killed with SIGKILL; the parent's next open finds
 //!   the data; a re-open within the retention cancels the deletion (another process still
 //!   finds it after the first deadline); once the retention has run out with nobody
-//!   open, a fresh initialize and open find nothing and the replica object is gone.
+//!   open, a fresh initialize and open find nothing and the replica object is gone. (With
+//!   no daemon nobody sees a SIGKILL happen: the engine starts the retention clock of a
+//!   killed last opener at the first sweep that notices the death, never earlier; so the
+//!   parent opens right after the kill, and times the rest from its own closes.)
 //! - `unlink_while_open_in_another_process_keeps_the_old_instance_for_its_opener`: a child
 //!   holds a checkpoint open; the parent unlinks it (an open without CREATE then gives
 //!   NotExist), creates a new one under the same name (another instance) and works on
