@@ -649,6 +649,15 @@ static void test_status(void)
         untouched &= u.b[i] == 0xAB;
     CHECK(untouched);
 
+    /* The default section counts. */
+    {
+        SaCkptCheckpointHandleT one =
+            open_ck(h, "safCkpt=status1", SA_CKPT_WR_ACTIVE_REPLICA, 1, CRW);
+        EXPECT(write_text(one, "", 0, "abc"), OK);
+        EXPECT(saCkptCheckpointStatusGet(one, &u.d), OK);
+        CHECK(u.d.numberOfSections == 1 && u.d.memoryUsed == 3);
+    }
+
     /* B.02 needs READ; B.01 did not check it. */
     EXPECT(saCkptCheckpointStatusGet(wo, &u.d), SA_AIS_ERR_ACCESS);
     EXPECT(saCkptCheckpointStatusGet(wo01, &u.d), OK);
@@ -1305,6 +1314,127 @@ static void test_arrival(void)
     EXPECT(saCkptFinalize(writer), OK);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* Threads: handles closed and finalized under concurrent use.              */
+/* ------------------------------------------------------------------------ */
+
+struct hammer {
+    SaCkptCheckpointHandleT ck;
+    int unexpected; /* return codes other than OK and BAD_HANDLE */
+    int bad_handles;
+    SaAisErrorT last_unexpected;
+    int which;
+};
+
+static void *hammer_thread(void *arg)
+{
+    struct hammer *w = arg;
+    int i;
+    for (i = 0; i < 200000 && w->bad_handles < 50; i++) {
+        char buf[16];
+        SaCkptIOVectorElementT e;
+        SaCkptCheckpointDescriptorT st;
+        SaCkptSectionIterationHandleT it;
+        SaAisErrorT rc[4];
+        int k;
+        memset(&e, 0, sizeof e);
+        e.sectionId = sid("s");
+        e.dataBuffer = buf;
+        e.dataSize = sizeof buf;
+        rc[0] = saCkptCheckpointRead(w->ck, &e, 1, NULL);
+        rc[1] = write_text(w->ck, "s", 0, "hammer");
+        rc[2] = saCkptCheckpointStatusGet(w->ck, &st);
+        rc[3] = saCkptSectionIterationInitialize(w->ck, SA_CKPT_SECTIONS_ANY, 0, &it);
+        if (rc[3] == OK) {
+            SaCkptSectionDescriptorT d;
+            SaAisErrorT n = saCkptSectionIterationNext(it, &d);
+            SaAisErrorT f = saCkptSectionIterationFinalize(it);
+            if ((n != OK && n != BAD_HANDLE) || (f != OK && f != BAD_HANDLE)) {
+                w->unexpected++;
+                w->last_unexpected = n != OK && n != BAD_HANDLE ? n : f;
+                w->which = n != OK && n != BAD_HANDLE ? 4 : 5;
+            }
+        }
+        for (k = 0; k < 4; k++) {
+            if (rc[k] == BAD_HANDLE)
+                w->bad_handles++;
+            else if (rc[k] != OK) {
+                w->unexpected++;
+                w->last_unexpected = rc[k];
+                w->which = k;
+            }
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    struct hammer w[3];
+    pthread_t t[3];
+    SaCkptCallbacksT cb = {on_open, on_sync};
+    SaCkptHandleT h;
+    SaCkptCheckpointHandleT ck;
+    pthread_t dispatcher;
+    void *rc = NULL;
+    int i, spins;
+    group = "threads";
+
+    /* A checkpoint handle closed while three threads use it. */
+    h = init_lib(2, NULL);
+    ck = open_ck(h, "safCkpt=threads", SA_CKPT_WR_ACTIVE_REPLICA, 4, CRW);
+    create_section(ck, "s", "start");
+    for (i = 0; i < 3; i++) {
+        w[i].ck = ck;
+        w[i].unexpected = 0;
+        w[i].bad_handles = 0;
+        CHECK(pthread_create(&t[i], NULL, hammer_thread, &w[i]) == 0);
+    }
+    sleep_ms(50);
+    EXPECT(saCkptCheckpointClose(ck), OK);
+    for (i = 0; i < 3; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        CHECK(w[i].unexpected == 0);
+        CHECK(w[i].bad_handles > 0);
+        if (w[i].unexpected)
+            printf("  call %d returned %s\n", w[i].which, rc_name(w[i].last_unexpected));
+    }
+
+    /* The library finalized while three threads use a checkpoint of it. */
+    ck = open_ck(h, "safCkpt=threads", SA_CKPT_WR_ACTIVE_REPLICA, 4, CRW);
+    create_section(ck, "s", "again"); /* retention 0: the first one went with its close */
+    for (i = 0; i < 3; i++) {
+        w[i].ck = ck;
+        w[i].unexpected = 0;
+        w[i].bad_handles = 0;
+        CHECK(pthread_create(&t[i], NULL, hammer_thread, &w[i]) == 0);
+    }
+    sleep_ms(50);
+    EXPECT(saCkptFinalize(h), OK);
+    for (i = 0; i < 3; i++) {
+        CHECK(pthread_join(t[i], NULL) == 0);
+        CHECK(w[i].unexpected == 0);
+        CHECK(w[i].bad_handles > 0);
+        if (w[i].unexpected)
+            printf("  call %d returned %s\n", w[i].which, rc_name(w[i].last_unexpected));
+    }
+
+    /* A blocking dispatcher thread runs callbacks as they come. */
+    group = "saCkptDispatch BLOCKING";
+    h = init_lib(2, &cb);
+    ck = open_ck(h, "safCkpt=threads", SA_CKPT_WR_ACTIVE_REPLICA, 4, CRW);
+    sync_calls = 0;
+    CHECK(pthread_create(&dispatcher, NULL, blocking_dispatch, &h) == 0);
+    EXPECT(saCkptCheckpointSynchronizeAsync(ck, 900), OK);
+    for (spins = 0; sync_calls == 0 && spins < 500; spins++)
+        sleep_ms(10);
+    CHECK(sync_calls == 1 && sync_invocation == 900 && sync_error == OK);
+    EXPECT(saCkptFinalize(h), OK);
+    CHECK(pthread_join(dispatcher, &rc) == 0);
+    CHECK(rc != NULL && *(SaAisErrorT *)rc == OK);
+}
+
 /* ------------------------------------------------------------------------ */
 
 int main(void)
@@ -1326,6 +1456,7 @@ int main(void)
     test_open_async();
     test_synchronize();
     test_arrival();
+    test_threads();
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
