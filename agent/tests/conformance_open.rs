@@ -816,14 +816,17 @@ fn retention_runs_from_a_drop_and_from_finalize() {
 fn a_reopen_cancels_the_retention_timer() {
     let d = Domain::new();
     let lib = d.lib(B02);
-    let retention = 1000 * MS;
+    // Two seconds: the only timing this test needs is that a reopen right after a close
+    // happens within them.
+    let retention = 2000 * MS;
+    let held = Duration::from_millis(2300);
     let first = create(&lib, NAME, &attrs_retention(1, retention));
     first.overwrite(b"", b"survivor").unwrap();
     first.close().unwrap();
     // Reopened well within the retention...
     let second = open(&lib, NAME, RW);
-    // ...and held past the first close's deadline.
-    std::thread::sleep(Duration::from_millis(1200));
+    // ...and held past the first close's deadline (with a sweep meanwhile).
+    std::thread::sleep(held);
     let sweeper = d.lib(B02);
     drop(sweeper);
     second.close().unwrap();
@@ -831,7 +834,7 @@ fn a_reopen_cancels_the_retention_timer() {
     let third = open(&lib, NAME, RW);
     assert_eq!(third.read_vec(b"", 0).unwrap(), b"survivor");
     third.close().unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    std::thread::sleep(held);
     assert_eq!(
         lib.open(NAME, None, RW, TIME_END).err(),
         Some(Error::NotExist)
