@@ -803,6 +803,18 @@ static void test_section_delete_and_expiration(void)
         CHECK(d.expirationTime == later);
         EXPECT(saCkptSectionIterationFinalize(it), OK);
     }
+    /* A section goes when its expiration time comes, whether anyone looks or not. */
+    {
+        SaCkptSectionIdT soon = sid("soon");
+        SaCkptSectionCreationAttributesT sa = {&soon, now_ns() + 100 * SA_TIME_ONE_MILLISECOND};
+        SaCkptCheckpointDescriptorT st;
+        EXPECT(saCkptSectionCreate(ck, &sa, "short-lived", 11), OK);
+        CHECK(read_text(ck, soon, buf, sizeof buf) == 11);
+        sleep_ms(250);
+        CHECK(read_text(ck, soon, buf, sizeof buf) == -1);
+        EXPECT(saCkptCheckpointStatusGet(ck, &st), OK);
+        CHECK(st.numberOfSections == 1); /* "b" only */
+    }
     /* A time already past expires the section now. */
     EXPECT(saCkptSectionExpirationTimeSet(ck, &a, now_ns() - SA_TIME_ONE_SECOND), OK);
     CHECK(read_text(ck, a, buf, sizeof buf) == -1);
@@ -984,6 +996,22 @@ static void test_write(void)
     CHECK(read_text(one, def, buf, sizeof buf) == 7 && strcmp(buf, "default") == 0);
     EXPECT(saCkptCheckpointWrite(ck, &v[2], 1, &idx), SA_AIS_ERR_NOT_EXIST);
     CHECK(idx == 0);
+    /* checkpointSize is enforced: NO_RESOURCES beyond it. */
+    {
+        SaNameT small = name_of("safCkpt=write-small");
+        SaCkptCheckpointCreationAttributesT a = attrs_of(SA_CKPT_WR_ACTIVE_REPLICA, 4);
+        SaCkptCheckpointHandleT sm = 0;
+        a.checkpointSize = 10;
+        EXPECT(saCkptCheckpointOpen(h, &small, &a, CRW, SA_TIME_MAX, &sm), OK);
+        create_section(sm, "x", "12345678");
+        {
+            SaCkptSectionIdT y = sid("y");
+            SaCkptSectionCreationAttributesT sa = {&y, SA_TIME_END};
+            EXPECT(saCkptSectionCreate(sm, &sa, "12345678", 8), SA_AIS_ERR_NO_RESOURCES);
+        }
+        EXPECT(write_text(sm, "x", 8, "abc"), SA_AIS_ERR_NO_RESOURCES);
+        EXPECT(write_text(sm, "x", 8, "ab"), OK);
+    }
     /* Zero elements write nothing. */
     EXPECT(saCkptCheckpointWrite(ck, v, 0, NULL), OK);
 
