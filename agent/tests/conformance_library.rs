@@ -797,3 +797,34 @@ fn finalize_while_another_thread_is_in_open_returns_it_an_error_or_success_never
         assert_eq!(r, Err(Error::BadHandle));
     }
 }
+
+#[test]
+fn finalize_while_an_async_open_runs_leaves_no_open_behind() {
+    let d = Domain::new();
+    let probe_lib = d.lib(Version::B_02_02);
+    for i in 0..20 {
+        let name = format!("safCkpt=race{i}");
+        // Retention 0: deleted at its last close, which only comes if nothing leaks an open.
+        let held = create(&probe_lib, &name, &attrs_retention(1, 0));
+        let (cb, _, _) = recording();
+        let lib = d.lib_with(Version::B_02_02, cb);
+        lib.open_async(1, &name, None, RW).unwrap();
+        if i % 2 == 0 {
+            std::thread::sleep(Duration::from_micros(200 * i));
+        }
+        lib.finalize().unwrap();
+        drop(held);
+        // Whatever the async open did (finished before the finalize, raced it, or saw the
+        // handle finalized), its open is undone: the checkpoint goes at the last close.
+        eventually("the last close deleted it", || {
+            match probe_lib.open(&name, None, RW, TIME_END) {
+                Err(Error::NotExist) => true,
+                Ok(ck) => {
+                    drop(ck);
+                    false
+                }
+                Err(e) => panic!("{e}"),
+            }
+        });
+    }
+}
