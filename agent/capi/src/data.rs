@@ -72,7 +72,9 @@ unsafe fn check_ids(elements: &[SaCkptIOVectorElementT]) -> Result<(), usize> {
 /// buffer with a size, checked before the handle; data larger than maxSectionSize),
 /// `SA_AIS_ERR_BAD_HANDLE`, `SA_AIS_ERR_ACCESS`, `SA_AIS_ERR_NOT_EXIST` (no such section, or no
 /// active replica), `SA_AIS_ERR_NO_RESOURCES` (offset + size beyond maxSectionSize, the
-/// checkpoint size).
+/// checkpoint size). A `dataSize` above maxSectionSize is refused as soon as the handle is
+/// known, before the access checks, so that no slice is ever made of a buffer larger than any
+/// valid call passes.
 ///
 /// # Safety
 ///
