@@ -828,3 +828,30 @@ fn finalize_while_an_async_open_runs_leaves_no_open_behind() {
         });
     }
 }
+
+#[test]
+fn finalize_from_inside_a_callback_ends_a_blocking_dispatch() {
+    let d = Domain::new();
+    let me: Arc<std::sync::OnceLock<std::sync::Weak<Library>>> = Arc::default();
+    let m = Arc::clone(&me);
+    let lib = Arc::new(d.lib_with(
+        Version::B_02_02,
+        Callbacks {
+            open: None,
+            synchronize: Some(Box::new(move |_, _| {
+                let lib = m.get().and_then(std::sync::Weak::upgrade).unwrap();
+                assert_eq!(lib.finalize(), Ok(()));
+            })),
+        },
+    ));
+    me.set(Arc::downgrade(&lib)).unwrap();
+    let ck = create(&lib, NAME, &attrs(1));
+    ck.synchronize_async(1).unwrap();
+    let l = Arc::clone(&lib);
+    let r = within("BLOCKING after a callback finalized", move || {
+        l.dispatch(DispatchFlags::Blocking)
+    });
+    assert_eq!(r, Ok(()));
+    assert_eq!(lib.finalize(), Err(Error::BadHandle));
+    assert_eq!(ck.status().err(), Some(Error::BadHandle));
+}

@@ -664,6 +664,26 @@ fn unlink_while_open_keeps_old_handles_working_and_open_with_create_makes_a_new_
     assert_eq!(old_reader.read_vec(b"", 0).unwrap(), b"old again");
     assert_eq!(new.read_vec(b"", 0).unwrap(), b"new data");
     assert_eq!(open(&lib, NAME, RW).instance(), new.instance());
+    // The old instance goes at its last close; the new one stays.
+    let (old_id, new_id) = (old.instance(), new.instance());
+    drop((old, old_reader));
+    assert!(!replica_exists(d.path(), old_id));
+    assert!(replica_exists(d.path(), new_id));
+    assert_eq!(new.read_vec(b"", 0).unwrap(), b"new data");
+}
+
+#[test]
+fn after_unlink_open_with_create_may_use_other_attributes() {
+    let d = Domain::new();
+    let lib = d.lib(B02);
+    let old = create(&lib, NAME, &attrs(1));
+    lib.unlink(NAME).unwrap();
+    // The old instance does not take part in the attribute match any more.
+    let new = create(&lib, NAME, &attrs(8));
+    assert_ne!(new.instance(), old.instance());
+    assert_eq!(new.attributes().max_sections, 8);
+    assert_eq!(old.attributes().max_sections, 1);
+    assert_eq!(old.status().unwrap().attributes.max_sections, 1);
 }
 
 #[test]
