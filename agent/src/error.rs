@@ -173,13 +173,37 @@ pub(crate) fn from_vector(e: ckpt_engine::VectorError) -> VectorError {
     }
 }
 
+/// An errno from the system: running out of something (descriptors, memory, space) is
+/// transient and the caller's to handle, not a broken library.
+fn from_errno(errno: i32, otherwise: Error) -> Error {
+    const EPERM: i32 = 1;
+    const EINTR: i32 = 4;
+    const EAGAIN: i32 = 11;
+    const ENOMEM: i32 = 12;
+    const EACCES: i32 = 13;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    match errno {
+        ENOMEM => Error::NoMemory,
+        ENFILE | EMFILE | ENOSPC | EDQUOT => Error::NoResources,
+        EAGAIN | EINTR => Error::TryAgain,
+        EACCES | EPERM => Error::Access,
+        _ => otherwise,
+    }
+}
+
 pub(crate) fn from_create(e: ckpt_engine::CreateError) -> Error {
     use ckpt_engine::CreateError as C;
     match e {
         C::AlreadyExists => Error::TryAgain,
         C::InvalidAttributes => Error::InvalidParam("creation attributes out of range"),
         C::NoResources { .. } => Error::NoResources,
-        C::Io(12) => Error::NoMemory,
+        C::Io(errno) => from_errno(
+            errno,
+            Error::Library("the system refused to create the replica object"),
+        ),
         _ => Error::Library("the system refused to create the replica object"),
     }
 }
@@ -190,7 +214,7 @@ pub(crate) fn from_attach(e: ckpt_engine::AttachError) -> Error {
         A::NotFound => Error::NotExist,
         A::NotInitialized => Error::TryAgain,
         A::WrongOwner { .. } | A::WrongMode { .. } => Error::Access,
-        A::Io(13) | A::Io(1) => Error::Access,
+        A::Io(errno) => from_errno(errno, Error::Library("replica object unreadable")),
         _ => Error::Library("replica object failed validation"),
     }
 }
@@ -204,7 +228,7 @@ pub(crate) fn from_registry(e: ckpt_engine::RegistryError) -> Error {
         R::TryAgain => Error::TryAgain,
         R::Attach(a) => from_attach(a),
         R::Create(c) => from_create(c),
-        R::Io(13) | R::Io(1) => Error::Access,
+        R::Io(errno) => from_errno(errno, Error::Library("node registry unusable")),
         _ => Error::Library("node registry unusable"),
     }
 }

@@ -2286,15 +2286,35 @@ impl Sut {
     }
 }
 
-/// `cases` unless `PROPTEST_CASES` says otherwise. Failures are not persisted: the minimal
-/// input is printed.
+/// How many test cases (each with its own domain) one of the two tests may run: every
+/// domain a process uses keeps one descriptor open for the process's life (the engine's
+/// liveness lock), so the soft descriptor limit is raised to the hard one and shared by
+/// the two tests, half for cases and half for shrinking.
+fn case_budget() -> u32 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum.map(|m| m.min(1 << 20)),
+            maximum: limit.maximum,
+        },
+    );
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    u32::try_from(now.saturating_sub(512) / 4).unwrap_or(u32::MAX)
+}
+
+/// `cases` (within [`case_budget`]) unless `PROPTEST_CASES` says otherwise. Failures are
+/// not persisted: the minimal input is printed.
 fn config(cases: u32) -> ProptestConfig {
+    let budget = case_budget();
     let mut config = ProptestConfig {
         failure_persistence: None,
+        max_shrink_iters: budget,
         ..ProptestConfig::default()
     };
     if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
+        config.cases = cases.min(budget);
     }
     config
 }

@@ -49,6 +49,8 @@ const TEST_RETENTION: &str = "retention_runs_from_the_death_of_the_last_opener";
 const TEST_UNLINK: &str =
     "unlink_while_open_in_another_process_keeps_the_old_instance_for_its_opener";
 const TEST_ARRIVAL: &str = "arrival_callbacks_reach_a_reader_in_another_process";
+const TEST_FDS: &str =
+    "a_process_out_of_file_descriptors_gets_no_resources_until_it_has_some_again";
 
 /// A check: what failed, if anything.
 type Check = fn() -> Result<(), String>;
@@ -57,10 +59,11 @@ fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
     }
-    let tests: [(&str, Check); 3] = [
+    let tests: [(&str, Check); 4] = [
         (TEST_RETENTION, retention_test),
         (TEST_UNLINK, unlink_test),
         (TEST_ARRIVAL, arrival_test),
+        (TEST_FDS, fds_test),
     ];
     let chosen: Vec<(&str, Check)> = tests.into_iter().filter(|t| selected(t.0)).collect();
     println!("running {} tests", chosen.len());
@@ -335,6 +338,7 @@ fn child(role: &str) -> ! {
         "holder" => holder(),
         "reader" => reader(false),
         "poll-reader" => reader(true),
+        "starved" => starved(),
         other => {
             eprintln!("unknown role {other}");
             2
@@ -546,6 +550,58 @@ fn poll_loop(lib: &Library) {
             }
         }
     }
+}
+
+/// Uses up its file descriptors (soft limit lowered to 64), then tries: `a` initialize in
+/// the fresh domain `CKPT_TEST_FRESH_DIR`, `b` create `safCkpt=new`, `c` open the existing
+/// `safCkpt=there`, `d` initialize in its own domain again; says `OUT a=<code> b=… c=… d=…`
+/// (`OK` or the error's name). Then it closes a few descriptors, tries `a`, `b`, `c` again
+/// and says `BACK a=… b=… c=…`.
+fn starved() -> i32 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lib = init();
+    let max = getrlimit(Resource::Nofile).maximum;
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(64),
+            maximum: max,
+        },
+    )
+    .expect("lower the descriptor limit");
+    let mut hoard = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        hoard.push(f);
+    }
+    let code = |r: Result<(), Error>| match r {
+        Ok(()) => "OK".to_owned(),
+        Err(e) => e.name().to_owned(),
+    };
+    let fresh = Config {
+        domain: PathBuf::from(env("CKPT_TEST_FRESH_DIR")),
+        ..Config::default()
+    };
+    let tries = |lib: &Library| {
+        let a = code(
+            Library::initialize_with(fresh.clone(), Version::B_02_02, Callbacks::default())
+                .map(drop),
+        );
+        let b = code(
+            lib.open("safCkpt=new", Some(&attrs(0)), CREATE_RW, TIME_END)
+                .map(drop),
+        );
+        let c = code(
+            lib.open("safCkpt=there", None, OpenFlags::READ, TIME_END)
+                .map(drop),
+        );
+        format!("a={a} b={b} c={c}")
+    };
+    let out = tries(&lib);
+    let d = code(Library::initialize(Version::B_02_02, Callbacks::default()).map(drop));
+    say(&format!("OUT {out} d={d}"));
+    hoard.truncate(hoard.len().saturating_sub(16));
+    say(&format!("BACK {}", tries(&lib)));
+    0
 }
 
 // ---- (a) retention ----------------------------------------------------------------------
@@ -942,4 +998,30 @@ fn arrival_test() -> Result<(), String> {
         reader.exited()?;
     }
     Ok(())
+}
+
+// ---- (d) out of file descriptors --------------------------------------------------------
+
+fn fds_test() -> Result<(), String> {
+    let domain = Domain::new("fds");
+    let fresh = Domain::new("fds-fresh");
+    let lib = domain.library()?;
+    let _there = lib
+        .open("safCkpt=there", Some(&attrs(0)), CREATE_RW, TIME_END)
+        .map_err(|e| format!("create: {e}"))?;
+    let mut starved = Proc::spawn(
+        "starved",
+        &domain,
+        &[("CKPT_TEST_FRESH_DIR", fresh.0.display().to_string())],
+    );
+    // Running out of descriptors is a lack of resources, not a broken library.
+    let out = starved.expect("OUT")?;
+    let want = "a=SA_AIS_ERR_NO_RESOURCES b=SA_AIS_ERR_NO_RESOURCES c=SA_AIS_ERR_NO_RESOURCES \
+                d=SA_AIS_ERR_NO_RESOURCES";
+    ensure(out == want, || format!("out of descriptors: {out}"))?;
+    let back = starved.expect("BACK")?;
+    ensure(back == "a=OK b=OK c=OK", || {
+        format!("with descriptors again: {back}")
+    })?;
+    starved.exited()
 }
