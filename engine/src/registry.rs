@@ -944,7 +944,10 @@ mod tests {
             Err(crate::SectionError::NotPrimary)
         );
         let info = reg.info(a.instance).unwrap();
-        assert_eq!((info.opens, info.retention_ns, info.unlinked), (1, 5, false));
+        assert_eq!(
+            (info.opens, info.retention_ns, info.unlinked),
+            (1, 5, false)
+        );
         assert_eq!(reg.info(a.instance + 1), None);
     }
 
