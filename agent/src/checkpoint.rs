@@ -482,16 +482,7 @@ impl Checkpoint {
         c.open()?;
         c.need(OpenFlags::READ)?;
         c.active()?;
-        for (index, e) in elements.iter_mut().enumerate() {
-            let at = |error| VectorError { index, error };
-            self.check_read(e.offset, e.buf.len()).map_err(at)?;
-            e.read_size = c
-                .inst
-                .replica
-                .read(e.section_id, e.offset, e.buf)
-                .map_err(|k| at(from_section(k)))?;
-        }
-        Ok(())
+        self.read_elements(elements)
     }
 
     /// One element of [`Checkpoint::read`]: reads into `buf` from `offset`; returns
@@ -526,12 +517,15 @@ impl Checkpoint {
         let c = &self.inner;
         c.open()?;
         c.need(OpenFlags::READ)?;
+        self.read_elements(elements)
+    }
+
+    fn read_elements(&self, elements: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
+        let replica = &self.inner.inst.replica;
         for (index, e) in elements.iter_mut().enumerate() {
             let at = |error| VectorError { index, error };
             self.check_read(e.offset, e.buf.len()).map_err(at)?;
-            e.read_size = c
-                .inst
-                .replica
+            e.read_size = replica
                 .read(e.section_id, e.offset, e.buf)
                 .map_err(|k| at(from_section(k)))?;
         }

@@ -39,6 +39,10 @@
 //!   RetentionDurationSet), not the one given at creation;
 //! - the B.02 rules apply to clients that asked for major version 2 (the minor is
 //!   ignored);
+//! - the retention of a checkpoint whose last opener died (SIGKILL) starts when another
+//!   process of the node first notices the death (at its next initialize or open, which
+//!   sweep the registry), not at the death itself: never early, possibly late by the time
+//!   nobody used the service;
 //! - expired sections are deleted by whoever next touches the checkpoint (status,
 //!   iteration, a create that finds it full, reads and lookups already treat them as
 //!   absent), so an idle checkpoint nobody opens keeps them until then.

@@ -137,14 +137,7 @@ impl LibInner {
                     {
                         s.queue
                             .retain(|q| !matches!(q, Pending::Arrival(x, _) if *x == h));
-                        s.arrival_backlog = s
-                            .queue
-                            .iter()
-                            .map(|q| match q {
-                                Pending::Arrival(_, e) => e.len(),
-                                _ => 0,
-                            })
-                            .sum();
+                        Self::recount_backlog(&mut s);
                         Self::enqueue(&mut s, Pending::ArrivalAll(h));
                     }
                     drop(s);
@@ -176,6 +169,17 @@ impl LibInner {
         s.queue.push_back(p);
     }
 
+    fn recount_backlog(s: &mut LibState) {
+        s.arrival_backlog = s
+            .queue
+            .iter()
+            .map(|q| match q {
+                Pending::Arrival(_, e) => e.len(),
+                _ => 0,
+            })
+            .sum();
+    }
+
     fn pop(s: &mut LibState) -> Option<Pending> {
         let p = s.queue.pop_front()?;
         if let Pending::Arrival(_, e) = &p {
@@ -203,14 +207,7 @@ impl LibInner {
             }
             Pending::Open(..) => true,
         });
-        s.arrival_backlog = s
-            .queue
-            .iter()
-            .map(|q| match q {
-                Pending::Arrival(_, e) => e.len(),
-                _ => 0,
-            })
-            .sum();
+        Self::recount_backlog(&mut s);
         if s.queue.is_empty() {
             Self::drain_event(&s);
         }
