@@ -3,11 +3,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use ckpt_engine::{Role, SectionCursor, SectionFilter, SectionGuard, set_write_tag};
+use ckpt_transport::wire::{DirOp, DirReply};
 
+use crate::cluster;
 use crate::error::{Error, Result, VectorError, from_registry, from_section, from_vector};
-use crate::library::{LibInner, Pending, lib_of};
+use crate::library::{LibInner, Pending, lib_of, time_limit};
 use crate::shared::Instance;
 use crate::types::{
     ArrivalElement, CheckpointHandle, CheckpointStatus, CreationFlags, Invocation, OpenFlags,
@@ -15,6 +18,9 @@ use crate::types::{
 };
 
 static NEXT_CHECKPOINT: AtomicU64 = AtomicU64::new(1);
+
+/// How long a close waits for ckptd's answer (the close itself cannot fail).
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 pub(crate) struct CkptInner {
     pub(crate) handle: CheckpointHandle,
@@ -62,7 +68,19 @@ impl CkptInner {
             lib.lock().checkpoints.remove(&self.handle);
             lib.cancel(self.handle);
         }
-        let _ = self.inst.registry.close(self.inst.id);
+        match &self.inst.cluster {
+            Some(client) => {
+                let op = DirOp::Close {
+                    instance: self.inst.id,
+                    node: 0,
+                };
+                // ckptd closes it anyway when this process's session ends.
+                let _ = client.request(op, Some(CLOSE_WAIT));
+            }
+            None => {
+                let _ = self.inst.registry.close(self.inst.id);
+            }
+        }
         true
     }
 
@@ -205,6 +223,19 @@ impl Checkpoint {
         if c.b02 {
             c.need(OpenFlags::WRITE)?;
         }
+        if let Some(client) = &c.inst.cluster {
+            let op = DirOp::SetRetention {
+                instance: c.inst.id,
+                retention,
+            };
+            return match client.request(op, None)? {
+                DirReply::Done => {
+                    c.inst.retention.store(retention, Relaxed);
+                    Ok(())
+                }
+                r => Err(cluster::reply_error(&r, c.b02)),
+            };
+        }
         let info = c.inst.registry.info(c.inst.id).ok_or(Error::NotExist)?;
         if info.unlinked {
             return Err(Error::BadOperation);
@@ -226,6 +257,18 @@ impl Checkpoint {
         if !c.collocated_async {
             return Err(Error::BadOperation);
         }
+        if let Some(client) = &c.inst.cluster {
+            // The directory names the active replica; ckptd switches the local replica to
+            // primary (new term) before it answers.
+            let op = DirOp::SetActive {
+                instance: c.inst.id,
+                node: 0,
+            };
+            return match client.request(op, None)? {
+                DirReply::Done => Ok(()),
+                r => Err(cluster::reply_error(&r, c.b02)),
+            };
+        }
         let (role, term) = c.inst.replica.role();
         if role != Role::Primary {
             c.inst.replica.set_role(Role::Primary, term + 1);
@@ -246,7 +289,9 @@ impl Checkpoint {
         c.reap();
         let st = c.inst.replica.status();
         let mut attributes = c.inst.attrs;
-        if let Some(info) = c.inst.registry.info(c.inst.id) {
+        if c.inst.cluster.is_some() {
+            attributes.retention_duration = c.inst.retention.load(Relaxed);
+        } else if let Some(info) = c.inst.registry.info(c.inst.id) {
             attributes.retention_duration = info.retention_ns;
         }
         Ok(CheckpointStatus {
@@ -569,7 +614,8 @@ impl Checkpoint {
         if timeout < 0 {
             return Err(Error::InvalidParam("negative timeout"));
         }
-        self.check_synchronize()
+        self.check_synchronize()?;
+        wait_replicas(&self.inner, time_limit(timeout))
     }
 
     /// `saCkptCheckpointSynchronizeAsync`: the checks of [`Checkpoint::synchronize`] (and
@@ -583,7 +629,20 @@ impl Checkpoint {
             return Err(Error::Init);
         }
         self.check_synchronize()?;
-        lib.push(Pending::Synchronize(c.handle, invocation, Ok(())));
+        if c.inst.cluster.is_none() {
+            lib.push(Pending::Synchronize(c.handle, invocation, Ok(())));
+            return Ok(());
+        }
+        let c = Arc::clone(c);
+        std::thread::Builder::new()
+            .name("ckpt-sync".into())
+            .spawn(move || {
+                let r = wait_replicas(&c, None);
+                if let Some(lib) = lib_of(&c.lib) {
+                    lib.push(Pending::Synchronize(c.handle, invocation, r));
+                }
+            })
+            .map_err(|_| Error::NoResources)?;
         Ok(())
     }
 }
@@ -593,6 +652,22 @@ fn engine_elem<'a>(e: &WriteElement<'a>) -> ckpt_engine::WriteElement<'a> {
         id: e.section_id,
         offset: e.offset,
         data: e.data,
+    }
+}
+
+/// The confirmed barrier: every replica acknowledged the seq current now. ckptd publishes
+/// the acknowledged seq in the replica header, so with nothing pending this is two loads
+/// and no syscall. Standalone there is no other replica.
+fn wait_replicas(c: &CkptInner, limit: Option<Duration>) -> Result<()> {
+    if c.inst.cluster.is_none() {
+        return Ok(());
+    }
+    let r = &c.inst.replica;
+    let seq = r.commit_seq();
+    if r.wait_for_acked(seq, limit.unwrap_or(Duration::MAX)) {
+        Ok(())
+    } else {
+        Err(Error::Timeout)
     }
 }
 

@@ -78,6 +78,30 @@ impl Error {
         }
     }
 
+    /// The error a `SaAisErrorT` value names (values this API never returns, and OK,
+    /// become `Library`): how answers from ckptd are turned back into errors.
+    pub const fn from_code(code: u32) -> Self {
+        match code {
+            3 => Self::Version,
+            4 => Self::Init,
+            5 => Self::Timeout,
+            6 => Self::TryAgain,
+            7 => Self::InvalidParam("refused by the cluster directory"),
+            8 => Self::NoMemory,
+            9 => Self::BadHandle,
+            11 => Self::Access,
+            12 => Self::NotExist,
+            14 => Self::Exist,
+            15 => Self::NoSpace,
+            18 => Self::NoResources,
+            20 => Self::BadOperation,
+            25 => Self::BadFlags,
+            27 => Self::NoSections,
+            31 => Self::Unavailable,
+            _ => Self::Library("unexpected error code from ckptd"),
+        }
+    }
+
     /// The `SA_AIS_ERR_*` name.
     pub const fn name(self) -> &'static str {
         match self {

@@ -51,12 +51,14 @@
 
 mod arrival;
 mod checkpoint;
+mod cluster;
 pub mod error;
 mod library;
 mod shared;
 pub mod types;
 
 pub use checkpoint::{Borrowed, Checkpoint, SectionIterator};
+pub use cluster::CLUSTER_SOCKET_ENV;
 pub use error::{Error, Result, VectorError};
 pub use library::{ArrivalCallback, Callbacks, Config, Library, OpenCallback, SynchronizeCallback};
 pub use types::*;

@@ -6,15 +6,18 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
-use ckpt_engine::{Registry, ReplicaAttributes, ReplicaLimits, Role};
+use ckpt_engine::{Registry, Replica, ReplicaAttributes, ReplicaLimits, Role, Sharing};
+use ckpt_transport::wire::{Attrs, DirOp, DirReply};
 
 use crate::checkpoint::{Checkpoint, CkptInner};
-use crate::error::{Error, Result, from_registry};
+use crate::cluster::{self, Client};
+use crate::error::{Error, Result, from_attach, from_registry};
 use crate::shared;
 use crate::types::{
     ArrivalElement, CheckpointHandle, CreationAttributes, DispatchFlags, Invocation, LibraryHandle,
-    Limits, OpenFlags, Version, negotiate,
+    Limits, OpenFlags, TIME_END, Version, negotiate,
 };
 
 /// The open callback: the invocation given to [`Library::open_async`] and the opened
@@ -53,6 +56,11 @@ pub struct Config {
     pub domain: PathBuf,
     /// Node limits.
     pub limits: Limits,
+    /// Cluster mode: the Unix socket of this node's `ckptd` (default: the
+    /// `CKPT_CLUSTER_SOCKET` environment variable). `None` is standalone mode, where
+    /// checkpoints live on this node only and no daemon is needed. In cluster mode the
+    /// replica objects live in the directory ckptd names, and `domain` is not used.
+    pub cluster: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -60,6 +68,9 @@ impl Default for Config {
         Self {
             domain: ckpt_engine::default_domain(),
             limits: Limits::default(),
+            cluster: std::env::var_os(cluster::CLUSTER_SOCKET_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -91,6 +102,7 @@ pub(crate) struct LibInner {
     pub(crate) requested: Version,
     pub(crate) config: Config,
     pub(crate) registry: Arc<Registry>,
+    pub(crate) cluster: Option<Arc<Client>>,
     open_cb: Option<SharedOpen>,
     sync_cb: Option<SharedSync>,
     arrival_cb: Mutex<Option<SharedArrival>>,
@@ -304,7 +316,14 @@ impl Library {
         callbacks: Callbacks,
     ) -> Result<Self> {
         negotiate(requested).map_err(|_| Error::Version)?;
-        let registry = shared::registry(&config.domain, &config.limits)?;
+        let (cluster, registry) = match &config.cluster {
+            Some(socket) => {
+                let client = Client::connect(socket)?;
+                let dir = client.shm_dir()?;
+                (Some(client), shared::registry(&dir, &config.limits)?)
+            }
+            None => (None, shared::registry(&config.domain, &config.limits)?),
+        };
         let event = rustix::event::eventfd(
             0,
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
@@ -321,6 +340,7 @@ impl Library {
             requested,
             config,
             registry,
+            cluster,
             open_cb,
             sync_cb,
             arrival_cb: Mutex::new(None),
@@ -471,7 +491,7 @@ impl Library {
         if timeout < 0 {
             return Err(Error::InvalidParam("negative timeout"));
         }
-        open_checkpoint(&self.inner, name, attributes, flags)
+        open_checkpoint(&self.inner, name, attributes, flags, timeout)
     }
 
     fn check_open(
@@ -521,7 +541,7 @@ impl Library {
         std::thread::Builder::new()
             .name("ckpt-open".into())
             .spawn(move || {
-                let r = open_checkpoint(&inner, &name, attributes.as_ref(), flags);
+                let r = open_checkpoint(&inner, &name, attributes.as_ref(), flags, TIME_END);
                 inner.push(Pending::Open(invocation, r));
             })
             .map_err(|_| Error::NoResources)?;
@@ -535,6 +555,14 @@ impl Library {
         let name = name.as_ref();
         check_name(self.inner.requested, name)?;
         self.alive()?;
+        if let Some(c) = &self.inner.cluster {
+            let name = core::str::from_utf8(name)
+                .map_err(|_| Error::InvalidParam("a cluster checkpoint name must be UTF-8"))?;
+            return match c.request(DirOp::Unlink { name: name.into() }, None)? {
+                DirReply::Done => Ok(()),
+                r => Err(cluster::reply_error(&r, self.inner.requested.is_b02())),
+            };
+        }
         self.inner.registry.unlink(name).map_err(from_registry)
     }
 }
@@ -578,6 +606,7 @@ fn open_checkpoint(
     name: &[u8],
     attributes: Option<&CreationAttributes>,
     flags: OpenFlags,
+    timeout: i64,
 ) -> Result<Checkpoint> {
     if lib.lock().finalized {
         return Err(Error::BadHandle);
@@ -596,6 +625,9 @@ fn open_checkpoint(
         spare_slots: limits.spare_slots,
         journal_cells: limits.journal_cells,
     };
+    if let Some(client) = &lib.cluster {
+        return open_in_cluster(lib, client, name, attributes, flags, timeout);
+    }
     let role = match attributes {
         Some(a) if a.creation_flags.is_collocated_async() => Role::Replica,
         _ => Role::Primary,
@@ -638,4 +670,88 @@ fn open_checkpoint(
 
 pub(crate) fn lib_of(w: &Weak<LibInner>) -> Option<Arc<LibInner>> {
     w.upgrade()
+}
+
+/// An SaTimeT duration as a wait bound (`TIME_END`: none).
+pub(crate) fn time_limit(timeout: i64) -> Option<Duration> {
+    (timeout != TIME_END).then(|| Duration::from_nanos(timeout.max(0) as u64))
+}
+
+/// Open in cluster mode: the directory (through ckptd) decides; the node's replica, which
+/// ckptd has created or mapped before it answers, is then mapped here.
+fn open_in_cluster(
+    lib: &Arc<LibInner>,
+    client: &Arc<Client>,
+    name: &[u8],
+    attributes: Option<&CreationAttributes>,
+    flags: OpenFlags,
+    timeout: i64,
+) -> Result<Checkpoint> {
+    let name = core::str::from_utf8(name)
+        .map_err(|_| Error::InvalidParam("a cluster checkpoint name must be UTF-8"))?;
+    let attrs = attributes.map(|a| Attrs {
+        creation_flags: a.creation_flags.0,
+        checkpoint_size: a.checkpoint_size,
+        retention: a.retention_duration,
+        max_sections: a.max_sections,
+        max_section_size: a.max_section_size,
+        max_section_id_size: a.max_section_id_size,
+    });
+    let op = DirOp::Open {
+        name: name.into(),
+        attrs,
+        flags: flags.0,
+        node: 0,
+    };
+    let b02 = lib.requested.is_b02();
+    let ckpt = match client.request(op, time_limit(timeout))? {
+        DirReply::Opened { ckpt } => ckpt,
+        r => return Err(cluster::reply_error(&r, b02)),
+    };
+    let node = client.node()?;
+    let undo = || {
+        let _ = client.request(
+            DirOp::Close {
+                instance: ckpt.instance,
+                node: 0,
+            },
+            None,
+        );
+    };
+    if !ckpt.replicas.contains(&node) {
+        // Remote access to a checkpoint with no replica on this node goes through ckptd;
+        // not provided yet (see transport/DESIGN.md, "Not yet").
+        undo();
+        return Err(Error::Library(
+            "the checkpoint has no replica on this node (remote access is not provided yet)",
+        ));
+    }
+    let dir = client.shm_dir()?;
+    let replica = match Replica::attach(&dir, &object_name(ckpt.instance), Sharing::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            undo();
+            return Err(from_attach(e));
+        }
+    };
+    let inst = shared::cluster_instance(&lib.registry, client, ckpt.instance, replica);
+    let ck = CkptInner::new(Arc::downgrade(lib), inst, flags);
+    {
+        let mut s = lib.lock();
+        if s.finalized {
+            drop(s);
+            ck.close_inner();
+            return Err(Error::BadHandle);
+        }
+        s.checkpoints.insert(ck.handle, Arc::clone(&ck));
+    }
+    if lib.has_arrival() {
+        ck.subscribe_arrivals();
+    }
+    Ok(Checkpoint { inner: ck })
+}
+
+/// The shm object name of a cluster instance's replica (ckptd's naming).
+pub(crate) fn object_name(instance: u64) -> String {
+    format!("c{instance:016x}")
 }

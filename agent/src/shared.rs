@@ -3,11 +3,13 @@
 //! bookkeeping, and the arrival watcher, see one `Replica` per instance).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, Weak};
 
 use ckpt_engine::{Opened, Registry, RegistryLimits, Replica, Role, Sharing};
 
 use crate::arrival::Watch;
+use crate::cluster::Client;
 use crate::error::{Result, from_registry};
 use crate::types::{CreationAttributes, CreationFlags, Limits};
 
@@ -44,6 +46,10 @@ pub(crate) fn registry(domain: &Path, limits: &Limits) -> Result<Arc<Registry>> 
 #[derive(Debug)]
 pub(crate) struct Instance {
     pub(crate) registry: Arc<Registry>,
+    /// Cluster mode: the session with ckptd, which owns opens, retention and the role.
+    pub(crate) cluster: Option<Arc<Client>>,
+    /// Cluster mode: the retention duration in force (the directory holds the truth).
+    pub(crate) retention: AtomicI64,
     pub(crate) id: u64,
     pub(crate) replica: Replica,
     /// The attributes it was created with.
@@ -64,16 +70,16 @@ impl Instance {
 pub(crate) fn instance(registry: &Arc<Registry>, opened: Opened) -> Arc<Instance> {
     let mut all = INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
     all.retain(|w| w.strong_count() > 0);
-    if let Some(i) = all
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|i| i.id == opened.instance && Arc::ptr_eq(&i.registry, registry))
-    {
+    if let Some(i) = all.iter().filter_map(Weak::upgrade).find(|i| {
+        i.id == opened.instance && i.cluster.is_none() && Arc::ptr_eq(&i.registry, registry)
+    }) {
         return i;
     }
     let a = opened.replica.attributes();
     let inst = Arc::new(Instance {
         registry: Arc::clone(registry),
+        cluster: None,
+        retention: AtomicI64::new(a.retention_ns),
         id: opened.instance,
         attrs: CreationAttributes {
             creation_flags: CreationFlags(a.creation_flags),
@@ -84,6 +90,44 @@ pub(crate) fn instance(registry: &Arc<Registry>, opened: Opened) -> Arc<Instance
             max_section_id_size: a.max_section_id_size,
         },
         replica: opened.replica,
+        watch: Watch::default(),
+    });
+    all.push(Arc::downgrade(&inst));
+    inst
+}
+
+/// The process's mapping of cluster instance `id` (the new mapping is dropped if one
+/// exists already).
+pub(crate) fn cluster_instance(
+    registry: &Arc<Registry>,
+    client: &Arc<Client>,
+    id: u64,
+    replica: Replica,
+) -> Arc<Instance> {
+    let mut all = INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    if let Some(i) = all
+        .iter()
+        .filter_map(Weak::upgrade)
+        .find(|i| i.id == id && i.cluster.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)))
+    {
+        return i;
+    }
+    let a = replica.attributes();
+    let inst = Arc::new(Instance {
+        registry: Arc::clone(registry),
+        cluster: Some(Arc::clone(client)),
+        retention: AtomicI64::new(a.retention_ns),
+        id,
+        attrs: CreationAttributes {
+            creation_flags: CreationFlags(a.creation_flags),
+            checkpoint_size: a.checkpoint_size,
+            retention_duration: a.retention_ns,
+            max_sections: a.max_sections,
+            max_section_size: a.max_section_size,
+            max_section_id_size: a.max_section_id_size,
+        },
+        replica,
         watch: Watch::default(),
     });
     all.push(Arc::downgrade(&inst));

@@ -1822,6 +1822,7 @@ impl Sut {
         let config = Config {
             domain: self.domain.clone(),
             limits: self.model.limits,
+            cluster: None,
         };
         let lib = Library::initialize_with(config, version, callbacks)?;
         self.delivered.push(delivered);

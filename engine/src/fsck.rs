@@ -5,6 +5,12 @@
 //! lease held, journal complete, `memoryUsed` exact) only when no live agent is in the
 //! middle of an operation. When the replica is busy those are skipped and the report says
 //! so ([`Report::quiescent`] is false).
+//!
+//! The replication words of the header (the replication position, ACKED_SEQ and the
+//! acknowledgement futex) have no invariant checkable from a snapshot and are not looked
+//! at: any position is valid, it is in the primary's numbering (not related to HEAD_SEQ),
+//! and a waiter count may exceed the waiters flagged in agent records (engine/DESIGN.md
+//! §20, "Not checked").
 
 use core::fmt;
 

@@ -56,6 +56,20 @@ fn write_tag() -> u64 {
     u64::from(WRITE_TAG.with(core::cell::Cell::get))
 }
 
+/// Agent WAITING bit of a thread blocked in [`Replica::wait_for_changes`].
+const WAIT_CHANGES: u64 = 1;
+/// Agent WAITING bit of a thread blocked in [`Replica::wait_for_acked`].
+const WAIT_ACK: u64 = 2;
+
+/// The waiter count and futex word of a WAITING bit.
+fn waiter_words(kind: u64) -> (u64, u64) {
+    if kind == WAIT_ACK {
+        (hdr::ACK_WAITERS, hdr::ACK_NOTIFY)
+    } else {
+        (hdr::WAITERS, hdr::NOTIFY)
+    }
+}
+
 pub(crate) const ST_WRITING: u64 = 1;
 pub(crate) const ST_DONE: u64 = 2;
 const SEQ_SHIFT: u32 = 14;
@@ -146,9 +160,29 @@ impl Replica {
         self.region.hdr(hdr::ACKED_SEQ).load(Acquire)
     }
 
-    /// Publishes the replicas' acknowledged seq (never moves it backwards).
+    /// Publishes the replicas' acknowledged seq (never moves it backwards), and wakes the
+    /// threads blocked in [`Replica::wait_for_acked`] when it moved and some are: no
+    /// syscall when nobody waits.
     pub fn set_acked_seq(&self, seq: u64) {
-        self.region.hdr(hdr::ACKED_SEQ).fetch_max(seq, AcqRel);
+        // SeqCst: the publisher's half of the handshake with a waiter's SeqCst increment of
+        // ACK_WAITERS followed by its SeqCst load of ACKED_SEQ (DESIGN.md §15).
+        let before = self.region.hdr(hdr::ACKED_SEQ).fetch_max(seq, SeqCst);
+        if before < seq {
+            self.wake(hdr::ACK_WAITERS, hdr::ACK_NOTIFY);
+        }
+    }
+
+    /// Blocks until ACKED_SEQ is at least `seq` or `timeout` passes; returns whether it is
+    /// (the confirmed synchronize barrier: `wait_for_acked(commit_seq(), ..)`). Returns at
+    /// once, without a syscall, when it already is. Waiters announce themselves as in
+    /// [`Replica::wait_for_changes`], so a waiter killed while waiting is discounted by
+    /// recovery.
+    pub fn wait_for_acked(&self, seq: u64, timeout: std::time::Duration) -> bool {
+        let acked = || self.region.hdr(hdr::ACKED_SEQ).load(SeqCst) >= seq;
+        if acked() {
+            return true;
+        }
+        self.wait_until(WAIT_ACK, acked, timeout)
     }
 
     /// Claims the next seq for a change by agent `a` and fills its cell (status WRITING).
@@ -430,11 +464,18 @@ impl Replica {
     pub(crate) fn notify(&self) {
         // No fence: every change claimed its seq with a SeqCst RMW of HEAD_SEQ, which the
         // waiter reads after announcing itself (SeqCst), so one of the two sees the other.
-        if self.region.hdr32(hdr::WAITERS).load(SeqCst) != 0 {
-            self.region.hdr32(hdr::NOTIFY).fetch_add(1, SeqCst);
+        self.wake(hdr::WAITERS, hdr::NOTIFY);
+    }
+
+    /// If the waiter count at `waiters` is non-zero, bumps the futex word `word` and wakes
+    /// every thread blocked on it. The caller's SeqCst RMW of the awaited word comes first.
+    #[inline]
+    fn wake(&self, waiters: u64, word: u64) {
+        if self.region.hdr32(waiters).load(SeqCst) != 0 {
+            self.region.hdr32(word).fetch_add(1, SeqCst);
             #[cfg(not(loom))]
             let _ = rustix::thread::futex::wake(
-                self.region.hdr32(hdr::NOTIFY),
+                self.region.hdr32(word),
                 rustix::thread::futex::Flags::empty(),
                 i32::MAX as u32,
             );
@@ -445,49 +486,79 @@ impl Replica {
     /// whether there is something new. Waiters announce themselves in the header (and in
     /// their agent record, so a waiter killed while waiting is discounted by recovery).
     pub fn wait_for_changes(&self, after: u64, timeout: std::time::Duration) -> bool {
-        if self.commit_seq() > after {
+        let changed = || self.commit_seq() > after;
+        if changed() {
             return true;
         }
+        self.wait_until(WAIT_CHANGES, changed, timeout)
+    }
+
+    /// The waiter's half of a futex handshake (DESIGN.md §15): announce in the agent's
+    /// WAITING bit `kind` and the kind's waiter count, then wait on the kind's futex word
+    /// until `done` holds or `timeout` passes. `done` must read the awaited word with
+    /// SeqCst. Without an agent, sleeps at most 10 ms and checks once.
+    fn wait_until(&self, kind: u64, done: impl Fn() -> bool, timeout: std::time::Duration) -> bool {
+        let (waiters, word) = waiter_words(kind);
         let Ok(a) = self.agent() else {
             std::thread::sleep(timeout.min(std::time::Duration::from_millis(10)));
-            return self.commit_seq() > after;
+            return done();
         };
-        let deadline = std::time::Instant::now() + timeout;
-        let flag = self.region.agent(a.ix, crate::layout::agent::WAITING);
-        flag.store(1, SeqCst);
-        self.region.hdr32(hdr::WAITERS).fetch_add(1, SeqCst);
-        let word = self.region.hdr32(hdr::NOTIFY);
+        // None: a timeout beyond the clock's range, which waits without one.
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        // Count first, flag second: a waiter killed in between leaves the count one too
+        // high (an idle wake-up syscall per change), never too low (a lost wake-up).
+        self.region.hdr32(waiters).fetch_add(1, SeqCst);
+        self.region
+            .agent(a.ix, crate::layout::agent::WAITING)
+            .fetch_or(kind, SeqCst);
+        let word = self.region.hdr32(word);
         let result = loop {
             let v = word.load(SeqCst);
-            if self.commit_seq() > after {
+            if done() {
                 break true;
             }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                break false;
-            }
-            let left = deadline - now;
-            let ts = rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
+            let ts = match deadline {
+                Some(deadline) => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        break false;
+                    }
+                    let left = deadline - now;
+                    Some(rustix::time::Timespec {
+                        tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                        tv_nsec: i64::from(left.subsec_nanos()),
+                    })
+                }
+                None => None,
             };
+            // Returns on a wake, a timeout, a signal, or at once when the word moved since
+            // `v`: every case loops back to the check.
             let _ = rustix::thread::futex::wait(
                 word,
                 rustix::thread::futex::Flags::empty(),
                 v,
-                Some(&ts),
+                ts.as_ref(),
             );
         };
-        self.drop_waiter(a.ix);
+        self.drop_waits(a.ix, kind);
         result
     }
 
-    /// Discounts agent `ix` as a waiter if it is flagged as one.
+    /// Discounts agent `ix` as a waiter of every kind it is flagged for (recovery).
     pub(crate) fn drop_waiter(&self, ix: AgentIx) {
+        self.drop_waits(ix, WAIT_CHANGES | WAIT_ACK);
+    }
+
+    /// Clears the WAITING bits `kinds` of agent `ix`, and takes one off the waiter count of
+    /// each kind whose bit was set.
+    fn drop_waits(&self, ix: AgentIx, kinds: u64) {
         let flag = self.region.agent(ix, crate::layout::agent::WAITING);
-        if flag.swap(0, SeqCst) == 1 {
-            let w = self.region.hdr32(hdr::WAITERS);
-            let _ = w.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+        let was = flag.fetch_and(!kinds, SeqCst);
+        for kind in [WAIT_CHANGES, WAIT_ACK] {
+            if was & kinds & kind != 0 {
+                let w = self.region.hdr32(waiter_words(kind).0);
+                let _ = w.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+            }
         }
     }
 }
@@ -502,5 +573,32 @@ mod tests {
         assert_eq!(cell_seq(w), MAX_SEQ);
         assert_eq!(cell_status(w), ST_WRITING);
         assert_eq!(cell_agent(w), 4095);
+    }
+
+    #[test]
+    fn dropping_a_waiter_discounts_each_kind_it_waits_for_once() {
+        let attrs = crate::ReplicaAttributes {
+            creation_flags: 0,
+            checkpoint_size: 64,
+            retention_ns: 0,
+            max_sections: 2,
+            max_section_size: 32,
+            max_section_id_size: 8,
+        };
+        let sut = Replica::create_in_memory(&attrs, &crate::ReplicaLimits::default()).unwrap();
+        let a = sut.agent().unwrap();
+        let flag = sut.region.agent(a.ix, crate::layout::agent::WAITING);
+        for kind in [WAIT_CHANGES, WAIT_ACK] {
+            sut.region.hdr32(waiter_words(kind).0).fetch_add(1, SeqCst);
+            flag.fetch_or(kind, SeqCst);
+        }
+        // Another thread's wait, not flagged in this agent: it stays counted.
+        sut.region.hdr32(hdr::ACK_WAITERS).fetch_add(1, SeqCst);
+
+        sut.drop_waiter(a.ix);
+        sut.drop_waiter(a.ix);
+        assert_eq!(flag.load(SeqCst), 0);
+        assert_eq!(sut.region.hdr32(hdr::WAITERS).load(SeqCst), 0);
+        assert_eq!(sut.region.hdr32(hdr::ACK_WAITERS).load(SeqCst), 1);
     }
 }

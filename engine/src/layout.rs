@@ -83,6 +83,11 @@ pub(crate) mod hdr {
     use super::HEADER_DYNAMIC as D;
     pub(crate) const ROLE: u64 = D; // u64: 1 primary, 2 replica
     pub(crate) const TERM: u64 = D + 8;
+    // Replication position (DESIGN.md §18): a double buffer of (term, seq) pairs; the
+    // selector counts publishes and its low bit names the current pair.
+    pub(crate) const APPLIED_SELECT: u64 = D + 16;
+    pub(crate) const APPLIED_TERM: [u64; 2] = [D + 24, D + 40];
+    pub(crate) const APPLIED_SEQ: [u64; 2] = [D + 32, D + 48];
     pub(crate) const HEAD_SEQ: u64 = D + 64; // highest claimed journal seq (commit_seq)
     pub(crate) const ACKED_SEQ: u64 = D + 128; // highest seq every replica acked (ckptd)
     pub(crate) const STORED_BYTES: u64 = D + 192;
@@ -96,7 +101,14 @@ pub(crate) mod hdr {
     pub(crate) const MULTI_SEQ: u64 = D + 328; // seqcount, odd while one publishes
     pub(crate) const NOTIFY: u64 = D + 384; // u32 futex word
     pub(crate) const WAITERS: u64 = D + 388; // u32 count of futex waiters
+    pub(crate) const ACK_NOTIFY: u64 = D + 448; // u32 futex word of wait_for_acked
+    pub(crate) const ACK_WAITERS: u64 = D + 452; // u32 count of wait_for_acked waiters
 }
+
+// The replication position shares the ROLE/TERM cache line (written by the node daemon
+// only); the acknowledgement futex has a line of its own.
+const _: () = assert!(hdr::APPLIED_SEQ[1] + 8 <= hdr::ROLE + 64);
+const _: () = assert!(hdr::ACK_NOTIFY.is_multiple_of(64) && hdr::ACK_NOTIFY > hdr::WAITERS);
 
 /// Agent record word offsets (from the record's start).
 pub(crate) mod agent {
@@ -107,7 +119,7 @@ pub(crate) mod agent {
     pub(crate) const OP_SLOTS: u64 = 32;
     pub(crate) const OP_DELTA: u64 = 40;
     pub(crate) const INTENT: u64 = 48; // kind << 32 | index of a slot (1) or descriptor (2) being claimed
-    pub(crate) const WAITING: u64 = 56; // 1 while blocked in wait_for_changes
+    pub(crate) const WAITING: u64 = 56; // bit 0: in wait_for_changes; bit 1: in wait_for_acked
     pub(crate) const PINS: u64 = 64; // PINS_PER_AGENT words: slot | count << 32
 }
 

@@ -8,10 +8,13 @@
 //!
 //! The main types: [`Replica`] (one checkpoint replica: sections, reads, writes, the
 //! change journal), [`Registry`] (the node's name → replica directory with open counts and
-//! retention) and [`fsck`] (invariant checks).
+//! retention) and [`fsck`] (invariant checks). The node daemon applies a primary's changes
+//! on a replica through an [`Applier`].
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(loom))]
+mod apply;
 #[cfg(not(loom))]
 mod domain;
 pub mod error;
@@ -40,6 +43,8 @@ mod sync;
 #[cfg(all(test, not(loom)))]
 pub(crate) mod testutil;
 
+#[cfg(not(loom))]
+pub use apply::Applier;
 #[cfg(not(loom))]
 pub use domain::{default_domain, ensure_domain};
 pub use error::{AttachError, CreateError, SectionError, VectorError};

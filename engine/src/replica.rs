@@ -216,6 +216,8 @@ pub struct Replica {
     path: Option<PathBuf>,
     uid: u64,
     registered: Mutex<Vec<(u32, u64, u64)>>,
+    /// Serialises this process's writers of the replication position (DESIGN.md §18).
+    pub(crate) position_writer: Mutex<()>,
     pub(crate) clock: Clock,
 }
 
@@ -357,6 +359,7 @@ impl Replica {
             path,
             uid: NEXT_UID.fetch_add(1, Relaxed),
             registered: Mutex::new(Vec::new()),
+            position_writer: Mutex::new(()),
             clock: wall_clock,
         }
     }
@@ -784,6 +787,16 @@ impl Replica {
         Ok(())
     }
 
+    /// The role check of a local change; none for the replication applier (`APPLY`, a
+    /// constant, so the normal path compiles to exactly `check_primary`).
+    #[inline(always)]
+    fn check_role<const APPLY: bool>(&self) -> Result<(), SectionError> {
+        if APPLY {
+            return Ok(());
+        }
+        self.check_primary()
+    }
+
     #[inline]
     fn check_id(&self, id: &[u8]) -> Result<(), SectionError> {
         if id.len() as u64 > self.region.img.max_section_id_size || id.len() > u16::MAX as usize {
@@ -802,7 +815,7 @@ impl Replica {
     // ---- section create / delete -------------------------------------------------
 
     fn create_default_section(&self) -> Result<(), SectionError> {
-        self.create_section_inner(&[], TIME_END, &[]).map(|_| ())
+        self.create_section_inner::<false>(&[], TIME_END, &[])
     }
 
     /// Creates a section. `id = None` asks for a generated id (returned). Errors:
@@ -815,6 +828,17 @@ impl Replica {
     /// An expiration time already in the past is accepted: the section is created and is
     /// reaped (it reads as absent) from then on.
     pub fn create_section(
+        &self,
+        id: Option<&[u8]>,
+        expiration: i64,
+        data: &[u8],
+    ) -> Result<Vec<u8>, SectionError> {
+        self.create_section_as::<false>(id, expiration, data)
+    }
+
+    /// [`Replica::create_section`]; with `APPLY`, for the replication applier (no role
+    /// check, here and in the reap of an expired id).
+    pub(crate) fn create_section_as<const APPLY: bool>(
         &self,
         id: Option<&[u8]>,
         expiration: i64,
@@ -835,8 +859,8 @@ impl Replica {
                     // a generated one.
                     return Err(SectionError::BadArgument("empty section id"));
                 }
-                self.reap_if_expired(id);
-                self.create_section_inner(id, expiration, data)?;
+                self.reap_if_expired::<APPLY>(id);
+                self.create_section_inner::<APPLY>(id, expiration, data)?;
                 Ok(id.to_vec())
             }
             None => {
@@ -853,7 +877,7 @@ impl Replica {
                         .wrapping_add(1);
                     let text = n.to_string();
                     let gen_id = &text.as_bytes()[text.len().saturating_sub(max)..];
-                    match self.create_section_inner(gen_id, expiration, data) {
+                    match self.create_section_inner::<APPLY>(gen_id, expiration, data) {
                         Err(SectionError::Exists) => continue,
                         Err(e) => return Err(e),
                         Ok(()) => return Ok(gen_id.to_vec()),
@@ -867,8 +891,8 @@ impl Replica {
     /// Deletes section `id` if it has expired but is not reaped yet: it already reads as
     /// absent (spec §4.2), so creating it again must not give `Exists`. Races like
     /// [`Replica::reap_expired`].
-    fn reap_if_expired(&self, id: &[u8]) {
-        let (Ok(()), Ok(a)) = (self.check_primary(), self.agent()) else {
+    fn reap_if_expired<const APPLY: bool>(&self, id: &[u8]) {
+        let (Ok(()), Ok(a)) = (self.check_role::<APPLY>(), self.agent()) else {
             return;
         };
         let Some(d) = self.probe(id, self.key_of(id)) else {
@@ -882,13 +906,13 @@ impl Replica {
         let _ = self.delete_desc(&a, d, generation);
     }
 
-    fn create_section_inner(
+    fn create_section_inner<const APPLY: bool>(
         &self,
         id: &[u8],
         expiration: i64,
         data: &[u8],
     ) -> Result<(), SectionError> {
-        self.check_primary()?;
+        self.check_role::<APPLY>()?;
         let a = self.agent()?;
         let key = self.key_of(id);
         if self.lookup_key(id, key).is_ok() {
@@ -998,12 +1022,20 @@ impl Replica {
     /// Deletes a section. Errors: `NotExist`, `BadArgument` (the default section),
     /// `NotPrimary`, `TryAgain`.
     pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionError> {
+        self.delete_section_as::<false>(id)
+    }
+
+    /// [`Replica::delete_section`]; with `APPLY`, for the replication applier.
+    pub(crate) fn delete_section_as<const APPLY: bool>(
+        &self,
+        id: &[u8],
+    ) -> Result<(), SectionError> {
         if self.is_default_checkpoint() && id.is_empty() {
             return Err(SectionError::BadArgument(
                 "the default section cannot be deleted",
             ));
         }
-        self.check_primary()?;
+        self.check_role::<APPLY>()?;
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
@@ -1092,13 +1124,22 @@ impl Replica {
     /// Sets a section's absolute expiration time ([`TIME_END`]: never). Errors:
     /// `NotExist`, `BadArgument` (the default section, or a negative time), `NotPrimary`.
     pub fn set_expiration(&self, id: &[u8], expiration: i64) -> Result<(), SectionError> {
+        self.set_expiration_as::<false>(id, expiration)
+    }
+
+    /// [`Replica::set_expiration`]; with `APPLY`, for the replication applier.
+    pub(crate) fn set_expiration_as<const APPLY: bool>(
+        &self,
+        id: &[u8],
+        expiration: i64,
+    ) -> Result<(), SectionError> {
         if self.is_default_checkpoint() && id.is_empty() {
             return Err(SectionError::BadArgument(
                 "the default section never expires",
             ));
         }
         check_expiration(expiration)?;
-        self.check_primary()?;
+        self.check_role::<APPLY>()?;
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
@@ -1141,10 +1182,18 @@ impl Replica {
     }
 
     /// Deletes every section whose expiration time is at or before `now`; returns how many.
+    /// Does nothing on a [`Role::Replica`] (the node daemon reaps there, when it orders
+    /// the changes, with [`Applier::reap_expired`](crate::Applier::reap_expired)).
     pub fn reap_expired(&self, now: i64) -> usize {
+        self.reap_expired_as::<false>(now)
+    }
+
+    /// [`Replica::reap_expired`]; with `APPLY`, for the node daemon ordering the changes of
+    /// a checkpoint whose role stays [`Role::Replica`] for applications.
+    pub(crate) fn reap_expired_as<const APPLY: bool>(&self, now: i64) -> usize {
         // Only the primary reaps (replicas receive its deletes), so replicas never diverge
         // by clock.
-        if self.check_primary().is_err() {
+        if self.check_role::<APPLY>().is_err() {
             return 0;
         }
         let Ok(a) = self.agent() else { return 0 };
@@ -1225,10 +1274,19 @@ impl Replica {
     /// Replaces a section's data; its size becomes `data.len()`. Errors: `NotExist`,
     /// `TooBig`, `NoResources`, `NotPrimary`, `TryAgain`.
     pub fn overwrite(&self, id: &[u8], data: &[u8]) -> Result<(), SectionError> {
+        self.overwrite_as::<false>(id, data)
+    }
+
+    /// [`Replica::overwrite`]; with `APPLY`, for the replication applier.
+    pub(crate) fn overwrite_as<const APPLY: bool>(
+        &self,
+        id: &[u8],
+        data: &[u8],
+    ) -> Result<(), SectionError> {
         if data.len() as u64 > self.region.img.max_section_size {
             return Err(SectionError::TooBig);
         }
-        self.check_primary()?;
+        self.check_role::<APPLY>()?;
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
         self.write_one(&a, d, generation, &[(0, data)], true)
@@ -1241,6 +1299,14 @@ impl Replica {
     /// `NoResources` (offset + size beyond maxSectionSize, or checkpointSize),
     /// `NotPrimary`, `TryAgain`.
     pub fn write(&self, elems: &[WriteElement<'_>]) -> Result<(), VectorError> {
+        self.write_as::<false>(elems)
+    }
+
+    /// [`Replica::write`]; with `APPLY`, for the replication applier.
+    pub(crate) fn write_as<const APPLY: bool>(
+        &self,
+        elems: &[WriteElement<'_>],
+    ) -> Result<(), VectorError> {
         let max = self.region.img.max_section_size;
         // Every element takes one journal record, all claimed before the commit: a write
         // needing more than half the ring could wait on its own records. Refused up front.
@@ -1251,7 +1317,7 @@ impl Replica {
                 kind: SectionError::NoResources,
             });
         }
-        self.check_primary()?;
+        self.check_role::<APPLY>()?;
         let a = self.agent()?;
         let mut targets: Vec<(Desc, u32, usize)> = Vec::with_capacity(elems.len());
         // One pass in element order, so the error names the first failing element

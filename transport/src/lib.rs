@@ -1,3 +1,22 @@
-//! ckpt-transport: the QUIC replication transport of ckpt (a sans-IO protocol core and a
-//! quinn driver with mutual TLS). Built in the cluster issue; until then this crate is
-//! empty and nothing depends on it.
+//! ckpt-transport: the cluster protocol of ckpt.
+//!
+//! - [`wire`]: the frames node daemons exchange, with an explicit little-endian encoding
+//!   and a decoder that never panics on hostile bytes;
+//! - [`repl`]: the sans-IO replication state machines (a primary streaming its change
+//!   journal to replicas, a replica applying diffs and acknowledging them);
+//! - [`directory`]: the sans-IO directory (names, placement, terms, quorum);
+//! - [`tls`]: the cluster CA and node certificates, and the rustls configurations that
+//!   check them;
+//! - [`net`]: the quinn driver, one mutual-TLS QUIC connection per ordered pair of nodes.
+//!
+//! `transport/DESIGN.md` describes the protocol.
+
+#![forbid(unsafe_code)]
+
+pub mod directory;
+#[cfg(feature = "net")]
+pub mod net;
+pub mod repl;
+#[cfg(feature = "net")]
+pub mod tls;
+pub mod wire;

@@ -1,0 +1,214 @@
+//! Cluster mode: the agent's session with its node's `ckptd`.
+//!
+//! A library in cluster mode holds one Unix-socket session with ckptd for its whole life.
+//! Control operations (open, close, unlink, retention, active replica) are `Request`
+//! frames answered by `Reply` frames (transport/DESIGN.md §2), matched by request id, so
+//! several threads can wait at once. ckptd notices the session end when the process dies
+//! and closes what it had open, cluster-wide. The data path never goes through here: the
+//! node's replica objects are mapped directly.
+//!
+//! When ckptd cannot be reached, calls fail with `TryAgain` (never a silent fallback to
+//! standalone), and the next call tries to connect again.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ckpt_transport::wire::{
+    DEFAULT_MAX_FRAME, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, ReqId,
+};
+
+use crate::error::{Error, Result};
+
+/// The environment variable that puts agents in cluster mode: the path of ckptd's socket.
+pub const CLUSTER_SOCKET_ENV: &str = "CKPT_CLUSTER_SOCKET";
+
+/// What ckptd told us when the session started.
+#[derive(Debug)]
+struct Link {
+    stream: UnixStream,
+    node: u32,
+    shm_dir: PathBuf,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    replies: HashMap<u64, DirReply>,
+    /// Bumped when the session ends (waiters give up).
+    generation: u64,
+    link: Option<Arc<Link>>,
+}
+
+/// One session with ckptd.
+#[derive(Debug)]
+pub(crate) struct Client {
+    socket: PathBuf,
+    session: u64,
+    counter: AtomicU64,
+    state: Mutex<Waiting>,
+    cond: Condvar,
+}
+
+impl Client {
+    /// Connects to ckptd at `socket` (TryAgain if it does not answer).
+    pub(crate) fn connect(socket: &Path) -> Result<Arc<Self>> {
+        let c = Arc::new(Self {
+            socket: socket.to_path_buf(),
+            session: u64::from(std::process::id()),
+            counter: AtomicU64::new(1),
+            state: Mutex::new(Waiting::default()),
+            cond: Condvar::new(),
+        });
+        c.link()?;
+        Ok(c)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live link, connecting (and starting its reader) if there is none.
+    fn link(self: &Arc<Self>) -> Result<Arc<Link>> {
+        let mut s = self.lock();
+        if let Some(l) = &s.link {
+            return Ok(Arc::clone(l));
+        }
+        let mut stream = UnixStream::connect(&self.socket).map_err(|_| Error::TryAgain)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|_| Error::TryAgain)?;
+        let mut hello = Vec::new();
+        Frame::Hello {
+            version: PROTOCOL_VERSION,
+            node: 0,
+            incarnation: self.session,
+        }
+        .encode(&mut hello);
+        stream.write_all(&hello).map_err(|_| Error::TryAgain)?;
+        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+        let welcome = read_frame(&mut stream, &mut reader).ok_or(Error::TryAgain)?;
+        let Frame::Welcome { node, shm_dir, .. } = welcome else {
+            return Err(Error::TryAgain);
+        };
+        stream.set_read_timeout(None).map_err(|_| Error::TryAgain)?;
+        let link = Arc::new(Link {
+            stream: stream.try_clone().map_err(|_| Error::NoResources)?,
+            node,
+            shm_dir: PathBuf::from(shm_dir),
+        });
+        s.link = Some(Arc::clone(&link));
+        let generation = s.generation;
+        drop(s);
+        let me = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("ckpt-cluster".into())
+            .spawn(move || {
+                while let Some(f) = read_frame(&mut stream, &mut reader) {
+                    let Some(c) = me.upgrade() else { return };
+                    if let Frame::Reply { req, result } = f {
+                        c.lock().replies.insert(req.counter, result);
+                        c.cond.notify_all();
+                    }
+                }
+                if let Some(c) = me.upgrade() {
+                    let mut s = c.lock();
+                    if s.generation == generation {
+                        s.generation += 1;
+                        s.link = None;
+                    }
+                    c.cond.notify_all();
+                }
+            });
+        if spawned.is_err() {
+            let mut s = self.lock();
+            s.link = None;
+            return Err(Error::NoResources);
+        }
+        Ok(link)
+    }
+
+    /// This node's id.
+    pub(crate) fn node(self: &Arc<Self>) -> Result<u32> {
+        Ok(self.link()?.node)
+    }
+
+    /// The directory of this node's replica objects.
+    pub(crate) fn shm_dir(self: &Arc<Self>) -> Result<PathBuf> {
+        Ok(self.link()?.shm_dir.clone())
+    }
+
+    /// Sends a directory request and waits for its answer (`timeout` None: as long as
+    /// ckptd keeps the session; ckptd itself gives up after 30 s without a leader).
+    pub(crate) fn request(
+        self: &Arc<Self>,
+        op: DirOp,
+        timeout: Option<Duration>,
+    ) -> Result<DirReply> {
+        let link = self.link()?;
+        let counter = self.counter.fetch_add(1, Ordering::Relaxed);
+        let req = ReqId {
+            node: 0,
+            incarnation: self.session,
+            counter,
+        };
+        let mut buf = Vec::new();
+        Frame::Request { req, op }.encode(&mut buf);
+        let generation = self.lock().generation;
+        (&link.stream)
+            .write_all(&buf)
+            .map_err(|_| Error::TryAgain)?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.lock();
+        loop {
+            if let Some(r) = s.replies.remove(&counter) {
+                return Ok(r);
+            }
+            if s.generation != generation {
+                return Err(Error::TryAgain);
+            }
+            match deadline {
+                None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(Error::Timeout);
+                    }
+                    s = self
+                        .cond
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+fn read_frame(stream: &mut UnixStream, reader: &mut FrameReader) -> Option<Frame> {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match reader.next() {
+            Ok(Some(f)) => return Some(f),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => reader.push(&buf[..n]),
+        }
+    }
+}
+
+/// Maps a directory answer to the API's errors (`NotLeader`: the node is not in the
+/// cluster right now: TryAgain, or Unavailable for B.02 clients).
+pub(crate) fn reply_error(r: &DirReply, b02: bool) -> Error {
+    match r {
+        DirReply::Failed { code } => Error::from_code(*code),
+        DirReply::NotLeader { .. } if b02 => Error::Unavailable,
+        _ => Error::TryAgain,
+    }
+}

@@ -1,0 +1,1719 @@
+//! The frames node daemons exchange, and their byte encoding.
+//!
+//! `transport/DESIGN.md` §2 specifies the format; this module is its executable form. Every
+//! frame is `len: u32 LE` (the bytes that follow), `kind: u8`, then the body's fields in
+//! order, little-endian, without padding.
+//!
+//! - [`Frame`] is one frame; [`Frame::encode`] appends it to a buffer with a single reserve,
+//!   and [`Frame::decode`] parses one frame body (kind byte onwards).
+//! - [`FrameReader`] splits a byte stream into frames; [`split_frame`] does the same for one
+//!   buffer without allocating.
+//! - [`Enc`] and [`Dec`] are the primitive field codec, public so that other modules can
+//!   encode their own blobs (the directory state) the same way; [`Encode`] and [`Decode`]
+//!   let them embed the composite types of this module.
+//!
+//! The decoder is written for hostile input: it never panics, never indexes out of bounds,
+//! rejects unknown kinds and tags, short bodies and trailing bytes, and checks every element
+//! count against the bytes left before it reserves anything. A decoded frame's heap
+//! footprint is therefore bounded by a small multiple of the frame's length (a `Vec` holds a
+//! 24-byte header per element where the wire holds as little as a 4-byte length).
+//!
+//! ```
+//! use ckpt_transport::wire::{DEFAULT_MAX_FRAME, Frame, FrameReader, PROTOCOL_VERSION};
+//!
+//! let hello = Frame::Hello { version: PROTOCOL_VERSION, node: 2, incarnation: 7 };
+//! let mut out = Vec::with_capacity(hello.encoded_len());
+//! hello.encode(&mut out);
+//!
+//! let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+//! reader.push(&out[..5]);
+//! assert_eq!(reader.next(), Ok(None)); // waits for the rest
+//! reader.push(&out[5..]);
+//! assert_eq!(reader.next(), Ok(Some(hello)));
+//! ```
+
+use core::fmt;
+
+/// The protocol version a node announces in [`Frame::Hello`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The default limit on a frame's length (the bytes after the length prefix): the 40 MB
+/// write limit twice, plus headroom.
+pub const DEFAULT_MAX_FRAME: usize = 96 << 20;
+
+/// Bytes of the length prefix in front of every frame.
+const PREFIX_LEN: usize = 4;
+
+// Frame kinds (DESIGN.md §2).
+const KIND_HELLO: u8 = 0x01;
+const KIND_WELCOME: u8 = 0x02;
+const KIND_REQUEST: u8 = 0x10;
+const KIND_REPLY: u8 = 0x11;
+const KIND_DIR_STATE: u8 = 0x12;
+const KIND_ASSIGN: u8 = 0x13;
+const KIND_UNASSIGN: u8 = 0x14;
+const KIND_LEADER: u8 = 0x15;
+const KIND_DIFF: u8 = 0x20;
+const KIND_ACK: u8 = 0x21;
+const KIND_STALE: u8 = 0x22;
+const KIND_REMOTE: u8 = 0x30;
+const KIND_REMOTE_REPLY: u8 = 0x31;
+
+// Fewest bytes one element of each `Vec` takes on the wire, used to reject counts that the
+// rest of the frame could not hold before anything is allocated.
+const MIN_U32: usize = 4;
+const MIN_BYTES: usize = 4;
+/// `DiffOp::Delete` or `DiffOp::Retain` with nothing inside: tag and one `u32`.
+const MIN_DIFF_OP: usize = 1 + 4;
+const MIN_WRITE_ELEM: usize = 4 + 8 + 4;
+const MIN_READ_ELEM: usize = 4 + 8 + 8;
+const MIN_SECTION_ENTRY: usize = 4 + 8 + 8 + 8 + 1;
+
+/// Why bytes are not a valid frame.
+///
+/// Any of these on a peer connection is a protocol error that closes the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// A `bool` byte is neither 0 nor 1.
+    #[error("bool byte is {0}, not 0 or 1")]
+    BadBool(u8),
+    /// A `str` field is not valid UTF-8.
+    #[error("string field is not valid UTF-8")]
+    BadUtf8,
+    /// A `Vec` count is larger than the bytes left in the frame could hold.
+    #[error("element count exceeds what the rest of the frame can hold")]
+    CountTooLarge,
+    /// A frame has length zero, so it has no kind byte.
+    #[error("frame is empty (no kind byte)")]
+    EmptyFrame,
+    /// A frame's length prefix exceeds the receiver's limit.
+    #[error("frame length {len} exceeds the limit of {max} bytes")]
+    TooLong {
+        /// The length the prefix announced.
+        len: usize,
+        /// The receiver's limit.
+        max: usize,
+    },
+    /// Bytes are left after the frame's last field.
+    #[error("bytes left after the frame's last field")]
+    TrailingBytes,
+    /// The frame ends in the middle of a field.
+    #[error("frame ends in the middle of a field")]
+    Truncated,
+    /// The kind byte names no frame.
+    #[error("unknown frame kind {0:#04x}")]
+    UnknownKind(u8),
+    /// An enum or `Option` tag names no variant.
+    #[error("unknown {what} tag {tag}")]
+    UnknownTag {
+        /// The type whose tag this is (`"DirOp"`, `"Option"`, ...).
+        what: &'static str,
+        /// The tag byte read.
+        tag: u8,
+    },
+}
+
+/// One frame between node daemons (DESIGN.md §2); the comment of each variant names its
+/// kind byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// `0x01`: the first frame on every connection, naming the sender.
+    Hello {
+        /// The sender's protocol version ([`PROTOCOL_VERSION`]).
+        version: u16,
+        /// The sender's node id.
+        node: u32,
+        /// The sender daemon's incarnation: it changes on every restart.
+        incarnation: u64,
+    },
+    /// `0x02`: ckptd's answer to an agent's [`Frame::Hello`] on the node's Unix socket.
+    Welcome {
+        /// This node's id.
+        node: u32,
+        /// The daemon's incarnation.
+        incarnation: u64,
+        /// The directory of the node's replica objects, which agents map.
+        shm_dir: String,
+    },
+    /// `0x10`: a directory operation sent to the leader director.
+    Request {
+        /// The request id; a retry carries the same id so the operation is applied once.
+        req: ReqId,
+        /// The operation.
+        op: DirOp,
+    },
+    /// `0x11`: the leader director's answer to a [`Frame::Request`].
+    Reply {
+        /// The id of the request answered.
+        req: ReqId,
+        /// The outcome.
+        result: DirReply,
+    },
+    /// `0x12`: the leader's directory state, sent to the standby director.
+    DirState {
+        /// The directory term of the state.
+        term: u64,
+        /// The leader director's node id.
+        leader: u32,
+        /// The encoded directory state (the directory module's own format).
+        state: Vec<u8>,
+    },
+    /// `0x13`: the directory tells a checkpoint's replica nodes its placement.
+    Assign {
+        /// The directory term of the decision.
+        dir_term: u64,
+        /// The checkpoint's placement.
+        ckpt: CkptAssign,
+    },
+    /// `0x14`: the directory tells a node to drop its replica of a checkpoint.
+    Unassign {
+        /// The directory term of the decision.
+        dir_term: u64,
+        /// The checkpoint instance.
+        instance: u64,
+    },
+    /// `0x15`: the leader director's heartbeat.
+    Leader {
+        /// The directory term.
+        dir_term: u64,
+        /// The leader director's node id.
+        leader: u32,
+        /// The node ids the leader counts as cluster members.
+        members: Vec<u32>,
+    },
+    /// `0x20`: changes of a checkpoint that the primary streams to a replica.
+    Diff {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The replication term of the primary that sent the diff.
+        term: u64,
+        /// The seq the replica must already have applied for `ops` to follow on.
+        base: u64,
+        /// The seq the replica has reached once it has applied `ops`.
+        mark: u64,
+        /// The changes, applied in order.
+        ops: Vec<DiffOp>,
+    },
+    /// `0x21`: a replica acknowledges the diffs it applied.
+    Ack {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The replication term the replica follows.
+        term: u64,
+        /// The highest seq the replica applied.
+        seq: u64,
+    },
+    /// `0x22`: "your term is stale; mine is `term`".
+    Stale {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The sender's (newer) replication term.
+        term: u64,
+    },
+    /// `0x30`: a checkpoint operation forwarded to the node of the active replica or primary.
+    Remote {
+        /// The request id; a retry carries the same id so the operation is applied once.
+        req: ReqId,
+        /// The checkpoint instance.
+        instance: u64,
+        /// The operation.
+        op: RemoteOp,
+    },
+    /// `0x31`: the answer to a [`Frame::Remote`].
+    RemoteReply {
+        /// The id of the request answered.
+        req: ReqId,
+        /// The outcome.
+        result: RemoteResult,
+    },
+}
+
+/// The id of a forwarded request, unique in the cluster, so that a retry across reconnects
+/// or a director failover is applied once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReqId {
+    /// The node that issued the request.
+    pub node: u32,
+    /// That node daemon's incarnation.
+    pub incarnation: u64,
+    /// A counter, increasing per request within the incarnation.
+    pub counter: u64,
+}
+
+/// A checkpoint's creation attributes (`SaCkptCheckpointCreationAttributesT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Attrs {
+    /// `SA_CKPT_WR_*` and `SA_CKPT_CHECKPOINT_COLLOCATED` flags.
+    pub creation_flags: u32,
+    /// Total size of all sections' data, in bytes.
+    pub checkpoint_size: u64,
+    /// Retention duration in nanoseconds after the last close.
+    pub retention: i64,
+    /// Maximum number of sections.
+    pub max_sections: u32,
+    /// Maximum size of one section's data, in bytes.
+    pub max_section_size: u64,
+    /// Maximum length of a section id, in bytes.
+    pub max_section_id_size: u64,
+}
+
+/// The directory's placement of one checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CkptAssign {
+    /// The checkpoint instance (a new one each time a name is created anew).
+    pub instance: u64,
+    /// The checkpoint's name.
+    pub name: String,
+    /// The checkpoint's creation attributes.
+    pub attrs: Attrs,
+    /// The nodes holding a replica.
+    pub replicas: Vec<u32>,
+    /// The node of the primary (the active replica), if one is chosen.
+    pub primary: Option<u32>,
+    /// The replication term of this placement.
+    pub term: u64,
+    /// Whether the name has been unlinked (the checkpoint lives on until its last close).
+    pub unlinked: bool,
+}
+
+/// One section in a [`RemoteResult::Sections`] listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SectionEntry {
+    /// The section id.
+    pub id: Vec<u8>,
+    /// The expiration time in nanoseconds (`SA_TIME_END` for none).
+    pub expiration: i64,
+    /// The size of the section's data, in bytes.
+    pub size: u64,
+    /// The time of the last update, in nanoseconds.
+    pub last_update: i64,
+    /// The `SaCkptSectionStateT` value.
+    pub state: u8,
+}
+
+/// One element of a [`RemoteOp::Write`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteElem {
+    /// The section id.
+    pub id: Vec<u8>,
+    /// The offset in the section to write at.
+    pub offset: u64,
+    /// The bytes to write.
+    pub data: Vec<u8>,
+}
+
+/// One element of a [`RemoteOp::Read`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadElem {
+    /// The section id.
+    pub id: Vec<u8>,
+    /// The offset in the section to read from.
+    pub offset: u64,
+    /// The number of bytes to read.
+    pub size: u64,
+}
+
+/// A directory operation, carried by [`Frame::Request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirOp {
+    /// Tag 1: open (and maybe create) a checkpoint by name for a node.
+    Open {
+        /// The checkpoint's name.
+        name: String,
+        /// The creation attributes, if the open may create the checkpoint.
+        attrs: Option<Attrs>,
+        /// The `SA_CKPT_CHECKPOINT_*` open flags.
+        flags: u32,
+        /// The node that opens.
+        node: u32,
+    },
+    /// Tag 2: a node closes one open of a checkpoint.
+    Close {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The node that closes.
+        node: u32,
+    },
+    /// Tag 3: unlink a checkpoint's name.
+    Unlink {
+        /// The checkpoint's name.
+        name: String,
+    },
+    /// Tag 4: change a checkpoint's retention duration.
+    SetRetention {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The new retention duration, in nanoseconds.
+        retention: i64,
+    },
+    /// Tag 5: make a node's replica the active one (`saCkptActiveReplicaSet`).
+    SetActive {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The node whose replica becomes active.
+        node: u32,
+    },
+}
+
+/// The leader director's answer to a [`DirOp`], carried by [`Frame::Reply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirReply {
+    /// Tag 1: the operation was applied.
+    Done,
+    /// Tag 2: the checkpoint is open; here is its placement.
+    Opened {
+        /// The checkpoint's placement.
+        ckpt: CkptAssign,
+    },
+    /// Tag 3: the operation failed.
+    Failed {
+        /// The `SaAisErrorT` value.
+        code: u32,
+    },
+    /// Tag 4: the receiver is not the leader director.
+    NotLeader {
+        /// The leader, if the receiver knows it.
+        leader: Option<u32>,
+    },
+}
+
+/// One change in a [`Frame::Diff`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiffOp {
+    /// Tag 1: create a section, or replace a whole section.
+    Put {
+        /// The section id.
+        id: Vec<u8>,
+        /// The expiration time in nanoseconds.
+        expiration: i64,
+        /// The section's whole data.
+        data: Vec<u8>,
+    },
+    /// Tag 2: write bytes into a section.
+    Write {
+        /// The section id.
+        id: Vec<u8>,
+        /// The offset in the section.
+        offset: u64,
+        /// The bytes written.
+        data: Vec<u8>,
+    },
+    /// Tag 3: delete a section.
+    Delete {
+        /// The section id.
+        id: Vec<u8>,
+    },
+    /// Tag 4: change a section's expiration time.
+    Expire {
+        /// The section id.
+        id: Vec<u8>,
+        /// The new expiration time in nanoseconds.
+        expiration: i64,
+    },
+    /// Tag 5: delete every section not listed (closes a resync).
+    Retain {
+        /// The ids of the sections to keep.
+        ids: Vec<Vec<u8>>,
+    },
+}
+
+/// A checkpoint operation forwarded to another node, carried by [`Frame::Remote`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteOp {
+    /// Tag 1: `saCkptCheckpointWrite`.
+    Write {
+        /// The elements, written in order.
+        elems: Vec<WriteElem>,
+    },
+    /// Tag 2: `saCkptSectionOverwrite`.
+    Overwrite {
+        /// The section id.
+        id: Vec<u8>,
+        /// The section's new data.
+        data: Vec<u8>,
+    },
+    /// Tag 3: `saCkptCheckpointRead`.
+    Read {
+        /// The elements to read.
+        elems: Vec<ReadElem>,
+    },
+    /// Tag 4: `saCkptSectionCreate`.
+    CreateSection {
+        /// The section id, or `None` for the default section.
+        id: Option<Vec<u8>>,
+        /// The expiration time in nanoseconds.
+        expiration: i64,
+        /// The initial data.
+        data: Vec<u8>,
+    },
+    /// Tag 5: `saCkptSectionDelete`.
+    DeleteSection {
+        /// The section id.
+        id: Vec<u8>,
+    },
+    /// Tag 6: `saCkptSectionExpirationTimeSet`.
+    SetExpiration {
+        /// The section id.
+        id: Vec<u8>,
+        /// The new expiration time in nanoseconds.
+        expiration: i64,
+    },
+    /// Tag 7: `saCkptCheckpointSynchronize`.
+    Synchronize {
+        /// The timeout in nanoseconds.
+        timeout_ns: i64,
+    },
+    /// Tag 8: list sections (`saCkptSectionIterationInitialize` and its iteration).
+    Sections {
+        /// The `SaCkptSectionsChosenT` filter.
+        filter: u8,
+        /// The expiration time the filter compares against, in nanoseconds.
+        time: i64,
+    },
+    /// Tag 9: `saCkptCheckpointStatusGet`.
+    Status,
+}
+
+/// The answer to a [`RemoteOp`], carried by [`Frame::RemoteReply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteResult {
+    /// Tag 1: the operation succeeded.
+    Done,
+    /// Tag 2: the operation failed.
+    Failed {
+        /// The `SaAisErrorT` value.
+        code: u32,
+        /// The index of the failing element, for element-wise operations.
+        index: Option<u32>,
+    },
+    /// Tag 3: the data read, one item per [`ReadElem`].
+    Data {
+        /// The bytes read for each element.
+        items: Vec<Vec<u8>>,
+    },
+    /// Tag 4: the section was created.
+    Created {
+        /// The new section's id.
+        id: Vec<u8>,
+    },
+    /// Tag 5: the section listing.
+    Sections {
+        /// The sections the filter chose.
+        items: Vec<SectionEntry>,
+    },
+    /// Tag 6: the checkpoint's status.
+    Status {
+        /// The number of sections.
+        sections: u32,
+        /// The bytes of section data in use.
+        memory_used: u64,
+    },
+}
+
+impl Frame {
+    /// The frame's kind byte.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Self::Hello { .. } => KIND_HELLO,
+            Self::Welcome { .. } => KIND_WELCOME,
+            Self::Request { .. } => KIND_REQUEST,
+            Self::Reply { .. } => KIND_REPLY,
+            Self::DirState { .. } => KIND_DIR_STATE,
+            Self::Assign { .. } => KIND_ASSIGN,
+            Self::Unassign { .. } => KIND_UNASSIGN,
+            Self::Leader { .. } => KIND_LEADER,
+            Self::Diff { .. } => KIND_DIFF,
+            Self::Ack { .. } => KIND_ACK,
+            Self::Stale { .. } => KIND_STALE,
+            Self::Remote { .. } => KIND_REMOTE,
+            Self::RemoteReply { .. } => KIND_REMOTE_REPLY,
+        }
+    }
+
+    /// The exact number of bytes [`Frame::encode`] appends, length prefix included, computed
+    /// without encoding.
+    pub fn encoded_len(&self) -> usize {
+        PREFIX_LEN + 1 + self.fields_len()
+    }
+
+    /// Appends the complete frame to `out`: length prefix, kind byte and body.
+    ///
+    /// `out` is reserved once for [`Frame::encoded_len`] bytes; nothing else allocates.
+    ///
+    /// # Panics
+    ///
+    /// If the frame, or one of its byte strings or lists, is longer than `u32::MAX` (4 GiB):
+    /// the format cannot express it. Senders keep frames under the receivers' `max_frame`,
+    /// far below that.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let total = self.encoded_len();
+        out.reserve(total);
+        let start = out.len();
+        let mut enc = Enc::new(out);
+        enc.put_u32(wire_u32(total - PREFIX_LEN, "frame length"));
+        enc.put_u8(self.kind());
+        self.encode_fields(&mut enc);
+        debug_assert_eq!(
+            out.len() - start,
+            total,
+            "encoded_len disagrees with encode"
+        );
+    }
+
+    /// Decodes one frame body, starting at the kind byte (the length prefix already
+    /// removed, as [`split_frame`] returns it).
+    pub fn decode(frame: &[u8]) -> Result<Self, WireError> {
+        if frame.is_empty() {
+            return Err(WireError::EmptyFrame);
+        }
+        let mut dec = Dec::new(frame);
+        let frame = match dec.u8()? {
+            KIND_HELLO => Self::Hello {
+                version: dec.u16()?,
+                node: dec.u32()?,
+                incarnation: dec.u64()?,
+            },
+            KIND_WELCOME => Self::Welcome {
+                node: dec.u32()?,
+                incarnation: dec.u64()?,
+                shm_dir: dec.string()?,
+            },
+            KIND_REQUEST => Self::Request {
+                req: dec.decode()?,
+                op: dec.decode()?,
+            },
+            KIND_REPLY => Self::Reply {
+                req: dec.decode()?,
+                result: dec.decode()?,
+            },
+            KIND_DIR_STATE => Self::DirState {
+                term: dec.u64()?,
+                leader: dec.u32()?,
+                state: dec.byte_vec()?,
+            },
+            KIND_ASSIGN => Self::Assign {
+                dir_term: dec.u64()?,
+                ckpt: dec.decode()?,
+            },
+            KIND_UNASSIGN => Self::Unassign {
+                dir_term: dec.u64()?,
+                instance: dec.u64()?,
+            },
+            KIND_LEADER => Self::Leader {
+                dir_term: dec.u64()?,
+                leader: dec.u32()?,
+                members: dec.vec(MIN_U32, Dec::u32)?,
+            },
+            KIND_DIFF => Self::Diff {
+                instance: dec.u64()?,
+                term: dec.u64()?,
+                base: dec.u64()?,
+                mark: dec.u64()?,
+                ops: dec.vec(MIN_DIFF_OP, Dec::decode)?,
+            },
+            KIND_ACK => Self::Ack {
+                instance: dec.u64()?,
+                term: dec.u64()?,
+                seq: dec.u64()?,
+            },
+            KIND_STALE => Self::Stale {
+                instance: dec.u64()?,
+                term: dec.u64()?,
+            },
+            KIND_REMOTE => Self::Remote {
+                req: dec.decode()?,
+                instance: dec.u64()?,
+                op: dec.decode()?,
+            },
+            KIND_REMOTE_REPLY => Self::RemoteReply {
+                req: dec.decode()?,
+                result: dec.decode()?,
+            },
+            kind => return Err(WireError::UnknownKind(kind)),
+        };
+        dec.finish()?;
+        Ok(frame)
+    }
+
+    /// Bytes of the body after the kind byte.
+    fn fields_len(&self) -> usize {
+        match self {
+            Self::Hello { .. } => 2 + 4 + 8,
+            Self::Welcome { shm_dir, .. } => 4 + 8 + 4 + shm_dir.len(),
+            Self::Request { req, op } => req.wire_len() + op.wire_len(),
+            Self::Reply { req, result } => req.wire_len() + result.wire_len(),
+            Self::DirState { state, .. } => 8 + 4 + bytes_len(state),
+            Self::Assign { ckpt, .. } => 8 + ckpt.wire_len(),
+            Self::Unassign { .. } => 8 + 8,
+            Self::Leader { members, .. } => 8 + 4 + 4 + 4 * members.len(),
+            Self::Diff { ops, .. } => 8 * 4 + 4 + ops.iter().map(DiffOp::wire_len).sum::<usize>(),
+            Self::Ack { .. } => 8 * 3,
+            Self::Stale { .. } => 8 * 2,
+            Self::Remote { req, op, .. } => req.wire_len() + 8 + op.wire_len(),
+            Self::RemoteReply { req, result } => req.wire_len() + result.wire_len(),
+        }
+    }
+
+    /// Writes the body after the kind byte.
+    fn encode_fields(&self, enc: &mut Enc<'_>) {
+        match self {
+            Self::Hello {
+                version,
+                node,
+                incarnation,
+            } => {
+                enc.put_u16(*version);
+                enc.put_u32(*node);
+                enc.put_u64(*incarnation);
+            }
+            Self::Welcome {
+                node,
+                incarnation,
+                shm_dir,
+            } => {
+                enc.put_u32(*node);
+                enc.put_u64(*incarnation);
+                enc.put_str(shm_dir);
+            }
+            Self::Request { req, op } => {
+                enc.put(req);
+                enc.put(op);
+            }
+            Self::Reply { req, result } => {
+                enc.put(req);
+                enc.put(result);
+            }
+            Self::DirState {
+                term,
+                leader,
+                state,
+            } => {
+                enc.put_u64(*term);
+                enc.put_u32(*leader);
+                enc.put_bytes(state);
+            }
+            Self::Assign { dir_term, ckpt } => {
+                enc.put_u64(*dir_term);
+                enc.put(ckpt);
+            }
+            Self::Unassign { dir_term, instance } => {
+                enc.put_u64(*dir_term);
+                enc.put_u64(*instance);
+            }
+            Self::Leader {
+                dir_term,
+                leader,
+                members,
+            } => {
+                enc.put_u64(*dir_term);
+                enc.put_u32(*leader);
+                enc.put_vec(members, |enc, node| enc.put_u32(*node));
+            }
+            Self::Diff {
+                instance,
+                term,
+                base,
+                mark,
+                ops,
+            } => {
+                enc.put_u64(*instance);
+                enc.put_u64(*term);
+                enc.put_u64(*base);
+                enc.put_u64(*mark);
+                enc.put_vec(ops, Enc::put);
+            }
+            Self::Ack {
+                instance,
+                term,
+                seq,
+            } => {
+                enc.put_u64(*instance);
+                enc.put_u64(*term);
+                enc.put_u64(*seq);
+            }
+            Self::Stale { instance, term } => {
+                enc.put_u64(*instance);
+                enc.put_u64(*term);
+            }
+            Self::Remote { req, instance, op } => {
+                enc.put(req);
+                enc.put_u64(*instance);
+                enc.put(op);
+            }
+            Self::RemoteReply { req, result } => {
+                enc.put(req);
+                enc.put(result);
+            }
+        }
+    }
+}
+
+/// Splits the first frame off `buf`, without allocating.
+///
+/// Returns `Ok(None)` while `buf` holds less than a whole frame, and `Ok(Some((total,
+/// body)))` once it holds one: `total` is the bytes the frame takes, prefix included, and
+/// `body` starts at the kind byte (the input of [`Frame::decode`]). A length of zero or above
+/// `max_frame` is an error as soon as the 4 prefix bytes are there, before the body arrives.
+pub fn split_frame(buf: &[u8], max_frame: usize) -> Result<Option<(usize, &[u8])>, WireError> {
+    let Some((prefix, rest)) = buf.split_first_chunk::<PREFIX_LEN>() else {
+        return Ok(None);
+    };
+    let len = usize::try_from(u32::from_le_bytes(*prefix)).unwrap_or(usize::MAX);
+    if len == 0 {
+        return Err(WireError::EmptyFrame);
+    }
+    if len > max_frame {
+        return Err(WireError::TooLong {
+            len,
+            max: max_frame,
+        });
+    }
+    Ok(rest.get(..len).map(|body| (PREFIX_LEN + len, body)))
+}
+
+/// Splits a byte stream into frames.
+///
+/// Push bytes as they arrive and call [`FrameReader::next`] until it returns `Ok(None)`. The
+/// reader buffers at most one partial frame plus what was pushed since the last call to
+/// `next`; it never reserves space for a frame on the word of its length prefix alone.
+///
+/// A length prefix of zero or above `max_frame` makes the stream unreadable (the frame
+/// boundaries are lost): the reader drops its buffer, ignores later pushes and returns the
+/// same error from every later `next`. A whole frame that fails to decode is consumed, so the
+/// caller may go on, though on a peer connection any error closes the connection.
+pub struct FrameReader {
+    /// Bytes received; those before `start` are consumed.
+    buf: Vec<u8>,
+    /// Offset in `buf` of the first byte not yet consumed.
+    start: usize,
+    /// The largest frame length accepted (the bytes after the prefix).
+    max_frame: usize,
+    /// The length error that made the stream unreadable.
+    failed: Option<WireError>,
+}
+
+impl FrameReader {
+    /// A reader accepting frames of at most `max_frame` bytes after the length prefix
+    /// (usually [`DEFAULT_MAX_FRAME`]).
+    pub fn new(max_frame: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            max_frame,
+            failed: None,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// The next complete frame, `Ok(None)` if more bytes are needed, or why the next frame is
+    /// invalid.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "Ok(None) means \"not yet\", not the end, and errors are not items"
+    )]
+    pub fn next(&mut self) -> Result<Option<Frame>, WireError> {
+        if let Some(err) = self.failed {
+            return Err(err);
+        }
+        let pending = self.buf.get(self.start..).unwrap_or_default();
+        match split_frame(pending, self.max_frame) {
+            Ok(Some((total, body))) => {
+                let frame = Frame::decode(body);
+                self.start += total;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
+                frame.map(Some)
+            }
+            Ok(None) => {
+                // Move the partial frame to the front once, so the buffer holds no more than
+                // one frame while the rest of it arrives.
+                if self.start > 0 {
+                    self.buf.drain(..self.start);
+                    self.start = 0;
+                }
+                Ok(None)
+            }
+            Err(err) => {
+                self.failed = Some(err);
+                self.buf = Vec::new();
+                self.start = 0;
+                Err(err)
+            }
+        }
+    }
+
+    /// The bytes received and not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// The largest frame length this reader accepts.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+}
+
+impl fmt::Debug for FrameReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("buffered", &self.buffered())
+            .field("max_frame", &self.max_frame)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+/// Appends fields to a buffer in the wire encoding.
+///
+/// The caller reserves; every `put_*` appends with `extend_from_slice`.
+pub struct Enc<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Enc<'a> {
+    /// An encoder appending to `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        Self { out }
+    }
+
+    /// Appends a `u8`.
+    pub fn put_u8(&mut self, v: u8) {
+        self.out.push(v);
+    }
+
+    /// Appends a `u16`, little-endian.
+    pub fn put_u16(&mut self, v: u16) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a `u32`, little-endian.
+    pub fn put_u32(&mut self, v: u32) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a `u64`, little-endian.
+    pub fn put_u64(&mut self, v: u64) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends an `i64`, little-endian two's complement.
+    pub fn put_i64(&mut self, v: i64) {
+        self.out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a `bool` as one byte, 0 or 1.
+    pub fn put_bool(&mut self, v: bool) {
+        self.out.push(u8::from(v));
+    }
+
+    /// Appends `bytes`: a `u32` length, then the bytes.
+    ///
+    /// # Panics
+    ///
+    /// If `v` is longer than `u32::MAX`.
+    pub fn put_bytes(&mut self, v: &[u8]) {
+        self.put_u32(wire_u32(v.len(), "byte string length"));
+        self.out.extend_from_slice(v);
+    }
+
+    /// Appends a `str`: its UTF-8 bytes as `bytes`.
+    ///
+    /// # Panics
+    ///
+    /// If `v` is longer than `u32::MAX` bytes.
+    pub fn put_str(&mut self, v: &str) {
+        self.put_bytes(v.as_bytes());
+    }
+
+    /// Appends an `Option`: tag 0, or tag 1 followed by what `put` appends for the value.
+    pub fn put_option<T: ?Sized>(&mut self, v: Option<&T>, put: impl FnOnce(&mut Self, &T)) {
+        match v {
+            None => self.put_u8(0),
+            Some(v) => {
+                self.put_u8(1);
+                put(self, v);
+            }
+        }
+    }
+
+    /// Appends a `Vec`: a `u32` count, then what `put` appends for each item.
+    ///
+    /// # Panics
+    ///
+    /// If `items` has more than `u32::MAX` elements.
+    pub fn put_vec<T>(&mut self, items: &[T], mut put: impl FnMut(&mut Self, &T)) {
+        self.put_u32(wire_u32(items.len(), "element count"));
+        for item in items {
+            put(self, item);
+        }
+    }
+
+    /// Appends a composite value ([`Encode`]).
+    pub fn put<T: Encode + ?Sized>(&mut self, v: &T) {
+        v.encode_to(self);
+    }
+}
+
+impl fmt::Debug for Enc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enc").field("len", &self.out.len()).finish()
+    }
+}
+
+/// Reads fields in the wire encoding from a byte slice.
+///
+/// Getters return [`WireError::Truncated`] rather than read past the end; those of single
+/// fields (numbers, `bool`, `bytes`, `str`) consume nothing when they fail. Call
+/// [`Dec::finish`] at the end to reject trailing bytes.
+#[derive(Clone)]
+pub struct Dec<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Dec<'a> {
+    /// A decoder reading `buf` from its start.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf }
+    }
+
+    /// The bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether everything has been read.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Succeeds if everything has been read, and fails with [`WireError::TrailingBytes`]
+    /// otherwise.
+    pub fn finish(self) -> Result<(), WireError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::TrailingBytes)
+        }
+    }
+
+    /// Reads `N` bytes.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let (head, rest) = self
+            .buf
+            .split_first_chunk::<N>()
+            .ok_or(WireError::Truncated)?;
+        self.buf = rest;
+        Ok(*head)
+    }
+
+    /// Reads a `u8`.
+    pub fn u8(&mut self) -> Result<u8, WireError> {
+        self.array::<1>().map(|[v]| v)
+    }
+
+    /// Reads a little-endian `u16`.
+    pub fn u16(&mut self) -> Result<u16, WireError> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    /// Reads a little-endian `u32`.
+    pub fn u32(&mut self) -> Result<u32, WireError> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    /// Reads a little-endian `u64`.
+    pub fn u64(&mut self) -> Result<u64, WireError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    /// Reads a little-endian `i64`.
+    pub fn i64(&mut self) -> Result<i64, WireError> {
+        self.array().map(i64::from_le_bytes)
+    }
+
+    /// Reads a `bool`: one byte, 0 or 1.
+    pub fn bool(&mut self) -> Result<bool, WireError> {
+        let [v] = self.array::<1>()?;
+        match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::BadBool(v)),
+        }
+    }
+
+    /// Reads `bytes` (a `u32` length, then the bytes), borrowing them from the input.
+    pub fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+        let mut peek = self.clone();
+        let len = usize::try_from(peek.u32()?).map_err(|_| WireError::Truncated)?;
+        let (bytes, rest) = peek.buf.split_at_checked(len).ok_or(WireError::Truncated)?;
+        self.buf = rest;
+        Ok(bytes)
+    }
+
+    /// Reads `bytes` into a new `Vec` (exactly as long as the bytes, which are in the input).
+    pub fn byte_vec(&mut self) -> Result<Vec<u8>, WireError> {
+        self.bytes().map(<[u8]>::to_vec)
+    }
+
+    /// Reads a `str`, borrowing it from the input.
+    pub fn str(&mut self) -> Result<&'a str, WireError> {
+        let mut peek = self.clone();
+        let s = core::str::from_utf8(peek.bytes()?).map_err(|_| WireError::BadUtf8)?;
+        *self = peek;
+        Ok(s)
+    }
+
+    /// Reads a `str` into a new `String`.
+    pub fn string(&mut self) -> Result<String, WireError> {
+        self.str().map(str::to_owned)
+    }
+
+    /// Reads an `Option`: tag 0, or tag 1 followed by what `read` reads.
+    pub fn option<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, WireError>,
+    ) -> Result<Option<T>, WireError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => read(self).map(Some),
+            tag => Err(WireError::UnknownTag {
+                what: "Option",
+                tag,
+            }),
+        }
+    }
+
+    /// Reads a `Vec` count, checking that the bytes left could hold that many items of at
+    /// least `min_item_len` bytes each ([`WireError::CountTooLarge`] otherwise).
+    pub fn count(&mut self, min_item_len: usize) -> Result<usize, WireError> {
+        debug_assert!(min_item_len > 0, "every item takes at least one byte");
+        let count = usize::try_from(self.u32()?).map_err(|_| WireError::CountTooLarge)?;
+        if count > self.buf.len() / min_item_len.max(1) {
+            return Err(WireError::CountTooLarge);
+        }
+        Ok(count)
+    }
+
+    /// Reads a `Vec`: a count (checked as [`Dec::count`] does, before anything is
+    /// allocated), then that many items with `read`.
+    pub fn vec<T>(
+        &mut self,
+        min_item_len: usize,
+        mut read: impl FnMut(&mut Self) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, WireError> {
+        let count = self.count(min_item_len)?;
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(read(self)?);
+        }
+        Ok(items)
+    }
+
+    /// Reads a composite value ([`Decode`]).
+    pub fn decode<T: Decode>(&mut self) -> Result<T, WireError> {
+        T::decode_from(self)
+    }
+}
+
+impl fmt::Debug for Dec<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dec")
+            .field("remaining", &self.buf.len())
+            .finish()
+    }
+}
+
+/// A composite value with a wire encoding, for embedding in other blobs with [`Enc::put`].
+pub trait Encode {
+    /// The exact number of bytes [`Encode::encode_to`] appends.
+    fn wire_len(&self) -> usize;
+
+    /// Appends the value's fields.
+    fn encode_to(&self, enc: &mut Enc<'_>);
+}
+
+/// A composite value with a wire encoding, read with [`Dec::decode`].
+pub trait Decode: Sized {
+    /// Reads the value's fields.
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError>;
+}
+
+impl Encode for ReqId {
+    fn wire_len(&self) -> usize {
+        4 + 8 + 8
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_u32(self.node);
+        enc.put_u64(self.incarnation);
+        enc.put_u64(self.counter);
+    }
+}
+
+impl Decode for ReqId {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            node: dec.u32()?,
+            incarnation: dec.u64()?,
+            counter: dec.u64()?,
+        })
+    }
+}
+
+impl Encode for Attrs {
+    fn wire_len(&self) -> usize {
+        4 + 8 + 8 + 4 + 8 + 8
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_u32(self.creation_flags);
+        enc.put_u64(self.checkpoint_size);
+        enc.put_i64(self.retention);
+        enc.put_u32(self.max_sections);
+        enc.put_u64(self.max_section_size);
+        enc.put_u64(self.max_section_id_size);
+    }
+}
+
+impl Decode for Attrs {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            creation_flags: dec.u32()?,
+            checkpoint_size: dec.u64()?,
+            retention: dec.i64()?,
+            max_sections: dec.u32()?,
+            max_section_size: dec.u64()?,
+            max_section_id_size: dec.u64()?,
+        })
+    }
+}
+
+impl Encode for CkptAssign {
+    fn wire_len(&self) -> usize {
+        8 + bytes_len(self.name.as_bytes())
+            + self.attrs.wire_len()
+            + 4
+            + 4 * self.replicas.len()
+            + option_len(self.primary.as_ref(), |_| 4)
+            + 8
+            + 1
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_u64(self.instance);
+        enc.put_str(&self.name);
+        enc.put(&self.attrs);
+        enc.put_vec(&self.replicas, |enc, node| enc.put_u32(*node));
+        enc.put_option(self.primary.as_ref(), |enc, node| enc.put_u32(*node));
+        enc.put_u64(self.term);
+        enc.put_bool(self.unlinked);
+    }
+}
+
+impl Decode for CkptAssign {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            instance: dec.u64()?,
+            name: dec.string()?,
+            attrs: dec.decode()?,
+            replicas: dec.vec(MIN_U32, Dec::u32)?,
+            primary: dec.option(Dec::u32)?,
+            term: dec.u64()?,
+            unlinked: dec.bool()?,
+        })
+    }
+}
+
+impl Encode for SectionEntry {
+    fn wire_len(&self) -> usize {
+        bytes_len(&self.id) + 8 + 8 + 8 + 1
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_bytes(&self.id);
+        enc.put_i64(self.expiration);
+        enc.put_u64(self.size);
+        enc.put_i64(self.last_update);
+        enc.put_u8(self.state);
+    }
+}
+
+impl Decode for SectionEntry {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            id: dec.byte_vec()?,
+            expiration: dec.i64()?,
+            size: dec.u64()?,
+            last_update: dec.i64()?,
+            state: dec.u8()?,
+        })
+    }
+}
+
+impl Encode for WriteElem {
+    fn wire_len(&self) -> usize {
+        bytes_len(&self.id) + 8 + bytes_len(&self.data)
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_bytes(&self.id);
+        enc.put_u64(self.offset);
+        enc.put_bytes(&self.data);
+    }
+}
+
+impl Decode for WriteElem {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            id: dec.byte_vec()?,
+            offset: dec.u64()?,
+            data: dec.byte_vec()?,
+        })
+    }
+}
+
+impl Encode for ReadElem {
+    fn wire_len(&self) -> usize {
+        bytes_len(&self.id) + 8 + 8
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_bytes(&self.id);
+        enc.put_u64(self.offset);
+        enc.put_u64(self.size);
+    }
+}
+
+impl Decode for ReadElem {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            id: dec.byte_vec()?,
+            offset: dec.u64()?,
+            size: dec.u64()?,
+        })
+    }
+}
+
+impl Encode for DirOp {
+    fn wire_len(&self) -> usize {
+        1 + match self {
+            Self::Open { name, attrs, .. } => {
+                bytes_len(name.as_bytes()) + option_len(attrs.as_ref(), Attrs::wire_len) + 4 + 4
+            }
+            Self::Close { .. } => 8 + 4,
+            Self::Unlink { name } => bytes_len(name.as_bytes()),
+            Self::SetRetention { .. } => 8 + 8,
+            Self::SetActive { .. } => 8 + 4,
+        }
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        match self {
+            Self::Open {
+                name,
+                attrs,
+                flags,
+                node,
+            } => {
+                enc.put_u8(1);
+                enc.put_str(name);
+                enc.put_option(attrs.as_ref(), Enc::put);
+                enc.put_u32(*flags);
+                enc.put_u32(*node);
+            }
+            Self::Close { instance, node } => {
+                enc.put_u8(2);
+                enc.put_u64(*instance);
+                enc.put_u32(*node);
+            }
+            Self::Unlink { name } => {
+                enc.put_u8(3);
+                enc.put_str(name);
+            }
+            Self::SetRetention {
+                instance,
+                retention,
+            } => {
+                enc.put_u8(4);
+                enc.put_u64(*instance);
+                enc.put_i64(*retention);
+            }
+            Self::SetActive { instance, node } => {
+                enc.put_u8(5);
+                enc.put_u64(*instance);
+                enc.put_u32(*node);
+            }
+        }
+    }
+}
+
+impl Decode for DirOp {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(match dec.u8()? {
+            1 => Self::Open {
+                name: dec.string()?,
+                attrs: dec.option(Dec::decode)?,
+                flags: dec.u32()?,
+                node: dec.u32()?,
+            },
+            2 => Self::Close {
+                instance: dec.u64()?,
+                node: dec.u32()?,
+            },
+            3 => Self::Unlink {
+                name: dec.string()?,
+            },
+            4 => Self::SetRetention {
+                instance: dec.u64()?,
+                retention: dec.i64()?,
+            },
+            5 => Self::SetActive {
+                instance: dec.u64()?,
+                node: dec.u32()?,
+            },
+            tag => return Err(WireError::UnknownTag { what: "DirOp", tag }),
+        })
+    }
+}
+
+impl Encode for DirReply {
+    fn wire_len(&self) -> usize {
+        1 + match self {
+            Self::Done => 0,
+            Self::Opened { ckpt } => ckpt.wire_len(),
+            Self::Failed { .. } => 4,
+            Self::NotLeader { leader } => option_len(leader.as_ref(), |_| 4),
+        }
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        match self {
+            Self::Done => enc.put_u8(1),
+            Self::Opened { ckpt } => {
+                enc.put_u8(2);
+                enc.put(ckpt);
+            }
+            Self::Failed { code } => {
+                enc.put_u8(3);
+                enc.put_u32(*code);
+            }
+            Self::NotLeader { leader } => {
+                enc.put_u8(4);
+                enc.put_option(leader.as_ref(), |enc, node| enc.put_u32(*node));
+            }
+        }
+    }
+}
+
+impl Decode for DirReply {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(match dec.u8()? {
+            1 => Self::Done,
+            2 => Self::Opened {
+                ckpt: dec.decode()?,
+            },
+            3 => Self::Failed { code: dec.u32()? },
+            4 => Self::NotLeader {
+                leader: dec.option(Dec::u32)?,
+            },
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "DirReply",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+impl Encode for DiffOp {
+    fn wire_len(&self) -> usize {
+        1 + match self {
+            Self::Put { id, data, .. } => bytes_len(id) + 8 + bytes_len(data),
+            Self::Write { id, data, .. } => bytes_len(id) + 8 + bytes_len(data),
+            Self::Delete { id } => bytes_len(id),
+            Self::Expire { id, .. } => bytes_len(id) + 8,
+            Self::Retain { ids } => 4 + ids.iter().map(|id| bytes_len(id)).sum::<usize>(),
+        }
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        match self {
+            Self::Put {
+                id,
+                expiration,
+                data,
+            } => {
+                enc.put_u8(1);
+                enc.put_bytes(id);
+                enc.put_i64(*expiration);
+                enc.put_bytes(data);
+            }
+            Self::Write { id, offset, data } => {
+                enc.put_u8(2);
+                enc.put_bytes(id);
+                enc.put_u64(*offset);
+                enc.put_bytes(data);
+            }
+            Self::Delete { id } => {
+                enc.put_u8(3);
+                enc.put_bytes(id);
+            }
+            Self::Expire { id, expiration } => {
+                enc.put_u8(4);
+                enc.put_bytes(id);
+                enc.put_i64(*expiration);
+            }
+            Self::Retain { ids } => {
+                enc.put_u8(5);
+                enc.put_vec(ids, |enc, id| enc.put_bytes(id));
+            }
+        }
+    }
+}
+
+impl Decode for DiffOp {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(match dec.u8()? {
+            1 => Self::Put {
+                id: dec.byte_vec()?,
+                expiration: dec.i64()?,
+                data: dec.byte_vec()?,
+            },
+            2 => Self::Write {
+                id: dec.byte_vec()?,
+                offset: dec.u64()?,
+                data: dec.byte_vec()?,
+            },
+            3 => Self::Delete {
+                id: dec.byte_vec()?,
+            },
+            4 => Self::Expire {
+                id: dec.byte_vec()?,
+                expiration: dec.i64()?,
+            },
+            5 => Self::Retain {
+                ids: dec.vec(MIN_BYTES, Dec::byte_vec)?,
+            },
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "DiffOp",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+impl Encode for RemoteOp {
+    fn wire_len(&self) -> usize {
+        1 + match self {
+            Self::Write { elems } => 4 + elems.iter().map(WriteElem::wire_len).sum::<usize>(),
+            Self::Overwrite { id, data } => bytes_len(id) + bytes_len(data),
+            Self::Read { elems } => 4 + elems.iter().map(ReadElem::wire_len).sum::<usize>(),
+            Self::CreateSection { id, data, .. } => {
+                option_len(id.as_ref(), |id| bytes_len(id)) + 8 + bytes_len(data)
+            }
+            Self::DeleteSection { id } => bytes_len(id),
+            Self::SetExpiration { id, .. } => bytes_len(id) + 8,
+            Self::Synchronize { .. } => 8,
+            Self::Sections { .. } => 1 + 8,
+            Self::Status => 0,
+        }
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        match self {
+            Self::Write { elems } => {
+                enc.put_u8(1);
+                enc.put_vec(elems, Enc::put);
+            }
+            Self::Overwrite { id, data } => {
+                enc.put_u8(2);
+                enc.put_bytes(id);
+                enc.put_bytes(data);
+            }
+            Self::Read { elems } => {
+                enc.put_u8(3);
+                enc.put_vec(elems, Enc::put);
+            }
+            Self::CreateSection {
+                id,
+                expiration,
+                data,
+            } => {
+                enc.put_u8(4);
+                enc.put_option(id.as_deref(), Enc::put_bytes);
+                enc.put_i64(*expiration);
+                enc.put_bytes(data);
+            }
+            Self::DeleteSection { id } => {
+                enc.put_u8(5);
+                enc.put_bytes(id);
+            }
+            Self::SetExpiration { id, expiration } => {
+                enc.put_u8(6);
+                enc.put_bytes(id);
+                enc.put_i64(*expiration);
+            }
+            Self::Synchronize { timeout_ns } => {
+                enc.put_u8(7);
+                enc.put_i64(*timeout_ns);
+            }
+            Self::Sections { filter, time } => {
+                enc.put_u8(8);
+                enc.put_u8(*filter);
+                enc.put_i64(*time);
+            }
+            Self::Status => enc.put_u8(9),
+        }
+    }
+}
+
+impl Decode for RemoteOp {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(match dec.u8()? {
+            1 => Self::Write {
+                elems: dec.vec(MIN_WRITE_ELEM, Dec::decode)?,
+            },
+            2 => Self::Overwrite {
+                id: dec.byte_vec()?,
+                data: dec.byte_vec()?,
+            },
+            3 => Self::Read {
+                elems: dec.vec(MIN_READ_ELEM, Dec::decode)?,
+            },
+            4 => Self::CreateSection {
+                id: dec.option(Dec::byte_vec)?,
+                expiration: dec.i64()?,
+                data: dec.byte_vec()?,
+            },
+            5 => Self::DeleteSection {
+                id: dec.byte_vec()?,
+            },
+            6 => Self::SetExpiration {
+                id: dec.byte_vec()?,
+                expiration: dec.i64()?,
+            },
+            7 => Self::Synchronize {
+                timeout_ns: dec.i64()?,
+            },
+            8 => Self::Sections {
+                filter: dec.u8()?,
+                time: dec.i64()?,
+            },
+            9 => Self::Status,
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "RemoteOp",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+impl Encode for RemoteResult {
+    fn wire_len(&self) -> usize {
+        1 + match self {
+            Self::Done => 0,
+            Self::Failed { index, .. } => 4 + option_len(index.as_ref(), |_| 4),
+            Self::Data { items } => 4 + items.iter().map(|item| bytes_len(item)).sum::<usize>(),
+            Self::Created { id } => bytes_len(id),
+            Self::Sections { items } => 4 + items.iter().map(SectionEntry::wire_len).sum::<usize>(),
+            Self::Status { .. } => 4 + 8,
+        }
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        match self {
+            Self::Done => enc.put_u8(1),
+            Self::Failed { code, index } => {
+                enc.put_u8(2);
+                enc.put_u32(*code);
+                enc.put_option(index.as_ref(), |enc, index| enc.put_u32(*index));
+            }
+            Self::Data { items } => {
+                enc.put_u8(3);
+                enc.put_vec(items, |enc, item| enc.put_bytes(item));
+            }
+            Self::Created { id } => {
+                enc.put_u8(4);
+                enc.put_bytes(id);
+            }
+            Self::Sections { items } => {
+                enc.put_u8(5);
+                enc.put_vec(items, Enc::put);
+            }
+            Self::Status {
+                sections,
+                memory_used,
+            } => {
+                enc.put_u8(6);
+                enc.put_u32(*sections);
+                enc.put_u64(*memory_used);
+            }
+        }
+    }
+}
+
+impl Decode for RemoteResult {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(match dec.u8()? {
+            1 => Self::Done,
+            2 => Self::Failed {
+                code: dec.u32()?,
+                index: dec.option(Dec::u32)?,
+            },
+            3 => Self::Data {
+                items: dec.vec(MIN_BYTES, Dec::byte_vec)?,
+            },
+            4 => Self::Created {
+                id: dec.byte_vec()?,
+            },
+            5 => Self::Sections {
+                items: dec.vec(MIN_SECTION_ENTRY, Dec::decode)?,
+            },
+            6 => Self::Status {
+                sections: dec.u32()?,
+                memory_used: dec.u64()?,
+            },
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "RemoteResult",
+                    tag,
+                });
+            }
+        })
+    }
+}
+
+/// Bytes `bytes` (or a `str`) of this content takes: the `u32` length and the content.
+fn bytes_len(v: &[u8]) -> usize {
+    4 + v.len()
+}
+
+/// Bytes an `Option` takes: the tag, and the value if there is one.
+fn option_len<T: ?Sized>(v: Option<&T>, len: impl FnOnce(&T) -> usize) -> usize {
+    1 + v.map_or(0, len)
+}
+
+/// A length or count as the wire's `u32`.
+///
+/// # Panics
+///
+/// If `n` exceeds `u32::MAX`: the format cannot express it (see [`Frame::encode`]).
+fn wire_u32(n: usize, what: &str) -> u32 {
+    match u32::try_from(n) {
+        Ok(n) => n,
+        Err(_) => panic!("{what} {n} does not fit the wire's u32"),
+    }
+}
