@@ -54,6 +54,9 @@ pub struct ReplConfig {
     /// With frames unacknowledged and no progress for this long, the primary probes the
     /// replica's position again and resends from there.
     pub resend_after: Duration,
+    /// How often an unanswered probe is repeated (a replica whose node has not created
+    /// its object yet ignores diffs).
+    pub probe_every: Duration,
 }
 
 impl Default for ReplConfig {
@@ -63,6 +66,7 @@ impl Default for ReplConfig {
             max_batch_bytes: 4 << 20,
             window_bytes: 64 << 20,
             resend_after: Duration::from_secs(2),
+            probe_every: Duration::from_millis(100),
         }
     }
 }
@@ -325,7 +329,7 @@ impl Primary {
             match &mut f.phase {
                 Phase::Probe { sent_at } => {
                     let due =
-                        sent_at.is_none_or(|t| now.saturating_sub(t) >= self.config.resend_after);
+                        sent_at.is_none_or(|t| now.saturating_sub(t) >= self.config.probe_every);
                     if due {
                         *sent_at = Some(now);
                         out.push(Transmit {
@@ -339,7 +343,7 @@ impl Primary {
                             },
                         });
                     }
-                    let t = sent_at.unwrap_or(now) + self.config.resend_after;
+                    let t = sent_at.unwrap_or(now) + self.config.probe_every;
                     wake(t);
                 }
                 Phase::Snapshot(_) => {

@@ -20,9 +20,15 @@ use ckpt_agent::{
 /// `ckpt demo` options.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Internal: run as the writer or reader child.
+    /// `failover`: the two-node failover scenario (ckptd on loopback); without it, the
+    /// single-node writer/reader demo with no daemon.
+    scenario: Option<String>,
+    /// Internal: run as one of the demo's child processes.
     #[arg(long, hide = true)]
     role: Option<String>,
+    /// Internal: the ckptd socket of a failover child.
+    #[arg(long, hide = true)]
+    socket: Option<std::path::PathBuf>,
     /// Checkpoint name.
     #[arg(long, default_value = "safCkpt=DemoCkpt,safApp=safCkptService")]
     name: String,
@@ -47,6 +53,13 @@ fn attrs() -> CreationAttributes {
 
 /// Runs the demo (or one of its child roles).
 pub fn run(dir: &Path, args: &Args) -> Result<ExitCode, String> {
+    match args.scenario.as_deref() {
+        Some("failover") => {
+            return super::failover::run(args.role.as_deref(), args.socket.as_deref());
+        }
+        Some(other) => return Err(format!("unknown demo {other} (try: ckpt demo failover)")),
+        None => {}
+    }
     match args.role.as_deref() {
         Some("writer") => writer(dir, args),
         Some("reader") => reader(dir, args),
