@@ -2,7 +2,11 @@
 //! clients) in idiomatic Rust, on top of ckpt-engine.
 //!
 //! On one node it needs no daemon: checkpoints live in shared memory (`/dev/shm/ckpt/...`)
-//! and every process that opens one reads and writes it directly. A [`Library`] is the
+//! and every process that opens one reads and writes it directly. In a cluster
+//! ([`Config::cluster`], or the `CKPT_CLUSTER_SOCKET` environment variable: the mode is
+//! always explicit) the node's `ckptd` decides opens, placement and the active replica,
+//! and ships changes to other nodes; the data path still maps the node's replica directly,
+//! and synchronize waits until every replica has acknowledged. A [`Library`] is the
 //! standard's library handle (`saCkptInitialize`), a [`Checkpoint`] a checkpoint handle
 //! (`saCkptCheckpointOpen`); dropping either finalizes or closes it. Every call returns an
 //! [`Error`] that maps onto one `SaAisErrorT` ([`Error::code`]).

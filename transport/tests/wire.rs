@@ -287,6 +287,13 @@ fn frame() -> impl Strategy<Value = Frame> {
                 incarnation,
             }
         }),
+        (any::<u32>(), any::<u64>(), ".{0,24}").prop_map(|(node, incarnation, shm_dir)| {
+            Frame::Welcome {
+                node,
+                incarnation,
+                shm_dir,
+            }
+        }),
         (req_id(), dir_op()).prop_map(|(req, op)| Frame::Request { req, op }),
         (req_id(), dir_reply()).prop_map(|(req, result)| Frame::Reply { req, result }),
         (any::<u64>(), any::<u32>(), bytes()).prop_map(|(term, leader, state)| Frame::DirState {
@@ -361,6 +368,11 @@ fn one_of_each_kind() -> Vec<Frame> {
             version: PROTOCOL_VERSION,
             node: 2,
             incarnation: 3,
+        },
+        Frame::Welcome {
+            node: 2,
+            incarnation: 3,
+            shm_dir: "/dev/shm/ckpt/n2".to_owned(),
         },
         Frame::Request {
             req,
@@ -562,7 +574,7 @@ fn every_frame_kind_round_trips() {
     assert_eq!(
         kinds,
         [
-            0x01, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22, 0x30, 0x31
+            0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22, 0x30, 0x31
         ]
     );
     for sut in frames {
@@ -587,7 +599,7 @@ fn encode_appends_after_existing_bytes_with_one_reservation() {
 
 #[test]
 fn unknown_kind_is_rejected() {
-    assert_eq!(Frame::decode(&[0x02]), Err(WireError::UnknownKind(0x02)));
+    assert_eq!(Frame::decode(&[0x03]), Err(WireError::UnknownKind(0x03)));
     assert_eq!(
         Frame::decode(&[0xff, 0, 0]),
         Err(WireError::UnknownKind(0xff))
@@ -654,7 +666,7 @@ fn unknown_tags_are_rejected_with_their_type() {
 
 #[test]
 fn bool_other_than_zero_or_one_is_rejected() {
-    let Frame::Assign { ckpt, .. } = one_of_each_kind().swap_remove(4) else {
+    let Frame::Assign { ckpt, .. } = one_of_each_kind().swap_remove(5) else {
         unreachable!()
     };
     let mut sut = body(&Frame::Assign { dir_term: 1, ckpt });
