@@ -172,6 +172,12 @@ impl Replica {
         }
     }
 
+    /// Lowers the acknowledged seq to `seq` (a replica joined the set and has acknowledged
+    /// less). Waiters need no wake-up: nothing they wait for became true.
+    pub fn lower_acked_seq(&self, seq: u64) {
+        self.region.hdr(hdr::ACKED_SEQ).fetch_min(seq, SeqCst);
+    }
+
     /// Blocks until ACKED_SEQ is at least `seq` or `timeout` passes; returns whether it is
     /// (the confirmed synchronize barrier: `wait_for_acked(commit_seq(), ..)`). Returns at
     /// once, without a syscall, when it already is. Waiters announce themselves as in

@@ -804,7 +804,12 @@ impl Node {
         {
             p.poll(&l.replica, now, &mut tx);
             let floor = p.acked_floor().unwrap_or_else(|| l.replica.commit_seq());
-            l.replica.set_acked_seq(floor);
+            if floor < l.replica.acked_seq() {
+                // A replica joined: a synchronize from now on waits for it too.
+                l.replica.lower_acked_seq(floor);
+            } else {
+                l.replica.set_acked_seq(floor);
+            }
         }
         for t in tx {
             self.send(t);
