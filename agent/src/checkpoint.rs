@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ckpt_engine::{Role, SectionCursor, SectionFilter, SectionGuard, set_write_tag};
-use ckpt_transport::wire::{DirOp, DirReply};
+use ckpt_transport::wire::{DirOp, DirReply, ReadElem, RemoteOp, RemoteResult, WriteElem};
 
 use crate::cluster;
 use crate::error::{Error, Result, VectorError, from_registry, from_section, from_vector};
@@ -22,6 +22,11 @@ static NEXT_CHECKPOINT: AtomicU64 = AtomicU64::new(1);
 /// How long a close waits for ckptd's answer (the close itself cannot fail).
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// The longest a remote operation waits for ckptd's answer. ckptd answers every one
+/// well before (an ALL_REPLICAS write within its write timeout, a forwarded one when the
+/// primary answers or its node is lost); this only bounds a daemon that stops answering.
+const REMOTE_WAIT: Duration = Duration::from_secs(30);
+
 pub(crate) struct CkptInner {
     pub(crate) handle: CheckpointHandle,
     /// The journal tag of this handle's changes (24 bits, never 0).
@@ -31,6 +36,7 @@ pub(crate) struct CkptInner {
     pub(crate) flags: OpenFlags,
     pub(crate) closed: AtomicBool,
     collocated_async: bool,
+    all_replicas: bool,
     max_section_size: u64,
     write_bytes: u64,
     b02: bool,
@@ -48,6 +54,10 @@ impl CkptInner {
             tag: (n % u64::from(ckpt_engine::MAX_WRITE_TAG)) as u32 + 1,
             lib,
             collocated_async: inst.attrs.creation_flags.is_collocated_async(),
+            all_replicas: inst
+                .attrs
+                .creation_flags
+                .contains(CreationFlags::WR_ALL_REPLICAS),
             max_section_size: inst.attrs.max_section_size,
             write_bytes,
             b02,
@@ -119,12 +129,63 @@ impl CkptInner {
         Ok(())
     }
 
+    /// Standalone: a collocated asynchronous checkpoint without an active replica has no
+    /// data yet. In a cluster the active replica may be elsewhere: the node that orders
+    /// the writes answers (NotExist when there is none).
     #[inline]
     fn active(&self) -> Result<()> {
-        if self.collocated_async && !self.inst.is_active() {
+        if self.collocated_async && self.inst.cluster.is_none() && !self.inst.is_active() {
             return Err(Error::NotExist);
         }
         Ok(())
+    }
+
+    /// Whether writes go to ckptd: ALL_REPLICAS writes are ordered (and published) by the
+    /// daemon of the primary's node; other writes go there unless the node's replica is
+    /// the primary.
+    #[inline]
+    fn remote_writes(&self) -> bool {
+        self.inst.cluster.is_some()
+            && (self.all_replicas || !self.inst.local || !self.inst.is_active())
+    }
+
+    /// Whether reads go to ckptd: an asynchronous checkpoint is read from its active
+    /// replica; an ALL_REPLICAS one from the node's replica when there is one.
+    #[inline]
+    fn remote_reads(&self) -> bool {
+        self.inst.cluster.is_some()
+            && (!self.inst.local || (!self.all_replicas && !self.inst.is_active()))
+    }
+
+    fn remote(&self, op: RemoteOp, timeout: Option<Duration>) -> Result<RemoteResult> {
+        let client = self.inst.cluster.as_ref().ok_or(Error::BadHandle)?;
+        match client.remote(self.inst.id, op, timeout)? {
+            RemoteResult::Failed { code, .. } => Err(Error::from_code(code)),
+            r => Ok(r),
+        }
+    }
+
+    fn remote_done(&self, op: RemoteOp) -> Result<()> {
+        match self.remote(op, Some(REMOTE_WAIT))? {
+            RemoteResult::Done => Ok(()),
+            _ => Err(Error::Library("ckptd answered with the wrong result")),
+        }
+    }
+
+    /// A remote multi-element operation: the failing element's index comes back.
+    fn remote_vector(&self, op: RemoteOp) -> Result<RemoteResult, VectorError> {
+        let client = self.inst.cluster.as_ref().ok_or(VectorError {
+            index: 0,
+            error: Error::BadHandle,
+        })?;
+        match client.remote(self.inst.id, op, Some(REMOTE_WAIT)) {
+            Ok(RemoteResult::Failed { code, index }) => Err(VectorError {
+                index: index.map_or(0, |i| i as usize),
+                error: Error::from_code(code),
+            }),
+            Ok(r) => Ok(r),
+            Err(error) => Err(VectorError { index: 0, error }),
+        }
     }
 
     fn reap(&self) {
@@ -160,20 +221,34 @@ impl core::fmt::Debug for Checkpoint {
 /// publish new versions elsewhere; this one stays intact).
 #[derive(Debug)]
 pub struct Borrowed<'a> {
-    guard: SectionGuard<'a>,
+    view: View<'a>,
+}
+
+#[derive(Debug)]
+enum View<'a> {
+    Pinned(SectionGuard<'a>),
+    /// A copy from the active replica on another node (cluster mode).
+    Copied(Vec<u8>),
 }
 
 impl Borrowed<'_> {
-    /// The section's version (journal seq of its last change).
+    /// The section's version (journal seq of its last change on this node's replica; 0
+    /// for a copy read from another node).
     pub fn version(&self) -> u64 {
-        self.guard.version()
+        match &self.view {
+            View::Pinned(g) => g.version(),
+            View::Copied(_) => 0,
+        }
     }
 }
 
 impl core::ops::Deref for Borrowed<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.guard
+        match &self.view {
+            View::Pinned(g) => g,
+            View::Copied(v) => v,
+        }
     }
 }
 
@@ -286,8 +361,19 @@ impl Checkpoint {
             c.need(OpenFlags::READ)?;
         }
         c.active()?;
-        c.reap();
-        let st = c.inst.replica.status();
+        let (sections, memory_used) = if c.remote_reads() {
+            match c.remote(RemoteOp::Status, Some(REMOTE_WAIT))? {
+                RemoteResult::Status {
+                    sections,
+                    memory_used,
+                } => (sections, memory_used),
+                _ => return Err(Error::Library("ckptd answered with the wrong result")),
+            }
+        } else {
+            c.reap();
+            let st = c.inst.replica.status();
+            (st.sections, st.memory_used)
+        };
         let mut attributes = c.inst.attrs;
         if c.inst.cluster.is_some() {
             attributes.retention_duration = c.inst.retention.load(Relaxed);
@@ -296,8 +382,8 @@ impl Checkpoint {
         }
         Ok(CheckpointStatus {
             attributes,
-            number_of_sections: st.sections,
-            memory_used: st.memory_used,
+            number_of_sections: sections,
+            memory_used,
         })
     }
 
@@ -352,6 +438,17 @@ impl Checkpoint {
         if initial_data.len() as u64 > c.write_bytes {
             return Err(Error::NoResources);
         }
+        if c.remote_writes() {
+            let op = RemoteOp::CreateSection {
+                id: id.map(<[u8]>::to_vec),
+                expiration,
+                data: initial_data.to_vec(),
+            };
+            return match c.remote(op, Some(REMOTE_WAIT))? {
+                RemoteResult::Created { id } => Ok(id),
+                _ => Err(Error::Library("ckptd answered with the wrong result")),
+            };
+        }
         set_write_tag(c.tag);
         match c.inst.replica.create_section(id, expiration, initial_data) {
             Err(ckpt_engine::SectionError::NoSpace) => {
@@ -380,6 +477,9 @@ impl Checkpoint {
         c.need(OpenFlags::WRITE)?;
         c.active()?;
         self.check_not_default(id)?;
+        if c.remote_writes() {
+            return c.remote_done(RemoteOp::DeleteSection { id: id.to_vec() });
+        }
         set_write_tag(c.tag);
         c.inst.replica.delete_section(id).map_err(from_section)
     }
@@ -395,6 +495,12 @@ impl Checkpoint {
         self.check_not_default(id)?;
         if expiration < 0 {
             return Err(Error::InvalidParam("negative expirationTime"));
+        }
+        if c.remote_writes() {
+            return c.remote_done(RemoteOp::SetExpiration {
+                id: id.to_vec(),
+                expiration,
+            });
         }
         set_write_tag(c.tag);
         c.inst
@@ -426,10 +532,40 @@ impl Checkpoint {
             SectionsChosen::LeqExpirationTime(t) => SectionFilter::ExpiringAtOrBefore(t),
             SectionsChosen::GeqExpirationTime(t) => SectionFilter::ExpiringAtOrAfter(t),
         };
+        if c.remote_reads() {
+            let (code, time) = match chosen {
+                SectionsChosen::Forever => (1, 0),
+                SectionsChosen::LeqExpirationTime(t) => (2, t),
+                SectionsChosen::GeqExpirationTime(t) => (3, t),
+                SectionsChosen::Corrupted => (4, 0),
+                SectionsChosen::Any => (5, 0),
+            };
+            let op = RemoteOp::Sections { filter: code, time };
+            let RemoteResult::Sections { items } = c.remote(op, Some(REMOTE_WAIT))? else {
+                return Err(Error::Library("ckptd answered with the wrong result"));
+            };
+            let listed = items
+                .into_iter()
+                .map(|s| SectionDescriptor {
+                    id: s.id,
+                    expiration_time: s.expiration,
+                    size: s.size,
+                    state: SectionState::Valid,
+                    last_update: s.last_update,
+                })
+                .collect();
+            return Ok(SectionIterator {
+                ckpt: Arc::clone(c),
+                cursor: c.inst.replica.section_cursor(filter),
+                listed: Some(listed),
+                done: false,
+            });
+        }
         c.reap();
         Ok(SectionIterator {
             ckpt: Arc::clone(c),
             cursor: c.inst.replica.section_cursor(filter),
+            listed: None,
             done: false,
         })
     }
@@ -456,6 +592,17 @@ impl Checkpoint {
                     error: Error::NoResources,
                 });
             }
+        }
+        if c.remote_writes() {
+            let elems = elements
+                .iter()
+                .map(|e| WriteElem {
+                    id: e.section_id.to_vec(),
+                    offset: e.offset,
+                    data: e.data.to_vec(),
+                })
+                .collect();
+            return c.remote_vector(RemoteOp::Write { elems }).map(|_| ());
         }
         // The engine's elements have the same shape; a small vector stays on the stack.
         let mut buf: [ckpt_engine::WriteElement<'_>; 4] = [ckpt_engine::WriteElement {
@@ -492,6 +639,12 @@ impl Checkpoint {
         if data.len() as u64 > c.write_bytes {
             return Err(Error::NoResources);
         }
+        if c.remote_writes() {
+            return c.remote_done(RemoteOp::Overwrite {
+                id: id.to_vec(),
+                data: data.to_vec(),
+            });
+        }
         set_write_tag(c.tag);
         c.inst.replica.overwrite(id, data).map_err(from_section)
     }
@@ -527,6 +680,9 @@ impl Checkpoint {
         c.open()?;
         c.need(OpenFlags::READ)?;
         c.active()?;
+        if c.remote_reads() {
+            return self.read_remote(elements);
+        }
         self.read_elements(elements)
     }
 
@@ -539,12 +695,38 @@ impl Checkpoint {
         c.need(OpenFlags::READ)?;
         c.active()?;
         self.check_read(offset, buf.len())?;
+        if c.remote_reads() {
+            let mut one = [ReadElement {
+                section_id: id,
+                offset,
+                buf,
+                read_size: 0,
+            }];
+            self.read_remote(&mut one).map_err(|e| e.error)?;
+            return Ok(one[0].read_size);
+        }
         c.inst.replica.read(id, offset, buf).map_err(from_section)
     }
 
     /// Read with a library-allocated buffer (`dataBuffer == NULL`): the bytes from
     /// `offset` to the end of the section (empty when `offset` is the size).
     pub fn read_vec(&self, id: &[u8], offset: u64) -> Result<Vec<u8>> {
+        let c = &self.inner;
+        if c.remote_reads() && !c.closed.load(Relaxed) && c.flags.contains(OpenFlags::READ) {
+            let op = RemoteOp::Read {
+                elems: vec![ReadElem {
+                    id: id.to_vec(),
+                    offset,
+                    size: 0,
+                }],
+            };
+            return match c.remote(op, Some(REMOTE_WAIT))? {
+                RemoteResult::Data { mut items } if items.len() == 1 => {
+                    Ok(items.pop().unwrap_or_default())
+                }
+                _ => Err(Error::Library("ckptd answered with the wrong result")),
+            };
+        }
         let b = self.borrow(id)?;
         let at = usize::try_from(offset)
             .ok()
@@ -562,7 +744,44 @@ impl Checkpoint {
         let c = &self.inner;
         c.open()?;
         c.need(OpenFlags::READ)?;
+        if !c.inst.local {
+            // No replica on this node: the active one answers.
+            return self.read_remote(elements);
+        }
         self.read_elements(elements)
+    }
+
+    fn read_remote(&self, elements: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
+        for (index, e) in elements.iter().enumerate() {
+            self.check_read(e.offset, e.buf.len())
+                .map_err(|error| VectorError { index, error })?;
+        }
+        let elems = elements
+            .iter()
+            .map(|e| ReadElem {
+                id: e.section_id.to_vec(),
+                offset: e.offset,
+                size: e.buf.len() as u64,
+            })
+            .collect();
+        let RemoteResult::Data { items } = self.inner.remote_vector(RemoteOp::Read { elems })?
+        else {
+            return Err(VectorError {
+                index: 0,
+                error: Error::Library("ckptd answered with the wrong result"),
+            });
+        };
+        for (index, (e, item)) in elements.iter_mut().zip(items.iter()).enumerate() {
+            if item.len() > e.buf.len() {
+                return Err(VectorError {
+                    index,
+                    error: Error::Library("ckptd answered more bytes than asked"),
+                });
+            }
+            e.buf[..item.len()].copy_from_slice(item);
+            e.read_size = item.len();
+        }
+        Ok(())
     }
 
     fn read_elements(&self, elements: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
@@ -585,8 +804,25 @@ impl Checkpoint {
         c.open()?;
         c.need(OpenFlags::READ)?;
         c.active()?;
+        if c.remote_reads() {
+            let op = RemoteOp::Read {
+                elems: vec![ReadElem {
+                    id: id.to_vec(),
+                    offset: 0,
+                    size: 0,
+                }],
+            };
+            return match c.remote(op, Some(REMOTE_WAIT))? {
+                RemoteResult::Data { mut items } if items.len() == 1 => Ok(Borrowed {
+                    view: View::Copied(items.pop().unwrap_or_default()),
+                }),
+                _ => Err(Error::Library("ckptd answered with the wrong result")),
+            };
+        }
         let guard = c.inst.replica.borrow(id).map_err(from_section)?;
-        Ok(Borrowed { guard })
+        Ok(Borrowed {
+            view: View::Pinned(guard),
+        })
     }
 
     // ---- synchronize --------------------------------------------------------------
@@ -659,8 +895,19 @@ fn engine_elem<'a>(e: &WriteElement<'a>) -> ckpt_engine::WriteElement<'a> {
 /// the acknowledged seq in the replica header, so with nothing pending this is two loads
 /// and no syscall. Standalone there is no other replica.
 fn wait_replicas(c: &CkptInner, limit: Option<Duration>) -> Result<()> {
-    if c.inst.cluster.is_none() {
+    let Some(client) = &c.inst.cluster else {
         return Ok(());
+    };
+    if !c.inst.local || !c.inst.is_active() {
+        // The primary is elsewhere: its daemon waits for the acks.
+        let timeout_ns = limit.map_or(TIME_END, |d| d.as_nanos().min(i64::MAX as u128) as i64);
+        // ckptd answers TIMEOUT at the deadline; the margin covers the round trips.
+        let wait = limit.map(|d| d.saturating_add(Duration::from_secs(5)));
+        return match client.remote(c.inst.id, RemoteOp::Synchronize { timeout_ns }, wait)? {
+            RemoteResult::Done => Ok(()),
+            RemoteResult::Failed { code, .. } => Err(Error::from_code(code)),
+            _ => Err(Error::Library("ckptd answered with the wrong result")),
+        };
     }
     let r = &c.inst.replica;
     let seq = r.commit_seq();
@@ -682,6 +929,8 @@ impl Drop for Checkpoint {
 pub struct SectionIterator {
     ckpt: Arc<CkptInner>,
     cursor: SectionCursor,
+    /// Cluster mode with the active replica elsewhere: what it listed.
+    listed: Option<std::collections::VecDeque<SectionDescriptor>>,
     done: bool,
 }
 
@@ -700,6 +949,9 @@ impl SectionIterator {
     pub fn next_section(&mut self) -> Result<SectionDescriptor> {
         if self.ckpt.closed.load(Acquire) {
             return Err(Error::BadHandle);
+        }
+        if let Some(l) = self.listed.as_mut() {
+            return l.pop_front().ok_or(Error::NoSections);
         }
         match self.cursor.next(&self.ckpt.inst.replica) {
             Some(s) => Ok(SectionDescriptor {

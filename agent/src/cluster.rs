@@ -4,8 +4,11 @@
 //! Control operations (open, close, unlink, retention, active replica) are `Request`
 //! frames answered by `Reply` frames (transport/DESIGN.md §2), matched by request id, so
 //! several threads can wait at once. ckptd notices the session end when the process dies
-//! and closes what it had open, cluster-wide. The data path never goes through here: the
-//! node's replica objects are mapped directly.
+//! and closes what it had open, cluster-wide. The data path goes through here only when
+//! the checkpoint's writes are ordered elsewhere (`Remote` frames: writes off the
+//! primary, ALL_REPLICAS writes, reads of an asynchronous checkpoint whose active replica
+//! is on another node, any access from a node without a replica); otherwise the node's
+//! replica objects are mapped directly.
 //!
 //! When ckptd cannot be reached, calls fail with `TryAgain` (never a silent fallback to
 //! standalone), and the next call tries to connect again.
@@ -19,7 +22,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ckpt_transport::wire::{
-    DEFAULT_MAX_FRAME, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, ReqId,
+    DEFAULT_MAX_FRAME, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, RemoteOp,
+    RemoteResult, ReqId,
 };
 
 use crate::error::{Error, Result};
@@ -31,13 +35,21 @@ pub const CLUSTER_SOCKET_ENV: &str = "CKPT_CLUSTER_SOCKET";
 #[derive(Debug)]
 struct Link {
     stream: UnixStream,
+    /// One frame at a time on the stream (a large frame takes several writes).
+    write: Mutex<()>,
     node: u32,
     shm_dir: PathBuf,
 }
 
+#[derive(Debug)]
+enum Answer {
+    Dir(DirReply),
+    Remote(RemoteResult),
+}
+
 #[derive(Debug, Default)]
 struct Waiting {
-    replies: HashMap<u64, DirReply>,
+    replies: HashMap<u64, Answer>,
     /// Bumped when the session ends (waiters give up).
     generation: u64,
     link: Option<Arc<Link>>,
@@ -97,6 +109,7 @@ impl Client {
         stream.set_read_timeout(None).map_err(|_| Error::TryAgain)?;
         let link = Arc::new(Link {
             stream: stream.try_clone().map_err(|_| Error::NoResources)?,
+            write: Mutex::new(()),
             node,
             shm_dir: PathBuf::from(shm_dir),
         });
@@ -109,10 +122,13 @@ impl Client {
             .spawn(move || {
                 while let Some(f) = read_frame(&mut stream, &mut reader) {
                     let Some(c) = me.upgrade() else { return };
-                    if let Frame::Reply { req, result } = f {
-                        c.lock().replies.insert(req.counter, result);
-                        c.cond.notify_all();
-                    }
+                    let (counter, answer) = match f {
+                        Frame::Reply { req, result } => (req.counter, Answer::Dir(result)),
+                        Frame::RemoteReply { req, result } => (req.counter, Answer::Remote(result)),
+                        _ => continue,
+                    };
+                    c.lock().replies.insert(counter, answer);
+                    c.cond.notify_all();
                 }
                 if let Some(c) = me.upgrade() {
                     let mut s = c.lock();
@@ -148,6 +164,31 @@ impl Client {
         op: DirOp,
         timeout: Option<Duration>,
     ) -> Result<DirReply> {
+        match self.call(|req| Frame::Request { req, op }, timeout)? {
+            Answer::Dir(r) => Ok(r),
+            Answer::Remote(_) => Err(Error::Library("ckptd answered with the wrong frame")),
+        }
+    }
+
+    /// Sends a checkpoint operation to the node that orders the checkpoint's writes
+    /// (through ckptd) and waits for its answer.
+    pub(crate) fn remote(
+        self: &Arc<Self>,
+        instance: u64,
+        op: RemoteOp,
+        timeout: Option<Duration>,
+    ) -> Result<RemoteResult> {
+        match self.call(|req| Frame::Remote { req, instance, op }, timeout)? {
+            Answer::Remote(r) => Ok(r),
+            Answer::Dir(_) => Err(Error::Library("ckptd answered with the wrong frame")),
+        }
+    }
+
+    fn call(
+        self: &Arc<Self>,
+        frame: impl FnOnce(ReqId) -> Frame,
+        timeout: Option<Duration>,
+    ) -> Result<Answer> {
         let link = self.link()?;
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
         let req = ReqId {
@@ -156,11 +197,14 @@ impl Client {
             counter,
         };
         let mut buf = Vec::new();
-        Frame::Request { req, op }.encode(&mut buf);
+        frame(req).encode(&mut buf);
         let generation = self.lock().generation;
-        (&link.stream)
-            .write_all(&buf)
-            .map_err(|_| Error::TryAgain)?;
+        {
+            let _one = link.write.lock().unwrap_or_else(|p| p.into_inner());
+            (&link.stream)
+                .write_all(&buf)
+                .map_err(|_| Error::TryAgain)?;
+        }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.lock();
         loop {

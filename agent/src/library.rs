@@ -16,8 +16,8 @@ use crate::cluster::{self, Client};
 use crate::error::{Error, Result, from_attach, from_registry};
 use crate::shared;
 use crate::types::{
-    ArrivalElement, CheckpointHandle, CreationAttributes, DispatchFlags, Invocation, LibraryHandle,
-    Limits, OpenFlags, TIME_END, Version, negotiate,
+    ArrivalElement, CheckpointHandle, CreationAttributes, CreationFlags, DispatchFlags, Invocation,
+    LibraryHandle, Limits, OpenFlags, TIME_END, Version, negotiate,
 };
 
 /// The open callback: the invocation given to [`Library::open_async`] and the opened
@@ -718,23 +718,43 @@ fn open_in_cluster(
             None,
         );
     };
-    if !ckpt.replicas.contains(&node) {
-        // Remote access to a checkpoint with no replica on this node goes through ckptd;
-        // not provided yet (see transport/DESIGN.md, "Not yet").
-        undo();
-        return Err(Error::Library(
-            "the checkpoint has no replica on this node (remote access is not provided yet)",
-        ));
-    }
-    let dir = client.shm_dir()?;
-    let replica = match Replica::attach(&dir, &object_name(ckpt.instance), Sharing::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            undo();
-            return Err(from_attach(e));
+    let created_with = CreationAttributes {
+        creation_flags: CreationFlags(ckpt.attrs.creation_flags),
+        checkpoint_size: ckpt.attrs.checkpoint_size,
+        retention_duration: ckpt.attrs.retention,
+        max_sections: ckpt.attrs.max_sections,
+        max_section_size: ckpt.attrs.max_section_size,
+        max_section_id_size: ckpt.attrs.max_section_id_size,
+    };
+    let local = ckpt.replicas.contains(&node);
+    let replica = if local {
+        let dir = client.shm_dir()?;
+        match Replica::attach(&dir, &object_name(ckpt.instance), Sharing::default()) {
+            Ok(r) => r,
+            Err(e) => {
+                undo();
+                return Err(from_attach(e));
+            }
+        }
+    } else {
+        // No replica on this node: every operation goes to the checkpoint's primary
+        // through ckptd; the placeholder only keeps the handle's shape.
+        match placeholder() {
+            Some(r) => r,
+            None => {
+                undo();
+                return Err(Error::NoMemory);
+            }
         }
     };
-    let inst = shared::cluster_instance(&lib.registry, client, ckpt.instance, replica);
+    let inst = shared::cluster_instance(
+        &lib.registry,
+        client,
+        ckpt.instance,
+        created_with,
+        replica,
+        local,
+    );
     let ck = CkptInner::new(Arc::downgrade(lib), inst, flags);
     {
         let mut s = lib.lock();
@@ -749,6 +769,21 @@ fn open_in_cluster(
         ck.subscribe_arrivals();
     }
     Ok(Checkpoint { inner: ck })
+}
+
+/// An empty heap-backed replica that never becomes primary.
+fn placeholder() -> Option<Replica> {
+    let attrs = ReplicaAttributes {
+        creation_flags: 0,
+        checkpoint_size: 64,
+        retention_ns: 0,
+        max_sections: 2,
+        max_section_size: 64,
+        max_section_id_size: 8,
+    };
+    let r = Replica::create_in_memory(&attrs, &ReplicaLimits::default()).ok()?;
+    r.set_role(Role::Replica, 0);
+    Some(r)
 }
 
 /// The shm object name of a cluster instance's replica (ckptd's naming).

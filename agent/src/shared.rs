@@ -51,7 +51,11 @@ pub(crate) struct Instance {
     /// Cluster mode: the retention duration in force (the directory holds the truth).
     pub(crate) retention: AtomicI64,
     pub(crate) id: u64,
+    /// The node's replica; in cluster mode on a node without one, an empty placeholder
+    /// that nothing reads (every operation goes through ckptd).
     pub(crate) replica: Replica,
+    /// Whether `replica` is a real replica of the checkpoint.
+    pub(crate) local: bool,
     /// The attributes it was created with.
     pub(crate) attrs: CreationAttributes,
     pub(crate) watch: Watch,
@@ -90,6 +94,7 @@ pub(crate) fn instance(registry: &Arc<Registry>, opened: Opened) -> Arc<Instance
             max_section_id_size: a.max_section_id_size,
         },
         replica: opened.replica,
+        local: true,
         watch: Watch::default(),
     });
     all.push(Arc::downgrade(&inst));
@@ -97,37 +102,30 @@ pub(crate) fn instance(registry: &Arc<Registry>, opened: Opened) -> Arc<Instance
 }
 
 /// The process's mapping of cluster instance `id` (the new mapping is dropped if one
-/// exists already).
+/// exists already). `local`: `replica` is the node's replica (else a placeholder).
 pub(crate) fn cluster_instance(
     registry: &Arc<Registry>,
     client: &Arc<Client>,
     id: u64,
+    attrs: CreationAttributes,
     replica: Replica,
+    local: bool,
 ) -> Arc<Instance> {
     let mut all = INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
     all.retain(|w| w.strong_count() > 0);
-    if let Some(i) = all
-        .iter()
-        .filter_map(Weak::upgrade)
-        .find(|i| i.id == id && i.cluster.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)))
-    {
+    if let Some(i) = all.iter().filter_map(Weak::upgrade).find(|i| {
+        i.id == id && i.local == local && i.cluster.as_ref().is_some_and(|c| Arc::ptr_eq(c, client))
+    }) {
         return i;
     }
-    let a = replica.attributes();
     let inst = Arc::new(Instance {
         registry: Arc::clone(registry),
         cluster: Some(Arc::clone(client)),
-        retention: AtomicI64::new(a.retention_ns),
+        retention: AtomicI64::new(attrs.retention_duration),
         id,
-        attrs: CreationAttributes {
-            creation_flags: CreationFlags(a.creation_flags),
-            checkpoint_size: a.checkpoint_size,
-            retention_duration: a.retention_ns,
-            max_sections: a.max_sections,
-            max_section_size: a.max_section_size,
-            max_section_id_size: a.max_section_id_size,
-        },
+        attrs,
         replica,
+        local,
         watch: Watch::default(),
     });
     all.push(Arc::downgrade(&inst));

@@ -118,3 +118,172 @@ fn a_synchronized_write_is_on_the_standby_node_and_survives_the_active_nodes_dea
     drop(lib2);
     n2.stop();
 }
+
+fn replicated(flags: CreationFlags) -> CreationAttributes {
+    CreationAttributes {
+        creation_flags: flags,
+        checkpoint_size: 16 * 4096,
+        retention_duration: 10 * SECOND,
+        max_sections: 16,
+        max_section_size: 4096,
+        max_section_id_size: 16,
+    }
+}
+
+fn read_all(ck: &Checkpoint, id: &[u8]) -> Vec<u8> {
+    ck.read_vec(id, 0).expect("read")
+}
+
+/// Three nodes, directors 1 and 2: a non-collocated checkpoint created on node 1 has
+/// replicas on 1 and 2 and none on node 3.
+struct Three {
+    _n: Vec<ckptd::NodeHandle>,
+    cluster: LocalCluster,
+}
+
+fn three(tag: &str) -> Three {
+    let cluster = LocalCluster::create_with_directors(tag, &[1, 2, 3], &[1, 2], false, 600)
+        .expect("cluster files");
+    let n = [1, 2, 3]
+        .iter()
+        .map(|&i| ckptd::spawn(cluster.config.clone(), i).expect("node"))
+        .collect();
+    Three { _n: n, cluster }
+}
+
+fn open_on(lib: &Library, name: &str, attrs: Option<&CreationAttributes>) -> Checkpoint {
+    let flags = if attrs.is_some() {
+        OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE
+    } else {
+        OpenFlags::READ | OpenFlags::WRITE
+    };
+    retry(|| lib.open(name, attrs, flags, 10 * SECOND)).expect("open")
+}
+
+#[test]
+fn a_node_without_a_replica_writes_and_reads_through_the_primarys_node() {
+    let t = three("remote");
+    let lib1 = library(&t.cluster, 1);
+    let lib3 = library(&t.cluster, 3);
+    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    let on1 = open_on(&lib1, "safCkpt=remote", Some(&attrs));
+    let on3 = open_on(&lib3, "safCkpt=remote", None);
+    assert!(
+        !t.cluster
+            .shm_dir(3)
+            .join(ckptd::object_name(on1.instance()))
+            .exists(),
+        "node 3 is not a director and did not create it: no replica there"
+    );
+
+    // Section create, overwrite and a multi-element write from node 3, ordered by node 1.
+    let id = retry(|| on3.create_section(Some(b"s"), TIME_END, b"from three")).expect("create");
+    assert_eq!(id, b"s");
+    assert_eq!(read_all(&on1, b"s"), b"from three");
+    on3.overwrite(b"s", b"0123456789").expect("overwrite");
+    on3.write(&[ckpt_agent::WriteElement {
+        section_id: b"s",
+        offset: 4,
+        data: b"xy",
+    }])
+    .expect("write");
+    assert_eq!(read_all(&on1, b"s"), b"0123xy6789");
+
+    // Reads on node 3 come from the active replica: the bytes, an element read, status,
+    // iteration.
+    assert_eq!(read_all(&on3, b"s"), b"0123xy6789");
+    let mut buf = [0u8; 4];
+    assert_eq!(on3.read_into(b"s", 2, &mut buf).expect("read_into"), 4);
+    assert_eq!(&buf, b"23xy");
+    let st = on3.status().expect("status");
+    assert_eq!(st.number_of_sections, 1);
+    assert_eq!(st.memory_used, 10);
+    let mut it = on3
+        .sections(ckpt_agent::SectionsChosen::Any)
+        .expect("iteration");
+    assert_eq!(it.next_section().expect("one").id, b"s");
+    assert!(matches!(it.next_section(), Err(Error::NoSections)));
+
+    // Errors come back as the primary's engine gives them.
+    assert!(matches!(on3.overwrite(b"nope", b"x"), Err(Error::NotExist)));
+    assert!(matches!(
+        on3.create_section(Some(b"s"), TIME_END, b""),
+        Err(Error::Exist)
+    ));
+    let bad = on3.write(&[
+        ckpt_agent::WriteElement {
+            section_id: b"s",
+            offset: 0,
+            data: b"ok",
+        },
+        ckpt_agent::WriteElement {
+            section_id: b"absent",
+            offset: 0,
+            data: b"no",
+        },
+    ]);
+    let e = bad.expect_err("the second element names no section");
+    assert_eq!((e.index, e.error), (1, Error::NotExist));
+    assert_eq!(read_all(&on1, b"s"), b"0123xy6789", "all or nothing");
+
+    // Synchronize from node 3: node 1's daemon waits for node 2's ack.
+    on3.synchronize(10 * SECOND).expect("synchronize");
+    on3.delete_section(b"s").expect("delete");
+    assert!(matches!(on1.read_vec(b"s", 0), Err(Error::NotExist)));
+}
+
+#[test]
+fn writes_on_a_replica_that_is_not_the_primary_go_to_the_primary_and_reads_see_them() {
+    let t = three("offprimary");
+    let lib1 = library(&t.cluster, 1);
+    let lib2 = library(&t.cluster, 2);
+    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    let on1 = open_on(&lib1, "safCkpt=off", Some(&attrs));
+    let on2 = open_on(&lib2, "safCkpt=off", None);
+    retry(|| on2.create_section(Some(b"k"), TIME_END, b"v1")).expect("create from node 2");
+    // The active replica (node 1) has it at once; node 2 reads the active replica.
+    assert_eq!(read_all(&on1, b"k"), b"v1");
+    assert_eq!(read_all(&on2, b"k"), b"v1");
+    on2.overwrite(b"k", b"v2").expect("overwrite from node 2");
+    on2.synchronize(10 * SECOND)
+        .expect("synchronize from node 2");
+    // After the barrier node 2's own replica has it too (the hot-standby read).
+    assert_eq!(read_local(&on2, b"k"), b"v2");
+}
+
+#[test]
+fn an_all_replicas_write_returns_only_once_every_replica_has_it() {
+    let t = three("allrep");
+    let lib1 = library(&t.cluster, 1);
+    let lib2 = library(&t.cluster, 2);
+    let lib3 = library(&t.cluster, 3);
+    let attrs = replicated(CreationFlags::WR_ALL_REPLICAS);
+    let on1 = open_on(&lib1, "safCkpt=all", Some(&attrs));
+    let on2 = open_on(&lib2, "safCkpt=all", None);
+    let on3 = open_on(&lib3, "safCkpt=all", None);
+    retry(|| on1.create_section(Some(b"c"), TIME_END, b"0")).expect("create");
+    for i in 1..=50u32 {
+        let v = i.to_string();
+        let writer = if i % 2 == 0 { &on1 } else { &on3 };
+        writer.overwrite(b"c", v.as_bytes()).expect("overwrite");
+        // No synchronize: the write returned, so both replicas have it.
+        assert_eq!(
+            read_local(&on2, b"c"),
+            v.as_bytes(),
+            "node 2 after write {i}"
+        );
+        assert_eq!(read_all(&on1, b"c"), v.as_bytes(), "node 1 after write {i}");
+    }
+    // Synchronize is not for ALL_REPLICAS checkpoints.
+    assert!(matches!(on1.synchronize(SECOND), Err(Error::BadOperation)));
+    // Engine errors come back unchanged and nothing is published.
+    assert!(matches!(
+        on1.overwrite(b"missing", b"x"),
+        Err(Error::NotExist)
+    ));
+    let id = on3
+        .create_section(None, TIME_END, b"generated")
+        .expect("generated id");
+    assert_eq!(read_local(&on2, &id), b"generated");
+    assert_eq!(read_all(&on1, &id), b"generated");
+}

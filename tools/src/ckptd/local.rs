@@ -31,6 +31,17 @@ impl LocalCluster {
         two_node: bool,
         idle_timeout_ms: u64,
     ) -> io::Result<Self> {
+        Self::create_with_directors(tag, nodes, nodes, two_node, idle_timeout_ms)
+    }
+
+    /// As [`LocalCluster::create`], with only `directors` in the director role.
+    pub fn create_with_directors(
+        tag: &str,
+        nodes: &[u32],
+        directors: &[u32],
+        two_node: bool,
+        idle_timeout_ms: u64,
+    ) -> io::Result<Self> {
         let unique = format!("ckpt-{tag}-{}-{}", std::process::id(), nanos());
         let root = std::env::temp_dir().join(&unique);
         let shm_root = Path::new("/dev/shm").join(&unique);
@@ -47,7 +58,8 @@ impl LocalCluster {
             let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
             let _ = writeln!(
                 toml,
-                "\n[[node]]\nid = {n}\naddress = \"127.0.0.1:{port}\"\ndirector = true"
+                "\n[[node]]\nid = {n}\naddress = \"127.0.0.1:{port}\"\ndirector = {}",
+                directors.contains(&n)
             );
             let _ = writeln!(
                 toml,

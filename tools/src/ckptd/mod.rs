@@ -6,10 +6,13 @@
 pub mod config;
 pub mod local;
 mod node;
+pub mod serve;
+pub mod store;
 
 pub use config::{ClusterConfig, ConfigError, NodeConfig};
 pub use local::LocalCluster;
-pub use node::{NodeHandle, StartError, object_name, run, spawn};
+pub use node::{LocalSession, NodeEnv, NodeHandle, StartError, object_name, run, run_in, spawn};
+pub use store::{MemoryStore, Store};
 
 /// The whole `ckptd` program: logs to stderr (`RUST_LOG`), runs node `node` of the
 /// cluster file until SIGTERM or SIGINT. `ckpt daemon` and the `ckptd` binary both call it.

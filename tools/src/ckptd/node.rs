@@ -6,29 +6,33 @@
 //! the state needs no locks; blocking waits on replica journals run on small threads that
 //! only post "instance N moved" into the loop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use ckpt_engine::{CreateOptions, Replica, ReplicaAttributes, ReplicaLimits, Role, Sharing};
+use ckpt_engine::{
+    CreateOptions, Replica, ReplicaAttributes, ReplicaLimits, Role, SectionFilter, Sharing,
+};
 use ckpt_transport::directory::{DirConfig, Directory, Output};
 use ckpt_transport::net::{Mesh, MeshConfig, MeshEvent, MeshHandle, MeshSocket};
 use ckpt_transport::repl::{self, Primary, PrimaryEvent, ReplConfig, Transmit};
 use ckpt_transport::tls::{CaRoots, NodeIdentity, TransportSettings};
 use ckpt_transport::wire::{
-    CkptAssign, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, ReqId,
+    CkptAssign, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, RemoteOp, RemoteResult,
+    ReqId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::config::ClusterConfig;
-
+use super::serve::{self, code};
+use super::store::Store;
 /// The shm object name of a cluster instance's replica on a node.
 pub fn object_name(instance: u64) -> String {
     format!("c{instance:016x}")
@@ -56,6 +60,48 @@ pub enum StartError {
     },
 }
 
+/// How a node runs, beyond its cluster file: what the daemon uses by default, and what a
+/// simulation replaces (its network, heap-backed replicas, in-memory agent sessions, no
+/// threads, a fixed incarnation).
+#[derive(Debug)]
+pub struct NodeEnv {
+    /// The mesh's UDP socket; `None` binds the node's address from the cluster file.
+    pub socket: Option<MeshSocket>,
+    /// Where replicas live; `None`: the node's shm directory from the cluster file.
+    pub store: Option<Store>,
+    /// Listen for agents on the node's Unix socket.
+    pub agents: bool,
+    /// Tail primaries' journals on threads (else every tick polls them).
+    pub tail_threads: bool,
+    /// The daemon's incarnation (request ids); `None`: from the clock and pid.
+    pub incarnation: Option<u64>,
+    /// Agent sessions over channels instead of the Unix socket.
+    pub sessions: Option<mpsc::UnboundedReceiver<LocalSession>>,
+}
+
+impl Default for NodeEnv {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            store: None,
+            agents: true,
+            tail_threads: true,
+            incarnation: None,
+            sessions: None,
+        }
+    }
+}
+
+/// An agent session over channels: frames in, encoded frames out (what the Unix socket
+/// would carry).
+#[derive(Debug)]
+pub struct LocalSession {
+    /// Frames from the agent.
+    pub to_node: mpsc::UnboundedReceiver<Frame>,
+    /// Encoded frames to the agent.
+    pub from_node: mpsc::UnboundedSender<Bytes>,
+}
+
 enum Msg {
     Agent(u64, Frame),
     AgentGone(u64),
@@ -75,11 +121,103 @@ struct PendingReq {
     last_try: Duration,
 }
 
+/// Who asked for a remote operation, and how to answer.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    Agent { session: u64, req: ReqId },
+    Peer { node: u32, req: ReqId },
+}
+
+/// A remote operation forwarded to the primary's node.
+struct Forwarded {
+    origin: Origin,
+    node: u32,
+    write: bool,
+}
+
+/// A synchronize waiting for the replicas' acks.
+struct SyncWait {
+    seq: u64,
+    deadline: Option<Duration>,
+    origin: Origin,
+}
+
+/// An ALL_REPLICAS write applied to the staging copy, waiting for every replica's ack
+/// before it is published (applied to the node's replica) and answered.
+struct Staged {
+    /// The staging copy's commit seq after the write.
+    seq: u64,
+    change: Change,
+    origin: Option<Origin>,
+    result: RemoteResult,
+    since: Duration,
+}
+
+enum Change {
+    Op(RemoteOp),
+    Reap(i64),
+}
+
+/// ALL_REPLICAS on the node that orders the checkpoint's writes: a private, heap-backed
+/// copy takes every write first and is what the replicas are streamed from; the node's
+/// replica (the one agents read) gets each write only once every replica acked it.
+struct Staging {
+    replica: Arc<Replica>,
+    queue: VecDeque<Staged>,
+    last_reap: Duration,
+}
+
 struct Local {
     replica: Arc<Replica>,
     assign: CkptAssign,
     primary: Option<Primary>,
     waker: Option<Arc<Waker>>,
+    staging: Option<Staging>,
+    syncs: Vec<SyncWait>,
+}
+
+impl Local {
+    fn new(replica: Arc<Replica>, assign: CkptAssign) -> Self {
+        Self {
+            replica,
+            assign,
+            primary: None,
+            waker: None,
+            staging: None,
+            syncs: Vec::new(),
+        }
+    }
+
+    /// Stops ordering writes: the waker ends, staged writes are answered TIMEOUT (their
+    /// outcome is unknown: some replicas may have them), synchronizes TRY_AGAIN.
+    fn demote(&mut self, out: &mut Vec<(Origin, RemoteResult)>) {
+        self.primary = None;
+        if let Some(w) = self.waker.take() {
+            w.stop.store(true, Ordering::Release);
+        }
+        if let Some(st) = self.staging.take() {
+            for s in st.queue {
+                if let Some(o) = s.origin {
+                    out.push((o, fail(code::TIMEOUT)));
+                }
+            }
+        }
+        for w in self.syncs.drain(..) {
+            out.push((w.origin, fail(code::TRY_AGAIN)));
+        }
+    }
+}
+
+fn fail(code: u32) -> RemoteResult {
+    RemoteResult::Failed { code, index: None }
+}
+
+fn all_replicas(a: &CkptAssign) -> bool {
+    a.attrs.creation_flags & ckpt_transport::directory::flags::WR_ALL_REPLICAS != 0
+}
+
+fn collocated_async(a: &CkptAssign) -> bool {
+    a.attrs.creation_flags & ckpt_transport::directory::flags::COLLOCATED != 0 && !all_replicas(a)
 }
 
 struct Waker {
@@ -91,21 +229,31 @@ struct Waker {
 const REQUEST_GIVE_UP: Duration = Duration::from_secs(30);
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_millis(10);
+/// How often the node orders the reaping of expired sections of its ALL_REPLICAS
+/// checkpoints.
+const REAP_EVERY: Duration = Duration::from_millis(100);
+/// How long an ALL_REPLICAS write waits for every replica before it is answered TIMEOUT
+/// (it is still published once they ack).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Node {
     me: u32,
     incarnation: u64,
-    shm_dir: PathBuf,
+    store: Store,
     origin: Instant,
     mesh: MeshHandle,
     dir: Directory,
     locals: BTreeMap<u64, Local>,
+    /// Placements of checkpoints opened here without a replica here.
+    remotes: HashMap<u64, CkptAssign>,
     sessions: HashMap<u64, Session>,
     pending: HashMap<ReqId, PendingReq>,
+    forwarded: HashMap<ReqId, Forwarded>,
     counter: u64,
     msgs: mpsc::UnboundedSender<Msg>,
     repl: ReplConfig,
     limits: ReplicaLimits,
+    tail_threads: bool,
 }
 
 /// A running daemon (in this process, on its own thread).
@@ -157,7 +305,7 @@ pub fn spawn(cluster: ClusterConfig, node: u32) -> Result<NodeHandle, StartError
                 }
             };
             rt.block_on(async move {
-                match start(cluster, node).await {
+                match start(cluster, node, NodeEnv::default()).await {
                     Ok((n, listener, rx)) => {
                         let _ = ready_tx.send(Ok(()));
                         n.run(listener, rx, stop_rx).await;
@@ -195,25 +343,33 @@ pub async fn run(
     node: u32,
     stop: watch::Receiver<bool>,
 ) -> Result<(), StartError> {
-    let (n, listener, rx) = start(cluster, node).await?;
+    run_in(cluster, node, NodeEnv::default(), stop).await
+}
+
+/// Runs node `node` in the environment `env` (a simulation's, say) until `stop` turns
+/// true.
+pub async fn run_in(
+    cluster: ClusterConfig,
+    node: u32,
+    env: NodeEnv,
+    stop: watch::Receiver<bool>,
+) -> Result<(), StartError> {
+    let (n, listener, rx) = start(cluster, node, env).await?;
     n.run(listener, rx, stop).await;
     Ok(())
+}
+
+struct Inputs {
+    mesh: mpsc::UnboundedReceiver<MeshEvent>,
+    msgs: mpsc::UnboundedReceiver<Msg>,
+    sessions: Option<mpsc::UnboundedReceiver<LocalSession>>,
 }
 
 async fn start(
     cluster: ClusterConfig,
     node: u32,
-) -> Result<
-    (
-        Node,
-        UnixListener,
-        (
-            mpsc::UnboundedReceiver<MeshEvent>,
-            mpsc::UnboundedReceiver<Msg>,
-        ),
-    ),
-    StartError,
-> {
+    env: NodeEnv,
+) -> Result<(Node, Option<UnixListener>, Inputs), StartError> {
     let me = cluster
         .node(node)
         .ok_or(StartError::UnknownNode(node))?
@@ -232,21 +388,31 @@ async fn start(
         idle_timeout: cluster.idle_timeout,
         ..TransportSettings::default()
     };
-    ckpt_engine::ensure_domain(&me.shm_dir).map_err(|errno| {
-        io_err(
-            format!("shm dir {}", me.shm_dir.display()),
-            io::Error::from_raw_os_error(errno),
-        )
-    })?;
-    if let Some(parent) = me.socket.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|err| io_err(format!("socket dir {}", parent.display()), err))?;
+    let store = env.store.unwrap_or_else(|| Store::Shm(me.shm_dir.clone()));
+    if let Store::Shm(dir) = &store {
+        ckpt_engine::ensure_domain(dir).map_err(|errno| {
+            io_err(
+                format!("shm dir {}", dir.display()),
+                io::Error::from_raw_os_error(errno),
+            )
+        })?;
     }
-    // A socket file left by a previous run (we hold no lock on it): replace it.
-    let _ = std::fs::remove_file(&me.socket);
-    let listener = UnixListener::bind(&me.socket)
-        .map_err(|err| io_err(format!("agent socket {}", me.socket.display()), err))?;
-    let (mesh, mesh_rx) = Mesh::start(mc, MeshSocket::Bind(me.address)).await?;
+    let listener = if env.agents {
+        if let Some(parent) = me.socket.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| io_err(format!("socket dir {}", parent.display()), err))?;
+        }
+        // A socket file left by a previous run (we hold no lock on it): replace it.
+        let _ = std::fs::remove_file(&me.socket);
+        Some(
+            UnixListener::bind(&me.socket)
+                .map_err(|err| io_err(format!("agent socket {}", me.socket.display()), err))?,
+        )
+    } else {
+        None
+    };
+    let socket = env.socket.unwrap_or(MeshSocket::Bind(me.address));
+    let (mesh, mesh_rx) = Mesh::start(mc, socket).await?;
     let origin = Instant::now();
     let dir = Directory::new(
         DirConfig {
@@ -266,25 +432,36 @@ async fn start(
         Duration::ZERO,
     );
     let (msgs, msgs_rx) = mpsc::unbounded_channel();
-    let incarnation = incarnation();
+    let incarnation = env.incarnation.unwrap_or_else(incarnation);
     info!(node, incarnation, socket = %me.socket.display(), "ckptd started");
     let mut n = Node {
         me: node,
         incarnation,
-        shm_dir: me.shm_dir.clone(),
+        store,
         origin,
         mesh,
         dir,
         locals: BTreeMap::new(),
+        remotes: HashMap::new(),
         sessions: HashMap::new(),
         pending: HashMap::new(),
+        forwarded: HashMap::new(),
         counter: 0,
         msgs,
         repl: ReplConfig::default(),
         limits: ReplicaLimits::default(),
+        tail_threads: env.tail_threads,
     };
     n.reattach();
-    Ok((n, listener, (mesh_rx, msgs_rx)))
+    Ok((
+        n,
+        listener,
+        Inputs {
+            mesh: mesh_rx,
+            msgs: msgs_rx,
+            sessions: env.sessions,
+        },
+    ))
 }
 
 fn io_err(what: String, err: io::Error) -> StartError {
@@ -298,6 +475,22 @@ fn incarnation() -> u64 {
     t ^ (u64::from(std::process::id()) << 40)
 }
 
+async fn accept(l: &Option<UnixListener>) -> io::Result<UnixStream> {
+    match l {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_session(
+    r: &mut Option<mpsc::UnboundedReceiver<LocalSession>>,
+) -> Option<LocalSession> {
+    match r {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Node {
     fn now(&self) -> Duration {
         self.origin.elapsed()
@@ -306,42 +499,24 @@ impl Node {
     /// Replicas left by a previous run of this daemon: map them again (their agents keep
     /// using them); the directory's `Assign`s then say which are still ours.
     fn reattach(&mut self) {
-        let Ok(dir) = std::fs::read_dir(&self.shm_dir) else {
-            return;
-        };
-        for e in dir.flatten() {
-            let name = e.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(hex) = name.strip_prefix('c') else {
+        for name in self.store.names() {
+            let Some(instance) = super::store::parse_object_name(&name) else {
                 continue;
             };
-            let Ok(instance) = u64::from_str_radix(hex, 16) else {
-                continue;
-            };
-            if hex.len() != 16 {
-                continue;
-            }
-            match Replica::attach(&self.shm_dir, name, Sharing::default()) {
+            match self.store.attach(&name) {
                 Ok(r) => {
                     info!(instance, "reattached replica");
                     let a = r.attributes();
-                    self.locals.insert(
+                    let assign = CkptAssign {
                         instance,
-                        Local {
-                            replica: Arc::new(r),
-                            assign: CkptAssign {
-                                instance,
-                                name: String::new(),
-                                attrs: wire_attrs(&a),
-                                replicas: vec![self.me],
-                                primary: None,
-                                term: 0,
-                                unlinked: false,
-                            },
-                            primary: None,
-                            waker: None,
-                        },
-                    );
+                        name: String::new(),
+                        attrs: wire_attrs(&a),
+                        replicas: vec![self.me],
+                        primary: None,
+                        term: 0,
+                        unlinked: false,
+                    };
+                    self.locals.insert(instance, Local::new(r, assign));
                 }
                 Err(e) => warn!(instance, "cannot reattach {name}: {e}"),
             }
@@ -350,32 +525,37 @@ impl Node {
 
     async fn run(
         mut self,
-        listener: UnixListener,
-        (mut mesh_rx, mut msgs_rx): (
-            mpsc::UnboundedReceiver<MeshEvent>,
-            mpsc::UnboundedReceiver<Msg>,
-        ),
+        listener: Option<UnixListener>,
+        mut inputs: Inputs,
         mut stop: watch::Receiver<bool>,
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_session = 1u64;
+        let mut next_id = 1u64;
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
-                ev = mesh_rx.recv() => match ev {
+                ev = inputs.mesh.recv() => match ev {
                     Some(ev) => self.on_mesh(ev),
                     None => break,
                 },
-                msg = msgs_rx.recv() => if let Some(m) = msg { self.on_msg(m) },
-                acc = listener.accept() => if let Ok((stream, _)) = acc {
+                msg = inputs.msgs.recv() => if let Some(m) = msg { self.on_msg(m) },
+                acc = accept(&listener) => if let Ok(stream) = acc {
                     if peer_allowed(&stream) {
-                        let id = next_session;
-                        next_session += 1;
+                        let id = next_id;
+                        next_id += 1;
                         self.start_session(id, stream);
                     } else {
                         warn!("refused an agent connection from another user");
                     }
+                },
+                s = next_session(&mut inputs.sessions) => match s {
+                    Some(s) => {
+                        let id = next_id;
+                        next_id += 1;
+                        self.start_local_session(id, s);
+                    }
+                    None => inputs.sessions = None,
                 },
                 _ = tick.tick() => self.on_tick(),
             }
@@ -434,6 +614,29 @@ impl Node {
         debug!(session = id, "agent connected");
     }
 
+    fn start_local_session(&mut self, id: u64, s: LocalSession) {
+        let LocalSession {
+            mut to_node,
+            from_node,
+        } = s;
+        let msgs = self.msgs.clone();
+        tokio::spawn(async move {
+            while let Some(f) = to_node.recv().await {
+                if msgs.send(Msg::Agent(id, f)).is_err() {
+                    return;
+                }
+            }
+            let _ = msgs.send(Msg::AgentGone(id));
+        });
+        self.sessions.insert(
+            id,
+            Session {
+                tx: from_node,
+                opens: Vec::new(),
+            },
+        );
+    }
+
     fn to_session(&self, id: u64, frame: &Frame) {
         if let Some(s) = self.sessions.get(&id) {
             let mut out = Vec::with_capacity(frame.encoded_len());
@@ -442,13 +645,35 @@ impl Node {
         }
     }
 
-    fn send(&self, t: Transmit) {
+    fn send(&self, t: Transmit) -> bool {
         let mut out = Vec::with_capacity(t.frame.encoded_len());
         t.frame.encode(&mut out);
         // The mesh adds the length prefix itself.
         let body = Bytes::from(out).slice(4..);
-        if !self.mesh.send(t.node, body) {
+        let sent = self.mesh.send(t.node, body);
+        if !sent {
             debug!(node = t.node, "peer down: frame dropped");
+        }
+        sent
+    }
+
+    fn answer(&self, origin: Origin, result: RemoteResult) {
+        match origin {
+            Origin::Agent { session, req } => {
+                self.to_session(session, &Frame::RemoteReply { req, result });
+            }
+            Origin::Peer { node, req } => {
+                self.send(Transmit {
+                    node,
+                    frame: Frame::RemoteReply { req, result },
+                });
+            }
+        }
+    }
+
+    fn answer_all(&self, list: Vec<(Origin, RemoteResult)>) {
+        for (o, r) in list {
+            self.answer(o, r);
         }
     }
 
@@ -493,7 +718,7 @@ impl Node {
                 let welcome = Frame::Welcome {
                     node: self.me,
                     incarnation: self.incarnation,
-                    shm_dir: self.shm_dir.to_string_lossy().into_owned(),
+                    shm_dir: self.store.dir().to_string_lossy().into_owned(),
                 };
                 self.to_session(session, &welcome);
             }
@@ -519,12 +744,132 @@ impl Node {
                 };
                 self.dir_request(Some(session), req, op);
             }
+            Frame::Remote { req, instance, op } => {
+                self.on_remote(Origin::Agent { session, req }, instance, op);
+            }
             other => {
                 warn!(
                     session,
                     kind = other.kind(),
                     "unexpected frame from an agent"
                 );
+            }
+        }
+    }
+
+    /// A checkpoint operation for the node that orders the checkpoint's writes: served
+    /// here if that is this node, else forwarded there (agents' requests only: one hop).
+    fn on_remote(&mut self, origin: Origin, instance: u64, op: RemoteOp) {
+        if self
+            .locals
+            .get(&instance)
+            .is_some_and(|l| l.primary.is_some())
+        {
+            self.serve(origin, instance, op);
+            return;
+        }
+        let placement = self
+            .locals
+            .get(&instance)
+            .map(|l| &l.assign)
+            .or_else(|| self.remotes.get(&instance));
+        let target = match placement {
+            None => Err(code::NOT_EXIST),
+            Some(a) => match a.primary {
+                None if collocated_async(a) => Err(code::NOT_EXIST),
+                None => Err(code::TRY_AGAIN),
+                // Assigned here, not running as primary yet (or fenced meanwhile).
+                Some(p) if p == self.me => Err(code::TRY_AGAIN),
+                Some(p) => Ok(p),
+            },
+        };
+        let node = match (target, origin) {
+            (Ok(p), Origin::Agent { .. }) => p,
+            (Ok(_), Origin::Peer { .. }) => {
+                // The sender's view of the primary is stale: it asks again.
+                self.answer(origin, fail(code::TRY_AGAIN));
+                return;
+            }
+            (Err(c), _) => {
+                self.answer(origin, fail(c));
+                return;
+            }
+        };
+        self.counter += 1;
+        let req = ReqId {
+            node: self.me,
+            incarnation: self.incarnation,
+            counter: self.counter,
+        };
+        let write = serve::is_write(&op) || matches!(op, RemoteOp::Synchronize { .. });
+        if !self.send(Transmit {
+            node,
+            frame: Frame::Remote { req, instance, op },
+        }) {
+            self.answer(origin, fail(code::TRY_AGAIN));
+            return;
+        }
+        self.forwarded.insert(
+            req,
+            Forwarded {
+                origin,
+                node,
+                write,
+            },
+        );
+    }
+
+    /// Serves `op` on this node, the one that orders `instance`'s writes.
+    fn serve(&mut self, origin: Origin, instance: u64, op: RemoteOp) {
+        let now = self.now();
+        let Some(l) = self.locals.get_mut(&instance) else {
+            self.answer(origin, fail(code::NOT_EXIST));
+            return;
+        };
+        match op {
+            RemoteOp::Synchronize { timeout_ns } => {
+                if l.staging.is_some() {
+                    self.answer(origin, fail(code::BAD_OPERATION));
+                    return;
+                }
+                let seq = l.replica.commit_seq();
+                if l.replica.acked_seq() >= seq {
+                    self.answer(origin, RemoteResult::Done);
+                    return;
+                }
+                let deadline = (timeout_ns != i64::MAX)
+                    .then(|| now + Duration::from_nanos(timeout_ns.max(0) as u64));
+                l.syncs.push(SyncWait {
+                    seq,
+                    deadline,
+                    origin,
+                });
+            }
+            op if serve::is_write(&op) => {
+                if let Some(st) = l.staging.as_mut() {
+                    let (result, replay) = serve::apply_write(&st.replica, &op);
+                    match replay {
+                        None => {
+                            self.answer(origin, result);
+                            return;
+                        }
+                        Some(change) => st.queue.push_back(Staged {
+                            seq: st.replica.commit_seq(),
+                            change: Change::Op(change),
+                            origin: Some(origin),
+                            result,
+                            since: now,
+                        }),
+                    }
+                } else {
+                    let (result, _) = serve::apply_write(&l.replica, &op);
+                    self.answer(origin, result);
+                }
+                self.poll_primary(instance);
+            }
+            op => {
+                let result = serve::read(&l.replica, &op);
+                self.answer(origin, result);
             }
         }
     }
@@ -555,7 +900,9 @@ impl Node {
     fn apply_outputs(&mut self, out: Vec<Output>) {
         for o in out {
             match o {
-                Output::Send(t) => self.send(t),
+                Output::Send(t) => {
+                    self.send(t);
+                }
                 Output::Reply { req, result } => self.on_dir_reply(req, result),
                 Output::Assign(a) => self.on_assign(a),
                 Output::Unassign(i) => self.on_unassign(i),
@@ -573,6 +920,11 @@ impl Node {
         let Some(p) = self.pending.remove(&req) else {
             return;
         };
+        if let DirReply::Opened { ckpt } = &result
+            && !ckpt.replicas.contains(&self.me)
+        {
+            self.remotes.insert(ckpt.instance, ckpt.clone());
+        }
         let Some(session) = p.session else {
             return;
         };
@@ -616,11 +968,13 @@ impl Node {
         let instance = a.instance;
         if !a.replicas.contains(&self.me) {
             self.on_unassign(instance);
+            self.remotes.insert(instance, a);
             return;
         }
+        self.remotes.remove(&instance);
         if !self.locals.contains_key(&instance) {
             let name = object_name(instance);
-            let replica = match Replica::attach(&self.shm_dir, &name, Sharing::default()) {
+            let replica = match self.store.attach(&name) {
                 Ok(r) => r,
                 Err(_) => {
                     let attrs = engine_attrs(&a.attrs);
@@ -630,7 +984,7 @@ impl Node {
                         instance,
                         role: Role::Replica,
                     };
-                    match Replica::create(&self.shm_dir, &name, &attrs, &opts) {
+                    match self.store.create(&name, &attrs, &opts) {
                         Ok(r) => r,
                         Err(e) => {
                             warn!(instance, "cannot create the replica: {e}");
@@ -639,59 +993,79 @@ impl Node {
                     }
                 }
             };
-            self.locals.insert(
-                instance,
-                Local {
-                    replica: Arc::new(replica),
-                    assign: a.clone(),
-                    primary: None,
-                    waker: None,
-                },
-            );
+            self.locals.insert(instance, Local::new(replica, a.clone()));
         }
         let me = self.me;
         let mesh = self.mesh.clone();
         let msgs = self.msgs.clone();
         let repl_cfg = self.repl.clone();
+        let limits = self.limits;
+        let tail_threads = self.tail_threads;
+        let now = self.now();
+        let mut answers = Vec::new();
         let l = self.locals.get_mut(&instance).expect("inserted");
         l.assign = a.clone();
         if a.primary == Some(me) {
             let fresh = l.primary.as_ref().is_none_or(|p| p.term() != a.term);
             if fresh {
                 info!(instance, term = a.term, "this node is now the primary");
-                l.replica.set_role(Role::Primary, a.term);
-                l.replica
-                    .set_replication_position(a.term, l.replica.commit_seq());
+                if all_replicas(&a) {
+                    // Writes are ordered here, on a private copy; agents never write
+                    // the node's replica directly.
+                    l.replica.set_role(Role::Replica, a.term);
+                    if l.staging.is_none() {
+                        match staging_copy(&l.replica, &limits) {
+                            Ok(r) => {
+                                l.staging = Some(Staging {
+                                    replica: Arc::new(r),
+                                    queue: VecDeque::new(),
+                                    last_reap: now,
+                                });
+                            }
+                            Err(e) => {
+                                warn!(instance, "cannot make the staging copy: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    let st = l.staging.as_ref().expect("made");
+                    st.replica.set_role(Role::Primary, a.term);
+                    st.replica
+                        .set_replication_position(a.term, st.replica.commit_seq());
+                } else {
+                    l.replica.set_role(Role::Primary, a.term);
+                    l.replica
+                        .set_replication_position(a.term, l.replica.commit_seq());
+                }
                 l.primary = Some(Primary::new(instance, a.term, repl_cfg));
             }
             let others: Vec<u32> = a.replicas.iter().copied().filter(|n| *n != me).collect();
             if let Some(p) = l.primary.as_mut() {
                 p.set_replicas(&others, |n| mesh.is_up(n));
             }
-            if l.waker.is_none() {
+            if l.waker.is_none() && tail_threads && l.staging.is_none() {
                 l.waker = Some(start_waker(instance, Arc::clone(&l.replica), msgs));
             }
         } else {
-            if l.primary.take().is_some() {
+            if l.primary.is_some() {
                 info!(instance, term = a.term, primary = ?a.primary, "this node is no longer the primary");
             }
-            if let Some(w) = l.waker.take() {
-                w.stop.store(true, Ordering::Release);
-            }
+            l.demote(&mut answers);
             if l.replica.role().0 != Role::Replica {
                 l.replica.set_role(Role::Replica, a.term);
             }
         }
+        self.answer_all(answers);
         self.poll_primary(instance);
     }
 
     fn on_unassign(&mut self, instance: u64) {
-        if let Some(l) = self.locals.remove(&instance) {
-            if let Some(w) = &l.waker {
-                w.stop.store(true, Ordering::Release);
-            }
+        if let Some(mut l) = self.locals.remove(&instance) {
+            let mut answers = Vec::new();
+            l.demote(&mut answers);
+            self.answer_all(answers);
             info!(instance, "replica removed");
-            let _ = Replica::remove(&self.shm_dir, &object_name(instance));
+            self.store.remove(&object_name(instance));
         }
     }
 
@@ -716,6 +1090,22 @@ impl Node {
                         p.peer_down(n);
                     }
                 }
+                // Operations forwarded there: a write's outcome is unknown.
+                let lost: Vec<ReqId> = self
+                    .forwarded
+                    .iter()
+                    .filter(|(_, f)| f.node == n)
+                    .map(|(r, _)| *r)
+                    .collect();
+                for r in lost {
+                    let f = self.forwarded.remove(&r).expect("listed");
+                    let c = if f.write {
+                        code::TIMEOUT
+                    } else {
+                        code::TRY_AGAIN
+                    };
+                    self.answer(f.origin, fail(c));
+                }
             }
             MeshEvent::Frame(from, body) => match Frame::decode(&body) {
                 Ok(f) => self.on_frame(from, f, now, &mut out),
@@ -734,28 +1124,27 @@ impl Node {
                 mark,
                 ops,
             } => {
+                let mut answers = Vec::new();
                 let Some(l) = self.locals.get_mut(&instance) else {
                     return; // not assigned here (yet): the primary probes again
                 };
                 if l.primary.as_ref().is_some_and(|p| term > p.term()) {
                     // A primary in a newer term exists: stop taking local writes.
                     warn!(instance, newer = term, "fenced by a newer primary");
-                    l.primary = None;
-                    if let Some(w) = l.waker.take() {
-                        w.stop.store(true, Ordering::Release);
-                    }
+                    l.demote(&mut answers);
                     l.replica.set_role(Role::Replica, term);
                 }
-                if l.primary.is_some() && term <= l.primary.as_ref().map_or(0, Primary::term) {
+                if let Some(t) = l.primary.as_ref().map(Primary::term) {
                     // We are its primary: whoever sends this is stale.
-                    let t = l.primary.as_ref().map_or(0, Primary::term);
                     self.send(Transmit {
                         node: from,
                         frame: Frame::Stale { instance, term: t },
                     });
+                    self.answer_all(answers);
                     return;
                 }
                 let reply = repl::apply_diff(&l.replica, instance, term, base, mark, &ops);
+                self.answer_all(answers);
                 self.send(Transmit {
                     node: from,
                     frame: reply,
@@ -769,28 +1158,31 @@ impl Node {
                 if let Some(l) = self.locals.get_mut(&instance)
                     && let Some(p) = l.primary.as_mut()
                 {
-                    p.on_ack(from, term, seq, &l.replica, now);
+                    let source = l.staging.as_ref().map_or(&l.replica, |s| &s.replica);
+                    p.on_ack(from, term, seq, source, now);
                 }
                 self.poll_primary(instance);
             }
             Frame::Stale { instance, term } => {
-                let mut fenced = false;
-                if let Some(l) = self.locals.get_mut(&instance) {
-                    if let Some(p) = l.primary.as_mut()
-                        && let Some(PrimaryEvent::Fenced { term: t }) = p.on_stale(from, term)
-                    {
-                        warn!(instance, newer = t, "fenced: a replica is in a newer term");
-                        fenced = true;
-                    }
-                    if fenced {
-                        l.primary = None;
-                        if let Some(w) = l.waker.take() {
-                            w.stop.store(true, Ordering::Release);
-                        }
-                        l.replica.set_role(Role::Replica, term);
-                    }
+                let mut answers = Vec::new();
+                if let Some(l) = self.locals.get_mut(&instance)
+                    && let Some(p) = l.primary.as_mut()
+                    && let Some(PrimaryEvent::Fenced { term: t }) = p.on_stale(from, term)
+                {
+                    warn!(instance, newer = t, "fenced: a replica is in a newer term");
+                    l.demote(&mut answers);
+                    l.replica.set_role(Role::Replica, term);
                 }
+                self.answer_all(answers);
                 self.poll_primary(instance);
+            }
+            Frame::Remote { req, instance, op } => {
+                self.on_remote(Origin::Peer { node: from, req }, instance, op);
+            }
+            Frame::RemoteReply { req, result } => {
+                if let Some(f) = self.forwarded.remove(&req) {
+                    self.answer(f.origin, result);
+                }
             }
             other => self.dir.on_frame(from, other, now, out),
         }
@@ -799,21 +1191,41 @@ impl Node {
     fn poll_primary(&mut self, instance: u64) {
         let now = self.now();
         let mut tx = Vec::new();
+        let mut answers = Vec::new();
         if let Some(l) = self.locals.get_mut(&instance)
             && let Some(p) = l.primary.as_mut()
         {
-            p.poll(&l.replica, now, &mut tx);
-            let floor = p.acked_floor().unwrap_or_else(|| l.replica.commit_seq());
-            if floor < l.replica.acked_seq() {
-                // A replica joined: a synchronize from now on waits for it too.
-                l.replica.lower_acked_seq(floor);
-            } else {
-                l.replica.set_acked_seq(floor);
+            match l.staging.as_mut() {
+                Some(st) => {
+                    p.poll(&st.replica, now, &mut tx);
+                    let floor = p.acked_floor().unwrap_or_else(|| st.replica.commit_seq());
+                    publish(&l.replica, st, floor, p.term(), &mut answers);
+                }
+                None => {
+                    p.poll(&l.replica, now, &mut tx);
+                    let floor = p.acked_floor().unwrap_or_else(|| l.replica.commit_seq());
+                    if floor < l.replica.acked_seq() {
+                        // A replica joined: a synchronize from now on waits for it too.
+                        l.replica.lower_acked_seq(floor);
+                    } else {
+                        l.replica.set_acked_seq(floor);
+                    }
+                    let acked = l.replica.acked_seq();
+                    l.syncs.retain(|w| {
+                        if w.seq <= acked {
+                            answers.push((w.origin, RemoteResult::Done));
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                }
             }
         }
         for t in tx {
             self.send(t);
         }
+        self.answer_all(answers);
     }
 
     fn on_tick(&mut self) {
@@ -849,6 +1261,39 @@ impl Node {
             self.dir.request(req, op, now, &mut out);
             self.apply_outputs(out);
         }
+        // Deadlines of synchronizes and ALL_REPLICAS writes; reaping ordered here.
+        let mut answers = Vec::new();
+        for l in self.locals.values_mut() {
+            l.syncs.retain(|w| {
+                if w.deadline.is_some_and(|d| now >= d) {
+                    answers.push((w.origin, fail(code::TIMEOUT)));
+                    false
+                } else {
+                    true
+                }
+            });
+            if let Some(st) = l.staging.as_mut() {
+                for s in st.queue.iter_mut() {
+                    if s.origin.is_some() && now.saturating_sub(s.since) >= WRITE_TIMEOUT {
+                        answers.push((s.origin.take().expect("checked"), fail(code::TIMEOUT)));
+                    }
+                }
+                if now.saturating_sub(st.last_reap) >= REAP_EVERY {
+                    st.last_reap = now;
+                    let wall = ckpt_engine::wall_clock();
+                    if st.replica.applier().reap_expired(wall) > 0 {
+                        st.queue.push_back(Staged {
+                            seq: st.replica.commit_seq(),
+                            change: Change::Reap(wall),
+                            origin: None,
+                            result: RemoteResult::Done,
+                            since: now,
+                        });
+                    }
+                }
+            }
+        }
+        self.answer_all(answers);
         let ids: Vec<u64> = self
             .locals
             .iter()
@@ -859,6 +1304,55 @@ impl Node {
             self.poll_primary(i);
         }
     }
+}
+
+/// Publishes the staged ALL_REPLICAS writes every replica acked (`floor`): applies them
+/// to the node's replica, in order, and answers their writers.
+fn publish(
+    replica: &Replica,
+    st: &mut Staging,
+    floor: u64,
+    term: u64,
+    answers: &mut Vec<(Origin, RemoteResult)>,
+) {
+    let mut last = None;
+    while st.queue.front().is_some_and(|s| s.seq <= floor) {
+        let s = st.queue.pop_front().expect("checked");
+        match &s.change {
+            Change::Op(op) => {
+                let (r, _) = serve::apply_write(replica, op);
+                if !matches!(r, RemoteResult::Done | RemoteResult::Created { .. }) {
+                    // The staging copy and this replica took the same writes in the same
+                    // order; a difference means the replica was changed behind our back.
+                    warn!(instance = replica.instance(), result = ?r, "publishing a staged write failed");
+                }
+            }
+            Change::Reap(now) => {
+                replica.applier().reap_expired(*now);
+            }
+        }
+        last = Some(s.seq);
+        if let Some(o) = s.origin {
+            answers.push((o, s.result));
+        }
+    }
+    if let Some(seq) = last {
+        replica.set_replication_position(term, seq);
+        replica.set_acked_seq(replica.commit_seq());
+    }
+}
+
+/// A private heap-backed copy of `replica`'s sections.
+fn staging_copy(replica: &Replica, limits: &ReplicaLimits) -> Result<Replica, String> {
+    let copy =
+        Replica::create_in_memory(&replica.attributes(), limits).map_err(|e| e.to_string())?;
+    let a = copy.applier();
+    for s in replica.sections(SectionFilter::Any) {
+        let data = replica.read_to_vec(&s.id).map_err(|e| format!("{e:?}"))?;
+        a.put(&s.id, s.expiration, &data)
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(copy)
 }
 
 fn start_waker(

@@ -1,0 +1,223 @@
+//! Checkpoint operations ckptd performs for others (`Remote` frames, transport/DESIGN.md
+//! §7): writes it orders as the primary's daemon, and reads of the replica it holds.
+//! Pure functions over a [`Replica`]; the event loop decides where an operation runs.
+
+use ckpt_engine::{Replica, SectionError, SectionFilter, VectorError, WriteElement};
+use ckpt_transport::wire::{RemoteOp, RemoteResult, SectionEntry};
+
+/// `SaAisErrorT` values of remote answers.
+pub mod code {
+    /// SA_AIS_ERR_LIBRARY
+    pub const LIBRARY: u32 = 2;
+    /// SA_AIS_ERR_TIMEOUT
+    pub const TIMEOUT: u32 = 5;
+    /// SA_AIS_ERR_TRY_AGAIN
+    pub const TRY_AGAIN: u32 = 6;
+    /// SA_AIS_ERR_INVALID_PARAM
+    pub const INVALID_PARAM: u32 = 7;
+    /// SA_AIS_ERR_NOT_EXIST
+    pub const NOT_EXIST: u32 = 12;
+    /// SA_AIS_ERR_EXIST
+    pub const EXIST: u32 = 14;
+    /// SA_AIS_ERR_NO_SPACE
+    pub const NO_SPACE: u32 = 15;
+    /// SA_AIS_ERR_NO_RESOURCES
+    pub const NO_RESOURCES: u32 = 18;
+    /// SA_AIS_ERR_BAD_OPERATION
+    pub const BAD_OPERATION: u32 = 20;
+}
+
+/// The `SaAisErrorT` of an engine error.
+pub fn section_code(e: SectionError) -> u32 {
+    match e {
+        SectionError::BadArgument(_) | SectionError::TooBig => code::INVALID_PARAM,
+        SectionError::Exists => code::EXIST,
+        SectionError::NoResources => code::NO_RESOURCES,
+        SectionError::NoSpace => code::NO_SPACE,
+        SectionError::NotExist => code::NOT_EXIST,
+        SectionError::NotPrimary | SectionError::TryAgain => code::TRY_AGAIN,
+        _ => code::LIBRARY,
+    }
+}
+
+fn failed(e: SectionError) -> RemoteResult {
+    RemoteResult::Failed {
+        code: section_code(e),
+        index: None,
+    }
+}
+
+fn failed_at(e: VectorError) -> RemoteResult {
+    RemoteResult::Failed {
+        code: section_code(e.kind),
+        index: u32::try_from(e.index).ok(),
+    }
+}
+
+/// Whether `op` changes the checkpoint (and so must run where writes are ordered).
+pub fn is_write(op: &RemoteOp) -> bool {
+    matches!(
+        op,
+        RemoteOp::Write { .. }
+            | RemoteOp::Overwrite { .. }
+            | RemoteOp::CreateSection { .. }
+            | RemoteOp::DeleteSection { .. }
+            | RemoteOp::SetExpiration { .. }
+    )
+}
+
+/// Applies the write `op` to `replica` whatever its role (the caller is the daemon that
+/// orders this checkpoint's writes). Returns the answer and, when it changed something,
+/// the operation as it must be replayed elsewhere to give the same state (a generated
+/// section id made explicit).
+pub fn apply_write(replica: &Replica, op: &RemoteOp) -> (RemoteResult, Option<RemoteOp>) {
+    let a = replica.applier();
+    match op {
+        RemoteOp::Write { elems } => {
+            let es: Vec<WriteElement<'_>> = elems
+                .iter()
+                .map(|e| WriteElement {
+                    id: &e.id,
+                    offset: e.offset,
+                    data: &e.data,
+                })
+                .collect();
+            match a.write_many(&es) {
+                Ok(()) => (RemoteResult::Done, Some(op.clone())),
+                Err(e) => (failed_at(e), None),
+            }
+        }
+        RemoteOp::Overwrite { id, data } => match a.overwrite(id, data) {
+            Ok(()) => (RemoteResult::Done, Some(op.clone())),
+            Err(e) => (failed(e), None),
+        },
+        RemoteOp::CreateSection {
+            id,
+            expiration,
+            data,
+        } => match a.create_section(id.as_deref(), *expiration, data) {
+            Ok(made) => (
+                RemoteResult::Created { id: made.clone() },
+                Some(RemoteOp::CreateSection {
+                    id: Some(made),
+                    expiration: *expiration,
+                    data: data.clone(),
+                }),
+            ),
+            Err(e) => (failed(e), None),
+        },
+        RemoteOp::DeleteSection { id } => match a.delete(id) {
+            Ok(true) => (RemoteResult::Done, Some(op.clone())),
+            Ok(false) => (failed(SectionError::NotExist), None),
+            Err(e) => (failed(e), None),
+        },
+        RemoteOp::SetExpiration { id, expiration } => match a.set_expiration(id, *expiration) {
+            Ok(()) => (RemoteResult::Done, Some(op.clone())),
+            Err(e) => (failed(e), None),
+        },
+        _ => (
+            RemoteResult::Failed {
+                code: code::INVALID_PARAM,
+                index: None,
+            },
+            None,
+        ),
+    }
+}
+
+/// Answers a read-only `op` from `replica`. A read element of size 0 reads from its
+/// offset to the end of the section.
+pub fn read(replica: &Replica, op: &RemoteOp) -> RemoteResult {
+    match op {
+        RemoteOp::Read { elems } => {
+            let mut items = Vec::with_capacity(elems.len());
+            for (index, e) in elems.iter().enumerate() {
+                if e.size == 0 {
+                    // Size 0: from the offset to the end (a library-allocated buffer).
+                    match replica.read_to_vec(&e.id) {
+                        Ok(v) => match usize::try_from(e.offset).ok().filter(|o| *o <= v.len()) {
+                            Some(o) => items.push(v[o..].to_vec()),
+                            None => {
+                                return RemoteResult::Failed {
+                                    code: code::INVALID_PARAM,
+                                    index: u32::try_from(index).ok(),
+                                };
+                            }
+                        },
+                        Err(k) => {
+                            return RemoteResult::Failed {
+                                code: section_code(k),
+                                index: u32::try_from(index).ok(),
+                            };
+                        }
+                    }
+                    continue;
+                }
+                let Ok(size) = usize::try_from(e.size) else {
+                    return RemoteResult::Failed {
+                        code: code::INVALID_PARAM,
+                        index: u32::try_from(index).ok(),
+                    };
+                };
+                let max = replica.attributes().max_section_size;
+                if e.size > max {
+                    return RemoteResult::Failed {
+                        code: code::INVALID_PARAM,
+                        index: u32::try_from(index).ok(),
+                    };
+                }
+                let mut buf = vec![0u8; size];
+                match replica.read(&e.id, e.offset, &mut buf) {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        items.push(buf);
+                    }
+                    Err(k) => {
+                        return RemoteResult::Failed {
+                            code: section_code(k),
+                            index: u32::try_from(index).ok(),
+                        };
+                    }
+                }
+            }
+            RemoteResult::Data { items }
+        }
+        RemoteOp::Sections { filter, time } => {
+            let f = match filter {
+                1 => SectionFilter::Forever,
+                2 => SectionFilter::ExpiringAtOrBefore(*time),
+                3 => SectionFilter::ExpiringAtOrAfter(*time),
+                4 => SectionFilter::Corrupted,
+                5 => SectionFilter::Any,
+                _ => {
+                    return RemoteResult::Failed {
+                        code: code::INVALID_PARAM,
+                        index: None,
+                    };
+                }
+            };
+            let items = replica
+                .sections(f)
+                .map(|s| SectionEntry {
+                    id: s.id,
+                    expiration: s.expiration,
+                    size: s.size,
+                    last_update: s.last_update,
+                    state: 1, // SA_CKPT_SECTION_VALID
+                })
+                .collect();
+            RemoteResult::Sections { items }
+        }
+        RemoteOp::Status => {
+            let s = replica.status();
+            RemoteResult::Status {
+                sections: s.sections,
+                memory_used: s.memory_used,
+            }
+        }
+        _ => RemoteResult::Failed {
+            code: code::INVALID_PARAM,
+            index: None,
+        },
+    }
+}
