@@ -287,3 +287,42 @@ fn an_all_replicas_write_returns_only_once_every_replica_has_it() {
     assert_eq!(read_local(&on2, &id), b"generated");
     assert_eq!(read_all(&on1, &id), b"generated");
 }
+
+#[test]
+fn active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up() {
+    let cluster = LocalCluster::create("catchup", &[1, 2], true, 600).expect("cluster files");
+    let _n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
+    let _n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
+    let lib1 = library(&cluster, 1);
+    let lib2 = library(&cluster, 2);
+    let attrs = CreationAttributes {
+        creation_flags: CreationFlags::WR_ACTIVE_REPLICA | CreationFlags::CHECKPOINT_COLLOCATED,
+        checkpoint_size: 256 * 65536,
+        retention_duration: 10 * SECOND,
+        max_sections: 256,
+        max_section_size: 65536,
+        max_section_id_size: 16,
+    };
+    let old = open_on(&lib1, "safCkpt=catchup", Some(&attrs));
+    old.set_active_replica().expect("active on node 1");
+    let new = open_on(&lib2, "safCkpt=catchup", None);
+    // A backlog node 2 cannot have yet: 12 MiB written without a synchronize.
+    let chunk = vec![7u8; 65536];
+    for i in 0..192u32 {
+        let id = format!("s{i}");
+        old.create_section(Some(id.as_bytes()), TIME_END, &chunk)
+            .expect("create");
+    }
+    old.overwrite(b"s0", b"last write before the switch")
+        .expect("overwrite");
+    retry(|| new.set_active_replica()).expect("node 2 becomes active");
+    assert_eq!(
+        read_all(&new, b"s0"),
+        b"last write before the switch",
+        "the new active has what the old one had"
+    );
+    assert_eq!(new.status().expect("status").number_of_sections, 192);
+    // The old active's node now writes through the new one.
+    old.overwrite(b"s1", b"after").expect("write via node 2");
+    assert_eq!(read_all(&new, b"s1"), b"after");
+}

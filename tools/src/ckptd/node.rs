@@ -124,8 +124,22 @@ struct PendingReq {
 /// Who asked for a remote operation, and how to answer.
 #[derive(Clone, Copy, Debug)]
 enum Origin {
-    Agent { session: u64, req: ReqId },
-    Peer { node: u32, req: ReqId },
+    Agent {
+        session: u64,
+        req: ReqId,
+    },
+    Peer {
+        node: u32,
+        req: ReqId,
+    },
+    /// An agent's ActiveReplicaSet, waiting until the old active replica's daemon has
+    /// brought this node's replica up to date (a synchronize) before it goes to the
+    /// directory.
+    Catchup {
+        session: u64,
+        req: ReqId,
+        instance: u64,
+    },
 }
 
 /// A remote operation forwarded to the primary's node.
@@ -235,6 +249,9 @@ const REAP_EVERY: Duration = Duration::from_millis(100);
 /// How long an ALL_REPLICAS write waits for every replica before it is answered TIMEOUT
 /// (it is still published once they ack).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long ActiveReplicaSet waits for the old active replica to bring this node's up to
+/// date before it switches anyway.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Node {
     me: u32,
@@ -668,6 +685,37 @@ impl Node {
                     frame: Frame::RemoteReply { req, result },
                 });
             }
+            Origin::Catchup { .. } => {
+                debug_assert!(false, "catch-ups finish in finish_forward");
+            }
+        }
+    }
+
+    /// The answer to an operation this node forwarded.
+    fn finish_forward(&mut self, f: Forwarded, result: RemoteResult) {
+        match f.origin {
+            Origin::Catchup {
+                session,
+                req,
+                instance,
+            } => {
+                if !matches!(result, RemoteResult::Done) {
+                    warn!(
+                        instance,
+                        ?result,
+                        "catching up before ActiveReplicaSet failed; switching anyway"
+                    );
+                }
+                self.dir_request(
+                    Some(session),
+                    req,
+                    DirOp::SetActive {
+                        instance,
+                        node: self.me,
+                    },
+                );
+            }
+            o => self.answer(o, result),
         }
     }
 
@@ -736,10 +784,15 @@ impl Node {
                         instance,
                         node: self.me,
                     },
-                    DirOp::SetActive { instance, .. } => DirOp::SetActive {
-                        instance,
-                        node: self.me,
-                    },
+                    DirOp::SetActive { instance, .. } => {
+                        if self.catch_up(session, req, instance) {
+                            return;
+                        }
+                        DirOp::SetActive {
+                            instance,
+                            node: self.me,
+                        }
+                    }
                     other => other,
                 };
                 self.dir_request(Some(session), req, op);
@@ -785,7 +838,7 @@ impl Node {
         };
         let node = match (target, origin) {
             (Ok(p), Origin::Agent { .. }) => p,
-            (Ok(_), Origin::Peer { .. }) => {
+            (Ok(_), Origin::Peer { .. } | Origin::Catchup { .. }) => {
                 // The sender's view of the primary is stale: it asks again.
                 self.answer(origin, fail(code::TRY_AGAIN));
                 return;
@@ -817,6 +870,53 @@ impl Node {
                 write,
             },
         );
+    }
+
+    /// ActiveReplicaSet while the old active replica lives: first a synchronize on its
+    /// node, so this node's replica has everything it acknowledged. Returns whether the
+    /// request now waits for that.
+    fn catch_up(&mut self, session: u64, req: ReqId, instance: u64) -> bool {
+        let Some(l) = self.locals.get(&instance) else {
+            return false;
+        };
+        let Some(old) = l.assign.primary.filter(|p| *p != self.me) else {
+            return false;
+        };
+        if !self.mesh.is_up(old) {
+            return false;
+        }
+        self.counter += 1;
+        let fwd = ReqId {
+            node: self.me,
+            incarnation: self.incarnation,
+            counter: self.counter,
+        };
+        let op = RemoteOp::Synchronize {
+            timeout_ns: CATCH_UP_TIMEOUT.as_nanos() as i64,
+        };
+        if !self.send(Transmit {
+            node: old,
+            frame: Frame::Remote {
+                req: fwd,
+                instance,
+                op,
+            },
+        }) {
+            return false;
+        }
+        self.forwarded.insert(
+            fwd,
+            Forwarded {
+                origin: Origin::Catchup {
+                    session,
+                    req,
+                    instance,
+                },
+                node: old,
+                write: false,
+            },
+        );
+        true
     }
 
     /// Serves `op` on this node, the one that orders `instance`'s writes.
@@ -1104,7 +1204,7 @@ impl Node {
                     } else {
                         code::TRY_AGAIN
                     };
-                    self.answer(f.origin, fail(c));
+                    self.finish_forward(f, fail(c));
                 }
             }
             MeshEvent::Frame(from, body) => match Frame::decode(&body) {
@@ -1181,7 +1281,7 @@ impl Node {
             }
             Frame::RemoteReply { req, result } => {
                 if let Some(f) = self.forwarded.remove(&req) {
-                    self.answer(f.origin, result);
+                    self.finish_forward(f, result);
                 }
             }
             other => self.dir.on_frame(from, other, now, out),
