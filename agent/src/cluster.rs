@@ -28,6 +28,8 @@ use ckpt_transport::wire::{
 
 use crate::error::{Error, Result};
 
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
 /// The environment variable that puts agents in cluster mode: the path of ckptd's socket.
 pub const CLUSTER_SOCKET_ENV: &str = "CKPT_CLUSTER_SOCKET";
 
@@ -70,7 +72,10 @@ impl Client {
     pub(crate) fn connect(socket: &Path) -> Result<Arc<Self>> {
         let c = Arc::new(Self {
             socket: socket.to_path_buf(),
-            session: u64::from(std::process::id()),
+            // The pid in the high bits: a restarted ckptd tells a dead agent's session
+            // from one that will reconnect.
+            session: (u64::from(std::process::id()) << 24)
+                | (NEXT_SESSION.fetch_add(1, Ordering::Relaxed) & 0xff_ffff),
             counter: AtomicU64::new(1),
             state: Mutex::new(Waiting::default()),
             cond: Condvar::new(),
@@ -137,6 +142,17 @@ impl Client {
                         s.link = None;
                     }
                     c.cond.notify_all();
+                }
+                // ckptd went away (a restart, say): reconnect as soon as it is back, so
+                // it hands this session's opens back (they stay registered meanwhile).
+                let mut pause = Duration::from_millis(20);
+                loop {
+                    std::thread::sleep(pause);
+                    let Some(c) = me.upgrade() else { return };
+                    if c.lock().link.is_some() || c.link().is_ok() {
+                        return;
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(1));
                 }
             });
         if spawned.is_err() {

@@ -137,7 +137,7 @@ fn read_all(ck: &Checkpoint, id: &[u8]) -> Vec<u8> {
 /// Three nodes, directors 1 and 2: a non-collocated checkpoint created on node 1 has
 /// replicas on 1 and 2 and none on node 3.
 struct Three {
-    _n: Vec<ckptd::NodeHandle>,
+    n: Vec<ckptd::NodeHandle>,
     cluster: LocalCluster,
 }
 
@@ -148,7 +148,7 @@ fn three(tag: &str) -> Three {
         .iter()
         .map(|&i| ckptd::spawn(cluster.config.clone(), i).expect("node"))
         .collect();
-    Three { _n: n, cluster }
+    Three { n, cluster }
 }
 
 fn open_on(lib: &Library, name: &str, attrs: Option<&CreationAttributes>) -> Checkpoint {
@@ -325,4 +325,48 @@ fn active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up() 
     // The old active's node now writes through the new one.
     old.overwrite(b"s1", b"after").expect("write via node 2");
     assert_eq!(read_all(&new, b"s1"), b"after");
+}
+
+#[test]
+fn a_restarted_ckptd_keeps_its_agents_handles_and_opens() {
+    let mut t = three("restart");
+    let lib3 = library(&t.cluster, 3);
+    let lib2 = library(&t.cluster, 2);
+    let attrs = CreationAttributes {
+        retention_duration: 0,
+        ..collocated()
+    };
+    let active = open_on(&lib3, "safCkpt=restart", Some(&attrs));
+    active.set_active_replica().expect("active on node 3");
+    let standby = open_on(&lib2, "safCkpt=restart", None);
+    active
+        .create_section(Some(b"c"), TIME_END, b"before")
+        .expect("create");
+    active.synchronize(10 * SECOND).expect("synchronize");
+    let object = t
+        .cluster
+        .shm_dir(3)
+        .join(ckptd::object_name(active.instance()));
+
+    // Node 3's daemon restarts; its agent keeps its handle.
+    t.n.pop().expect("node 3").stop();
+    let _n3 = ckptd::spawn(t.cluster.config.clone(), 3).expect("node 3 again");
+    retry(|| active.overwrite(b"c", b"after the restart")).expect("overwrite");
+    retry(|| active.synchronize(10 * SECOND)).expect("synchronize after the restart");
+    assert_eq!(read_local(&standby, b"c"), b"after the restart");
+
+    // The cluster still counts node 3's open across the restart: an unlinked checkpoint
+    // with retention 0 lives on until that open closes, then goes with its replica.
+    lib3.unlink("safCkpt=restart").expect("unlink");
+    drop(standby);
+    drop(lib2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(object.exists(), "still open on node 3");
+    drop(active);
+    let start = Instant::now();
+    while object.exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!object.exists(), "the last close deleted it");
+    drop(lib3);
 }

@@ -110,7 +110,19 @@ enum Msg {
 
 struct Session {
     tx: mpsc::UnboundedSender<Bytes>,
+    /// The agent's session key from its `Hello` (its pid in the high bits).
+    key: Option<u64>,
     opens: Vec<u64>,
+}
+
+/// The file, in the node's shm directory, where ckptd keeps which agent session holds
+/// which opens, so that a restarted ckptd hands them back to the agents that reconnect
+/// (and closes those of agents that died meanwhile).
+const SESSIONS_FILE: &str = "ckptd.sessions";
+
+/// The pid in an agent's session key.
+fn key_pid(key: u64) -> i32 {
+    i32::try_from(key >> 24).unwrap_or(0)
 }
 
 struct PendingReq {
@@ -252,6 +264,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long ActiveReplicaSet waits for the old active replica to bring this node's up to
 /// date before it switches anyway.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a restarted daemon looks for agents of its previous run that died.
+const ORPHAN_CHECK: Duration = Duration::from_secs(1);
 
 struct Node {
     me: u32,
@@ -264,6 +278,9 @@ struct Node {
     /// Placements of checkpoints opened here without a replica here.
     remotes: HashMap<u64, CkptAssign>,
     sessions: HashMap<u64, Session>,
+    /// Opens of agent sessions of a previous run of this daemon that have not reconnected.
+    orphans: HashMap<u64, Vec<u64>>,
+    last_orphan_check: Duration,
     pending: HashMap<ReqId, PendingReq>,
     forwarded: HashMap<ReqId, Forwarded>,
     counter: u64,
@@ -271,6 +288,14 @@ struct Node {
     repl: ReplConfig,
     limits: ReplicaLimits,
     tail_threads: bool,
+    /// Peers whose connection dropped, since when: the directory hears of it only once
+    /// it has lasted `restart_grace`.
+    down_since: BTreeMap<u32, Duration>,
+    /// How long a dropped connection may stay down before the directory counts the node
+    /// as gone: the idle timeout, so a daemon that restarts (its peers see the clean close
+    /// at once) keeps its opens and replicas, while a crashed one, which its peers notice
+    /// only after the idle timeout, is gone after twice that.
+    restart_grace: Duration,
 }
 
 /// A running daemon (in this process, on its own thread).
@@ -461,6 +486,8 @@ async fn start(
         locals: BTreeMap::new(),
         remotes: HashMap::new(),
         sessions: HashMap::new(),
+        orphans: HashMap::new(),
+        last_orphan_check: Duration::ZERO,
         pending: HashMap::new(),
         forwarded: HashMap::new(),
         counter: 0,
@@ -468,8 +495,11 @@ async fn start(
         repl: ReplConfig::default(),
         limits: ReplicaLimits::default(),
         tail_threads: env.tail_threads,
+        down_since: BTreeMap::new(),
+        restart_grace: cluster.idle_timeout,
     };
     n.reattach();
+    n.load_sessions();
     Ok((
         n,
         listener,
@@ -511,6 +541,93 @@ async fn next_session(
 impl Node {
     fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    /// The agent sessions of a previous run, with their opens: orphans until their
+    /// agents reconnect.
+    fn load_sessions(&mut self) {
+        let Store::Shm(dir) = &self.store else { return };
+        let Ok(text) = std::fs::read_to_string(dir.join(SESSIONS_FILE)) else {
+            return;
+        };
+        for line in text.lines() {
+            let mut words = line.split_ascii_whitespace().map(str::parse::<u64>);
+            let (Some(Ok(key)), Some(Ok(instance))) = (words.next(), words.next()) else {
+                continue;
+            };
+            self.orphans.entry(key).or_default().push(instance);
+        }
+        if !self.orphans.is_empty() {
+            info!(
+                sessions = self.orphans.len(),
+                "agent sessions of the previous run wait to reconnect"
+            );
+        }
+    }
+
+    /// Writes the sessions' opens (a new file renamed over the old one).
+    fn save_sessions(&self) {
+        let Store::Shm(dir) = &self.store else { return };
+        let mut text = String::new();
+        let live = self
+            .sessions
+            .values()
+            .filter_map(|s| s.key.map(|k| (k, &s.opens)));
+        for (key, opens) in live.chain(self.orphans.iter().map(|(k, o)| (*k, o))) {
+            for i in opens {
+                text.push_str(&format!("{key} {i}\n"));
+            }
+        }
+        let tmp = dir.join(format!("{SESSIONS_FILE}.new"));
+        if std::fs::write(&tmp, text).is_err()
+            || std::fs::rename(&tmp, dir.join(SESSIONS_FILE)).is_err()
+        {
+            warn!("cannot save the agent sessions");
+        }
+    }
+
+    /// Closes the opens of orphaned sessions whose process is gone.
+    fn reap_orphans(&mut self) {
+        let dead: Vec<u64> = self
+            .orphans
+            .keys()
+            .copied()
+            .filter(|k| {
+                rustix::process::Pid::from_raw(key_pid(*k)).is_none_or(|pid| {
+                    rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+                })
+            })
+            .collect();
+        if dead.is_empty() {
+            return;
+        }
+        for key in dead {
+            let opens = self.orphans.remove(&key).unwrap_or_default();
+            info!(
+                session = key,
+                opens = opens.len(),
+                "an agent of the previous run is gone: closing its opens"
+            );
+            self.close_opens(opens);
+        }
+        self.save_sessions();
+    }
+
+    fn close_opens(&mut self, opens: Vec<u64>) {
+        for instance in opens {
+            self.dir_request(
+                None,
+                ReqId {
+                    node: 0,
+                    incarnation: 0,
+                    counter: 0,
+                },
+                DirOp::Close {
+                    instance,
+                    node: self.me,
+                },
+            );
+        }
     }
 
     /// Replicas left by a previous run of this daemon: map them again (their agents keep
@@ -625,6 +742,7 @@ impl Node {
             id,
             Session {
                 tx,
+                key: None,
                 opens: Vec::new(),
             },
         );
@@ -649,6 +767,7 @@ impl Node {
             id,
             Session {
                 tx: from_node,
+                key: None,
                 opens: Vec::new(),
             },
         );
@@ -735,20 +854,8 @@ impl Node {
                         opens = sess.opens.len(),
                         "agent gone: closing its opens"
                     );
-                    for instance in sess.opens {
-                        self.dir_request(
-                            None,
-                            ReqId {
-                                node: 0,
-                                incarnation: 0,
-                                counter: 0,
-                            },
-                            DirOp::Close {
-                                instance,
-                                node: self.me,
-                            },
-                        );
-                    }
+                    self.close_opens(sess.opens);
+                    self.save_sessions();
                 }
             }
             Msg::Moved(instance) => {
@@ -762,7 +869,20 @@ impl Node {
 
     fn on_agent(&mut self, session: u64, f: Frame) {
         match f {
-            Frame::Hello { .. } => {
+            Frame::Hello { incarnation, .. } => {
+                let adopted = self.orphans.remove(&incarnation);
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.key = Some(incarnation);
+                    if let Some(opens) = adopted {
+                        info!(
+                            session = incarnation,
+                            opens = opens.len(),
+                            "an agent of the previous run reconnected"
+                        );
+                        s.opens.extend(opens);
+                        self.save_sessions();
+                    }
+                }
                 let welcome = Frame::Welcome {
                     node: self.me,
                     incarnation: self.incarnation,
@@ -1032,6 +1152,7 @@ impl Node {
             (DirOp::Open { .. }, DirReply::Opened { ckpt }) => {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.opens.push(ckpt.instance);
+                    self.save_sessions();
                 } else {
                     // The agent left meanwhile: undo its open.
                     let instance = ckpt.instance;
@@ -1051,6 +1172,7 @@ impl Node {
                     && let Some(i) = s.opens.iter().position(|x| x == instance)
                 {
                     s.opens.swap_remove(i);
+                    self.save_sessions();
                 }
             }
             _ => {}
@@ -1175,6 +1297,7 @@ impl Node {
         match ev {
             MeshEvent::PeerUp(n) => {
                 info!(node = self.me, peer = n, "peer up");
+                self.down_since.remove(&n);
                 self.dir.peer_up(n, now, &mut out);
                 for l in self.locals.values_mut() {
                     if let Some(p) = l.primary.as_mut() {
@@ -1184,7 +1307,7 @@ impl Node {
             }
             MeshEvent::PeerDown(n) => {
                 info!(node = self.me, peer = n, "peer down");
-                self.dir.peer_down(n, now, &mut out);
+                self.down_since.entry(n).or_insert(now);
                 for l in self.locals.values_mut() {
                     if let Some(p) = l.primary.as_mut() {
                         p.peer_down(n);
@@ -1331,6 +1454,16 @@ impl Node {
     fn on_tick(&mut self) {
         let now = self.now();
         let mut out = Vec::new();
+        let gone: Vec<u32> = self
+            .down_since
+            .iter()
+            .filter(|(_, t)| now.saturating_sub(**t) >= self.restart_grace)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in gone {
+            self.down_since.remove(&n);
+            self.dir.peer_down(n, now, &mut out);
+        }
         self.dir.tick(now, &mut out);
         self.apply_outputs(out);
         // Retry directory requests without an answer.
@@ -1360,6 +1493,10 @@ impl Node {
             let mut out = Vec::new();
             self.dir.request(req, op, now, &mut out);
             self.apply_outputs(out);
+        }
+        if !self.orphans.is_empty() && now.saturating_sub(self.last_orphan_check) >= ORPHAN_CHECK {
+            self.last_orphan_check = now;
+            self.reap_orphans();
         }
         // Deadlines of synchronizes and ALL_REPLICAS writes; reaping ordered here.
         let mut answers = Vec::new();
