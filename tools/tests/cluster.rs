@@ -370,3 +370,31 @@ fn a_restarted_ckptd_keeps_its_agents_handles_and_opens() {
     assert!(!object.exists(), "the last close deleted it");
     drop(lib3);
 }
+
+#[test]
+fn a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies() {
+    let mut t = three("promote");
+    let lib1 = library(&t.cluster, 1);
+    let lib3 = library(&t.cluster, 3);
+    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    // Opened on node 3 (not a director): node 3 is the primary, 1 and 2 hold replicas.
+    let on3 = open_on(&lib3, "safCkpt=promote", Some(&attrs));
+    let on1 = open_on(&lib1, "safCkpt=promote", None);
+    on3.create_section(Some(b"c"), TIME_END, b"synchronized")
+        .expect("create on the primary");
+    on3.synchronize(10 * SECOND).expect("synchronize");
+    drop(on3);
+    std::mem::forget(lib3); // its node dies under it
+    t.n.pop().expect("node 3").stop();
+
+    // The directory promotes a surviving replica (new term); node 1 reads the
+    // synchronized value from it and writes through it.
+    assert_eq!(
+        retry(|| on1.read_vec(b"c", 0)).expect("read after the promotion"),
+        b"synchronized"
+    );
+    retry(|| on1.overwrite(b"c", b"after")).expect("write after the promotion");
+    on1.synchronize(10 * SECOND)
+        .expect("synchronize with the surviving replicas");
+    assert_eq!(read_local(&on1, b"c"), b"after");
+}

@@ -25,14 +25,26 @@
 //!   and removes it from every replica set; a non-collocated checkpoint whose primary
 //!   died gets a new primary (the surviving replica that reported the highest position)
 //!   in a new term. A collocated checkpoint waits for the application's ActiveReplicaSet.
+//! - **Positions**: every node reports the replication position `(term, seq)` of the
+//!   replicas it holds to the leader ([`Frame::Positions`], or [`Directory::report_position`]
+//!   on the leader's own node). Promotion takes the surviving replica with the highest
+//!   complete position; a replica without a report ranks below every reported one, a
+//!   replica in the middle of a snapshot below both; among equals the lowest node id wins.
+//! - **Eviction**: the primary's node may ask to drop a replica that does not acknowledge
+//!   ([`DirOp::Evict`]). The checkpoint gets a new term without that node, which gets
+//!   `Unassign`. The table remembers the eviction until the node reports a complete
+//!   position in that term or a later one (it was added back by an open and resynced from
+//!   the primary): until then it is never promoted, neither by a primary's death nor by
+//!   ActiveReplicaSet, since its replica may lack writes the reduced set acknowledged.
 //!
 //! Time is the driver's monotonic `now`; retention counts in it, so a wall-clock jump
 //! changes neither retention nor failure detection.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use crate::repl::Transmit;
+use crate::repl::{INCOMPLETE, Transmit};
 use crate::wire::{Attrs, CkptAssign, Dec, DirOp, DirReply, Enc, Frame, ReqId, WireError};
 
 /// `SaAisErrorT` values the directory answers with.
@@ -103,6 +115,10 @@ pub struct Entry {
     pub retention: i64,
     /// Since when nobody has it open (monotonic), if so.
     pub idle_since: Option<Duration>,
+    /// Nodes evicted from `replicas` that have not resynced since, each with the term its
+    /// eviction minted. Such a node is not promoted until it reports a complete position
+    /// in that term or a later one.
+    pub evicted: BTreeMap<u32, u64>,
 }
 
 impl Entry {
@@ -125,6 +141,16 @@ impl Entry {
 
     fn open_count(&self) -> u32 {
         self.openers.values().sum()
+    }
+
+    /// When retention deletes the checkpoint, if nobody has it open.
+    fn retention_due(&self) -> Option<Duration> {
+        let since = self.idle_since.filter(|_| self.open_count() == 0)?;
+        Some(
+            since
+                .checked_add(Duration::from_nanos(self.retention.max(0).unsigned_abs()))
+                .unwrap_or(Duration::MAX),
+        )
     }
 }
 
@@ -167,6 +193,9 @@ pub struct Directory {
     replies: BTreeMap<(u32, u64), VecDeque<(u64, DirReply)>>,
     /// Replication positions reported by nodes: (instance, node) → (term, seq).
     positions: BTreeMap<(u64, u32), (u64, u64)>,
+    /// The table changed outside a call that can send it to the other directors
+    /// ([`Directory::report_position`]); the next tick does.
+    state_dirty: bool,
 }
 
 impl Directory {
@@ -184,6 +213,7 @@ impl Directory {
             next_instance: 1,
             replies: BTreeMap::new(),
             positions: BTreeMap::new(),
+            state_dirty: false,
             cfg,
         }
     }
@@ -206,6 +236,12 @@ impl Directory {
     /// The table (complete on the leader and, a heartbeat behind, on standby directors).
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
+    }
+
+    /// The replication position `(term, seq)` this node last heard `node` report for
+    /// `instance` (the leader hears them all).
+    pub fn position(&self, instance: u64, node: u32) -> Option<(u64, u64)> {
+        self.positions.get(&(instance, node)).copied()
     }
 
     /// Whether this node reaches a quorum of the configured nodes.
@@ -231,9 +267,16 @@ impl Directory {
         if node == self.cfg.node || !self.cfg.nodes.contains(&node) {
             return;
         }
+        let had_quorum = self.has_quorum();
         self.reachable.insert(node);
         if self.reachable.len() + 1 == self.cfg.nodes.len() {
             self.seen_all = true;
+        }
+        if !had_quorum && self.has_quorum() && !self.is_leader() {
+            // Back in a quorum: give the leader it now reaches (if any) an election timeout
+            // to announce itself before claiming, so a returning director never takes over
+            // from a live leader by winning a tie of terms.
+            self.heard = now;
         }
         if self.is_leader() {
             self.send_heartbeat(node, out);
@@ -255,10 +298,9 @@ impl Directory {
                 );
             }
             if self.cfg.directors.contains(&node) {
-                self.send_state_to(node, out);
+                self.send_state_to(node, now, out);
             }
         }
-        let _ = now;
     }
 
     /// The connection to `node` is gone (after the transport's idle timeout).
@@ -337,6 +379,16 @@ impl Directory {
             Frame::Unassign { dir_term, instance } if dir_term >= self.dir_term => {
                 out.push(Output::Unassign(instance));
             }
+            // A node reports its own replicas only.
+            Frame::Positions { node, items } if node == from => {
+                let mut changed = false;
+                for (instance, term, seq) in items {
+                    changed |= self.note_position(node, instance, term, seq);
+                }
+                if changed {
+                    self.broadcast_state(now, out);
+                }
+            }
             _ => {}
         }
     }
@@ -358,9 +410,32 @@ impl Directory {
         }
     }
 
-    /// A replica position this node reports for promotion decisions.
+    /// A replica position reported on this node for promotion decisions: the leader's own
+    /// replicas (other nodes send [`Frame::Positions`]). Ignored unless `node` holds a
+    /// replica of `instance` in this node's table.
     pub fn report_position(&mut self, node: u32, instance: u64, term: u64, seq: u64) {
+        if self.note_position(node, instance, term, seq) {
+            self.state_dirty = true; // the next tick sends the table
+        }
+    }
+
+    /// Records a reported position; returns whether the table changed (an evicted node
+    /// has resynced: a complete position in its eviction's term or later).
+    fn note_position(&mut self, node: u32, instance: u64, term: u64, seq: u64) -> bool {
+        let leads = self.is_leader();
+        let Some(e) = self.entries.get_mut(&instance) else {
+            return false;
+        };
+        if !e.replicas.contains(&node) {
+            return false; // stale (dropped since) or bogus: nothing to promote
+        }
         self.positions.insert((instance, node), (term, seq));
+        let resynced = seq != INCOMPLETE && e.evicted.get(&node).is_some_and(|t| term >= *t);
+        if leads && resynced {
+            e.evicted.remove(&node);
+            return true;
+        }
+        false
     }
 
     /// Timers: heartbeats, elections, retention. Returns the next deadline.
@@ -375,6 +450,9 @@ impl Directory {
                         self.send_heartbeat(n, out);
                     }
                     self.next_beat = now + self.cfg.heartbeat;
+                }
+                if self.state_dirty {
+                    self.broadcast_state(now, out);
                 }
                 self.expire_retention(now, out);
             }
@@ -394,20 +472,24 @@ impl Directory {
                 self.become_leader(now, out);
             }
         }
-        let mut next = now + self.cfg.heartbeat;
-        if !self.is_leader() {
-            next = next
-                .min(self.heard + self.cfg.election_timeout)
-                .max(now + Duration::from_millis(1));
-        }
-        next
+        self.state_dirty = false;
+        let next = if self.is_leader() {
+            // The next heartbeat, or an earlier retention expiry.
+            self.entries
+                .values()
+                .filter_map(Entry::retention_due)
+                .fold(self.next_beat, Duration::min)
+        } else {
+            (now + self.cfg.heartbeat).min(self.heard + self.cfg.election_timeout)
+        };
+        next.max(now + Duration::from_millis(1))
     }
 
     fn become_leader(&mut self, now: Duration, out: &mut Vec<Output>) {
         self.dir_term += 1;
         self.minted = 0;
         self.set_leader(Some(self.cfg.node), out);
-        self.next_beat = now;
+        self.next_beat = now + self.cfg.heartbeat; // the heartbeats below are the first
         // Whoever is not reachable now is dead for the table.
         let dead: Vec<u32> = self
             .cfg
@@ -423,7 +505,7 @@ impl Directory {
         for n in nodes {
             self.send_heartbeat(n, out);
         }
-        self.broadcast_state(out);
+        self.broadcast_state(now, out);
         // Re-announce every assignment in the new directory term.
         let all: Vec<CkptAssign> = self.entries.values().map(Entry::assign).collect();
         for a in all {
@@ -444,6 +526,8 @@ impl Directory {
     }
 
     fn node_died(&mut self, node: u32, now: Duration, out: &mut Vec<Output>) {
+        // Its reports die with it: a node that comes back reports again.
+        self.positions.retain(|(_, n), _| *n != node);
         let ids: Vec<u64> = self.entries.keys().copied().collect();
         for id in ids {
             let mut changed = false;
@@ -466,31 +550,43 @@ impl Directory {
                 }
             }
             if promote {
-                let candidates = self.entries[&id].replicas.clone();
-                let best = candidates.iter().copied().max_by_key(|n| {
-                    (
-                        self.positions.get(&(id, *n)).copied(),
-                        std::cmp::Reverse(*n),
-                    )
-                });
+                let best = self.promotion_choice(id);
                 let term = self.mint_term();
                 let e = self.entries.get_mut(&id).expect("listed");
                 e.primary = best;
                 e.term = term;
             }
             if changed || promote {
-                let a = self.entries[&id].assign();
-                if a.replicas.is_empty()
-                    && self.entries[&id].open_count() == 0
-                    && self.entries[&id].unlinked
-                {
-                    self.entries.remove(&id);
+                let e = &self.entries[&id];
+                if e.unlinked && e.open_count() == 0 {
+                    // Its last opener died: as its last close, this deletes it.
+                    self.delete(id, out);
                 } else {
+                    let a = e.assign();
                     self.assign_everywhere(&a, out);
                 }
             }
         }
-        self.broadcast_state(out);
+        self.broadcast_state(now, out);
+    }
+
+    /// The replica of `instance` to promote: the highest complete reported position, then
+    /// replicas without a report, then replicas in the middle of a snapshot; the lowest
+    /// node id among equals. An evicted node that has not resynced is never chosen.
+    fn promotion_choice(&self, instance: u64) -> Option<u32> {
+        let e = &self.entries[&instance];
+        e.replicas
+            .iter()
+            .copied()
+            .filter(|n| !e.evicted.contains_key(n))
+            .max_by_key(|n| {
+                let rank = match self.positions.get(&(instance, *n)) {
+                    Some(&(term, seq)) if seq != INCOMPLETE => (2, term, seq),
+                    None => (1, 0, 0),
+                    Some(_) => (0, 0, 0),
+                };
+                (rank, Reverse(*n))
+            })
     }
 
     fn handle(&mut self, req: ReqId, op: DirOp, now: Duration, out: &mut Vec<Output>) -> DirReply {
@@ -502,24 +598,31 @@ impl Directory {
         {
             return r.clone();
         }
-        let result = self.apply(op, now, out);
+        let result = self.apply(req.node, op, now, out);
         let done = self.replies.entry(key).or_default();
         done.push_back((req.counter, result.clone()));
         while done.len() > REMEMBERED_REPLIES {
             done.pop_front();
         }
-        self.broadcast_state(out);
+        self.broadcast_state(now, out);
         result
     }
 
-    fn apply(&mut self, op: DirOp, now: Duration, out: &mut Vec<Output>) -> DirReply {
+    /// Applies `op`, which node `requester` asked for.
+    fn apply(
+        &mut self,
+        requester: u32,
+        op: DirOp,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) -> DirReply {
         match op {
             DirOp::Open {
                 name,
                 attrs,
                 flags: open_flags,
                 node,
-            } => self.open(name, attrs, open_flags, node, now, out),
+            } => self.open(name, attrs, open_flags, node, out),
             DirOp::Close { instance, node } => {
                 let Some(e) = self.entries.get_mut(&instance) else {
                     return DirReply::Failed {
@@ -579,8 +682,7 @@ impl Directory {
                 DirReply::Done
             }
             DirOp::SetActive { instance, node } => {
-                let term = self.dir_term << 32 | u64::from(self.minted + 1);
-                let Some(e) = self.entries.get_mut(&instance) else {
+                let Some(e) = self.entries.get(&instance) else {
                     return DirReply::Failed {
                         code: code::NOT_EXIST,
                     };
@@ -595,16 +697,70 @@ impl Directory {
                         code: code::NOT_EXIST,
                     };
                 }
+                if e.evicted.contains_key(&node) {
+                    // Added back but not resynced yet: it may lack acknowledged writes.
+                    return DirReply::Failed {
+                        code: code::TRY_AGAIN,
+                    };
+                }
                 if e.primary != Some(node) {
+                    let term = self.mint_term();
+                    let e = self.entries.get_mut(&instance).expect("found");
                     e.primary = Some(node);
                     e.term = term;
-                    self.minted += 1;
                 }
                 let a = self.entries[&instance].assign();
                 self.assign_everywhere(&a, out);
                 DirReply::Done
             }
+            DirOp::Evict {
+                instance,
+                node,
+                term,
+            } => self.evict(requester, instance, node, term, out),
         }
+    }
+
+    /// [`DirOp::Evict`]: `requester`, primary of `instance` in `term`, drops `node`.
+    fn evict(
+        &mut self,
+        requester: u32,
+        instance: u64,
+        node: u32,
+        term: u64,
+        out: &mut Vec<Output>,
+    ) -> DirReply {
+        let Some(e) = self.entries.get(&instance) else {
+            return DirReply::Failed {
+                code: code::NOT_EXIST,
+            };
+        };
+        if !e.replicas.contains(&node) {
+            // Evicted already (a second request, or one from the term before): done.
+            // Never in the set (or dropped otherwise): the request makes no sense.
+            return if e.evicted.contains_key(&node) {
+                DirReply::Done
+            } else {
+                DirReply::Failed {
+                    code: code::BAD_OPERATION,
+                }
+            };
+        }
+        if term != e.term || e.primary != Some(requester) || e.primary == Some(node) {
+            return DirReply::Failed {
+                code: code::BAD_OPERATION,
+            };
+        }
+        let term = self.mint_term();
+        let e = self.entries.get_mut(&instance).expect("found");
+        e.term = term;
+        e.replicas.retain(|n| *n != node);
+        e.evicted.insert(node, term);
+        let a = e.assign();
+        self.positions.remove(&(instance, node));
+        self.assign_everywhere(&a, out);
+        self.unassign(node, instance, out);
+        DirReply::Done
     }
 
     fn by_name(&self, name: &str) -> Option<u64> {
@@ -620,7 +776,6 @@ impl Directory {
         attrs: Option<Attrs>,
         open_flags: u32,
         node: u32,
-        _now: Duration,
         out: &mut Vec<Output>,
     ) -> DirReply {
         let id = match self.by_name(&name) {
@@ -656,7 +811,7 @@ impl Directory {
                         .directors
                         .iter()
                         .copied()
-                        .filter(|d| *d == node || self.reachable.contains(d))
+                        .filter(|d| *d == node || *d == self.cfg.node || self.reachable.contains(d))
                         .collect();
                     r.sort_unstable();
                     (r, Some(node))
@@ -692,15 +847,21 @@ impl Directory {
                         openers: BTreeMap::new(),
                         retention,
                         idle_since: None,
+                        evicted: BTreeMap::new(),
                     },
                 );
                 instance
             }
         };
+        let director = self.cfg.directors.contains(&node);
         let e = self.entries.get_mut(&id).expect("present");
         *e.openers.entry(node).or_default() += 1;
         e.idle_since = None;
-        if e.collocated() && !e.replicas.contains(&node) {
+        // Placement: collocated → every opener's node; otherwise the directors (and an
+        // evicted node) come back by opening. An evicted node stays unpromotable until it
+        // has resynced.
+        let placed = e.collocated() || director || e.evicted.contains_key(&node);
+        if placed && !e.replicas.contains(&node) {
             e.replicas.push(node);
             e.replicas.sort_unstable();
         }
@@ -712,20 +873,25 @@ impl Directory {
     fn delete(&mut self, instance: u64, out: &mut Vec<Output>) {
         if let Some(e) = self.entries.remove(&instance) {
             for n in e.replicas {
-                if n == self.cfg.node {
-                    out.push(Output::Unassign(instance));
-                } else {
-                    self.send(
-                        n,
-                        Frame::Unassign {
-                            dir_term: self.dir_term,
-                            instance,
-                        },
-                        out,
-                    );
-                }
+                self.unassign(n, instance, out);
             }
             self.positions.retain(|(i, _), _| *i != instance);
+        }
+    }
+
+    /// Tells `node` to drop its replica of `instance`.
+    fn unassign(&self, node: u32, instance: u64, out: &mut Vec<Output>) {
+        if node == self.cfg.node {
+            out.push(Output::Unassign(instance));
+        } else {
+            self.send(
+                node,
+                Frame::Unassign {
+                    dir_term: self.dir_term,
+                    instance,
+                },
+                out,
+            );
         }
     }
 
@@ -733,12 +899,7 @@ impl Directory {
         let due: Vec<u64> = self
             .entries
             .values()
-            .filter(|e| {
-                e.open_count() == 0
-                    && e.idle_since.is_some_and(|t| {
-                        now.saturating_sub(t) >= Duration::from_nanos(e.retention.max(0) as u64)
-                    })
-            })
+            .filter(|e| e.retention_due().is_some_and(|due| now >= due))
             .map(|e| e.instance)
             .collect();
         if due.is_empty() {
@@ -747,7 +908,7 @@ impl Directory {
         for id in due {
             self.delete(id, out);
         }
-        self.broadcast_state(out);
+        self.broadcast_state(now, out);
     }
 
     fn assign_everywhere(&mut self, a: &CkptAssign, out: &mut Vec<Output>) {
@@ -782,19 +943,19 @@ impl Directory {
         );
     }
 
-    fn broadcast_state(&self, out: &mut Vec<Output>) {
+    fn broadcast_state(&self, now: Duration, out: &mut Vec<Output>) {
         if !self.is_leader() {
             return;
         }
         for &d in &self.cfg.directors {
             if d != self.cfg.node && self.reachable.contains(&d) {
-                self.send_state_to(d, out);
+                self.send_state_to(d, now, out);
             }
         }
     }
 
-    fn send_state_to(&self, node: u32, out: &mut Vec<Output>) {
-        let state = encode_table(self, Duration::ZERO);
+    fn send_state_to(&self, node: u32, now: Duration, out: &mut Vec<Output>) {
+        let state = encode_table(self, now);
         self.send(
             node,
             Frame::DirState {
@@ -826,9 +987,9 @@ struct Table {
     replies: BTreeMap<(u32, u64), VecDeque<(u64, DirReply)>>,
 }
 
-/// The table as bytes for a standby director. Retention clocks travel as "idle for" so
-/// the standby's own monotonic clock can continue them.
-fn encode_table(d: &Directory, _origin: Duration) -> Vec<u8> {
+/// The table as bytes for a standby director. Retention clocks travel as "idle for" (at
+/// `now`, the leader's clock) so the standby's own monotonic clock can continue them.
+fn encode_table(d: &Directory, now: Duration) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut e = Enc::new(&mut buf);
     e.put_u64(d.next_instance);
@@ -849,7 +1010,15 @@ fn encode_table(d: &Directory, _origin: Duration) -> Vec<u8> {
         }
         e.put_i64(x.retention);
         e.put_u8(u8::from(x.idle_since.is_some()));
-        e.put_u64(x.idle_since.map_or(0, |t| t.as_nanos() as u64));
+        let idle_for = x
+            .idle_since
+            .map_or(Duration::ZERO, |t| now.saturating_sub(t));
+        e.put_u64(u64::try_from(idle_for.as_nanos()).unwrap_or(u64::MAX));
+        e.put_u32(x.evicted.len() as u32);
+        for (n, t) in &x.evicted {
+            e.put_u32(*n);
+            e.put_u64(*t);
+        }
     }
     e.put_u32(d.replies.len() as u32);
     for ((node, inc), list) in &d.replies {
@@ -891,8 +1060,12 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
         }
         let retention = d.i64()?;
         let idle = d.u8()? != 0;
-        let idle_for = d.u64()?;
-        let _ = idle_for;
+        let idle_for = Duration::from_nanos(d.u64()?);
+        let mut evicted = BTreeMap::new();
+        for _ in 0..d.u32()? {
+            let node = d.u32()?;
+            evicted.insert(node, d.u64()?);
+        }
         entries.insert(
             ckpt.instance,
             Entry {
@@ -905,9 +1078,10 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
                 unlinked: ckpt.unlinked,
                 openers,
                 retention,
-                // The standby restarts the retention clock when it takes over: never
-                // early, at most one retention late.
-                idle_since: idle.then_some(now),
+                // Idle since `idle_for` before it received the table: never early, late by
+                // the frame's delay (or more if its clock started after that instant).
+                idle_since: idle.then(|| now.saturating_sub(idle_for)),
+                evicted,
             },
         );
     }
@@ -925,6 +1099,7 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
         }
         replies.insert((node, inc), list);
     }
+    d.finish()?;
     Ok(Table {
         entries,
         next_instance,

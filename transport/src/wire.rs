@@ -53,6 +53,7 @@ const KIND_DIR_STATE: u8 = 0x12;
 const KIND_ASSIGN: u8 = 0x13;
 const KIND_UNASSIGN: u8 = 0x14;
 const KIND_LEADER: u8 = 0x15;
+const KIND_POSITIONS: u8 = 0x16;
 const KIND_DIFF: u8 = 0x20;
 const KIND_ACK: u8 = 0x21;
 const KIND_STALE: u8 = 0x22;
@@ -68,6 +69,8 @@ const MIN_DIFF_OP: usize = 1 + 4;
 const MIN_WRITE_ELEM: usize = 4 + 8 + 4;
 const MIN_READ_ELEM: usize = 4 + 8 + 8;
 const MIN_SECTION_ENTRY: usize = 4 + 8 + 8 + 8 + 1;
+/// One `(instance, term, seq)` of [`Frame::Positions`].
+const MIN_POSITION: usize = 8 + 8 + 8;
 
 /// Why bytes are not a valid frame.
 ///
@@ -180,6 +183,17 @@ pub enum Frame {
         leader: u32,
         /// The node ids the leader counts as cluster members.
         members: Vec<u32>,
+    },
+    /// `0x16`: a node reports to the leader director the replication position of replicas
+    /// it holds (periodically, and whenever one changes), for promotion decisions.
+    ///
+    /// A report updates the positions it lists and leaves the node's others as they were.
+    Positions {
+        /// The reporting node.
+        node: u32,
+        /// `(instance, term, seq)` per replica: the position its header records
+        /// (`seq` is [`crate::repl::INCOMPLETE`] while a snapshot is being applied).
+        items: Vec<(u64, u64, u64)>,
     },
     /// `0x20`: changes of a checkpoint that the primary streams to a replica.
     Diff {
@@ -353,6 +367,16 @@ pub enum DirOp {
         /// The node whose replica becomes active.
         node: u32,
     },
+    /// Tag 6: the primary's node asks to drop a replica that does not acknowledge from the
+    /// checkpoint's replica set (which gives the checkpoint a new term).
+    Evict {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The node whose replica is dropped.
+        node: u32,
+        /// The checkpoint term the requester is primary in.
+        term: u64,
+    },
 }
 
 /// The leader director's answer to a [`DirOp`], carried by [`Frame::Reply`].
@@ -522,6 +546,7 @@ impl Frame {
             Self::Assign { .. } => KIND_ASSIGN,
             Self::Unassign { .. } => KIND_UNASSIGN,
             Self::Leader { .. } => KIND_LEADER,
+            Self::Positions { .. } => KIND_POSITIONS,
             Self::Diff { .. } => KIND_DIFF,
             Self::Ack { .. } => KIND_ACK,
             Self::Stale { .. } => KIND_STALE,
@@ -604,6 +629,10 @@ impl Frame {
                 leader: dec.u32()?,
                 members: dec.vec(MIN_U32, Dec::u32)?,
             },
+            KIND_POSITIONS => Self::Positions {
+                node: dec.u32()?,
+                items: dec.vec(MIN_POSITION, |dec| Ok((dec.u64()?, dec.u64()?, dec.u64()?)))?,
+            },
             KIND_DIFF => Self::Diff {
                 instance: dec.u64()?,
                 term: dec.u64()?,
@@ -646,6 +675,7 @@ impl Frame {
             Self::Assign { ckpt, .. } => 8 + ckpt.wire_len(),
             Self::Unassign { .. } => 8 + 8,
             Self::Leader { members, .. } => 8 + 4 + 4 + 4 * members.len(),
+            Self::Positions { items, .. } => 4 + 4 + MIN_POSITION * items.len(),
             Self::Diff { ops, .. } => 8 * 4 + 4 + ops.iter().map(DiffOp::wire_len).sum::<usize>(),
             Self::Ack { .. } => 8 * 3,
             Self::Stale { .. } => 8 * 2,
@@ -708,6 +738,14 @@ impl Frame {
                 enc.put_u64(*dir_term);
                 enc.put_u32(*leader);
                 enc.put_vec(members, |enc, node| enc.put_u32(*node));
+            }
+            Self::Positions { node, items } => {
+                enc.put_u32(*node);
+                enc.put_vec(items, |enc, &(instance, term, seq)| {
+                    enc.put_u64(instance);
+                    enc.put_u64(term);
+                    enc.put_u64(seq);
+                });
             }
             Self::Diff {
                 instance,
@@ -1312,6 +1350,7 @@ impl Encode for DirOp {
             Self::Unlink { name } => bytes_len(name.as_bytes()),
             Self::SetRetention { .. } => 8 + 8,
             Self::SetActive { .. } => 8 + 4,
+            Self::Evict { .. } => 8 + 4 + 8,
         }
     }
 
@@ -1351,6 +1390,16 @@ impl Encode for DirOp {
                 enc.put_u64(*instance);
                 enc.put_u32(*node);
             }
+            Self::Evict {
+                instance,
+                node,
+                term,
+            } => {
+                enc.put_u8(6);
+                enc.put_u64(*instance);
+                enc.put_u32(*node);
+                enc.put_u64(*term);
+            }
         }
     }
 }
@@ -1378,6 +1427,11 @@ impl Decode for DirOp {
             5 => Self::SetActive {
                 instance: dec.u64()?,
                 node: dec.u32()?,
+            },
+            6 => Self::Evict {
+                instance: dec.u64()?,
+                node: dec.u32()?,
+                term: dec.u64()?,
             },
             tag => return Err(WireError::UnknownTag { what: "DirOp", tag }),
         })

@@ -74,11 +74,18 @@ fn heap_per_wire_byte() -> usize {
     let per_section = size_of::<SectionEntry>().div_ceil(4 + 8 + 8 + 8 + 1);
     let per_write = size_of::<WriteElem>().div_ceil(4 + 8 + 4);
     let per_read = size_of::<ReadElem>().div_ceil(4 + 8 + 8);
+    let per_position = size_of::<(u64, u64, u64)>().div_ceil(8 + 8 + 8);
     let deepest = per_op + per_id + 1;
-    [deepest, per_section + 1, per_write + 1, per_read + 1]
-        .into_iter()
-        .max()
-        .unwrap()
+    [
+        deepest,
+        per_section + 1,
+        per_write + 1,
+        per_read + 1,
+        per_position + 1,
+    ]
+    .into_iter()
+    .max()
+    .unwrap()
 }
 
 fn encode(frame: &Frame) -> Vec<u8> {
@@ -179,6 +186,13 @@ fn dir_op() -> impl Strategy<Value = DirOp> {
         }),
         (any::<u64>(), any::<u32>())
             .prop_map(|(instance, node)| DirOp::SetActive { instance, node }),
+        (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(instance, node, term)| {
+            DirOp::Evict {
+                instance,
+                node,
+                term,
+            }
+        }),
     ]
 }
 
@@ -312,6 +326,11 @@ fn frame() -> impl Strategy<Value = Frame> {
             }
         ),
         (
+            any::<u32>(),
+            vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..5)
+        )
+            .prop_map(|(node, items)| Frame::Positions { node, items }),
+        (
             any::<u64>(),
             any::<u64>(),
             any::<u64>(),
@@ -401,6 +420,10 @@ fn one_of_each_kind() -> Vec<Frame> {
             dir_term: 8,
             leader: 1,
             members: vec![1, 2],
+        },
+        Frame::Positions {
+            node: 2,
+            items: vec![(5, 4, 15), (6, 1, u64::MAX)],
         },
         Frame::Diff {
             instance: 5,
@@ -568,13 +591,117 @@ fn remote_with_options_encodes_to_pinned_bytes() {
 }
 
 #[test]
+fn evict_request_encodes_to_pinned_bytes() {
+    let sut = Frame::Request {
+        req: ReqId {
+            node: 3,
+            incarnation: 4,
+            counter: 5,
+        },
+        op: DirOp::Evict {
+            instance: 0x0102,
+            node: 7,
+            term: 1 << 32 | 2,
+        },
+    };
+    #[rustfmt::skip]
+    let expected = [
+        42, 0, 0, 0,                 // length: kind + 20 + 1 + 8 + 4 + 8
+        0x10,                        // kind Request
+        3, 0, 0, 0,                  // req.node
+        4, 0, 0, 0, 0, 0, 0, 0,      // req.incarnation
+        5, 0, 0, 0, 0, 0, 0, 0,      // req.counter
+        6,                           // Evict
+        0x02, 0x01, 0, 0, 0, 0, 0, 0, //  instance
+        7, 0, 0, 0,                  //  node
+        2, 0, 0, 0, 1, 0, 0, 0,      //  term
+    ];
+    assert_eq!(encode(&sut), expected);
+    assert_eq!(Frame::decode(&expected[4..]), Ok(sut));
+}
+
+#[test]
+fn positions_encode_to_pinned_bytes() {
+    let sut = Frame::Positions {
+        node: 9,
+        items: vec![(0x0102, 1 << 32 | 3, 40), (5, 6, u64::MAX)],
+    };
+    #[rustfmt::skip]
+    let expected = [
+        57, 0, 0, 0,                 // length: kind + 4 + 4 + 2 * 24
+        0x16,                        // kind Positions
+        9, 0, 0, 0,                  // node
+        2, 0, 0, 0,                  // items: 2
+        0x02, 0x01, 0, 0, 0, 0, 0, 0, //  instance
+        3, 0, 0, 0, 1, 0, 0, 0,      //  term
+        40, 0, 0, 0, 0, 0, 0, 0,     //  seq
+        5, 0, 0, 0, 0, 0, 0, 0,      //  instance
+        6, 0, 0, 0, 0, 0, 0, 0,      //  term
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // seq: INCOMPLETE
+    ];
+    assert_eq!(encode(&sut), expected);
+    assert_eq!(Frame::decode(&expected[4..]), Ok(sut));
+}
+
+#[test]
+fn evict_and_positions_cut_anywhere_are_rejected() {
+    let evict = Frame::Request {
+        req: ReqId {
+            node: 1,
+            incarnation: 2,
+            counter: 3,
+        },
+        op: DirOp::Evict {
+            instance: 4,
+            node: 5,
+            term: 6,
+        },
+    };
+    let positions = Frame::Positions {
+        node: 1,
+        items: vec![(2, 3, 4), (5, 6, 7)],
+    };
+    for sut in [evict, positions] {
+        let bytes = body(&sut);
+        assert_eq!(Frame::decode(&bytes), Ok(sut.clone()));
+        for cut in 1..bytes.len() {
+            let result = Frame::decode(&bytes[..cut]);
+            assert!(
+                matches!(result, Err(WireError::Truncated | WireError::CountTooLarge)),
+                "{sut:?} cut at {cut}: {result:?}"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(Frame::decode(&long), Err(WireError::TrailingBytes));
+    }
+}
+
+#[test]
+fn positions_count_beyond_the_frame_is_rejected_before_allocating() {
+    // One item takes 24 bytes; 47 left cannot hold two.
+    let mut sut = body(&Frame::Positions {
+        node: 1,
+        items: vec![(0, 0, 0)],
+    });
+    sut[5..9].copy_from_slice(&2u32.to_le_bytes());
+    sut.extend_from_slice(&[0; 23]);
+    assert_eq!(Frame::decode(&sut), Err(WireError::CountTooLarge));
+
+    sut[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+    let (result, allocated) = allocated_by(|| Frame::decode(&sut));
+    assert_eq!(result, Err(WireError::CountTooLarge));
+    assert_eq!(allocated, 0);
+}
+
+#[test]
 fn every_frame_kind_round_trips() {
     let frames = one_of_each_kind();
     let kinds: Vec<u8> = frames.iter().map(Frame::kind).collect();
     assert_eq!(
         kinds,
         [
-            0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22, 0x30, 0x31
+            0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x20, 0x21, 0x22, 0x30, 0x31
         ]
     );
     for sut in frames {
@@ -628,12 +755,12 @@ fn unknown_tags_are_rejected_with_their_type() {
             name: String::new(),
         },
     });
-    sut[21] = 6;
+    sut[21] = 7;
     assert_eq!(
         Frame::decode(&sut),
         Err(WireError::UnknownTag {
             what: "DirOp",
-            tag: 6
+            tag: 7
         })
     );
 
@@ -994,7 +1121,7 @@ proptest! {
     #[test]
     fn bytes_after_a_known_kind_never_panic_and_never_over_allocate(
         kind in prop::sample::select(vec![
-            0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21, 0x22, 0x30, 0x31,
+            0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x20, 0x21, 0x22, 0x30, 0x31,
         ]),
         tail in vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(5), Just(0xff), any::<u8>()], 0..200),
     ) {

@@ -266,6 +266,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a restarted daemon looks for agents of its previous run that died.
 const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+/// How often positions are reported when they change (and at least every second).
+const REPORT_EVERY: Duration = Duration::from_millis(100);
+const REPORT_ANYWAY: Duration = Duration::from_secs(1);
+/// How long an ALL_REPLICAS write waits for a live replica's ack before the primary's
+/// daemon asks the directory to evict it (new term).
+const EVICT_AFTER: Duration = Duration::from_secs(2);
 
 struct Node {
     me: u32,
@@ -291,6 +297,12 @@ struct Node {
     /// Peers whose connection dropped, since when: the directory hears of it only once
     /// it has lasted `restart_grace`.
     down_since: BTreeMap<u32, Duration>,
+    /// The directors (positions are reported to each).
+    directors: Vec<u32>,
+    /// Positions last reported, and when.
+    reported: (Vec<(u64, u64, u64)>, Duration),
+    /// Evictions asked for: (instance, node, term).
+    evicting: std::collections::BTreeSet<(u64, u32, u64)>,
     /// How long a dropped connection may stay down before the directory counts the node
     /// as gone: the idle timeout, so a daemon that restarts (its peers see the clean close
     /// at once) keeps its opens and replicas, while a crashed one, which its peers notice
@@ -496,6 +508,14 @@ async fn start(
         limits: ReplicaLimits::default(),
         tail_threads: env.tail_threads,
         down_since: BTreeMap::new(),
+        directors: cluster
+            .nodes
+            .iter()
+            .filter(|n| n.director)
+            .map(|n| n.id)
+            .collect(),
+        reported: (Vec::new(), Duration::ZERO),
+        evicting: std::collections::BTreeSet::new(),
         restart_grace: cluster.idle_timeout,
     };
     n.reattach();
@@ -1539,6 +1559,88 @@ impl Node {
             .collect();
         for i in ids {
             self.poll_primary(i);
+        }
+        self.evict_stuck(now);
+        self.report_positions(now);
+    }
+
+    /// Tells the directors which (term, seq) each replica here has applied, so a primary's
+    /// death promotes the most up-to-date survivor and an evicted replica is known to
+    /// have resynced.
+    fn report_positions(&mut self, now: Duration) {
+        let since = now.saturating_sub(self.reported.1);
+        if since < REPORT_EVERY {
+            return;
+        }
+        let items: Vec<(u64, u64, u64)> = self
+            .locals
+            .iter()
+            .map(|(i, l)| {
+                let (term, seq) = l.replica.replication_position();
+                (*i, term, seq)
+            })
+            .collect();
+        if items == self.reported.0 && since < REPORT_ANYWAY {
+            return;
+        }
+        for &(instance, term, seq) in &items {
+            self.dir.report_position(self.me, instance, term, seq);
+        }
+        for &d in &self.directors {
+            if d != self.me {
+                self.send(Transmit {
+                    node: d,
+                    frame: Frame::Positions {
+                        node: self.me,
+                        items: items.clone(),
+                    },
+                });
+            }
+        }
+        self.reported = (items, now);
+    }
+
+    /// ALL_REPLICAS writes waiting too long for a live replica: ask the directory to
+    /// evict it (once per term); only the directory may, and it mints a new term.
+    fn evict_stuck(&mut self, now: Duration) {
+        let mut asks = Vec::new();
+        for (i, l) in &self.locals {
+            let (Some(p), Some(st)) = (l.primary.as_ref(), l.staging.as_ref()) else {
+                continue;
+            };
+            let Some(oldest) = st.queue.front() else {
+                continue;
+            };
+            if now.saturating_sub(oldest.since) < EVICT_AFTER {
+                continue;
+            }
+            for n in p.replicas() {
+                let acked = p.acked_by(n).unwrap_or(0);
+                let behind = acked == repl::INCOMPLETE || acked < oldest.seq;
+                if behind && self.evicting.insert((*i, n, p.term())) {
+                    warn!(
+                        instance = *i,
+                        node = n,
+                        "a replica does not ack: asking the directory to evict it"
+                    );
+                    asks.push(DirOp::Evict {
+                        instance: *i,
+                        node: n,
+                        term: p.term(),
+                    });
+                }
+            }
+        }
+        for op in asks {
+            self.dir_request(
+                None,
+                ReqId {
+                    node: 0,
+                    incarnation: 0,
+                    counter: 0,
+                },
+                op,
+            );
         }
     }
 }

@@ -1,0 +1,1251 @@
+//! The directory state machine, driven as a cluster: several `Directory` values, a router
+//! that carries their frames (through the wire codec) over links the test makes and breaks,
+//! and an explicit clock (transport/DESIGN.md §5). Nothing sleeps and nothing reads a clock.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use ckpt_transport::directory::{DirConfig, Directory, Entry, Output, code, flags};
+use ckpt_transport::repl::INCOMPLETE;
+use ckpt_transport::wire::{Attrs, CkptAssign, DirOp, DirReply, Frame, ReqId};
+
+const HEARTBEAT: Duration = Duration::from_millis(100);
+const ELECTION: Duration = Duration::from_millis(500);
+const STEP: Duration = Duration::from_millis(10);
+
+/// Creation flags of an asynchronous non-collocated checkpoint (SA_CKPT_WR_ACTIVE_REPLICA).
+const NON_COLLOCATED: u32 = 0x2;
+/// Creation flags of a collocated checkpoint (SA_CKPT_WR_ACTIVE_REPLICA | COLLOCATED).
+const COLLOCATED: u32 = 0x2 | flags::COLLOCATED;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn attrs(creation_flags: u32, retention: Duration) -> Attrs {
+    Attrs {
+        creation_flags,
+        checkpoint_size: 1 << 20,
+        retention: i64::try_from(retention.as_nanos()).unwrap(),
+        max_sections: 8,
+        max_section_size: 4096,
+        max_section_id_size: 16,
+    }
+}
+
+/// One node of the simulated cluster.
+struct Node {
+    sut: Directory,
+    /// Every output other than `Send`, in order.
+    log: Vec<Output>,
+    /// What the directory told this node it holds (`Assign` minus `Unassign`).
+    held: BTreeMap<u64, CkptAssign>,
+}
+
+/// Directories of a cluster, the links between them and a clock.
+struct Cluster {
+    nodes: Vec<u32>,
+    directors: Vec<u32>,
+    two_node: bool,
+    live: BTreeMap<u32, Node>,
+    /// Connected pairs, lower id first.
+    links: BTreeSet<(u32, u32)>,
+    /// Frames sent and not yet delivered: (from, to, frame).
+    queue: VecDeque<(u32, u32, Frame)>,
+    now: Duration,
+    counter: u64,
+}
+
+fn pair(a: u32, b: u32) -> (u32, u32) {
+    (a.min(b), a.max(b))
+}
+
+impl Cluster {
+    /// Every node started at time zero, none connected.
+    fn new(nodes: &[u32], directors: &[u32]) -> Self {
+        let mut c = Self {
+            nodes: nodes.to_vec(),
+            directors: directors.to_vec(),
+            two_node: false,
+            live: BTreeMap::new(),
+            links: BTreeSet::new(),
+            queue: VecDeque::new(),
+            now: Duration::ZERO,
+            counter: 0,
+        };
+        for &n in nodes {
+            c.start(n);
+        }
+        c
+    }
+
+    /// Two director nodes in two-node mode.
+    fn two_node() -> Self {
+        let mut c = Self::new(&[], &[1, 2]);
+        c.nodes = vec![1, 2];
+        c.two_node = true;
+        c.start(1);
+        c.start(2);
+        c
+    }
+
+    /// Nodes 1, 2 (directors) and 3, fully connected, with node 1 elected.
+    fn three_with_leader() -> Self {
+        let mut c = Self::new(&[1, 2, 3], &[1, 2]);
+        c.connect_all();
+        c.run_for(ELECTION + HEARTBEAT);
+        assert_eq!(c.leaders(), [Some(1); 3]);
+        c
+    }
+
+    /// Starts (or restarts, with an empty state) `node`, connected to nobody.
+    fn start(&mut self, node: u32) {
+        let cfg = DirConfig {
+            node,
+            nodes: self.nodes.clone(),
+            directors: self.directors.clone(),
+            two_node: self.two_node,
+            heartbeat: HEARTBEAT,
+            election_timeout: ELECTION,
+            max_checkpoints: 64,
+        };
+        let node_state = Node {
+            sut: Directory::new(cfg, self.now),
+            log: Vec::new(),
+            held: BTreeMap::new(),
+        };
+        self.live.insert(node, node_state);
+    }
+
+    fn dir(&self, node: u32) -> &Directory {
+        &self.live[&node].sut
+    }
+
+    fn leaders(&self) -> Vec<Option<u32>> {
+        self.live.values().map(|n| n.sut.leader()).collect()
+    }
+
+    fn entry(&self, node: u32, instance: u64) -> Option<Entry> {
+        self.dir(node)
+            .entries()
+            .find(|e| e.instance == instance)
+            .cloned()
+    }
+
+    fn table(&self, node: u32) -> Vec<Entry> {
+        self.dir(node).entries().cloned().collect()
+    }
+
+    fn held(&self, node: u32, instance: u64) -> Option<&CkptAssign> {
+        self.live[&node].held.get(&instance)
+    }
+
+    /// Takes a directory's outputs: frames into the queue (through the codec), the rest
+    /// into the node's log.
+    fn absorb(&mut self, node: u32, out: Vec<Output>) {
+        for o in out {
+            match o {
+                Output::Send(t) => {
+                    assert_ne!(t.node, node, "a directory never sends to itself");
+                    let mut bytes = Vec::new();
+                    t.frame.encode(&mut bytes);
+                    let frame = Frame::decode(&bytes[4..]).expect("every frame decodes");
+                    assert_eq!(frame, t.frame);
+                    self.queue.push_back((node, t.node, frame));
+                }
+                other => {
+                    let n = self.live.get_mut(&node).expect("live");
+                    match &other {
+                        Output::Assign(a) => {
+                            n.held.insert(a.instance, a.clone());
+                        }
+                        Output::Unassign(i) => {
+                            n.held.remove(i);
+                        }
+                        _ => {}
+                    }
+                    n.log.push(other);
+                }
+            }
+        }
+    }
+
+    /// Delivers queued frames over live links until nothing is left.
+    fn deliver(&mut self) {
+        let mut delivered = 0;
+        while let Some((from, to, frame)) = self.queue.pop_front() {
+            delivered += 1;
+            assert!(delivered < 100_000, "frames keep bouncing");
+            if !self.links.contains(&pair(from, to)) {
+                continue; // no connection: lost
+            }
+            let mut out = Vec::new();
+            let now = self.now;
+            let n = self.live.get_mut(&to).expect("linked nodes are live");
+            n.sut.on_frame(from, frame, now, &mut out);
+            self.absorb(to, out);
+        }
+    }
+
+    /// Connects `a` and `b` (both sides see the peer come up); delivers nothing yet.
+    fn link(&mut self, a: u32, b: u32) {
+        assert!(self.live.contains_key(&a) && self.live.contains_key(&b));
+        self.links.insert(pair(a, b));
+        for (x, y) in [(a, b), (b, a)] {
+            let mut out = Vec::new();
+            let now = self.now;
+            self.live.get_mut(&x).unwrap().sut.peer_up(y, now, &mut out);
+            self.absorb(x, out);
+        }
+    }
+
+    fn connect(&mut self, a: u32, b: u32) {
+        self.link(a, b);
+        self.deliver();
+    }
+
+    fn connect_all(&mut self) {
+        let ids: Vec<u32> = self.live.keys().copied().collect();
+        for (i, &a) in ids.iter().enumerate() {
+            for &b in &ids[i + 1..] {
+                self.link(a, b);
+            }
+        }
+        self.deliver();
+    }
+
+    /// Breaks the link (the transport's idle timeout passed): frames in flight are lost.
+    fn disconnect(&mut self, a: u32, b: u32) {
+        if !self.links.remove(&pair(a, b)) {
+            return;
+        }
+        self.queue.retain(|(f, t, _)| pair(*f, *t) != pair(a, b));
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(n) = self.live.get_mut(&x) {
+                let mut out = Vec::new();
+                n.sut.peer_down(y, self.now, &mut out);
+                self.absorb(x, out);
+            }
+        }
+        self.deliver();
+    }
+
+    /// Cuts every link of `node`, which keeps running alone.
+    fn isolate(&mut self, node: u32) {
+        let peers: Vec<u32> = self.live.keys().copied().filter(|n| *n != node).collect();
+        for p in peers {
+            self.disconnect(node, p);
+        }
+    }
+
+    /// `node` dies: its links go down and its state is gone.
+    fn kill(&mut self, node: u32) {
+        self.isolate(node);
+        self.live.remove(&node);
+    }
+
+    fn tick(&mut self, node: u32) -> Duration {
+        let mut out = Vec::new();
+        let now = self.now;
+        let next = self.live.get_mut(&node).unwrap().sut.tick(now, &mut out);
+        self.absorb(node, out);
+        next
+    }
+
+    /// Advances the clock by `dt`, ticks every node and delivers.
+    fn step(&mut self, dt: Duration) {
+        self.now += dt;
+        let ids: Vec<u32> = self.live.keys().copied().collect();
+        for n in ids {
+            self.tick(n);
+            self.deliver();
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step(STEP);
+        }
+    }
+
+    fn next_req(&mut self, node: u32) -> ReqId {
+        self.counter += 1;
+        ReqId {
+            node,
+            incarnation: 1,
+            counter: self.counter,
+        }
+    }
+
+    /// Makes a request on `node` and returns the answer it gets.
+    fn request_as(&mut self, node: u32, req: ReqId, op: DirOp) -> DirReply {
+        let mut out = Vec::new();
+        let now = self.now;
+        self.live
+            .get_mut(&node)
+            .unwrap()
+            .sut
+            .request(req, op, now, &mut out);
+        self.absorb(node, out);
+        self.deliver();
+        self.live[&node]
+            .log
+            .iter()
+            .rev()
+            .find_map(|o| match o {
+                Output::Reply { req: r, result } if *r == req => Some(result.clone()),
+                _ => None,
+            })
+            .expect("the request was answered")
+    }
+
+    fn request(&mut self, node: u32, op: DirOp) -> DirReply {
+        let req = self.next_req(node);
+        self.request_as(node, req, op)
+    }
+
+    fn open_op(node: u32, name: &str, creation_flags: u32, retention: Duration) -> DirOp {
+        DirOp::Open {
+            name: name.to_owned(),
+            attrs: Some(attrs(creation_flags, retention)),
+            flags: flags::OPEN_CREATE,
+            node,
+        }
+    }
+
+    /// Opens (creating if needed, with a minute's retention) `name` on `node`.
+    fn open(&mut self, node: u32, name: &str, creation_flags: u32) -> CkptAssign {
+        self.open_retained(node, name, creation_flags, ms(60_000))
+    }
+
+    fn open_retained(
+        &mut self,
+        node: u32,
+        name: &str,
+        creation_flags: u32,
+        retention: Duration,
+    ) -> CkptAssign {
+        match self.request(node, Self::open_op(node, name, creation_flags, retention)) {
+            DirReply::Opened { ckpt } => ckpt,
+            other => panic!("open of {name} on {node}: {other:?}"),
+        }
+    }
+
+    fn close(&mut self, node: u32, instance: u64) -> DirReply {
+        self.request(node, DirOp::Close { instance, node })
+    }
+
+    fn evict(&mut self, requester: u32, instance: u64, node: u32, term: u64) -> DirReply {
+        self.request(
+            requester,
+            DirOp::Evict {
+                instance,
+                node,
+                term,
+            },
+        )
+    }
+
+    /// `node` reports replica positions to its leader, as its ckptd does.
+    fn report(&mut self, node: u32, items: &[(u64, u64, u64)]) {
+        let leader = self.dir(node).leader().expect("a leader to report to");
+        if leader == node {
+            let sut = &mut self.live.get_mut(&node).unwrap().sut;
+            for &(instance, term, seq) in items {
+                sut.report_position(node, instance, term, seq);
+            }
+        } else {
+            let frame = Frame::Positions {
+                node,
+                items: items.to_vec(),
+            };
+            self.queue.push_back((node, leader, frame));
+            self.deliver();
+        }
+    }
+}
+
+// Quorum and election.
+
+#[test]
+fn lowest_id_director_is_elected_once_quorum_holds() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION - STEP);
+    assert_eq!(
+        c.leaders(),
+        [None; 3],
+        "nobody claims before the election timeout"
+    );
+
+    c.run_for(STEP + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(1); 3]);
+    assert!(c.dir(1).is_leader());
+    assert!(c.live.values().all(|n| n.sut.term() == 1));
+    assert!(c.live[&2].log.contains(&Output::Leader(Some(1))));
+}
+
+#[test]
+fn lowest_reachable_director_leads_when_lower_ones_are_down() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.kill(1);
+    c.connect(2, 3);
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(2); 2]);
+}
+
+#[test]
+fn node_alone_in_three_has_no_leader() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect(2, 3);
+    c.run_for(ELECTION * 4);
+    assert!(!c.dir(1).has_quorum());
+    assert_eq!(c.dir(1).leader(), None);
+    assert!(
+        !c.live[&1]
+            .log
+            .iter()
+            .any(|o| matches!(o, Output::Leader(Some(_))))
+    );
+    assert_eq!(
+        c.request(1, Cluster::open_op(1, "a", COLLOCATED, Duration::ZERO)),
+        DirReply::NotLeader { leader: None }
+    );
+    assert_eq!(c.dir(2).leader(), Some(2), "the other two have quorum");
+}
+
+#[test]
+fn leader_that_loses_quorum_steps_down_and_the_majority_elects_another() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    c.isolate(1);
+    assert_eq!(c.dir(1).leader(), None);
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [None, Some(2), Some(2)]);
+    assert_eq!(c.dir(2).term(), 2);
+}
+
+#[test]
+fn returning_lower_id_director_does_not_take_over() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    c.isolate(1);
+    c.run_for(ELECTION * 2);
+    assert_eq!(c.leaders(), [None, Some(2), Some(2)]);
+
+    // The partition heals. Node 1 ticks before the leader's heartbeat reaches it, long
+    // after it last heard a leader: it must still not claim.
+    c.link(1, 2);
+    c.link(1, 3);
+    c.tick(1);
+    c.deliver();
+    assert_eq!(c.leaders(), [Some(2); 3]);
+    c.run_for(ELECTION * 4);
+    assert_eq!(c.leaders(), [Some(2); 3]);
+    assert_eq!(c.dir(1).term(), 2);
+
+    // Restarted from nothing, it follows too.
+    c.kill(1);
+    c.start(1);
+    c.run_for(ELECTION * 2); // alone: no quorum, no claim
+    c.link(1, 2);
+    c.link(1, 3);
+    c.tick(1);
+    c.deliver();
+    c.run_for(ELECTION * 4);
+    assert_eq!(c.leaders(), [Some(2); 3]);
+    assert!(!c.live[&1].log.contains(&Output::Leader(Some(1))));
+}
+
+#[test]
+fn two_node_mode_needs_both_seen_once_then_survives_alone() {
+    let mut c = Cluster::two_node();
+    c.run_for(ELECTION * 4);
+    assert_eq!(
+        c.leaders(),
+        [None, None],
+        "wait_for_all: not before both were seen"
+    );
+
+    c.connect(1, 2);
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(1), Some(1)]);
+
+    c.kill(2);
+    c.run_for(ELECTION * 4);
+    assert_eq!(
+        c.dir(1).leader(),
+        Some(1),
+        "one node keeps quorum once both were seen"
+    );
+    let a = c.open(1, "a", NON_COLLOCATED);
+    assert_eq!(a.replicas, [1]);
+
+    // A restarted node alone has not seen both since its start.
+    c.start(2);
+    c.run_for(ELECTION * 4);
+    assert_eq!(c.dir(2).leader(), None);
+}
+
+// Opens, placement and requests.
+
+#[test]
+fn open_places_replicas_per_the_placement_policy() {
+    let mut c = Cluster::three_with_leader();
+
+    let col = c.open(3, "col", COLLOCATED);
+    assert_eq!(col.replicas, [3], "collocated: the opener's node");
+    assert_eq!(
+        col.primary, None,
+        "no active replica until ActiveReplicaSet"
+    );
+    assert_eq!(col.term, 0);
+
+    let pay = c.open(3, "pay", NON_COLLOCATED);
+    assert_eq!(
+        pay.replicas,
+        [1, 2, 3],
+        "payload opener: it and the directors"
+    );
+    assert_eq!(pay.primary, Some(3));
+    assert!(pay.term > 0);
+
+    let dir = c.open(2, "dir", NON_COLLOCATED);
+    assert_eq!(dir.replicas, [1, 2], "director opener: the directors");
+    assert_eq!(dir.primary, Some(2));
+
+    // Each replica node was told; the others were not.
+    assert_eq!(c.held(3, col.instance), Some(&col));
+    assert_eq!(c.held(1, col.instance), None);
+    for n in [1, 2, 3] {
+        assert_eq!(c.held(n, pay.instance), Some(&pay));
+    }
+    assert_eq!(c.held(3, dir.instance), None);
+    let instances = BTreeSet::from([col.instance, pay.instance, dir.instance]);
+    assert_eq!(instances.len(), 3, "each creation is a new instance");
+}
+
+#[test]
+fn second_open_on_another_node_joins_a_collocated_checkpoint() {
+    let mut c = Cluster::three_with_leader();
+    let first = c.open(3, "c", COLLOCATED);
+    let second = c.open(2, "c", COLLOCATED);
+    assert_eq!(second.instance, first.instance);
+    assert_eq!(second.replicas, [2, 3]);
+    let e = c.entry(1, first.instance).unwrap();
+    assert_eq!(e.openers, BTreeMap::from([(2, 1), (3, 1)]));
+    assert_eq!(
+        c.held(3, first.instance),
+        Some(&second),
+        "the first opener hears of it"
+    );
+    assert_eq!(c.held(2, first.instance), Some(&second));
+
+    // A different non-collocated open does not add the payload opener.
+    let n = c.open(3, "n", NON_COLLOCATED);
+    c.connect_all();
+    let again = c.request(
+        3,
+        DirOp::Open {
+            name: "n".to_owned(),
+            attrs: None,
+            flags: 0,
+            node: 3,
+        },
+    );
+    assert_eq!(again, DirReply::Opened { ckpt: n });
+}
+
+#[test]
+fn open_refuses_missing_names_and_different_attributes() {
+    let mut c = Cluster::three_with_leader();
+    let missing = c.request(
+        3,
+        DirOp::Open {
+            name: "x".to_owned(),
+            attrs: None,
+            flags: 0,
+            node: 3,
+        },
+    );
+    assert_eq!(
+        missing,
+        DirReply::Failed {
+            code: code::NOT_EXIST
+        }
+    );
+    c.open(3, "x", COLLOCATED);
+    let other = c.request(3, Cluster::open_op(3, "x", NON_COLLOCATED, Duration::ZERO));
+    assert_eq!(other, DirReply::Failed { code: code::EXIST });
+}
+
+#[test]
+fn retried_request_id_is_applied_once() {
+    let mut c = Cluster::three_with_leader();
+    let req = c.next_req(3);
+    let op = Cluster::open_op(3, "a", COLLOCATED, Duration::ZERO);
+    let first = c.request_as(3, req, op.clone());
+    let second = c.request_as(3, req, op.clone());
+    assert_eq!(first, second);
+    let DirReply::Opened { ckpt } = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(c.entry(1, ckpt.instance).unwrap().openers[&3], 1);
+
+    // The answers travel with the table: a retry to the next leader is not applied again.
+    c.kill(1);
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.dir(3).leader(), Some(2));
+    assert_eq!(c.request_as(3, req, op), second);
+    assert_eq!(c.entry(2, ckpt.instance).unwrap().openers[&3], 1);
+}
+
+// Close, retention and unlink.
+
+#[test]
+fn last_close_and_retention_expiry_delete_the_checkpoint_in_monotonic_time() {
+    let mut c = Cluster::three_with_leader();
+    let retention = ms(1000);
+    let a = c.open_retained(3, "a", NON_COLLOCATED, retention);
+    c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(c.close(3, a.instance), DirReply::Done);
+    c.run_for(retention * 2);
+    assert!(c.entry(1, a.instance).is_some(), "one open is left");
+
+    assert_eq!(c.close(3, a.instance), DirReply::Done);
+    let closed = c.now;
+    assert_eq!(
+        c.entry(1, a.instance).unwrap().idle_since,
+        Some(closed),
+        "retention counts from the last close"
+    );
+    assert_eq!(
+        c.close(3, a.instance),
+        DirReply::Failed {
+            code: code::NOT_EXIST
+        },
+        "nothing left to close"
+    );
+    c.run_for(retention - STEP);
+    assert!(c.entry(1, a.instance).is_some());
+    assert!(c.held(3, a.instance).is_some());
+    c.step(STEP);
+    assert!(c.entry(1, a.instance).is_none());
+    assert!(c.entry(2, a.instance).is_none(), "the standby hears of it");
+    for n in [1, 2, 3] {
+        assert!(
+            c.held(n, a.instance).is_none(),
+            "node {n} is told to drop it"
+        );
+    }
+}
+
+#[test]
+fn reopen_within_retention_keeps_the_checkpoint() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open_retained(3, "a", NON_COLLOCATED, ms(300));
+    c.close(3, a.instance);
+    c.run_for(ms(200));
+    let again = c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(again.instance, a.instance);
+    c.run_for(ms(1000));
+    assert_eq!(c.entry(1, a.instance).unwrap().idle_since, None);
+}
+
+#[test]
+fn leader_tick_deadline_is_the_next_heartbeat_or_an_earlier_retention_expiry() {
+    let mut c = Cluster::new(&[1], &[1]);
+    c.run_for(ELECTION + STEP);
+    assert!(c.dir(1).is_leader());
+    let a = c.open_retained(1, "a", COLLOCATED, ms(30));
+    c.close(1, a.instance);
+    let closed = c.now;
+    let next = c.tick(1);
+    assert!(next > c.now);
+    assert!(
+        next <= closed + ms(30),
+        "retention due at +30 ms, deadline {next:?}"
+    );
+
+    c.run_for(ms(40));
+    assert!(c.entry(1, a.instance).is_none());
+    let beat = c.tick(1);
+    assert!(
+        beat > c.now && beat <= c.now + HEARTBEAT,
+        "{beat:?} at {:?}",
+        c.now
+    );
+    c.now += STEP; // a tick early does not push the heartbeat out
+    assert_eq!(c.tick(1), beat);
+}
+
+#[test]
+fn unlink_frees_the_name_while_the_instance_lives_until_its_last_close() {
+    let mut c = Cluster::three_with_leader();
+    let old = c.open_retained(3, "a", NON_COLLOCATED, ms(60_000));
+    assert_eq!(
+        c.request(
+            3,
+            DirOp::Unlink {
+                name: "a".to_owned()
+            }
+        ),
+        DirReply::Done
+    );
+    let e = c.entry(1, old.instance).unwrap();
+    assert!(e.unlinked);
+    assert!(
+        c.held(3, old.instance).unwrap().unlinked,
+        "replicas are told"
+    );
+    assert_eq!(
+        c.request(
+            3,
+            DirOp::Unlink {
+                name: "a".to_owned()
+            }
+        ),
+        DirReply::Failed {
+            code: code::NOT_EXIST
+        },
+        "the name is gone"
+    );
+    let plain = DirOp::Open {
+        name: "a".to_owned(),
+        attrs: None,
+        flags: 0,
+        node: 2,
+    };
+    assert_eq!(
+        c.request(2, plain),
+        DirReply::Failed {
+            code: code::NOT_EXIST
+        }
+    );
+    assert_eq!(
+        c.request(
+            3,
+            DirOp::SetRetention {
+                instance: old.instance,
+                retention: 1
+            }
+        ),
+        DirReply::Failed {
+            code: code::BAD_OPERATION
+        }
+    );
+
+    let new = c.open(2, "a", NON_COLLOCATED);
+    assert_ne!(
+        new.instance, old.instance,
+        "the free name makes a new checkpoint"
+    );
+
+    // The last close deletes the unlinked instance at once, despite its retention.
+    assert_eq!(c.close(3, old.instance), DirReply::Done);
+    assert!(c.entry(1, old.instance).is_none());
+    assert!(c.held(3, old.instance).is_none());
+    assert!(c.entry(1, new.instance).is_some());
+}
+
+// Node death, promotion and positions.
+
+#[test]
+fn node_death_closes_its_opens_and_removes_its_replicas_cluster_wide() {
+    let mut c = Cluster::three_with_leader();
+    let col = c.open(3, "col", COLLOCATED);
+    c.open(3, "col", COLLOCATED);
+    c.open(2, "col", COLLOCATED);
+    let pay = c.open_retained(3, "pay", NON_COLLOCATED, ms(60_000));
+    c.report(3, &[(pay.instance, pay.term, 5)]);
+    assert_eq!(c.dir(1).position(pay.instance, 3), Some((pay.term, 5)));
+
+    c.kill(3);
+    assert_eq!(
+        c.dir(1).position(pay.instance, 3),
+        None,
+        "its reports die with it"
+    );
+    let e = c.entry(1, col.instance).unwrap();
+    assert_eq!(e.openers, BTreeMap::from([(2, 1)]));
+    assert_eq!(e.replicas, [2]);
+    assert_eq!(c.held(2, col.instance).unwrap().replicas, [2]);
+
+    let e = c.entry(1, pay.instance).unwrap();
+    assert!(e.openers.is_empty());
+    assert_eq!(e.idle_since, Some(c.now), "its retention starts");
+    assert_eq!(e.replicas, [1, 2]);
+    assert_eq!(c.table(2), c.table(1), "the standby has the same table");
+}
+
+#[test]
+fn death_of_the_last_opener_deletes_an_unlinked_checkpoint() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open_retained(3, "a", NON_COLLOCATED, ms(60_000));
+    c.request(
+        3,
+        DirOp::Unlink {
+            name: "a".to_owned(),
+        },
+    );
+    c.kill(3);
+    assert!(c.entry(1, a.instance).is_none(), "as its last close would");
+    assert!(c.held(1, a.instance).is_none());
+    assert!(c.held(2, a.instance).is_none());
+}
+
+#[test]
+fn primary_death_promotes_the_highest_reported_position_not_the_lowest_id() {
+    let mut c = Cluster::three_with_leader();
+    let higher_seq = c.open(3, "higher_seq", NON_COLLOCATED);
+    let tie = c.open(3, "tie", NON_COLLOCATED);
+    let silent = c.open(3, "silent", NON_COLLOCATED);
+    let snapshot = c.open(3, "snapshot", NON_COLLOCATED);
+    let newer_term = c.open(3, "newer_term", NON_COLLOCATED);
+    let reported = c.open(3, "reported", NON_COLLOCATED);
+
+    c.report(1, &[(higher_seq.instance, higher_seq.term, 40)]);
+    c.report(2, &[(higher_seq.instance, higher_seq.term, 50)]);
+    c.report(1, &[(tie.instance, tie.term, 50)]);
+    c.report(2, &[(tie.instance, tie.term, 50)]);
+    c.report(2, &[(snapshot.instance, snapshot.term, INCOMPLETE)]);
+    c.report(1, &[(newer_term.instance, newer_term.term - 1, 999)]);
+    c.report(2, &[(newer_term.instance, newer_term.term, 1)]);
+    c.report(2, &[(reported.instance, reported.term, 0)]);
+    assert_eq!(
+        c.dir(1).position(higher_seq.instance, 2),
+        Some((higher_seq.term, 50))
+    );
+
+    c.kill(3);
+    let primary = |c: &Cluster, a: &CkptAssign| c.entry(1, a.instance).unwrap().primary;
+    assert_eq!(primary(&c, &higher_seq), Some(2), "the higher seq wins");
+    assert_eq!(primary(&c, &tie), Some(1), "a tie goes to the lowest id");
+    assert_eq!(primary(&c, &silent), Some(1), "no reports: the lowest id");
+    assert_eq!(
+        primary(&c, &snapshot),
+        Some(1),
+        "a half-applied snapshot ranks last"
+    );
+    assert_eq!(
+        primary(&c, &newer_term),
+        Some(2),
+        "the term counts before the seq"
+    );
+    assert_eq!(
+        primary(&c, &reported),
+        Some(2),
+        "any report ranks above none"
+    );
+
+    for a in [
+        &higher_seq,
+        &tie,
+        &silent,
+        &snapshot,
+        &newer_term,
+        &reported,
+    ] {
+        let e = c.entry(1, a.instance).unwrap();
+        assert!(e.term > a.term, "a promotion mints a new term");
+        assert_eq!(e.replicas, [1, 2]);
+        assert_eq!(c.held(2, a.instance).unwrap().primary, e.primary);
+        assert_eq!(c.held(2, a.instance).unwrap().term, e.term);
+    }
+}
+
+#[test]
+fn collocated_checkpoint_waits_for_active_replica_set_after_its_primary_dies() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", COLLOCATED);
+    c.open(2, "a", COLLOCATED);
+    c.request(
+        3,
+        DirOp::SetActive {
+            instance: a.instance,
+            node: 3,
+        },
+    );
+    c.kill(3);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, None);
+    assert_eq!(e.replicas, [2]);
+}
+
+#[test]
+fn positions_are_kept_for_the_reporting_node_and_its_replicas_only() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    let d = c.open(2, "d", NON_COLLOCATED);
+    c.report(
+        3,
+        &[(a.instance, a.term, 7), (d.instance, d.term, 8), (99, 1, 1)],
+    );
+    assert_eq!(c.dir(1).position(a.instance, 3), Some((a.term, 7)));
+    assert_eq!(
+        c.dir(1).position(d.instance, 3),
+        None,
+        "3 holds no replica of d"
+    );
+    assert_eq!(c.dir(1).position(99, 3), None, "no such checkpoint");
+
+    // A frame naming another node than its sender is ignored.
+    c.queue.push_back((
+        3,
+        1,
+        Frame::Positions {
+            node: 2,
+            items: vec![(a.instance, a.term, 100)],
+        },
+    ));
+    c.deliver();
+    assert_eq!(c.dir(1).position(a.instance, 2), None);
+
+    // A later report replaces the earlier one.
+    c.report(3, &[(a.instance, a.term, 9)]);
+    assert_eq!(c.dir(1).position(a.instance, 3), Some((a.term, 9)));
+}
+
+// Eviction.
+
+#[test]
+fn evict_mints_a_higher_term_and_removes_the_node() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(c.evict(3, a.instance, 2, a.term), DirReply::Done);
+
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.replicas, [1, 3]);
+    assert_eq!(e.primary, Some(3));
+    assert!(e.term > a.term);
+    assert_eq!(e.evicted, BTreeMap::from([(2, e.term)]));
+    assert!(
+        c.held(2, a.instance).is_none(),
+        "the evicted node is told to drop it"
+    );
+    assert!(c.live[&2].log.contains(&Output::Unassign(a.instance)));
+    for n in [1, 3] {
+        let held = c.held(n, a.instance).unwrap();
+        assert_eq!((held.replicas.as_slice(), held.term), (&[1, 3][..], e.term));
+    }
+    assert_eq!(c.table(2), c.table(1), "replicated to the standby");
+}
+
+#[test]
+fn evict_refuses_stale_terms_non_members_and_non_primaries_and_is_idempotent() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    let bad = DirReply::Failed {
+        code: code::BAD_OPERATION,
+    };
+    assert_eq!(
+        c.evict(3, a.instance, 2, a.term + 1),
+        bad,
+        "not the current term"
+    );
+    assert_eq!(
+        c.evict(1, a.instance, 2, a.term),
+        bad,
+        "1 is not the primary"
+    );
+    assert_eq!(c.evict(3, a.instance, 3, a.term), bad, "the primary itself");
+    assert_eq!(c.evict(3, a.instance, 4, a.term), bad, "never in the set");
+    assert_eq!(
+        c.evict(3, 12345, 2, a.term),
+        DirReply::Failed {
+            code: code::NOT_EXIST
+        }
+    );
+    assert_eq!(
+        c.entry(1, a.instance).unwrap().term,
+        a.term,
+        "nothing changed"
+    );
+
+    assert_eq!(c.evict(3, a.instance, 2, a.term), DirReply::Done);
+    let term = c.entry(1, a.instance).unwrap().term;
+    assert_eq!(
+        c.evict(3, a.instance, 2, a.term),
+        DirReply::Done,
+        "already gone, asked again in the old term"
+    );
+    assert_eq!(
+        c.evict(3, a.instance, 1, a.term),
+        bad,
+        "the old term evicts nobody else"
+    );
+    assert_eq!(c.entry(1, a.instance).unwrap().term, term);
+}
+
+#[test]
+fn evicted_node_is_not_promoted_by_a_primary_death_before_it_resyncs() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    c.report(2, &[(a.instance, a.term, 1000)]);
+    c.evict(3, a.instance, 2, a.term);
+    let evicted_in = c.entry(1, a.instance).unwrap().term;
+    assert_eq!(c.dir(1).position(a.instance, 2), None, "its report is void");
+
+    // Node 2 opens it again, which adds its replica back, and reports positions that
+    // are not a resync: a snapshot under way, then (late) a high seq of its old term.
+    let back = c.open(2, "a", NON_COLLOCATED);
+    assert_eq!(back.replicas, [1, 2, 3]);
+    c.report(2, &[(a.instance, evicted_in, INCOMPLETE)]);
+    assert!(c.entry(1, a.instance).unwrap().evicted.contains_key(&2));
+    c.report(2, &[(a.instance, a.term, 2000)]);
+    assert_eq!(c.dir(1).position(a.instance, 2), Some((a.term, 2000)));
+    assert!(c.entry(1, a.instance).unwrap().evicted.contains_key(&2));
+    assert!(c.entry(2, a.instance).unwrap().evicted.contains_key(&2));
+
+    c.kill(3);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(1), "node 2 has not resynced");
+    assert!(e.term > evicted_in);
+}
+
+#[test]
+fn evicted_node_that_resynced_in_the_new_term_is_promotable_again() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    c.evict(3, a.instance, 2, a.term);
+    let evicted_in = c.entry(1, a.instance).unwrap().term;
+    c.open(2, "a", NON_COLLOCATED);
+    c.report(2, &[(a.instance, evicted_in, 10)]);
+    assert!(c.entry(1, a.instance).unwrap().evicted.is_empty());
+    assert!(
+        c.entry(2, a.instance).unwrap().evicted.is_empty(),
+        "the standby hears of the resync"
+    );
+
+    c.report(1, &[(a.instance, evicted_in, 5)]);
+    c.kill(3);
+    assert_eq!(c.entry(1, a.instance).unwrap().primary, Some(2));
+}
+
+#[test]
+fn resync_reported_on_the_leaders_own_node_reaches_the_standby_on_the_next_tick() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(c.evict(3, a.instance, 1, a.term), DirReply::Done);
+    let evicted_in = c.entry(1, a.instance).unwrap().term;
+    assert!(c.held(1, a.instance).is_none());
+    assert_eq!(c.open(1, "a", NON_COLLOCATED).replicas, [1, 2, 3]);
+    assert!(c.entry(2, a.instance).unwrap().evicted.contains_key(&1));
+
+    c.report(1, &[(a.instance, evicted_in, 4)]);
+    assert!(c.entry(1, a.instance).unwrap().evicted.is_empty());
+    c.step(STEP);
+    assert!(c.entry(2, a.instance).unwrap().evicted.is_empty());
+    assert_eq!(c.table(2), c.table(1));
+}
+
+#[test]
+fn evicted_replica_of_a_collocated_checkpoint_is_not_made_active_before_it_resyncs() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", COLLOCATED);
+    c.open(2, "a", COLLOCATED);
+    let set_active = |node| DirOp::SetActive {
+        instance: a.instance,
+        node,
+    };
+    assert_eq!(c.request(3, set_active(3)), DirReply::Done);
+    let t1 = c.entry(1, a.instance).unwrap().term;
+    assert_eq!(c.evict(3, a.instance, 2, t1), DirReply::Done);
+    let t2 = c.entry(1, a.instance).unwrap().term;
+    assert_eq!(c.entry(1, a.instance).unwrap().replicas, [3]);
+
+    // Its next open brings the replica back, but it is not eligible yet.
+    assert_eq!(c.open(2, "a", COLLOCATED).replicas, [2, 3]);
+    assert_eq!(
+        c.request(2, set_active(2)),
+        DirReply::Failed {
+            code: code::TRY_AGAIN
+        }
+    );
+    c.report(2, &[(a.instance, t2, 3)]);
+    assert_eq!(c.request(2, set_active(2)), DirReply::Done);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(2));
+    assert!(e.term > t2);
+}
+
+// Failover and terms.
+
+#[test]
+fn standby_director_leads_after_the_leader_dies_with_the_same_table() {
+    let mut c = Cluster::three_with_leader();
+    let pay = c.open(3, "pay", NON_COLLOCATED);
+    let dir = c.open(1, "dir", NON_COLLOCATED);
+    let col = c.open(3, "col", COLLOCATED);
+    c.open(2, "col", COLLOCATED);
+    c.evict(3, pay.instance, 2, pay.term);
+    let before = c.table(1);
+    assert_eq!(c.table(2), before, "the standby's copy is current");
+
+    c.kill(1);
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(2), Some(2)]);
+    assert_eq!(c.dir(2).term(), 2);
+
+    let after = c.table(2);
+    let ids = |t: &[Entry]| t.iter().map(|e| e.instance).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before), "same instances");
+
+    let pay_now = c.entry(2, pay.instance).unwrap();
+    let pay_before = before.iter().find(|e| e.instance == pay.instance).unwrap();
+    assert_eq!(
+        pay_now.replicas,
+        [3],
+        "the dead leader's replica is dropped"
+    );
+    assert_eq!(pay_now.primary, Some(3));
+    assert_eq!(
+        pay_now.term, pay_before.term,
+        "its primary lives: same term"
+    );
+    assert_eq!(
+        pay_now.evicted, pay_before.evicted,
+        "the eviction is remembered"
+    );
+
+    let dir_now = c.entry(2, dir.instance).unwrap();
+    assert_eq!(dir_now.replicas, [2]);
+    assert_eq!(
+        dir_now.primary,
+        Some(2),
+        "the standby's replica is promoted"
+    );
+    assert!(dir_now.term > dir.term);
+    assert_eq!(dir_now.term >> 32, 2, "minted by the new leader");
+    assert!(
+        dir_now.openers.is_empty(),
+        "the dead leader's opens are closed"
+    );
+
+    assert_eq!(c.entry(2, col.instance).unwrap().replicas, [2, 3]);
+    assert_eq!(c.held(3, pay.instance).unwrap().term, pay_now.term);
+
+    // New instances do not collide with the old leader's.
+    let fresh = c.open(3, "fresh", NON_COLLOCATED);
+    assert!(!ids(&before).contains(&fresh.instance));
+}
+
+#[test]
+fn retention_continues_on_the_standby_after_failover() {
+    let mut c = Cluster::three_with_leader();
+    let retention = ms(2000);
+    let a = c.open_retained(3, "a", NON_COLLOCATED, retention);
+    c.close(3, a.instance);
+    let closed = c.now;
+    c.run_for(ms(1000));
+    c.open(3, "b", NON_COLLOCATED); // the table travels again, a second later
+
+    c.kill(1);
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.dir(2).leader(), Some(2));
+    while c.now < closed + retention - STEP {
+        c.step(STEP);
+    }
+    assert!(c.entry(2, a.instance).is_some(), "not early");
+    c.run_for(STEP * 2);
+    assert!(
+        c.entry(2, a.instance).is_none(),
+        "counted from the close on the old leader, not from the last table"
+    );
+    assert!(c.held(3, a.instance).is_none());
+}
+
+#[test]
+fn set_active_moves_the_primary_of_a_collocated_checkpoint_with_a_new_term() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", COLLOCATED);
+    c.open(2, "a", COLLOCATED);
+    let set_active = |instance, node| DirOp::SetActive { instance, node };
+
+    assert_eq!(c.request(3, set_active(a.instance, 3)), DirReply::Done);
+    let first = c.entry(1, a.instance).unwrap();
+    assert_eq!(first.primary, Some(3));
+    assert!(first.term > 0);
+
+    assert_eq!(c.request(2, set_active(a.instance, 2)), DirReply::Done);
+    let second = c.entry(1, a.instance).unwrap();
+    assert_eq!(second.primary, Some(2));
+    assert!(second.term > first.term);
+    for n in [2, 3] {
+        let held = c.held(n, a.instance).unwrap();
+        assert_eq!((held.primary, held.term), (Some(2), second.term));
+    }
+
+    assert_eq!(c.request(2, set_active(a.instance, 2)), DirReply::Done);
+    assert_eq!(
+        c.entry(1, a.instance).unwrap().term,
+        second.term,
+        "already active: no new term"
+    );
+    assert_eq!(
+        c.request(1, set_active(a.instance, 1)),
+        DirReply::Failed {
+            code: code::NOT_EXIST
+        },
+        "node 1 holds no replica"
+    );
+    let n = c.open(3, "n", NON_COLLOCATED);
+    assert_eq!(
+        c.request(3, set_active(n.instance, 3)),
+        DirReply::Failed {
+            code: code::BAD_OPERATION
+        }
+    );
+}
+
+#[test]
+fn terms_of_successive_decisions_strictly_increase() {
+    let mut c = Cluster::three_with_leader();
+    let mut terms = Vec::new();
+    let term = |c: &Cluster, leader: u32, instance: u64| c.entry(leader, instance).unwrap().term;
+
+    let pay = c.open(3, "pay", NON_COLLOCATED);
+    terms.push(pay.term);
+    let col = c.open(3, "col", COLLOCATED);
+    c.open(2, "col", COLLOCATED);
+    c.request(
+        3,
+        DirOp::SetActive {
+            instance: col.instance,
+            node: 3,
+        },
+    );
+    terms.push(term(&c, 1, col.instance));
+    c.evict(3, pay.instance, 2, pay.term);
+    terms.push(term(&c, 1, pay.instance));
+    let dir = c.open(1, "dir", NON_COLLOCATED);
+    terms.push(dir.term);
+    c.request(
+        2,
+        DirOp::SetActive {
+            instance: col.instance,
+            node: 2,
+        },
+    );
+    terms.push(term(&c, 1, col.instance));
+
+    c.kill(1); // the new leader promotes node 2 for "dir"
+    c.run_for(ELECTION + HEARTBEAT);
+    terms.push(term(&c, 2, dir.instance));
+    c.request(
+        3,
+        DirOp::SetActive {
+            instance: col.instance,
+            node: 3,
+        },
+    );
+    terms.push(term(&c, 2, col.instance));
+
+    assert!(
+        terms.windows(2).all(|w| w[0] < w[1]),
+        "terms in decision order: {terms:x?}"
+    );
+}
