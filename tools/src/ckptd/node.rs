@@ -1296,6 +1296,15 @@ impl Node {
             if l.replica.role().0 != Role::Replica {
                 l.replica.set_role(Role::Replica, a.term);
             }
+            if let Some(p) = a.primary {
+                // Answer the primary's probe now rather than at its next one: its first
+                // probe may have come before this replica existed.
+                let reply = repl::apply_diff(&l.replica, instance, a.term, 0, 0, &[]);
+                self.send(Transmit {
+                    node: p,
+                    frame: reply,
+                });
+            }
         }
         self.answer_all(answers);
         self.poll_primary(instance);
