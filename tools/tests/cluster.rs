@@ -4,21 +4,14 @@
 use std::time::{Duration, Instant};
 
 use ckpt_agent::{
-    Callbacks, Checkpoint, Config, CreationAttributes, CreationFlags, Error, Library, OpenFlags,
-    ReadElement, TIME_END, Version,
+    Checkpoint, CreationAttributes, CreationFlags, Error, Library, OpenFlags, TIME_END,
 };
 use ckpt_tools::ckptd::{self, LocalCluster};
 
-const SECOND: i64 = 1_000_000_000;
+mod support;
+use support::{library, read_local, retry};
 
-fn library(cluster: &LocalCluster, node: u32) -> Library {
-    let config = Config {
-        cluster: Some(cluster.socket(node)),
-        ..Config::default()
-    };
-    Library::initialize_with(config, Version::B_02_02, Callbacks::default())
-        .expect("initialize in cluster mode")
-}
+const SECOND: i64 = 1_000_000_000;
 
 fn collocated() -> CreationAttributes {
     CreationAttributes {
@@ -29,35 +22,6 @@ fn collocated() -> CreationAttributes {
         max_section_size: 4096,
         max_section_id_size: 16,
     }
-}
-
-/// Retries `f` while it says TryAgain (the directory is still forming), for up to 20 s.
-fn retry<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Err(Error::TryAgain | Error::Unavailable)
-                if start.elapsed() < Duration::from_secs(20) =>
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            r => return r,
-        }
-    }
-}
-
-fn read_local(ck: &Checkpoint, id: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; 4096];
-    let mut el = [ReadElement {
-        section_id: id,
-        offset: 0,
-        buf: &mut buf,
-        read_size: 0,
-    }];
-    ck.read_local(&mut el).expect("local read");
-    let n = el[0].read_size;
-    buf.truncate(n);
-    buf
 }
 
 #[test]

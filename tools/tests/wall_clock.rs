@@ -23,10 +23,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ckpt_agent::{
-    Callbacks, Checkpoint, Config, CreationAttributes, CreationFlags, Error, Library, OpenFlags,
-    ReadElement, TIME_END, Version,
+    Callbacks, Config, CreationAttributes, CreationFlags, Error, Library, OpenFlags, TIME_END,
+    Version,
 };
 use ckpt_tools::ckptd::{self, LocalCluster};
+
+mod support;
+use support::{read_local, retry};
 
 const SECOND: i64 = 1_000_000_000;
 const DAY: i64 = 86_400;
@@ -199,35 +202,6 @@ fn attrs() -> CreationAttributes {
 
 fn rw() -> OpenFlags {
     OpenFlags::READ | OpenFlags::WRITE
-}
-
-/// Retries `f` while the cluster is still forming (before the jump only).
-fn retry<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Err(Error::TryAgain | Error::Unavailable)
-                if start.elapsed() < Duration::from_secs(20) =>
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            r => return r,
-        }
-    }
-}
-
-fn read_local(ck: &Checkpoint, id: &[u8]) -> Vec<u8> {
-    let mut buf = vec![0u8; 4096];
-    let mut el = [ReadElement {
-        section_id: id,
-        offset: 0,
-        buf: &mut buf,
-        read_size: 0,
-    }];
-    ck.read_local(&mut el).expect("local read");
-    let n = el[0].read_size;
-    buf.truncate(n);
-    buf
 }
 
 fn unix_now() -> i64 {
