@@ -7,24 +7,32 @@
 //! (`Assign`/`Unassign`), sends its table to the other directors after each change
 //! (`DirState`) and a heartbeat (`Leader`) to every node it reaches.
 //!
-//! - **Quorum**: a director leads only while it reaches a majority of the configured
-//!   nodes (itself included). In two-node mode one node is enough, once both have been
-//!   seen together since start (corosync's `two_node` + `wait_for_all`); a partition of a
-//!   two-node cluster then has two leaders, which is why that mode needs fencing in
-//!   production (documented, as for corosync).
-//! - **Election**: when no leader is heard for `election_timeout`, the lowest-id director
-//!   that has quorum takes over with a term one above the highest it has seen.
-//!   Leadership is **sticky**: a director that returns follows the leader it hears and
-//!   never claims while one is alive. Of two claims the higher term wins (then the lower
-//!   id).
+//! - **Quorum**: a decision needs a majority of the configured nodes (itself included).
+//!   In two-node mode one node is enough, once both have been seen together since start
+//!   (corosync's `two_node` + `wait_for_all`); a partition of a two-node cluster then has
+//!   two leaders, which is why that mode needs fencing in production (documented, as for
+//!   corosync).
+//! - **Election by votes and leases**: when no leader is heard for `election_timeout`,
+//!   the lowest-id reachable director asks every node for its vote in a term above any it
+//!   knows ([`Frame::Vote`]); a node grants one vote per term, and none while it follows
+//!   another leader. A grant, and every acknowledged heartbeat, promises to follow nobody
+//!   else for one election timeout; the leader steps down when fewer than a majority of
+//!   promises hold. Leadership is **sticky**: a returning director follows the leader it
+//!   hears and cannot win votes while that leader's followers are promised to it. A
+//!   restarted node stays quiet (no vote, no acknowledgement) for one election timeout.
+//! - **Committed tables**: each decision is a new [`TableVersion`], sent to every node;
+//!   its effects (answers, assignments) are released once a majority acknowledged it. A
+//!   new leader starts from the newest table among its voters, so nothing it answered is
+//!   forgotten by the next leader.
 //! - **Terms**: a checkpoint's replication term is `dir_term << 32 | n`, so a term minted
 //!   by a later leader is always higher than any minted before it.
 //! - **Requests** carry a [`ReqId`]; the leader remembers recent answers per requesting
 //!   node, so a request retried after a reconnect or a leader change is applied once.
-//! - **A node's death** (no connection for the transport's idle timeout) closes its opens
-//!   and removes it from every replica set; a non-collocated checkpoint whose primary
-//!   died gets a new primary (the surviving replica that reported the highest position)
-//!   in a new term. A collocated checkpoint waits for the application's ActiveReplicaSet.
+//! - **A node's death** (no connection for the transport's idle timeout and ckptd's
+//!   restart grace) closes its opens and removes it from every replica set; a
+//!   non-collocated checkpoint whose primary died gets a new primary (the in-sync replica
+//!   that reported the highest position) in a new term, on a tick once the positions are
+//!   in. A collocated checkpoint waits for the application's ActiveReplicaSet.
 //! - **Positions**: every node reports the replication position `(term, seq)` of the
 //!   replicas it holds to the leader ([`Frame::Positions`], or [`Directory::report_position`]
 //!   on the leader's own node). Promotion takes the surviving replica with the highest
@@ -45,7 +53,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::repl::{INCOMPLETE, Transmit};
-use crate::wire::{Attrs, CkptAssign, Dec, DirOp, DirReply, Enc, Frame, ReqId, WireError};
+use crate::wire::{
+    Attrs, CkptAssign, Dec, Decode, DirOp, DirReply, Enc, Encode, Frame, ReqId, TableVersion,
+    WireError,
+};
 
 /// `SaAisErrorT` values the directory answers with.
 pub mod code {
@@ -119,6 +130,10 @@ pub struct Entry {
     /// eviction minted. Such a node is not promoted until it reports a complete position
     /// in that term or a later one.
     pub evicted: BTreeMap<u32, u64>,
+    /// Replicas that died while in sync, each with the last complete position it
+    /// reported: when no replica in sync is left, one that comes back is promoted only if
+    /// it holds at least as much as each of these (cleared when a primary is named).
+    pub departed: BTreeMap<u32, (u64, u64)>,
 }
 
 impl Entry {
@@ -176,6 +191,27 @@ pub enum Output {
 
 const REMEMBERED_REPLIES: usize = 1024;
 
+/// This node's promise to follow one leader (or to vote for one candidate) and nobody
+/// else until `until`.
+#[derive(Clone, Copy, Debug)]
+struct Promise {
+    leader: u32,
+    term: u64,
+    until: Duration,
+}
+
+/// An election this director runs.
+#[derive(Debug)]
+struct Candidacy {
+    term: u64,
+    started: Duration,
+    granted: BTreeSet<u32>,
+    /// Nodes that answered (granted or not).
+    answered: BTreeSet<u32>,
+    /// The newest table a voter sent.
+    best: Option<Table>,
+}
+
 /// The directory of one node.
 #[derive(Debug)]
 pub struct Directory {
@@ -183,9 +219,27 @@ pub struct Directory {
     reachable: BTreeSet<u32>,
     seen_all: bool,
     leader: Option<u32>,
+    /// The highest term of a leader this node has followed or been.
     dir_term: u64,
+    /// The highest term this node voted (or ran) in.
+    voted: u64,
+    promise: Option<Promise>,
+    /// Until then this node neither votes, nor acknowledges a leader, nor runs: a promise
+    /// it made before it restarted may still be counted on.
+    quiet_until: Duration,
     heard: Duration,
     next_beat: Duration,
+    candidacy: Option<Candidacy>,
+    /// Leader: until when each follower's promise holds, on this node's clock.
+    leases: BTreeMap<u32, Duration>,
+    /// Leader: the table version each node acknowledged in this term.
+    acked: BTreeMap<u32, TableVersion>,
+    /// Leader: when the table was last sent to each node.
+    state_sent: BTreeMap<u32, (TableVersion, Duration)>,
+    /// Leader: effects of decisions not yet on a quorum, released in order once they are.
+    held: VecDeque<(TableVersion, Output)>,
+    leader_since: Duration,
+    version: TableVersion,
     /// Term counter within `dir_term` for checkpoint terms.
     minted: u32,
     entries: BTreeMap<u64, Entry>,
@@ -193,27 +247,46 @@ pub struct Directory {
     replies: BTreeMap<(u32, u64), VecDeque<(u64, DirReply)>>,
     /// Replication positions reported by nodes: (instance, node) → (term, seq).
     positions: BTreeMap<(u64, u32), (u64, u64)>,
-    /// The table changed outside a call that can send it to the other directors
+    /// The table changed outside a call that can publish it
     /// ([`Directory::report_position`]); the next tick does.
-    state_dirty: bool,
+    dirty: bool,
+    /// Effects of such a call, for the next tick.
+    unpublished: Vec<Output>,
 }
 
+/// How long a new leader waits for every surviving replica's position report before it
+/// promotes without one (nodes report every second, and at once when one changes).
+const POSITIONS_WAIT: Duration = Duration::from_millis(1500);
+
 impl Directory {
-    /// A directory that knows nothing yet.
+    /// A directory that knows nothing yet (at start, or after a restart: it then waits an
+    /// election timeout before it votes, acknowledges or runs, so that no promise it made
+    /// before is broken).
     pub fn new(cfg: DirConfig, now: Duration) -> Self {
         Self {
             reachable: BTreeSet::new(),
             seen_all: cfg.nodes.len() <= 1,
             leader: None,
             dir_term: 0,
+            voted: 0,
+            promise: None,
+            quiet_until: now + cfg.election_timeout,
             heard: now,
             next_beat: now,
+            candidacy: None,
+            leases: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            state_sent: BTreeMap::new(),
+            held: VecDeque::new(),
+            leader_since: now,
+            version: TableVersion::default(),
             minted: 0,
             entries: BTreeMap::new(),
             next_instance: 1,
             replies: BTreeMap::new(),
             positions: BTreeMap::new(),
-            state_dirty: false,
+            dirty: false,
+            unpublished: Vec::new(),
             cfg,
         }
     }
@@ -233,7 +306,12 @@ impl Directory {
         self.dir_term
     }
 
-    /// The table (complete on the leader and, a heartbeat behind, on standby directors).
+    /// The version of the table this node holds.
+    pub fn version(&self) -> TableVersion {
+        self.version
+    }
+
+    /// The table (complete on the leader and, a heartbeat behind, on every other node).
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }
@@ -244,13 +322,24 @@ impl Directory {
         self.positions.get(&(instance, node)).copied()
     }
 
-    /// Whether this node reaches a quorum of the configured nodes.
-    pub fn has_quorum(&self) -> bool {
-        let members = self.reachable.len() + 1;
-        if self.cfg.two_node && self.cfg.nodes.len() == 2 {
-            return self.seen_all || members >= 2;
+    /// Nodes a decision needs (the leader included): a majority of the configured nodes,
+    /// or one in two-node mode once both were seen together.
+    fn needed(&self) -> usize {
+        if self.cfg.two_node && self.cfg.nodes.len() == 2 && self.seen_all {
+            return 1;
         }
-        members > self.cfg.nodes.len() / 2
+        self.cfg.nodes.len() / 2 + 1
+    }
+
+    /// Whether this node reaches a quorum of the configured nodes (connections only: a
+    /// leader counts the nodes whose promise it holds).
+    pub fn has_quorum(&self) -> bool {
+        self.reachable.len() + 1 >= self.needed()
+    }
+
+    /// Leader: itself plus the followers whose promise holds at `now`.
+    fn lease_count(&self, now: Duration) -> usize {
+        1 + self.leases.values().filter(|until| **until > now).count()
     }
 
     fn is_director(&self) -> bool {
@@ -262,29 +351,32 @@ impl Directory {
         self.leader.is_some()
     }
 
+    fn lease(&self) -> Duration {
+        self.cfg.election_timeout
+    }
+
+    fn promised_elsewhere(&self, leader: u32, now: Duration) -> Option<Promise> {
+        self.promise.filter(|p| p.until > now && p.leader != leader)
+    }
+
     /// The connection to `node` came up.
     pub fn peer_up(&mut self, node: u32, now: Duration, out: &mut Vec<Output>) {
         if node == self.cfg.node || !self.cfg.nodes.contains(&node) {
             return;
         }
-        let had_quorum = self.has_quorum();
         self.reachable.insert(node);
         if self.reachable.len() + 1 == self.cfg.nodes.len() {
             self.seen_all = true;
         }
-        if !had_quorum && self.has_quorum() && !self.is_leader() {
-            // Back in a quorum: give the leader it now reaches (if any) an election timeout
-            // to announce itself before claiming, so a returning director never takes over
-            // from a live leader by winning a tie of terms.
-            self.heard = now;
-        }
         if self.is_leader() {
-            self.send_heartbeat(node, out);
-            // Tell the node what it holds (it may have restarted).
+            self.send_heartbeat(node, now, out);
+            self.send_state_to(node, now, out);
+            // Tell the node what it holds and where the checkpoints it opened are (it may
+            // have restarted, or missed changes while away).
             let held: Vec<CkptAssign> = self
                 .entries
                 .values()
-                .filter(|e| e.replicas.contains(&node))
+                .filter(|e| e.replicas.contains(&node) || e.openers.contains_key(&node))
                 .map(Entry::assign)
                 .collect();
             for ckpt in held {
@@ -297,27 +389,23 @@ impl Directory {
                     out,
                 );
             }
-            if self.cfg.directors.contains(&node) {
-                self.send_state_to(node, now, out);
+            let mut effects = Vec::new();
+            if self.place_director(node, &mut effects) {
+                self.publish(effects, now, out);
             }
         }
     }
 
-    /// The connection to `node` is gone (after the transport's idle timeout).
+    /// The node is gone for good: its connection has been down for the restart grace.
+    /// The leader closes its opens and removes its replicas.
     pub fn peer_down(&mut self, node: u32, now: Duration, out: &mut Vec<Output>) {
         if !self.reachable.remove(&node) {
             return;
         }
-        if self.leader == Some(node) {
-            self.set_leader(None, out);
-            self.heard = now;
-        }
         if self.is_leader() {
-            if !self.has_quorum() {
-                self.set_leader(None, out);
-                return;
-            }
-            self.node_died(node, now, out);
+            let mut effects = Vec::new();
+            self.node_died(node, now, &mut effects);
+            self.publish(effects, now, out);
         }
     }
 
@@ -325,46 +413,48 @@ impl Directory {
     pub fn on_frame(&mut self, from: u32, frame: Frame, now: Duration, out: &mut Vec<Output>) {
         match frame {
             Frame::Leader {
-                dir_term, leader, ..
-            } => {
-                if dir_term < self.dir_term
-                    || (dir_term == self.dir_term
-                        && self
-                            .leader
-                            .is_some_and(|l| l < leader && l != self.cfg.node))
-                {
-                    return;
-                }
-                if self.is_leader() && dir_term == self.dir_term && self.cfg.node < leader {
-                    return; // we win the tie; our heartbeat tells it
-                }
-                self.dir_term = dir_term;
-                self.heard = now;
-                if self.leader != Some(leader) {
-                    self.set_leader(Some(leader), out);
-                }
-            }
+                dir_term,
+                leader,
+                sent,
+                ..
+            } if leader == from => self.on_heartbeat(leader, dir_term, sent, now, out),
             Frame::DirState {
                 term,
                 leader,
                 state,
-            } if term >= self.dir_term && !self.is_leader() => {
+            } if leader == from => {
+                if !self.follow(leader, term, now, out) {
+                    return;
+                }
                 if let Ok(t) = decode_table(&state, now) {
-                    self.dir_term = term;
-                    self.entries = t.entries;
-                    self.next_instance = t.next_instance;
-                    self.minted = t.minted;
-                    self.replies = t.replies;
-                    self.heard = now;
-                    if self.leader != Some(leader) {
-                        self.set_leader(Some(leader), out);
+                    let newer = t.version > self.version
+                        || (t.version.term, t.version.leader)
+                            != (self.version.term, self.version.leader);
+                    if newer && t.version.term <= term {
+                        self.install(t);
                     }
                 }
+                let ack = Frame::LeaderAck {
+                    dir_term: self.dir_term,
+                    sent: 0,
+                    version: self.version,
+                };
+                self.send(from, ack, out);
             }
+            Frame::LeaderAck {
+                dir_term,
+                sent,
+                version,
+            } => self.on_leader_ack(from, dir_term, sent, version, now, out),
+            Frame::Vote { term, version } => self.on_vote(from, term, version, now, out),
+            Frame::VoteReply {
+                term,
+                granted,
+                state,
+            } => self.on_vote_reply(from, term, granted, &state, now, out),
             Frame::Request { req, op } => {
                 if self.is_leader() {
-                    let result = self.handle(req, op, now, out);
-                    self.send(from, Frame::Reply { req, result }, out);
+                    self.handle(req, op, Some(from), now, out);
                 } else {
                     let result = DirReply::NotLeader {
                         leader: self.leader,
@@ -381,15 +471,234 @@ impl Directory {
             }
             // A node reports its own replicas only.
             Frame::Positions { node, items } if node == from => {
+                let mut effects = Vec::new();
                 let mut changed = false;
                 for (instance, term, seq) in items {
-                    changed |= self.note_position(node, instance, term, seq);
+                    changed |= self.note_position(node, instance, term, seq, &mut effects);
                 }
                 if changed {
-                    self.broadcast_state(now, out);
+                    self.publish(effects, now, out);
+                } else {
+                    self.emit(effects, out);
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Whether this node follows `leader` in `term` (now or from this frame on). A
+    /// promise to another leader, or to a candidate, in force blocks it unless the term is
+    /// higher (that leader won a quorum this node was not part of).
+    fn follow(&mut self, leader: u32, term: u64, now: Duration, out: &mut Vec<Output>) -> bool {
+        if term < self.dir_term {
+            return false;
+        }
+        if leader == self.cfg.node {
+            return false;
+        }
+        if self.is_leader() && term == self.dir_term {
+            // Only possible in two-node mode, where each side of a partition leads: of
+            // two leaders in one term the lower id wins.
+            if self.cfg.node < leader {
+                return false;
+            }
+        } else if let Some(p) = self.promised_elsewhere(leader, now)
+            && term <= p.term
+        {
+            return false;
+        }
+        if now < self.quiet_until {
+            // Learn where the leader is (requests go there), promise nothing.
+            if self.leader != Some(leader) {
+                self.set_leader(Some(leader), out);
+            }
+            return false;
+        }
+        if self.is_leader() {
+            self.step_down(now, out);
+        }
+        self.candidacy = None;
+        self.dir_term = term;
+        self.voted = self.voted.max(term);
+        self.promise = Some(Promise {
+            leader,
+            term,
+            until: now + self.lease(),
+        });
+        self.heard = now;
+        if self.leader != Some(leader) {
+            self.set_leader(Some(leader), out);
+        }
+        true
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        leader: u32,
+        term: u64,
+        sent: u64,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        if self.follow(leader, term, now, out) {
+            let ack = Frame::LeaderAck {
+                dir_term: self.dir_term,
+                sent,
+                version: self.version,
+            };
+            self.send(leader, ack, out);
+        } else if term < self.dir_term && now >= self.quiet_until {
+            // A deposed leader: tell it the term that replaced it.
+            let ack = Frame::LeaderAck {
+                dir_term: self.dir_term,
+                sent: 0,
+                version: self.version,
+            };
+            self.send(leader, ack, out);
+        }
+    }
+
+    fn on_leader_ack(
+        &mut self,
+        from: u32,
+        dir_term: u64,
+        sent: u64,
+        version: TableVersion,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        if dir_term > self.dir_term {
+            if self.is_leader() {
+                self.step_down(now, out);
+            }
+            self.dir_term = dir_term;
+            self.voted = self.voted.max(dir_term);
+            return;
+        }
+        if !self.is_leader() || dir_term != self.dir_term {
+            return;
+        }
+        if sent != 0 {
+            let until = Duration::from_nanos(sent) + self.lease();
+            let l = self.leases.entry(from).or_default();
+            *l = (*l).max(until);
+        }
+        let a = self.acked.entry(from).or_default();
+        *a = (*a).max(version);
+        if version < self.version {
+            // Behind: send the table again, at most once per heartbeat per version.
+            let due = self.state_sent.get(&from).is_none_or(|(v, at)| {
+                *v != self.version || now.saturating_sub(*at) >= self.cfg.heartbeat
+            });
+            if due {
+                self.send_state_to(from, now, out);
+            }
+        }
+        self.release(out);
+    }
+
+    fn on_vote(
+        &mut self,
+        from: u32,
+        term: u64,
+        version: TableVersion,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let refuse = now < self.quiet_until
+            || term <= self.voted
+            || term <= self.dir_term
+            || self.is_leader()
+            || self.promised_elsewhere(from, now).is_some()
+            || !self.cfg.directors.contains(&from);
+        if refuse {
+            let reply = Frame::VoteReply {
+                term: self.voted.max(self.dir_term),
+                granted: false,
+                state: Vec::new(),
+            };
+            self.send(from, reply, out);
+            return;
+        }
+        self.voted = term;
+        self.candidacy = None;
+        self.promise = Some(Promise {
+            leader: from,
+            term,
+            until: now + self.lease(),
+        });
+        self.heard = now;
+        if self.leader.is_some() {
+            self.set_leader(None, out);
+        }
+        let state = if self.version > version {
+            encode_table(self, now)
+        } else {
+            Vec::new()
+        };
+        self.send(
+            from,
+            Frame::VoteReply {
+                term,
+                granted: true,
+                state,
+            },
+            out,
+        );
+    }
+
+    fn on_vote_reply(
+        &mut self,
+        from: u32,
+        term: u64,
+        granted: bool,
+        state: &[u8],
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(c) = self.candidacy.as_mut() else {
+            return;
+        };
+        if !granted {
+            if term >= c.term {
+                // Someone knows this term (or a later one): run again above it.
+                self.voted = self.voted.max(term);
+                self.candidacy = None;
+            } else {
+                c.answered.insert(from);
+                self.try_win(now, out);
+            }
+            return;
+        }
+        if term != c.term {
+            return;
+        }
+        c.answered.insert(from);
+        c.granted.insert(from);
+        if !state.is_empty()
+            && let Ok(t) = decode_table(state, now)
+            && c.best.as_ref().is_none_or(|b| t.version > b.version)
+        {
+            c.best = Some(t);
+        }
+        // The voter's promise runs from when it received the vote, after `started`.
+        let until = c.started + self.cfg.election_timeout;
+        self.leases.insert(from, until);
+        self.try_win(now, out);
+    }
+
+    /// A candidate with enough votes leads once every reachable node answered (so it
+    /// starts from the newest table among them, also when fewer votes would do, as in
+    /// two-node mode), or half an election timeout after it asked.
+    fn try_win(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let Some(c) = self.candidacy.as_ref() else {
+            return;
+        };
+        let enough = c.granted.len() + 1 >= self.needed();
+        let all = self.reachable.iter().all(|n| c.answered.contains(n));
+        let waited = now.saturating_sub(c.started) >= self.cfg.election_timeout / 2;
+        if enough && (all || waited) {
+            self.become_leader(now, out);
         }
     }
 
@@ -398,10 +707,7 @@ impl Directory {
     /// with the same `req` until it has one or its timeout passes.
     pub fn request(&mut self, req: ReqId, op: DirOp, now: Duration, out: &mut Vec<Output>) {
         match self.leader {
-            Some(l) if l == self.cfg.node => {
-                let result = self.handle(req, op, now, out);
-                out.push(Output::Reply { req, result });
-            }
+            Some(l) if l == self.cfg.node => self.handle(req, op, None, now, out),
             Some(l) => self.send(l, Frame::Request { req, op }, out),
             None => out.push(Output::Reply {
                 req,
@@ -414,20 +720,52 @@ impl Directory {
     /// replicas (other nodes send [`Frame::Positions`]). Ignored unless `node` holds a
     /// replica of `instance` in this node's table.
     pub fn report_position(&mut self, node: u32, instance: u64, term: u64, seq: u64) {
-        if self.note_position(node, instance, term, seq) {
-            self.state_dirty = true; // the next tick sends the table
+        let mut effects = Vec::new();
+        if self.note_position(node, instance, term, seq, &mut effects) && self.is_leader() {
+            // Published by the next tick.
+            self.dirty = true;
         }
+        self.unpublished.extend(effects);
     }
 
-    /// Records a reported position; returns whether the table changed (an evicted node
-    /// has resynced: a complete position in its eviction's term or later).
-    fn note_position(&mut self, node: u32, instance: u64, term: u64, seq: u64) -> bool {
+    /// Records a reported position; returns whether the table changed (a node that had
+    /// to resync has: a complete position in the term it was marked in, or later). A
+    /// report from a node that holds no replica in the table makes the leader tell it
+    /// where the checkpoint is (or that it is gone).
+    fn note_position(
+        &mut self,
+        node: u32,
+        instance: u64,
+        term: u64,
+        seq: u64,
+        effects: &mut Vec<Output>,
+    ) -> bool {
         let leads = self.is_leader();
         let Some(e) = self.entries.get_mut(&instance) else {
+            if leads {
+                self.unassign(node, instance, effects);
+            }
             return false;
         };
         if !e.replicas.contains(&node) {
-            return false; // stale (dropped since) or bogus: nothing to promote
+            if !leads {
+                return false;
+            }
+            let director = self.cfg.directors.contains(&node);
+            if director && !e.collocated() && !e.unlinked && !e.evicted.contains_key(&node) {
+                // A director dropped while away: placed again (what it holds may be all
+                // that is left; `promotion_choice` decides).
+                self.add_replica(instance, node);
+                self.positions.insert((instance, node), (term, seq));
+                let a = self.entries[&instance].assign();
+                self.assign_everywhere(&a, effects);
+                return true;
+            }
+            // Dropped while away (declared dead, evicted, cut off): it holds a replica
+            // nobody updates. The placement without it replaces it.
+            let a = e.assign();
+            self.assign_to(node, a, effects);
+            return false;
         }
         self.positions.insert((instance, node), (term, seq));
         let resynced = seq != INCOMPLETE && e.evicted.get(&node).is_some_and(|t| term >= *t);
@@ -438,41 +776,57 @@ impl Directory {
         false
     }
 
-    /// Timers: heartbeats, elections, retention. Returns the next deadline.
+    /// Timers: heartbeats, elections, lease expiry, retention, pending promotions.
+    /// Returns the next deadline.
     pub fn tick(&mut self, now: Duration, out: &mut Vec<Output>) -> Duration {
+        if !self.unpublished.is_empty() || self.dirty {
+            let effects = std::mem::take(&mut self.unpublished);
+            if self.dirty {
+                self.publish(effects, now, out);
+            } else {
+                self.emit(effects, out);
+            }
+            self.dirty = false;
+        }
         if self.is_leader() {
-            if !self.has_quorum() {
-                self.set_leader(None, out);
+            if self.lease_count(now) < self.needed() {
+                self.step_down(now, out);
             } else {
                 if now >= self.next_beat {
                     let nodes: Vec<u32> = self.reachable.iter().copied().collect();
                     for n in nodes {
-                        self.send_heartbeat(n, out);
+                        self.send_heartbeat(n, now, out);
                     }
                     self.next_beat = now + self.cfg.heartbeat;
                 }
-                if self.state_dirty {
-                    self.broadcast_state(now, out);
+                let mut effects = Vec::new();
+                let expired = self.expire_retention(now, &mut effects);
+                let promoted = self.promote_pending(now, &mut effects);
+                if expired || promoted {
+                    self.publish(effects, now, out);
                 }
-                self.expire_retention(now, out);
             }
-        } else if self.is_director()
-            && now.saturating_sub(self.heard) >= self.cfg.election_timeout
-            && self.has_quorum()
-            && self.leader.is_none_or(|l| !self.reachable.contains(&l))
-        {
-            let lowest = self
-                .cfg
-                .directors
-                .iter()
-                .copied()
-                .filter(|d| *d == self.cfg.node || self.reachable.contains(d))
-                .min();
-            if lowest == Some(self.cfg.node) {
-                self.become_leader(now, out);
+        } else {
+            if let Some(p) = self.promise
+                && p.until <= now
+                && self.leader == Some(p.leader)
+            {
+                // The leader went silent: nobody leads that this node knows of.
+                self.promise = None;
+                self.set_leader(None, out);
+            }
+            self.try_win(now, out);
+            if self
+                .candidacy
+                .as_ref()
+                .is_some_and(|c| now.saturating_sub(c.started) >= self.cfg.election_timeout)
+            {
+                self.candidacy = None; // lost (or votes lost): the next one has a higher term
+            }
+            if self.may_run(now) {
+                self.run_election(now, out);
             }
         }
-        self.state_dirty = false;
         let next = if self.is_leader() {
             // The next heartbeat, or an earlier retention expiry.
             self.entries
@@ -485,12 +839,89 @@ impl Directory {
         next.max(now + Duration::from_millis(1))
     }
 
+    /// Whether this director should run for leader now: nobody leads that it knows of,
+    /// it made no promise that holds, and it has heard no leader for an election timeout;
+    /// the lowest-id reachable director runs first, the others an election timeout per
+    /// rank later (in case the lowest one cannot win).
+    fn may_run(&self, now: Duration) -> bool {
+        if !self.is_director()
+            || self.candidacy.is_some()
+            || now < self.quiet_until
+            || self.promise.is_some_and(|p| p.until > now)
+            || self.reachable.len() + 1 < self.needed()
+        {
+            return false;
+        }
+        let rank = self
+            .cfg
+            .directors
+            .iter()
+            .filter(|d| **d < self.cfg.node && self.reachable.contains(d))
+            .count();
+        let wait =
+            self.cfg.election_timeout * (1 + 2 * u32::try_from(rank).unwrap_or(u32::MAX / 4));
+        now.saturating_sub(self.heard) >= wait
+    }
+
+    fn run_election(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let term = self.voted.max(self.dir_term) + 1;
+        self.voted = term;
+        self.heard = now;
+        self.leases.clear();
+        self.candidacy = Some(Candidacy {
+            term,
+            started: now,
+            granted: BTreeSet::new(),
+            answered: BTreeSet::new(),
+            best: None,
+        });
+        let nodes: Vec<u32> = self.reachable.iter().copied().collect();
+        if nodes.is_empty() {
+            self.try_win(now, out);
+            return;
+        }
+        for n in nodes {
+            self.send(
+                n,
+                Frame::Vote {
+                    term,
+                    version: self.version,
+                },
+                out,
+            );
+        }
+    }
+
     fn become_leader(&mut self, now: Duration, out: &mut Vec<Output>) {
-        self.dir_term += 1;
+        let Some(c) = self.candidacy.take() else {
+            return;
+        };
+        if let Some(t) = c.best
+            && t.version > self.version
+        {
+            self.install(t);
+        }
+        self.dir_term = c.term;
+        self.promise = None;
         self.minted = 0;
+        self.acked.clear();
+        self.state_sent.clear();
+        self.held.clear();
+        self.leader_since = now;
+        self.version = TableVersion {
+            term: c.term,
+            leader: self.cfg.node,
+            n: 0,
+        };
         self.set_leader(Some(self.cfg.node), out);
         self.next_beat = now + self.cfg.heartbeat; // the heartbeats below are the first
-        // Whoever is not reachable now is dead for the table.
+        let nodes: Vec<u32> = self.reachable.iter().copied().collect();
+        for n in &nodes {
+            self.send_heartbeat(*n, now, out);
+        }
+        let mut effects = Vec::new();
+        // Whoever is not reachable now is dead for the table (primaries are named once
+        // the survivors' positions are in, see `promote_pending`).
         let dead: Vec<u32> = self
             .cfg
             .nodes
@@ -499,17 +930,77 @@ impl Directory {
             .filter(|n| *n != self.cfg.node && !self.reachable.contains(n))
             .collect();
         for n in dead {
-            self.node_died(n, now, out);
+            self.node_died(n, now, &mut effects);
         }
-        let nodes: Vec<u32> = self.reachable.iter().copied().collect();
-        for n in nodes {
-            self.send_heartbeat(n, out);
-        }
-        self.broadcast_state(now, out);
         // Re-announce every assignment in the new directory term.
         let all: Vec<CkptAssign> = self.entries.values().map(Entry::assign).collect();
         for a in all {
-            self.assign_everywhere(&a, out);
+            self.assign_everywhere(&a, &mut effects);
+        }
+        self.publish(effects, now, out);
+    }
+
+    fn step_down(&mut self, now: Duration, out: &mut Vec<Output>) {
+        // Decisions not on a quorum are dropped: their requests are retried with the
+        // next leader, which has them if they reached any node of its quorum.
+        self.held.clear();
+        self.leases.clear();
+        self.acked.clear();
+        self.heard = now;
+        self.set_leader(None, out);
+    }
+
+    fn install(&mut self, t: Table) {
+        self.entries = t.entries;
+        self.next_instance = t.next_instance;
+        self.minted = t.minted;
+        self.replies = t.replies;
+        self.version = t.version;
+    }
+
+    /// Leader: a decision was made: a new table version. Its effects wait until a quorum
+    /// holds that version; the table goes to every node now.
+    fn publish(&mut self, effects: Vec<Output>, now: Duration, out: &mut Vec<Output>) {
+        if !self.is_leader() {
+            return;
+        }
+        self.version.n += 1;
+        let v = self.version;
+        self.held.extend(effects.into_iter().map(|e| (v, e)));
+        let nodes: Vec<u32> = self.reachable.iter().copied().collect();
+        for n in nodes {
+            self.send_state_to(n, now, out);
+        }
+        self.release(out);
+    }
+
+    /// Leader: effects that follow from the table as it is: released once the current
+    /// version is on a quorum.
+    fn emit(&mut self, effects: Vec<Output>, out: &mut Vec<Output>) {
+        if !self.is_leader() {
+            return;
+        }
+        let v = self.version;
+        self.held.extend(effects.into_iter().map(|e| (v, e)));
+        self.release(out);
+    }
+
+    /// Leader: releases the effects of every version a quorum acknowledged.
+    fn release(&mut self, out: &mut Vec<Output>) {
+        let mut versions: Vec<TableVersion> = self
+            .acked
+            .values()
+            .copied()
+            .filter(|v| v.term == self.dir_term && v.leader == self.cfg.node)
+            .collect();
+        versions.push(self.version);
+        versions.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&committed) = versions.get(self.needed() - 1) else {
+            return;
+        };
+        while self.held.front().is_some_and(|(v, _)| *v <= committed) {
+            let (_, o) = self.held.pop_front().expect("front");
+            out.push(o);
         }
     }
 
@@ -527,12 +1018,11 @@ impl Directory {
 
     fn node_died(&mut self, node: u32, now: Duration, out: &mut Vec<Output>) {
         // Its reports die with it: a node that comes back reports again.
-        self.positions.retain(|(_, n), _| *n != node);
         let ids: Vec<u64> = self.entries.keys().copied().collect();
         for id in ids {
             let mut changed = false;
-            let mut promote = false;
             {
+                let last = self.positions.get(&(id, node)).copied();
                 let e = self.entries.get_mut(&id).expect("listed");
                 if e.openers.remove(&node).is_some() {
                     changed = true;
@@ -542,21 +1032,24 @@ impl Directory {
                 }
                 if e.replicas.contains(&node) {
                     e.replicas.retain(|n| *n != node);
+                    if !e.evicted.contains_key(&node)
+                        && let Some(p) = last.filter(|p| p.1 != INCOMPLETE)
+                    {
+                        // What it held may be needed if nobody better comes back.
+                        e.departed.insert(node, p);
+                    }
                     changed = true;
                 }
+                e.evicted.remove(&node);
                 if e.primary == Some(node) {
                     e.primary = None;
-                    promote = !e.collocated();
+                    if e.collocated() {
+                        changed = true;
+                    }
+                    // Non-collocated: `promote_pending` names the next one.
                 }
             }
-            if promote {
-                let best = self.promotion_choice(id);
-                let term = self.mint_term();
-                let e = self.entries.get_mut(&id).expect("listed");
-                e.primary = best;
-                e.term = term;
-            }
-            if changed || promote {
+            if changed {
                 let e = &self.entries[&id];
                 if e.unlinked && e.open_count() == 0 {
                     // Its last opener died: as its last close, this deletes it.
@@ -567,45 +1060,140 @@ impl Directory {
                 }
             }
         }
-        self.broadcast_state(now, out);
+        self.positions.retain(|(_, n), _| *n != node);
+        self.promote_pending(now, out);
     }
 
-    /// The replica of `instance` to promote: the highest complete reported position, then
-    /// replicas without a report, then replicas in the middle of a snapshot; the lowest
-    /// node id among equals. An evicted node that has not resynced is never chosen.
+    /// Leader: names a primary for every non-collocated checkpoint without one that has a
+    /// replica to promote, once the positions of its replicas are in (or after
+    /// [`POSITIONS_WAIT`]). Returns whether it named one.
+    fn promote_pending(&mut self, now: Duration, out: &mut Vec<Output>) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let patient = now.saturating_sub(self.leader_since) < POSITIONS_WAIT;
+        let ids: Vec<u64> = self
+            .entries
+            .values()
+            .filter(|e| e.primary.is_none() && !e.collocated() && !e.replicas.is_empty())
+            .map(|e| e.instance)
+            .collect();
+        let mut any = false;
+        for id in ids {
+            let e = &self.entries[&id];
+            // A choice among replicas in sync waits for their reports (a fresh leader
+            // may not have them yet).
+            let synced: Vec<u32> = e
+                .replicas
+                .iter()
+                .copied()
+                .filter(|n| !e.evicted.contains_key(n))
+                .collect();
+            let missing = synced
+                .iter()
+                .any(|n| !self.positions.contains_key(&(id, *n)));
+            if synced.len() > 1 && missing && patient {
+                continue;
+            }
+            let Some(best) = self.promotion_choice(id) else {
+                continue;
+            };
+            let term = self.mint_term();
+            let e = self.entries.get_mut(&id).expect("listed");
+            e.primary = Some(best);
+            e.term = term;
+            e.departed.clear();
+            e.evicted.remove(&best);
+            // The others resync from it in its term.
+            for n in e.replicas.clone() {
+                if n != best && e.evicted.contains_key(&n) {
+                    e.evicted.insert(n, term);
+                }
+            }
+            let a = e.assign();
+            self.assign_everywhere(&a, out);
+            any = true;
+        }
+        any
+    }
+
+    /// The replica of `instance` to promote, if one may be.
+    ///
+    /// Replicas in sync (not marked to resync) first: the highest complete reported
+    /// position, then replicas without a report, then replicas in the middle of a
+    /// snapshot; the lowest node id among equals. When none is in sync (every one that
+    /// was died, and the set holds nodes added back since), a replica that reports a
+    /// complete position at least as high as the last one every departed replica
+    /// reported: nothing another one acknowledged is lost by naming it.
     fn promotion_choice(&self, instance: u64) -> Option<u32> {
         let e = &self.entries[&instance];
-        e.replicas
+        let rank = |n: u32| {
+            let rank = match self.positions.get(&(instance, n)) {
+                Some(&(term, seq)) if seq != INCOMPLETE => (2, term, seq),
+                None => (1, 0, 0),
+                Some(_) => (0, 0, 0),
+            };
+            (rank, Reverse(n))
+        };
+        let synced = e
+            .replicas
             .iter()
             .copied()
             .filter(|n| !e.evicted.contains_key(n))
-            .max_by_key(|n| {
-                let rank = match self.positions.get(&(instance, *n)) {
-                    Some(&(term, seq)) if seq != INCOMPLETE => (2, term, seq),
-                    None => (1, 0, 0),
-                    Some(_) => (0, 0, 0),
-                };
-                (rank, Reverse(*n))
+            .max_by_key(|n| rank(*n));
+        if synced.is_some() {
+            return synced;
+        }
+        let floor = e.departed.values().copied().max().unwrap_or((0, 0));
+        e.replicas
+            .iter()
+            .copied()
+            .filter(|n| {
+                self.positions
+                    .get(&(instance, *n))
+                    .is_some_and(|p| p.1 != INCOMPLETE && *p >= floor)
             })
+            .max_by_key(|n| rank(*n))
     }
 
-    fn handle(&mut self, req: ReqId, op: DirOp, now: Duration, out: &mut Vec<Output>) -> DirReply {
+    /// Leader: answers a request (from `from`, or made on this node) once the decision
+    /// is on a quorum.
+    fn handle(
+        &mut self,
+        req: ReqId,
+        op: DirOp,
+        from: Option<u32>,
+        now: Duration,
+        out: &mut Vec<Output>,
+    ) {
+        let answer = |result: DirReply| match from {
+            Some(n) => Output::Send(Transmit {
+                node: n,
+                frame: Frame::Reply { req, result },
+            }),
+            None => Output::Reply { req, result },
+        };
         let key = (req.node, req.incarnation);
         if let Some((_, r)) = self
             .replies
             .get(&key)
             .and_then(|done| done.iter().find(|(c, _)| *c == req.counter))
         {
-            return r.clone();
+            // Applied already: answered once what holds it now is on a quorum.
+            let o = answer(r.clone());
+            self.held.push_back((self.version, o));
+            self.release(out);
+            return;
         }
-        let result = self.apply(req.node, op, now, out);
+        let mut effects = Vec::new();
+        let result = self.apply(req.node, op, now, &mut effects);
         let done = self.replies.entry(key).or_default();
         done.push_back((req.counter, result.clone()));
         while done.len() > REMEMBERED_REPLIES {
             done.pop_front();
         }
-        self.broadcast_state(now, out);
-        result
+        effects.push(answer(result));
+        self.publish(effects, now, out);
     }
 
     /// Applies `op`, which node `requester` asked for.
@@ -718,6 +1306,11 @@ impl Directory {
                 node,
                 term,
             } => self.evict(requester, instance, node, term, out),
+            DirOp::Resign {
+                instance,
+                node,
+                term,
+            } => self.resign(requester, instance, node, term, out),
         }
     }
 
@@ -759,7 +1352,45 @@ impl Directory {
         let a = e.assign();
         self.positions.remove(&(instance, node));
         self.assign_everywhere(&a, out);
-        self.unassign(node, instance, out);
+        // The node learns it holds no replica and where the primary is.
+        self.assign_to(node, a, out);
+        DirReply::Done
+    }
+
+    /// [`DirOp::Resign`]: `node`, named primary of `instance` in `term`, lost the
+    /// checkpoint's state. Another replica is promoted as if the primary had died; the
+    /// node stays in the set, unpromotable until it has resynced.
+    fn resign(
+        &mut self,
+        requester: u32,
+        instance: u64,
+        node: u32,
+        term: u64,
+        out: &mut Vec<Output>,
+    ) -> DirReply {
+        let Some(e) = self.entries.get(&instance) else {
+            return DirReply::Failed {
+                code: code::NOT_EXIST,
+            };
+        };
+        if requester != node || e.primary != Some(node) {
+            // Not (or no longer) its primary: nothing to give up.
+            return DirReply::Done;
+        }
+        if e.term != term {
+            return DirReply::Failed {
+                code: code::BAD_OPERATION,
+            };
+        }
+        let new_term = self.mint_term();
+        let e = self.entries.get_mut(&instance).expect("found");
+        e.evicted.insert(node, new_term);
+        e.primary = None;
+        e.term = new_term;
+        self.positions.remove(&(instance, node));
+        // Non-collocated: `promote_pending` names another primary on the next tick.
+        let a = self.entries[&instance].assign();
+        self.assign_everywhere(&a, out);
         DirReply::Done
     }
 
@@ -848,6 +1479,7 @@ impl Directory {
                         retention,
                         idle_since: None,
                         evicted: BTreeMap::new(),
+                        departed: BTreeMap::new(),
                     },
                 );
                 instance
@@ -858,16 +1490,59 @@ impl Directory {
         *e.openers.entry(node).or_default() += 1;
         e.idle_since = None;
         // Placement: collocated → every opener's node; otherwise the directors (and an
-        // evicted node) come back by opening. An evicted node stays unpromotable until it
-        // has resynced.
+        // evicted node) come back by opening. A node added to a checkpoint that has a
+        // primary must resync from it before it can be promoted; without a primary,
+        // `promotion_choice` decides whether what it holds is enough.
         let placed = e.collocated() || director || e.evicted.contains_key(&node);
-        if placed && !e.replicas.contains(&node) {
-            e.replicas.push(node);
-            e.replicas.sort_unstable();
+        if placed {
+            self.add_replica(id, node);
         }
+        let e = &self.entries[&id];
         let a = e.assign();
         self.assign_everywhere(&a, out);
         DirReply::Opened { ckpt: a }
+    }
+
+    /// Adds `node`'s replica to the set of `instance`. It counts as in sync only when the
+    /// checkpoint has no state anywhere else (no primary, no replica that died in sync):
+    /// otherwise it must resync from the primary, or (without one) hold at least what the
+    /// departed ones held, before it can be promoted.
+    fn add_replica(&mut self, instance: u64, node: u32) {
+        let e = self.entries.get_mut(&instance).expect("present");
+        if e.replicas.contains(&node) {
+            return;
+        }
+        e.replicas.push(node);
+        e.replicas.sort_unstable();
+        if e.primary.is_some() || !e.departed.is_empty() || e.evicted.contains_key(&node) {
+            e.evicted.insert(node, e.term);
+        }
+    }
+
+    /// Placement of the non-collocated checkpoints that lack a director's replica
+    /// (it died and came back, or was unreachable when they were created). Evicted
+    /// nodes come back by opening only. Returns whether one changed.
+    fn place_director(&mut self, node: u32, out: &mut Vec<Output>) -> bool {
+        if !self.cfg.directors.contains(&node) {
+            return false;
+        }
+        let ids: Vec<u64> = self
+            .entries
+            .values()
+            .filter(|e| {
+                !e.collocated()
+                    && !e.unlinked
+                    && !e.replicas.contains(&node)
+                    && !e.evicted.contains_key(&node)
+            })
+            .map(|e| e.instance)
+            .collect();
+        for &id in &ids {
+            self.add_replica(id, node);
+            let a = self.entries[&id].assign();
+            self.assign_everywhere(&a, out);
+        }
+        !ids.is_empty()
     }
 
     fn delete(&mut self, instance: u64, out: &mut Vec<Output>) {
@@ -895,20 +1570,34 @@ impl Directory {
         }
     }
 
-    fn expire_retention(&mut self, now: Duration, out: &mut Vec<Output>) {
+    /// Deletes the checkpoints whose retention expired; returns whether there was one.
+    fn expire_retention(&mut self, now: Duration, out: &mut Vec<Output>) -> bool {
         let due: Vec<u64> = self
             .entries
             .values()
             .filter(|e| e.retention_due().is_some_and(|due| now >= due))
             .map(|e| e.instance)
             .collect();
-        if due.is_empty() {
-            return;
-        }
-        for id in due {
+        for &id in &due {
             self.delete(id, out);
         }
-        self.broadcast_state(now, out);
+        !due.is_empty()
+    }
+
+    /// Tells `node` the placement `a` (which may not include it).
+    fn assign_to(&self, node: u32, a: CkptAssign, out: &mut Vec<Output>) {
+        if node == self.cfg.node {
+            out.push(Output::Assign(a));
+        } else {
+            self.send(
+                node,
+                Frame::Assign {
+                    dir_term: self.dir_term,
+                    ckpt: a,
+                },
+                out,
+            );
+        }
     }
 
     fn assign_everywhere(&mut self, a: &CkptAssign, out: &mut Vec<Output>) {
@@ -928,7 +1617,7 @@ impl Directory {
         }
     }
 
-    fn send_heartbeat(&self, node: u32, out: &mut Vec<Output>) {
+    fn send_heartbeat(&self, node: u32, now: Duration, out: &mut Vec<Output>) {
         let mut members: Vec<u32> = self.reachable.iter().copied().collect();
         members.push(self.cfg.node);
         members.sort_unstable();
@@ -938,23 +1627,14 @@ impl Directory {
                 dir_term: self.dir_term,
                 leader: self.cfg.node,
                 members,
+                sent: u64::try_from(now.as_nanos()).unwrap_or(u64::MAX).max(1),
             },
             out,
         );
     }
 
-    fn broadcast_state(&self, now: Duration, out: &mut Vec<Output>) {
-        if !self.is_leader() {
-            return;
-        }
-        for &d in &self.cfg.directors {
-            if d != self.cfg.node && self.reachable.contains(&d) {
-                self.send_state_to(d, now, out);
-            }
-        }
-    }
-
-    fn send_state_to(&self, node: u32, now: Duration, out: &mut Vec<Output>) {
+    fn send_state_to(&mut self, node: u32, now: Duration, out: &mut Vec<Output>) {
+        self.state_sent.insert(node, (self.version, now));
         let state = encode_table(self, now);
         self.send(
             node,
@@ -980,7 +1660,9 @@ fn same_attrs(a: &Attrs, b: &Attrs) -> bool {
         && a.max_section_id_size == b.max_section_id_size
 }
 
+#[derive(Debug)]
 struct Table {
+    version: TableVersion,
     entries: BTreeMap<u64, Entry>,
     next_instance: u64,
     minted: u32,
@@ -992,6 +1674,7 @@ struct Table {
 fn encode_table(d: &Directory, now: Duration) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut e = Enc::new(&mut buf);
+    d.version.encode_to(&mut e);
     e.put_u64(d.next_instance);
     e.put_u32(d.minted);
     e.put_u32(d.entries.len() as u32);
@@ -1019,6 +1702,12 @@ fn encode_table(d: &Directory, now: Duration) -> Vec<u8> {
             e.put_u32(*n);
             e.put_u64(*t);
         }
+        e.put_u32(x.departed.len() as u32);
+        for (n, (t, s)) in &x.departed {
+            e.put_u32(*n);
+            e.put_u64(*t);
+            e.put_u64(*s);
+        }
     }
     e.put_u32(d.replies.len() as u32);
     for ((node, inc), list) in &d.replies {
@@ -1045,6 +1734,7 @@ fn encode_table(d: &Directory, now: Duration) -> Vec<u8> {
 
 fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
     let mut d = Dec::new(bytes);
+    let version = TableVersion::decode_from(&mut d)?;
     let next_instance = d.u64()?;
     let minted = d.u32()?;
     let n = d.u32()?;
@@ -1066,6 +1756,11 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
             let node = d.u32()?;
             evicted.insert(node, d.u64()?);
         }
+        let mut departed = BTreeMap::new();
+        for _ in 0..d.u32()? {
+            let node = d.u32()?;
+            departed.insert(node, (d.u64()?, d.u64()?));
+        }
         entries.insert(
             ckpt.instance,
             Entry {
@@ -1082,6 +1777,7 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
                 // the frame's delay (or more if its clock started after that instant).
                 idle_since: idle.then(|| now.saturating_sub(idle_for)),
                 evicted,
+                departed,
             },
         );
     }
@@ -1101,6 +1797,7 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
     }
     d.finish()?;
     Ok(Table {
+        version,
         entries,
         next_instance,
         minted,

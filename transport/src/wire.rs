@@ -54,6 +54,9 @@ const KIND_ASSIGN: u8 = 0x13;
 const KIND_UNASSIGN: u8 = 0x14;
 const KIND_LEADER: u8 = 0x15;
 const KIND_POSITIONS: u8 = 0x16;
+const KIND_VOTE: u8 = 0x17;
+const KIND_VOTE_REPLY: u8 = 0x18;
+const KIND_LEADER_ACK: u8 = 0x19;
 const KIND_DIFF: u8 = 0x20;
 const KIND_ACK: u8 = 0x21;
 const KIND_STALE: u8 = 0x22;
@@ -183,6 +186,9 @@ pub enum Frame {
         leader: u32,
         /// The node ids the leader counts as cluster members.
         members: Vec<u32>,
+        /// When the leader sent it, on the leader's monotonic clock (ns): echoed by
+        /// [`Frame::LeaderAck`], so the leader knows from when a follower's lease runs.
+        sent: u64,
     },
     /// `0x16`: a node reports to the leader director the replication position of replicas
     /// it holds (periodically, and whenever one changes), for promotion decisions.
@@ -194,6 +200,33 @@ pub enum Frame {
         /// `(instance, term, seq)` per replica: the position its header records
         /// (`seq` is [`crate::repl::INCOMPLETE`] while a snapshot is being applied).
         items: Vec<(u64, u64, u64)>,
+    },
+    /// `0x17`: a director asks for a node's vote to lead in `term`.
+    Vote {
+        /// The term it would lead in.
+        term: u64,
+        /// The candidate's table version: the voter sends its table back if it is newer.
+        version: TableVersion,
+    },
+    /// `0x18`: a node's answer to [`Frame::Vote`].
+    VoteReply {
+        /// The term voted in (when refused: the highest term the voter knows).
+        term: u64,
+        /// Whether the vote is granted: the voter then follows nobody else for one
+        /// election timeout.
+        granted: bool,
+        /// The voter's table (the directory module's own format) when it is newer than
+        /// the candidate's, else empty.
+        state: Vec<u8>,
+    },
+    /// `0x19`: a node acknowledges the leader's heartbeat or table.
+    LeaderAck {
+        /// The highest directory term the node follows (above the leader's: it is deposed).
+        dir_term: u64,
+        /// The `sent` of the heartbeat acknowledged (0: a table, no lease renewal).
+        sent: u64,
+        /// The table version the node holds.
+        version: TableVersion,
     },
     /// `0x20`: changes of a checkpoint that the primary streams to a replica.
     Diff {
@@ -252,6 +285,46 @@ pub struct ReqId {
     pub incarnation: u64,
     /// A counter, increasing per request within the incarnation.
     pub counter: u64,
+}
+
+/// The version of the directory's table: the directory term and leader that produced it
+/// and a counter of that leader's changes. A leader's versions increase; a later term's
+/// are higher than every earlier term's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableVersion {
+    /// The directory term of the leader that produced it.
+    pub term: u64,
+    /// That leader's node id.
+    pub leader: u32,
+    /// Changes that leader made, counted.
+    pub n: u64,
+}
+
+impl TableVersion {
+    /// Encoded length in bytes.
+    pub const LEN: usize = 8 + 4 + 8;
+}
+
+impl Encode for TableVersion {
+    fn wire_len(&self) -> usize {
+        Self::LEN
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_u64(self.term);
+        enc.put_u32(self.leader);
+        enc.put_u64(self.n);
+    }
+}
+
+impl Decode for TableVersion {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            term: dec.u64()?,
+            leader: dec.u32()?,
+            n: dec.u64()?,
+        })
+    }
 }
 
 /// A checkpoint's creation attributes (`SaCkptCheckpointCreationAttributesT`).
@@ -375,6 +448,18 @@ pub enum DirOp {
         /// The node whose replica is dropped.
         node: u32,
         /// The checkpoint term the requester is primary in.
+        term: u64,
+    },
+    /// Tag 7: a node named primary of a checkpoint gives the role up because its replica
+    /// does not hold the checkpoint's state (it was lost with the node's tmpfs and made
+    /// anew): the directory names another primary and keeps the node as a replica that
+    /// must resync before it can be promoted.
+    Resign {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The resigning node (the requester).
+        node: u32,
+        /// The checkpoint term it was named primary in.
         term: u64,
     },
 }
@@ -547,6 +632,9 @@ impl Frame {
             Self::Unassign { .. } => KIND_UNASSIGN,
             Self::Leader { .. } => KIND_LEADER,
             Self::Positions { .. } => KIND_POSITIONS,
+            Self::Vote { .. } => KIND_VOTE,
+            Self::VoteReply { .. } => KIND_VOTE_REPLY,
+            Self::LeaderAck { .. } => KIND_LEADER_ACK,
             Self::Diff { .. } => KIND_DIFF,
             Self::Ack { .. } => KIND_ACK,
             Self::Stale { .. } => KIND_STALE,
@@ -628,10 +716,25 @@ impl Frame {
                 dir_term: dec.u64()?,
                 leader: dec.u32()?,
                 members: dec.vec(MIN_U32, Dec::u32)?,
+                sent: dec.u64()?,
             },
             KIND_POSITIONS => Self::Positions {
                 node: dec.u32()?,
                 items: dec.vec(MIN_POSITION, |dec| Ok((dec.u64()?, dec.u64()?, dec.u64()?)))?,
+            },
+            KIND_VOTE => Self::Vote {
+                term: dec.u64()?,
+                version: TableVersion::decode_from(&mut dec)?,
+            },
+            KIND_VOTE_REPLY => Self::VoteReply {
+                term: dec.u64()?,
+                granted: dec.bool()?,
+                state: dec.byte_vec()?,
+            },
+            KIND_LEADER_ACK => Self::LeaderAck {
+                dir_term: dec.u64()?,
+                sent: dec.u64()?,
+                version: TableVersion::decode_from(&mut dec)?,
             },
             KIND_DIFF => Self::Diff {
                 instance: dec.u64()?,
@@ -674,7 +777,10 @@ impl Frame {
             Self::DirState { state, .. } => 8 + 4 + bytes_len(state),
             Self::Assign { ckpt, .. } => 8 + ckpt.wire_len(),
             Self::Unassign { .. } => 8 + 8,
-            Self::Leader { members, .. } => 8 + 4 + 4 + 4 * members.len(),
+            Self::Leader { members, .. } => 8 + 4 + 4 + 4 * members.len() + 8,
+            Self::Vote { .. } => 8 + TableVersion::LEN,
+            Self::VoteReply { state, .. } => 8 + 1 + bytes_len(state),
+            Self::LeaderAck { .. } => 8 + 8 + TableVersion::LEN,
             Self::Positions { items, .. } => 4 + 4 + MIN_POSITION * items.len(),
             Self::Diff { ops, .. } => 8 * 4 + 4 + ops.iter().map(DiffOp::wire_len).sum::<usize>(),
             Self::Ack { .. } => 8 * 3,
@@ -734,10 +840,34 @@ impl Frame {
                 dir_term,
                 leader,
                 members,
+                sent,
             } => {
                 enc.put_u64(*dir_term);
                 enc.put_u32(*leader);
                 enc.put_vec(members, |enc, node| enc.put_u32(*node));
+                enc.put_u64(*sent);
+            }
+            Self::Vote { term, version } => {
+                enc.put_u64(*term);
+                version.encode_to(enc);
+            }
+            Self::VoteReply {
+                term,
+                granted,
+                state,
+            } => {
+                enc.put_u64(*term);
+                enc.put_bool(*granted);
+                enc.put_bytes(state);
+            }
+            Self::LeaderAck {
+                dir_term,
+                sent,
+                version,
+            } => {
+                enc.put_u64(*dir_term);
+                enc.put_u64(*sent);
+                version.encode_to(enc);
             }
             Self::Positions { node, items } => {
                 enc.put_u32(*node);
@@ -1350,7 +1480,7 @@ impl Encode for DirOp {
             Self::Unlink { name } => bytes_len(name.as_bytes()),
             Self::SetRetention { .. } => 8 + 8,
             Self::SetActive { .. } => 8 + 4,
-            Self::Evict { .. } => 8 + 4 + 8,
+            Self::Evict { .. } | Self::Resign { .. } => 8 + 4 + 8,
         }
     }
 
@@ -1400,6 +1530,16 @@ impl Encode for DirOp {
                 enc.put_u32(*node);
                 enc.put_u64(*term);
             }
+            Self::Resign {
+                instance,
+                node,
+                term,
+            } => {
+                enc.put_u8(7);
+                enc.put_u64(*instance);
+                enc.put_u32(*node);
+                enc.put_u64(*term);
+            }
         }
     }
 }
@@ -1429,6 +1569,11 @@ impl Decode for DirOp {
                 node: dec.u32()?,
             },
             6 => Self::Evict {
+                instance: dec.u64()?,
+                node: dec.u32()?,
+                term: dec.u64()?,
+            },
+            7 => Self::Resign {
                 instance: dec.u64()?,
                 node: dec.u32()?,
                 term: dec.u64()?,

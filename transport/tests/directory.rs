@@ -156,8 +156,12 @@ impl Cluster {
                 other => {
                     let n = self.live.get_mut(&node).expect("live");
                     match &other {
-                        Output::Assign(a) => {
+                        Output::Assign(a) if a.replicas.contains(&node) => {
                             n.held.insert(a.instance, a.clone());
+                        }
+                        // A placement without this node: it drops its replica.
+                        Output::Assign(a) => {
+                            n.held.remove(&a.instance);
                         }
                         Output::Unassign(i) => {
                             n.held.remove(i);
@@ -230,12 +234,27 @@ impl Cluster {
         self.deliver();
     }
 
-    /// Cuts every link of `node`, which keeps running alone.
+    /// Cuts every link of `node` at once (nothing it sends meanwhile gets through); it
+    /// keeps running alone.
     fn isolate(&mut self, node: u32) {
         let peers: Vec<u32> = self.live.keys().copied().filter(|n| *n != node).collect();
-        for p in peers {
-            self.disconnect(node, p);
+        for &p in &peers {
+            self.links.remove(&pair(node, p));
         }
+        self.queue.retain(|(f, t, _)| *f != node && *t != node);
+        for p in peers {
+            for (x, y) in [(node, p), (p, node)] {
+                let mut out = Vec::new();
+                let now = self.now;
+                self.live
+                    .get_mut(&x)
+                    .unwrap()
+                    .sut
+                    .peer_down(y, now, &mut out);
+                self.absorb(x, out);
+            }
+        }
+        self.deliver();
     }
 
     /// `node` dies: its links go down and its state is gone.
@@ -421,7 +440,13 @@ fn leader_that_loses_quorum_steps_down_and_the_majority_elects_another() {
     c.connect_all();
     c.run_for(ELECTION + HEARTBEAT);
     c.isolate(1);
-    assert_eq!(c.dir(1).leader(), None);
+    assert_eq!(
+        c.dir(1).leader(),
+        Some(1),
+        "its followers' promises still hold"
+    );
+    c.run_for(ELECTION);
+    assert_eq!(c.dir(1).leader(), None, "they lapsed: it steps down");
     c.run_for(ELECTION + HEARTBEAT);
     assert_eq!(c.leaders(), [None, Some(2), Some(2)]);
     assert_eq!(c.dir(2).term(), 2);
@@ -822,6 +847,12 @@ fn primary_death_promotes_the_highest_reported_position_not_the_lowest_id() {
 
     c.kill(3);
     let primary = |c: &Cluster, a: &CkptAssign| c.entry(1, a.instance).unwrap().primary;
+    assert_eq!(
+        primary(&c, &silent),
+        None,
+        "a choice waits for the reports of replicas in sync"
+    );
+    c.run_for(ms(1500));
     assert_eq!(primary(&c, &higher_seq), Some(2), "the higher seq wins");
     assert_eq!(primary(&c, &tie), Some(1), "a tie goes to the lowest id");
     assert_eq!(primary(&c, &silent), Some(1), "no reports: the lowest id");
@@ -926,7 +957,11 @@ fn evict_mints_a_higher_term_and_removes_the_node() {
         c.held(2, a.instance).is_none(),
         "the evicted node is told to drop it"
     );
-    assert!(c.live[&2].log.contains(&Output::Unassign(a.instance)));
+    assert!(
+        c.live[&2].log.iter().any(|o| matches!(o, Output::Assign(x)
+            if x.instance == a.instance && x.primary == Some(3) && !x.replicas.contains(&2))),
+        "and where the primary is now"
+    );
     for n in [1, 3] {
         let held = c.held(n, a.instance).unwrap();
         assert_eq!((held.replicas.as_slice(), held.term), (&[1, 3][..], e.term));
@@ -1248,4 +1283,127 @@ fn terms_of_successive_decisions_strictly_increase() {
         terms.windows(2).all(|w| w[0] < w[1]),
         "terms in decision order: {terms:x?}"
     );
+}
+
+/// At most one node considers itself leader at any instant.
+fn assert_one_leader_at_most(c: &Cluster) {
+    let leading: Vec<u32> = c
+        .live
+        .iter()
+        .filter(|(_, n)| n.sut.is_leader())
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(leading.len() <= 1, "two leaders at {:?}: {leading:?}", c.now);
+}
+
+#[test]
+fn cutting_one_link_never_makes_two_leaders() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(1); 3]);
+
+    c.disconnect(1, 3);
+    for _ in 0..500 {
+        c.step(STEP);
+        assert_one_leader_at_most(&c);
+    }
+    assert_eq!(
+        c.dir(1).leader(),
+        Some(1),
+        "node 2's promise keeps node 1 leading"
+    );
+    assert_eq!(c.dir(2).leader(), Some(1));
+    assert_eq!(c.dir(3).leader(), None, "node 3 cannot win node 2's vote");
+
+    c.connect(1, 3);
+    c.run_for(ELECTION);
+    assert_eq!(c.leaders(), [Some(1); 3], "the heal deposes nobody");
+    assert_eq!(c.dir(3).term(), 1);
+}
+
+#[test]
+fn restarted_leader_learns_the_table_and_a_higher_term_before_it_leads_again() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    let a = c.open(3, "a", NON_COLLOCATED);
+    let b = c.open(2, "b", NON_COLLOCATED);
+
+    // Node 1 restarts at once, before the others' promises to it lapse.
+    c.kill(1);
+    c.start(1);
+    c.connect_all();
+    for _ in 0..400 {
+        c.step(STEP);
+        assert_one_leader_at_most(&c);
+    }
+    let leader = c.dir(2).leader().expect("the followers of the dead leader elect one");
+    assert_eq!(c.leaders(), [Some(leader); 3]);
+    assert!(c.dir(leader).term() > 1, "a new directory term");
+    for n in [1, 2, 3] {
+        let names: Vec<String> = c.table(n).into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["a", "b"], "node {n} holds the table");
+    }
+    assert_eq!(c.open(1, "a", NON_COLLOCATED).instance, a.instance);
+    assert_eq!(c.open(1, "b", NON_COLLOCATED).instance, b.instance);
+    let c_new = c.open(3, "c", NON_COLLOCATED);
+    assert!(
+        c_new.instance != a.instance && c_new.instance != b.instance,
+        "no instance id is minted twice"
+    );
+}
+
+#[test]
+fn answer_waits_until_a_quorum_holds_the_decision() {
+    let mut c = Cluster::three_with_leader();
+    // Node 1 leads; it can still reach node 3 but nothing from 2 or 3 comes back.
+    c.links.remove(&pair(1, 2));
+    c.links.remove(&pair(1, 3));
+    let req = c.next_req(1);
+    let mut out = Vec::new();
+    let now = c.now;
+    c.live
+        .get_mut(&1)
+        .unwrap()
+        .sut
+        .request(req, Cluster::open_op(1, "x", NON_COLLOCATED, ms(0)), now, &mut out);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Reply { .. })),
+        "no answer before a quorum holds the new table: {out:?}"
+    );
+    c.absorb(1, out);
+    c.deliver();
+    c.link(1, 2);
+    c.link(1, 3);
+    c.run_for(HEARTBEAT * 2);
+    assert!(
+        c.live[&1]
+            .log
+            .iter()
+            .any(|o| matches!(o, Output::Reply { req: r, result: DirReply::Opened { .. } } if *r == req)),
+        "answered once the followers acknowledged it"
+    );
+}
+
+#[test]
+fn two_node_leader_that_restarts_takes_the_table_from_the_other_node() {
+    let mut c = Cluster::two_node();
+    c.connect_all();
+    c.run_for(ELECTION * 2);
+    assert_eq!(c.leaders(), [Some(1); 2]);
+    let a = c.open(2, "a", NON_COLLOCATED);
+
+    c.kill(1);
+    c.run_for(HEARTBEAT);
+    c.start(1);
+    c.connect_all();
+    for _ in 0..400 {
+        c.step(STEP);
+        assert_one_leader_at_most(&c);
+    }
+    let leader = c.dir(1).leader().expect("a leader");
+    assert_eq!(c.leaders(), [Some(leader); 2]);
+    assert_eq!(c.open(1, "a", NON_COLLOCATED).instance, a.instance);
+    assert_ne!(c.open(1, "b", NON_COLLOCATED).instance, a.instance);
 }

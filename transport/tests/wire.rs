@@ -5,8 +5,8 @@ use std::cell::Cell;
 
 use ckpt_transport::wire::{
     Attrs, CkptAssign, DEFAULT_MAX_FRAME, Dec, DiffOp, DirOp, DirReply, Enc, Frame, FrameReader,
-    PROTOCOL_VERSION, ReadElem, RemoteOp, RemoteResult, ReqId, SectionEntry, WireError, WriteElem,
-    split_frame,
+    PROTOCOL_VERSION, ReadElem, RemoteOp, RemoteResult, ReqId, SectionEntry, TableVersion,
+    WireError, WriteElem, split_frame,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -117,6 +117,14 @@ fn req_id() -> impl Strategy<Value = ReqId> {
     })
 }
 
+fn table_version() -> impl Strategy<Value = TableVersion> {
+    (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(term, leader, n)| TableVersion {
+        term,
+        leader,
+        n,
+    })
+}
+
 fn attrs() -> impl Strategy<Value = Attrs> {
     (
         any::<u32>(),
@@ -188,6 +196,13 @@ fn dir_op() -> impl Strategy<Value = DirOp> {
             .prop_map(|(instance, node)| DirOp::SetActive { instance, node }),
         (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(instance, node, term)| {
             DirOp::Evict {
+                instance,
+                node,
+                term,
+            }
+        }),
+        (any::<u64>(), any::<u32>(), any::<u64>()).prop_map(|(instance, node, term)| {
+            DirOp::Resign {
                 instance,
                 node,
                 term,
@@ -318,13 +333,33 @@ fn frame() -> impl Strategy<Value = Frame> {
         (any::<u64>(), ckpt_assign()).prop_map(|(dir_term, ckpt)| Frame::Assign { dir_term, ckpt }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(dir_term, instance)| Frame::Unassign { dir_term, instance }),
-        (any::<u64>(), any::<u32>(), vec(any::<u32>(), 0..5)).prop_map(
-            |(dir_term, leader, members)| Frame::Leader {
+        (
+            any::<u64>(),
+            any::<u32>(),
+            vec(any::<u32>(), 0..5),
+            any::<u64>()
+        )
+            .prop_map(|(dir_term, leader, members, sent)| Frame::Leader {
                 dir_term,
                 leader,
-                members
+                members,
+                sent,
+            }),
+        (any::<u64>(), table_version()).prop_map(|(term, version)| Frame::Vote { term, version }),
+        (any::<u64>(), any::<bool>(), bytes()).prop_map(|(term, granted, state)| {
+            Frame::VoteReply {
+                term,
+                granted,
+                state,
             }
-        ),
+        }),
+        (any::<u64>(), any::<u64>(), table_version()).prop_map(|(dir_term, sent, version)| {
+            Frame::LeaderAck {
+                dir_term,
+                sent,
+                version,
+            }
+        }),
         (
             any::<u32>(),
             vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..5)
@@ -420,10 +455,33 @@ fn one_of_each_kind() -> Vec<Frame> {
             dir_term: 8,
             leader: 1,
             members: vec![1, 2],
+            sent: 123_456_789,
         },
         Frame::Positions {
             node: 2,
             items: vec![(5, 4, 15), (6, 1, u64::MAX)],
+        },
+        Frame::Vote {
+            term: 9,
+            version: TableVersion {
+                term: 8,
+                leader: 1,
+                n: 40,
+            },
+        },
+        Frame::VoteReply {
+            term: 9,
+            granted: true,
+            state: vec![4, 5],
+        },
+        Frame::LeaderAck {
+            dir_term: 9,
+            sent: 123_456_789,
+            version: TableVersion {
+                term: 9,
+                leader: 2,
+                n: 1,
+            },
         },
         Frame::Diff {
             instance: 5,
@@ -701,7 +759,8 @@ fn every_frame_kind_round_trips() {
     assert_eq!(
         kinds,
         [
-            0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x20, 0x21, 0x22, 0x30, 0x31
+            0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x20, 0x21,
+            0x22, 0x30, 0x31
         ]
     );
     for sut in frames {
@@ -755,12 +814,12 @@ fn unknown_tags_are_rejected_with_their_type() {
             name: String::new(),
         },
     });
-    sut[21] = 7;
+    sut[21] = 8;
     assert_eq!(
         Frame::decode(&sut),
         Err(WireError::UnknownTag {
             what: "DirOp",
-            tag: 7
+            tag: 8
         })
     );
 
@@ -834,14 +893,14 @@ fn count_beyond_the_frame_is_rejected_before_allocating() {
     assert_eq!(result, Err(WireError::CountTooLarge));
     assert_eq!(allocated, 0);
 
-    // Four members need 16 bytes; 15 are left.
+    // Six members need 24 bytes; 20 are left (three members and the send time).
     let mut sut = body(&Frame::Leader {
         dir_term: 1,
         leader: 2,
         members: vec![0; 3],
+        sent: 1,
     });
-    sut[13..17].copy_from_slice(&4u32.to_le_bytes());
-    sut.extend_from_slice(&[0; 3]);
+    sut[13..17].copy_from_slice(&6u32.to_le_bytes());
     assert_eq!(Frame::decode(&sut), Err(WireError::CountTooLarge));
 }
 
