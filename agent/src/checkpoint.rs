@@ -2,7 +2,7 @@
 //! synchronize, status.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ckpt_engine::{Role, SectionCursor, SectionFilter, SectionGuard, set_write_tag};
@@ -40,7 +40,14 @@ pub(crate) struct CkptInner {
     max_section_size: u64,
     write_bytes: u64,
     b02: bool,
+    /// Cluster mode: writes this handle made directly on the node's replica (as the
+    /// primary) that no synchronize confirmed yet, as (term, highest commit seq) per term.
+    unconfirmed: Mutex<Vec<(u64, u64)>>,
 }
+
+/// Terms an unconfirmed list keeps apart; older ones merge into the oldest kept (which
+/// only makes a synchronize more careful).
+const UNCONFIRMED_TERMS: usize = 8;
 
 impl CkptInner {
     pub(crate) fn new(lib: Weak<LibInner>, inst: Arc<Instance>, flags: OpenFlags) -> Arc<Self> {
@@ -64,7 +71,48 @@ impl CkptInner {
             inst,
             flags,
             closed: AtomicBool::new(false),
+            unconfirmed: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The term the node's replica is primary in, read before a direct write: the write,
+    /// if the engine accepts it, is in this term or a later one.
+    #[inline]
+    fn direct_term(&self) -> u64 {
+        if self.inst.cluster.is_none() {
+            return 0;
+        }
+        self.inst.replica.role().1
+    }
+
+    /// Records a direct write accepted in `term` (or later), for synchronize.
+    #[inline]
+    fn wrote_direct(&self, term: u64) {
+        if self.inst.cluster.is_none() {
+            return;
+        }
+        let seq = self.inst.replica.commit_seq();
+        let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = u.iter().position(|(t, _)| *t == term) {
+            u[i].1 = u[i].1.max(seq);
+        } else if u.len() < UNCONFIRMED_TERMS {
+            u.push((term, seq));
+        } else if let Some(last) = u.last_mut() {
+            last.1 = last.1.max(seq);
+        }
+    }
+
+    fn unconfirmed(&self) -> Vec<(u64, u64)> {
+        self.unconfirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A synchronize confirmed (or reported lost) the writes of `seen`; later ones stay.
+    fn confirmed(&self, seen: &[(u64, u64)]) {
+        let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
+        u.retain(|(t, s)| !seen.iter().any(|(st, ss)| st == t && s <= ss));
     }
 
     /// Closes once: the registry's open count, the library's table, pending callbacks.
@@ -450,7 +498,8 @@ impl Checkpoint {
             };
         }
         set_write_tag(c.tag);
-        match c.inst.replica.create_section(id, expiration, initial_data) {
+        let term = c.direct_term();
+        let r = match c.inst.replica.create_section(id, expiration, initial_data) {
             Err(ckpt_engine::SectionError::NoSpace) => {
                 c.reap();
                 c.inst
@@ -459,7 +508,11 @@ impl Checkpoint {
                     .map_err(from_section)
             }
             r => r.map_err(from_section),
+        };
+        if r.is_ok() {
+            c.wrote_direct(term);
         }
+        r
     }
 
     fn check_not_default(&self, id: &[u8]) -> Result<()> {
@@ -481,7 +534,10 @@ impl Checkpoint {
             return c.remote_done(RemoteOp::DeleteSection { id: id.to_vec() });
         }
         set_write_tag(c.tag);
-        c.inst.replica.delete_section(id).map_err(from_section)
+        let term = c.direct_term();
+        c.inst.replica.delete_section(id).map_err(from_section)?;
+        c.wrote_direct(term);
+        Ok(())
     }
 
     /// `saCkptSectionExpirationTimeSet` (absolute; [`TIME_END`]: never). A time already
@@ -503,10 +559,13 @@ impl Checkpoint {
             });
         }
         set_write_tag(c.tag);
+        let term = c.direct_term();
         c.inst
             .replica
             .set_expiration(id, expiration)
-            .map_err(from_section)
+            .map_err(from_section)?;
+        c.wrote_direct(term);
+        Ok(())
     }
 
     /// `saCkptSectionIterationInitialize`: the sections chosen, each one present for the
@@ -621,7 +680,10 @@ impl Checkpoint {
             &heap
         };
         set_write_tag(c.tag);
-        c.inst.replica.write(engine).map_err(from_vector)
+        let term = c.direct_term();
+        c.inst.replica.write(engine).map_err(from_vector)?;
+        c.wrote_direct(term);
+        Ok(())
     }
 
     /// `saCkptSectionOverwrite`: replaces the section's data; its size becomes
@@ -646,7 +708,10 @@ impl Checkpoint {
             });
         }
         set_write_tag(c.tag);
-        c.inst.replica.overwrite(id, data).map_err(from_section)
+        let term = c.direct_term();
+        c.inst.replica.overwrite(id, data).map_err(from_section)?;
+        c.wrote_direct(term);
+        Ok(())
     }
 
     #[inline]
@@ -891,27 +956,51 @@ fn engine_elem<'a>(e: &WriteElement<'a>) -> ckpt_engine::WriteElement<'a> {
     }
 }
 
-/// The confirmed barrier: every replica acknowledged the seq current now. ckptd publishes
-/// the acknowledged seq in the replica header, so with nothing pending this is two loads
-/// and no syscall. Standalone there is no other replica.
+/// The confirmed barrier: every replica acknowledged the seq current now, and the
+/// primary holds every write this handle made directly on a replica that was primary then
+/// (one accepted by a primary deposed before it reached the others is lost: reported once
+/// as `FailedOperation`). ckptd publishes the acknowledged seq in the replica header, so
+/// with nothing pending this is two loads and no syscall. Standalone there is no other
+/// replica.
 fn wait_replicas(c: &CkptInner, limit: Option<Duration>) -> Result<()> {
     let Some(client) = &c.inst.cluster else {
         return Ok(());
     };
-    if !c.inst.local || !c.inst.is_active() {
-        // The primary is elsewhere: its daemon waits for the acks.
+    let after = c.unconfirmed();
+    let r = &c.inst.replica;
+    let (role, term) = r.role();
+    let local = c.inst.local
+        && c.inst.is_active()
+        && role == Role::Primary
+        && after.iter().all(|(t, _)| *t == term);
+    if !local {
+        // The primary is elsewhere (or was replaced since some of this handle's writes):
+        // its daemon checks them and waits for the acks.
         let timeout_ns = limit.map_or(TIME_END, |d| d.as_nanos().min(i64::MAX as u128) as i64);
         // ckptd answers TIMEOUT at the deadline; the margin covers the round trips.
         let wait = limit.map(|d| d.saturating_add(Duration::from_secs(5)));
-        return match client.remote(c.inst.id, RemoteOp::Synchronize { timeout_ns }, wait)? {
-            RemoteResult::Done => Ok(()),
-            RemoteResult::Failed { code, .. } => Err(Error::from_code(code)),
+        let op = RemoteOp::Synchronize {
+            timeout_ns,
+            after: after.clone(),
+        };
+        return match client.remote(c.inst.id, op, wait)? {
+            RemoteResult::Done => {
+                c.confirmed(&after);
+                Ok(())
+            }
+            RemoteResult::Failed { code, .. } => {
+                let e = Error::from_code(code);
+                if matches!(e, Error::FailedOperation) {
+                    c.confirmed(&after); // reported: the next one starts afresh
+                }
+                Err(e)
+            }
             _ => Err(Error::Library("ckptd answered with the wrong result")),
         };
     }
-    let r = &c.inst.replica;
     let seq = r.commit_seq();
     if r.wait_for_acked(seq, limit.unwrap_or(Duration::MAX)) {
+        c.confirmed(&after);
         Ok(())
     } else {
         Err(Error::Timeout)

@@ -49,6 +49,11 @@ pub enum Error {
     NoSections,
     /// The node is not a cluster member (B.02 clients only). `SA_AIS_ERR_UNAVAILABLE`
     Unavailable,
+    /// A synchronize cannot confirm the handle's earlier writes: some were accepted by an
+    /// active replica that was replaced before they reached the others, and are lost.
+    /// Reported once; later synchronizes confirm the writes made after it.
+    /// `SA_AIS_ERR_FAILED_OPERATION`
+    FailedOperation,
 }
 
 /// `Result` with [`Error`].
@@ -75,6 +80,7 @@ impl Error {
             Self::BadFlags => 25,
             Self::NoSections => 27,
             Self::Unavailable => 31,
+            Self::FailedOperation => 21,
         }
     }
 
@@ -98,6 +104,7 @@ impl Error {
             25 => Self::BadFlags,
             27 => Self::NoSections,
             31 => Self::Unavailable,
+            21 => Self::FailedOperation,
             _ => Self::Library("unexpected error code from ckptd"),
         }
     }
@@ -122,6 +129,7 @@ impl Error {
             Self::BadFlags => "SA_AIS_ERR_BAD_FLAGS",
             Self::NoSections => "SA_AIS_ERR_NO_SECTIONS",
             Self::Unavailable => "SA_AIS_ERR_UNAVAILABLE",
+            Self::FailedOperation => "SA_AIS_ERR_FAILED_OPERATION",
         }
     }
 

@@ -362,3 +362,109 @@ fn a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies() 
         .expect("synchronize with the surviving replicas");
     assert_eq!(read_local(&on1, b"c"), b"after");
 }
+
+/// The replication position of node `node`'s replica of `instance`, read from its object.
+fn position(cluster: &LocalCluster, node: u32, instance: u64) -> (u64, u64) {
+    ckpt_engine::Replica::attach(
+        &cluster.shm_dir(node),
+        &ckptd::object_name(instance),
+        ckpt_engine::Sharing::default(),
+    )
+    .expect("attach the replica")
+    .replication_position()
+}
+
+/// Three nodes, directors 1 and 2, with a restart grace (idle timeout) long enough for a
+/// daemon to come back within it.
+fn three_with_grace(tag: &str) -> Three {
+    let cluster = LocalCluster::create_with_directors(tag, &[1, 2, 3], &[1, 2], false, 3000)
+        .expect("cluster files");
+    let n = [1, 2, 3]
+        .iter()
+        .map(|&i| ckptd::spawn(cluster.config.clone(), i).expect("node"))
+        .collect();
+    Three { n, cluster }
+}
+
+#[test]
+fn a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_state() {
+    let mut t = three_with_grace("wiped");
+    let lib1 = library(&t.cluster, 1);
+    let lib3 = library(&t.cluster, 3);
+    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    // Created on node 3 (not a director): node 3 is the primary, 1 and 2 hold replicas.
+    let on3 = open_on(&lib3, "safCkpt=wiped", Some(&attrs));
+    let on1 = open_on(&lib1, "safCkpt=wiped", None);
+    let instance = on1.instance();
+    on3.create_section(Some(b"c"), TIME_END, b"synchronized")
+        .expect("create on the primary");
+    on3.synchronize(10 * SECOND).expect("synchronize");
+    // A checkpoint this node's open created: its empty replica is the primary.
+    let role = ckpt_engine::Replica::attach(
+        &t.cluster.shm_dir(3),
+        &ckptd::object_name(instance),
+        ckpt_engine::Sharing::default(),
+    )
+    .expect("node 3's replica")
+    .role();
+    assert_eq!(role.0, ckpt_engine::Role::Primary);
+    drop(on3);
+    drop(lib3);
+
+    // Node 3 loses its replicas (its tmpfs) and its daemon comes back within the restart
+    // grace: the directory never saw it die and names it primary again.
+    t.n.pop().expect("node 3").stop();
+    std::fs::remove_dir_all(t.cluster.shm_dir(3)).expect("wipe node 3's shm");
+    let _n3 = ckptd::spawn(t.cluster.config.clone(), 3).expect("node 3 again");
+
+    // Its empty replica must not become the primary (its snapshot would erase the section
+    // everywhere): another replica takes over with the state.
+    assert_eq!(
+        retry(|| on1.read_vec(b"c", 0)).expect("read after node 3's return"),
+        b"synchronized"
+    );
+    retry(|| on1.overwrite(b"c", b"after")).expect("write after node 3's return");
+    on1.synchronize(10 * SECOND)
+        .expect("synchronize with every replica, node 3's included");
+    assert_eq!(read_local(&on1, b"c"), b"after");
+    let held = ckpt_engine::Replica::attach(
+        &t.cluster.shm_dir(3),
+        &ckptd::object_name(instance),
+        ckpt_engine::Sharing::default(),
+    )
+    .expect("node 3 holds a replica again")
+    .read_to_vec(b"c")
+    .expect("node 3's replica has the section");
+    assert_eq!(held, b"after");
+}
+
+#[test]
+fn an_all_replicas_primary_that_restarts_hands_over_in_a_new_term() {
+    let mut t = three_with_grace("allrestart");
+    let lib1 = library(&t.cluster, 1);
+    let lib3 = library(&t.cluster, 3);
+    let attrs = replicated(CreationFlags::WR_ALL_REPLICAS);
+    let on3 = open_on(&lib3, "safCkpt=allrestart", Some(&attrs));
+    let on1 = open_on(&lib1, "safCkpt=allrestart", None);
+    let instance = on1.instance();
+    retry(|| on1.create_section(Some(b"c"), TIME_END, b"0")).expect("create");
+    for i in 1..=20u32 {
+        on1.overwrite(b"c", i.to_string().as_bytes())
+            .expect("overwrite");
+    }
+    let before = position(&t.cluster, 1, instance);
+    drop(on3);
+    drop(lib3);
+
+    // Node 3's daemon restarts within the restart grace: its staging copy is gone, and a
+    // new one would number its journal from scratch within the same term.
+    t.n.pop().expect("node 3").stop();
+    let _n3 = ckptd::spawn(t.cluster.config.clone(), 3).expect("node 3 again");
+    retry(|| on1.overwrite(b"c", b"after")).expect("write after the restart");
+    assert_eq!(read_local(&on1, b"c"), b"after");
+    let after = position(&t.cluster, 1, instance);
+    assert!(
+        after.0 > before.0,
+        "the writes after the restart are in a new term: {before:x?} then {after:x?}"
+    );
+}

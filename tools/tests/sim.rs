@@ -794,6 +794,7 @@ impl Harness<'_> {
             let until = self.now + LIVENESS;
             loop {
                 let sync = RemoteOp::Synchronize {
+                    after: Vec::new(),
                     timeout_ns: 5_000_000_000,
                 };
                 match self.call(&mut c, LIVENESS, |c| c.remote(instance, sync)) {
@@ -1053,9 +1054,15 @@ fn check_history(app: &App, state: &State) -> Result<(), String> {
     let in_log = |v: u64| log[v as usize] == 1;
     // A synchronize confirms the writes its session made before it.
     let synced = |a: &app::Attempt| {
-        app.syncs
-            .iter()
-            .any(|s| s.ok && s.session == a.session && s.start >= a.end)
+        // An OK synchronize after it, with no report of lost writes in between (a report
+        // covers the session's writes before it).
+        app.syncs.iter().any(|s| {
+            s.ok && s.session == a.session
+                && s.start >= a.end
+                && !app.syncs.iter().any(|r| {
+                    r.lost && r.session == a.session && r.start >= a.end && r.start <= s.start
+                })
+        })
     };
     // What had to be kept: ALL_REPLICAS writes answered OK, synchronized writes.
     let must_keep = |a: &app::Attempt| {

@@ -252,6 +252,8 @@ pub struct Directory {
     dirty: bool,
     /// Effects of such a call, for the next tick.
     unpublished: Vec<Output>,
+    /// The durable state changed since [`Directory::durable_state`] last returned it.
+    durable_dirty: bool,
 }
 
 /// How long a new leader waits for every surviving replica's position report before it
@@ -287,7 +289,42 @@ impl Directory {
             positions: BTreeMap::new(),
             dirty: false,
             unpublished: Vec::new(),
+            durable_dirty: false,
             cfg,
+        }
+    }
+
+    /// What must survive a restart of this node's daemon, when it changed since the last
+    /// call: the terms it voted in and followed, and its table. The driver stores it
+    /// before it sends anything more, and passes it to [`Directory::restore`] at start.
+    pub fn durable_state(&mut self, now: Duration) -> Option<Vec<u8>> {
+        if !std::mem::take(&mut self.durable_dirty) {
+            return None;
+        }
+        let mut buf = Vec::new();
+        let mut e = Enc::new(&mut buf);
+        e.put_u64(self.voted);
+        e.put_u64(self.dir_term);
+        e.put_bytes(&encode_table(self, now));
+        Some(buf)
+    }
+
+    /// Restores what [`Directory::durable_state`] returned before a restart. The node
+    /// still keeps quiet for an election timeout (the promises it made are not kept).
+    /// Garbage is ignored: the node then starts empty, as a new one.
+    pub fn restore(&mut self, bytes: &[u8], now: Duration) {
+        let mut d = Dec::new(bytes);
+        let parsed = (|| {
+            let voted = d.u64()?;
+            let dir_term = d.u64()?;
+            let table = decode_table(d.bytes()?, now)?;
+            d.finish()?;
+            Ok::<_, WireError>((voted, dir_term, table))
+        })();
+        if let Ok((voted, dir_term, table)) = parsed {
+            self.voted = voted.max(dir_term);
+            self.dir_term = dir_term;
+            self.install(table);
         }
     }
 
@@ -518,6 +555,9 @@ impl Directory {
             self.step_down(now, out);
         }
         self.candidacy = None;
+        if term != self.dir_term {
+            self.durable_dirty = true;
+        }
         self.dir_term = term;
         self.voted = self.voted.max(term);
         self.promise = Some(Promise {
@@ -621,6 +661,7 @@ impl Directory {
             return;
         }
         self.voted = term;
+        self.durable_dirty = true;
         self.candidacy = None;
         self.promise = Some(Promise {
             leader: from,
@@ -696,7 +737,10 @@ impl Directory {
         };
         let enough = c.granted.len() + 1 >= self.needed();
         let all = self.reachable.iter().all(|n| c.answered.contains(n));
-        let waited = now.saturating_sub(c.started) >= self.cfg.election_timeout / 2;
+        // A node that never held a table (it just started) waits for every node it
+        // reaches: one of them may hold the table it lacks.
+        let waited = now.saturating_sub(c.started) >= self.cfg.election_timeout / 2
+            && (self.version != TableVersion::default() || c.best.is_some());
         if enough && (all || waited) {
             self.become_leader(now, out);
         }
@@ -866,6 +910,7 @@ impl Directory {
     fn run_election(&mut self, now: Duration, out: &mut Vec<Output>) {
         let term = self.voted.max(self.dir_term) + 1;
         self.voted = term;
+        self.durable_dirty = true;
         self.heard = now;
         self.leases.clear();
         self.candidacy = Some(Candidacy {
@@ -951,6 +996,7 @@ impl Directory {
     }
 
     fn install(&mut self, t: Table) {
+        self.durable_dirty = true;
         self.entries = t.entries;
         self.next_instance = t.next_instance;
         self.minted = t.minted;
@@ -965,6 +1011,7 @@ impl Directory {
             return;
         }
         self.version.n += 1;
+        self.durable_dirty = true;
         let v = self.version;
         self.held.extend(effects.into_iter().map(|e| (v, e)));
         let nodes: Vec<u32> = self.reachable.iter().copied().collect();

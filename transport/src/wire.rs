@@ -571,6 +571,11 @@ pub enum RemoteOp {
     Synchronize {
         /// The timeout in nanoseconds.
         timeout_ns: i64,
+        /// Writes the caller's handle made directly on a primary replica and that no
+        /// synchronize confirmed yet, as `(term, seq)`: the highest commit seq per term.
+        /// The primary answers `SA_AIS_ERR_FAILED_OPERATION` when its state may lack one
+        /// (it was accepted by a primary deposed before it reached the others).
+        after: Vec<(u64, u64)>,
     },
     /// Tag 8: list sections (`saCkptSectionIterationInitialize` and its iteration).
     Sections {
@@ -1723,7 +1728,7 @@ impl Encode for RemoteOp {
             }
             Self::DeleteSection { id } => bytes_len(id),
             Self::SetExpiration { id, .. } => bytes_len(id) + 8,
-            Self::Synchronize { .. } => 8,
+            Self::Synchronize { after, .. } => 8 + 4 + 16 * after.len(),
             Self::Sections { .. } => 1 + 8,
             Self::Status => 0,
         }
@@ -1763,9 +1768,13 @@ impl Encode for RemoteOp {
                 enc.put_bytes(id);
                 enc.put_i64(*expiration);
             }
-            Self::Synchronize { timeout_ns } => {
+            Self::Synchronize { timeout_ns, after } => {
                 enc.put_u8(7);
                 enc.put_i64(*timeout_ns);
+                enc.put_vec(after, |enc, &(term, seq)| {
+                    enc.put_u64(term);
+                    enc.put_u64(seq);
+                });
             }
             Self::Sections { filter, time } => {
                 enc.put_u8(8);
@@ -1804,6 +1813,7 @@ impl Decode for RemoteOp {
             },
             7 => Self::Synchronize {
                 timeout_ns: dec.i64()?,
+                after: dec.vec(16, |dec| Ok((dec.u64()?, dec.u64()?)))?,
             },
             8 => Self::Sections {
                 filter: dec.u8()?,

@@ -1293,7 +1293,11 @@ fn assert_one_leader_at_most(c: &Cluster) {
         .filter(|(_, n)| n.sut.is_leader())
         .map(|(id, _)| *id)
         .collect();
-    assert!(leading.len() <= 1, "two leaders at {:?}: {leading:?}", c.now);
+    assert!(
+        leading.len() <= 1,
+        "two leaders at {:?}: {leading:?}",
+        c.now
+    );
 }
 
 #[test]
@@ -1338,7 +1342,10 @@ fn restarted_leader_learns_the_table_and_a_higher_term_before_it_leads_again() {
         c.step(STEP);
         assert_one_leader_at_most(&c);
     }
-    let leader = c.dir(2).leader().expect("the followers of the dead leader elect one");
+    let leader = c
+        .dir(2)
+        .leader()
+        .expect("the followers of the dead leader elect one");
     assert_eq!(c.leaders(), [Some(leader); 3]);
     assert!(c.dir(leader).term() > 1, "a new directory term");
     for n in [1, 2, 3] {
@@ -1363,11 +1370,12 @@ fn answer_waits_until_a_quorum_holds_the_decision() {
     let req = c.next_req(1);
     let mut out = Vec::new();
     let now = c.now;
-    c.live
-        .get_mut(&1)
-        .unwrap()
-        .sut
-        .request(req, Cluster::open_op(1, "x", NON_COLLOCATED, ms(0)), now, &mut out);
+    c.live.get_mut(&1).unwrap().sut.request(
+        req,
+        Cluster::open_op(1, "x", NON_COLLOCATED, ms(0)),
+        now,
+        &mut out,
+    );
     assert!(
         !out.iter().any(|o| matches!(o, Output::Reply { .. })),
         "no answer before a quorum holds the new table: {out:?}"
@@ -1378,10 +1386,9 @@ fn answer_waits_until_a_quorum_holds_the_decision() {
     c.link(1, 3);
     c.run_for(HEARTBEAT * 2);
     assert!(
-        c.live[&1]
-            .log
-            .iter()
-            .any(|o| matches!(o, Output::Reply { req: r, result: DirReply::Opened { .. } } if *r == req)),
+        c.live[&1].log.iter().any(
+            |o| matches!(o, Output::Reply { req: r, result: DirReply::Opened { .. } } if *r == req)
+        ),
         "answered once the followers acknowledged it"
     );
 }
@@ -1406,4 +1413,38 @@ fn two_node_leader_that_restarts_takes_the_table_from_the_other_node() {
     assert_eq!(c.leaders(), [Some(leader); 2]);
     assert_eq!(c.open(1, "a", NON_COLLOCATED).instance, a.instance);
     assert_ne!(c.open(1, "b", NON_COLLOCATED).instance, a.instance);
+}
+
+#[test]
+fn a_restarted_daemon_restores_its_table_so_a_majority_restart_forgets_nothing() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    let a = c.open(3, "a", NON_COLLOCATED);
+    let now = c.now;
+    let saved = c
+        .live
+        .get_mut(&3)
+        .unwrap()
+        .sut
+        .durable_state(now)
+        .expect("the table changed since the start");
+    assert_eq!(c.live.get_mut(&3).unwrap().sut.durable_state(now), None);
+
+    // Every daemon restarts; only node 3 finds its saved state.
+    for n in [1, 2, 3] {
+        c.kill(n);
+    }
+    for n in [1, 2, 3] {
+        c.start(n);
+    }
+    let now = c.now;
+    c.live.get_mut(&3).unwrap().sut.restore(&saved, now);
+    c.connect_all();
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("a leader");
+    assert_eq!(c.leaders(), [Some(leader); 3]);
+    assert!(c.dir(leader).term() > 1);
+    assert_eq!(c.open(1, "a", NON_COLLOCATED).instance, a.instance);
+    assert_ne!(c.open(2, "b", NON_COLLOCATED).instance, a.instance);
 }

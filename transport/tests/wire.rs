@@ -269,7 +269,8 @@ fn remote_op() -> impl Strategy<Value = RemoteOp> {
         bytes().prop_map(|id| RemoteOp::DeleteSection { id }),
         (bytes(), any::<i64>())
             .prop_map(|(id, expiration)| RemoteOp::SetExpiration { id, expiration }),
-        any::<i64>().prop_map(|timeout_ns| RemoteOp::Synchronize { timeout_ns }),
+        (any::<i64>(), vec((any::<u64>(), any::<u64>()), 0..3))
+            .prop_map(|(timeout_ns, after)| RemoteOp::Synchronize { timeout_ns, after }),
         (any::<u8>(), any::<i64>()).prop_map(|(filter, time)| RemoteOp::Sections { filter, time }),
         Just(RemoteOp::Status),
     ]

@@ -19,7 +19,7 @@ mod tests {
     use super::*;
     use crate::types::*;
 
-    const EVERY_ERROR: [(Error, SaAisErrorT); 17] = [
+    const EVERY_ERROR: [(Error, SaAisErrorT); 18] = [
         (Error::Library("x"), SA_AIS_ERR_LIBRARY),
         (Error::Version, SA_AIS_ERR_VERSION),
         (Error::Init, SA_AIS_ERR_INIT),
@@ -37,6 +37,7 @@ mod tests {
         (Error::BadFlags, SA_AIS_ERR_BAD_FLAGS),
         (Error::NoSections, SA_AIS_ERR_NO_SECTIONS),
         (Error::Unavailable, SA_AIS_ERR_UNAVAILABLE),
+        (Error::FailedOperation, SA_AIS_ERR_FAILED_OPERATION),
     ];
 
     #[test]

@@ -200,6 +200,25 @@ struct Local {
     waker: Option<Arc<Waker>>,
     staging: Option<Staging>,
     syncs: Vec<SyncWait>,
+    /// Since when each other replica of the set could have acknowledged in the current
+    /// term: when this node's `Primary` started (a new term probes every replica from
+    /// scratch) or when the replica joined the set. An ALL_REPLICAS write stalls a replica
+    /// only from then on (`evict_stuck`).
+    waiting_since: BTreeMap<u32, Duration>,
+    /// The replica was made empty here for a checkpoint that already had a term (the
+    /// node's replicas were lost, or it was dropped from the set and added back) and no
+    /// primary of this term or a later one has synced it since: its position says
+    /// nothing (`report_positions`).
+    empty: Option<u64>,
+    /// Replicas whose first answer this primary must see before it acts on it: its own
+    /// replica was made empty when it was named primary, which is right only for a
+    /// checkpoint that was just created (see `must_not_lead`). A replica that answers
+    /// with a position holding state makes this node give the role back (`vet_answer`).
+    vet: std::collections::BTreeSet<u32>,
+    /// What this replica held when this node last became its primary: the position it
+    /// had applied (or, when it was primary already, that term and its commit seq). A
+    /// synchronize's writes of that term up to this seq are in it; later ones are lost.
+    base: Option<(u64, u64)>,
 }
 
 impl Local {
@@ -211,13 +230,42 @@ impl Local {
             waker: None,
             staging: None,
             syncs: Vec::new(),
+            waiting_since: BTreeMap::new(),
+            empty: None,
+            vet: std::collections::BTreeSet::new(),
+            base: None,
         }
+    }
+
+    /// The newest checkpoint term this replica is known to be in: the term of its role
+    /// (set when this node became its primary, or when it was fenced or demoted), of its
+    /// replication position (the primary it last applied from), or of the assignment it
+    /// holds.
+    fn term(&self) -> u64 {
+        let (_, role_term) = self.replica.role();
+        let (position_term, _) = self.replica.replication_position();
+        role_term.max(position_term).max(self.assign.term)
+    }
+
+    /// Whether this replica of an ALL_REPLICAS checkpoint shows that its node was the
+    /// primary in `term` (see `Node::must_not_lead`).
+    fn led_in(&self, term: u64) -> bool {
+        term != 0
+            && (self.replica.role().1 == term || self.replica.replication_position().0 == term)
+    }
+
+    /// Whether a primary has synced this replica since it was made empty.
+    fn synced(&self) -> bool {
+        let (term, seq) = self.replica.replication_position();
+        self.empty
+            .is_none_or(|since| term != 0 && term >= since && seq != repl::INCOMPLETE)
     }
 
     /// Stops ordering writes: the waker ends, staged writes are answered TIMEOUT (their
     /// outcome is unknown: some replicas may have them), synchronizes TRY_AGAIN.
     fn demote(&mut self, out: &mut Vec<(Origin, RemoteResult)>) {
         self.primary = None;
+        self.vet.clear();
         if let Some(w) = self.waker.take() {
             w.stop.store(true, Ordering::Release);
         }
@@ -303,6 +351,9 @@ struct Node {
     reported: (Vec<(u64, u64, u64)>, Duration),
     /// Evictions asked for: (instance, node, term).
     evicting: std::collections::BTreeSet<(u64, u32, u64)>,
+    /// Primary roles this node gave back (`DirOp::Resign`): (instance, term). The node
+    /// never takes the primary role of `instance` in `term` again.
+    resigned: std::collections::BTreeSet<(u64, u64)>,
     /// How long a dropped connection may stay down before the directory counts the node
     /// as gone: the idle timeout, so a daemon that restarts (its peers see the clean close
     /// at once) keeps its opens and replicas, while a crashed one, which its peers notice
@@ -485,6 +536,11 @@ async fn start(
         },
         Duration::ZERO,
     );
+    let mut dir = dir;
+    if let Some(state) = store.load_directory() {
+        dir.restore(&state, Duration::ZERO);
+        info!(node, term = dir.term(), "directory state restored");
+    }
     let (msgs, msgs_rx) = mpsc::unbounded_channel();
     let incarnation = env.incarnation.unwrap_or_else(incarnation);
     info!(node, incarnation, socket = %me.socket.display(), "ckptd started");
@@ -516,6 +572,7 @@ async fn start(
             .collect(),
         reported: (Vec::new(), Duration::ZERO),
         evicting: std::collections::BTreeSet::new(),
+        resigned: std::collections::BTreeSet::new(),
         restart_grace: cluster.idle_timeout,
     };
     n.reattach();
@@ -1033,6 +1090,7 @@ impl Node {
         };
         let op = RemoteOp::Synchronize {
             timeout_ns: CATCH_UP_TIMEOUT.as_nanos() as i64,
+            after: Vec::new(),
         };
         if !self.send(Transmit {
             node: old,
@@ -1067,9 +1125,21 @@ impl Node {
             return;
         };
         match op {
-            RemoteOp::Synchronize { timeout_ns } => {
+            RemoteOp::Synchronize { timeout_ns, after } => {
                 if l.staging.is_some() {
                     self.answer(origin, fail(code::BAD_OPERATION));
+                    return;
+                }
+                // The caller's direct writes on an earlier primary: in this replica only
+                // up to what it held when it took over.
+                let term = l.primary.as_ref().map(Primary::term);
+                let held = |&(t, s): &(u64, u64)| {
+                    Some(t) == term
+                        || l.base
+                            .is_some_and(|(bt, bs)| bt == t && bs != repl::INCOMPLETE && s <= bs)
+                };
+                if !after.iter().all(held) {
+                    self.answer(origin, fail(code::FAILED_OPERATION));
                     return;
                 }
                 let seq = l.replica.commit_seq();
@@ -1138,6 +1208,13 @@ impl Node {
     }
 
     fn apply_outputs(&mut self, out: Vec<Output>) {
+        // What the directory must not forget is stored before anything it decided goes
+        // out.
+        if let Some(state) = self.dir.durable_state(self.now())
+            && let Err(e) = self.store.save_directory(&state)
+        {
+            warn!("cannot keep the directory state: {e}");
+        }
         for o in out {
             match o {
                 Output::Send(t) => {
@@ -1206,14 +1283,84 @@ impl Node {
         );
     }
 
+    /// The newest checkpoint term this node knows `instance` in: its replica's, or that
+    /// of the placement it keeps without one.
+    fn held_term(&self, instance: u64) -> Option<u64> {
+        match self.locals.get(&instance) {
+            Some(l) => Some(l.term()),
+            None => self.remotes.get(&instance).map(|a| a.term),
+        }
+    }
+
+    /// Whether an `Open` of this node that may create checkpoint `name` is waiting for
+    /// the directory's answer.
+    fn creating(&self, name: &str) -> bool {
+        self.pending.values().any(|p| {
+            matches!(&p.op, DirOp::Open { name: n, attrs: Some(_), flags, .. }
+                if n == name && flags & ckpt_transport::directory::flags::OPEN_CREATE != 0)
+        })
+    }
+
+    /// Whether an agent of this node (or of its previous run, not reconnected yet) has
+    /// `instance` open.
+    fn open_here(&self, instance: u64) -> bool {
+        self.sessions.values().any(|s| s.opens.contains(&instance))
+            || self.orphans.values().any(|o| o.contains(&instance))
+    }
+
+    /// Gives the primary role of `instance` in `term` back to the directory, which names
+    /// another replica primary in a new term; this node never takes the role in `term`.
+    fn resign(&mut self, instance: u64, term: u64) {
+        self.resigned.insert((instance, term));
+        let pending = self.pending.values().any(|p| {
+            matches!(p.op, DirOp::Resign { instance: i, term: t, .. } if i == instance && t == term)
+        });
+        if pending {
+            return;
+        }
+        self.dir_request(
+            None,
+            ReqId {
+                node: 0,
+                incarnation: 0,
+                counter: 0,
+            },
+            DirOp::Resign {
+                instance,
+                node: self.me,
+                term,
+            },
+        );
+    }
+
     fn on_assign(&mut self, a: CkptAssign) {
         let instance = a.instance;
+        // A directory leader acting on an older table than the one this replica has
+        // heard of: its assignment would demote the primary named since, or make this
+        // node the primary of a superseded term. Terms only grow (a collocated checkpoint
+        // stays at 0 until its first ActiveReplicaSet, and a change of the replica set
+        // keeps the term), so an older one is never news.
+        if let Some(held) = self.held_term(instance)
+            && a.term < held
+        {
+            debug!(
+                instance,
+                term = a.term,
+                held,
+                "ignoring an assignment of an older term than the replica's"
+            );
+            return;
+        }
+        // Resignations of older terms are settled.
+        self.resigned
+            .retain(|(i, t)| *i != instance || *t >= a.term);
         if !a.replicas.contains(&self.me) {
-            self.on_unassign(instance);
+            self.drop_replica(instance);
             self.remotes.insert(instance, a);
             return;
         }
         self.remotes.remove(&instance);
+        let mut created = false;
         if !self.locals.contains_key(&instance) {
             let name = object_name(instance);
             let replica = match self.store.attach(&name) {
@@ -1227,7 +1374,10 @@ impl Node {
                         role: Role::Replica,
                     };
                     match self.store.create(&name, &attrs, &opts) {
-                        Ok(r) => r,
+                        Ok(r) => {
+                            created = true;
+                            r
+                        }
                         Err(e) => {
                             warn!(instance, "cannot create the replica: {e}");
                             return;
@@ -1235,9 +1385,31 @@ impl Node {
                     }
                 }
             };
-            self.locals.insert(instance, Local::new(replica, a.clone()));
+            let mut l = Local::new(replica, a.clone());
+            // The directory mints a term when it names a primary, so a checkpoint with a
+            // term may hold state elsewhere, unless this very assignment is the one its
+            // creation by this node's open sends.
+            l.empty = (created && a.term != 0 && !self.creating(&a.name)).then_some(a.term);
+            self.locals.insert(instance, l);
         }
         let me = self.me;
+        if a.primary == Some(me) && self.must_not_lead(&a, created) {
+            // Stay a replica (agents' writes get TRY_AGAIN meanwhile) until the directory
+            // names another primary, which then resyncs this replica.
+            let term = a.term;
+            let l = self.locals.get_mut(&instance).expect("inserted");
+            l.assign = a;
+            let mut answers = Vec::new();
+            l.demote(&mut answers);
+            l.waiting_since.clear();
+            let (role, role_term) = l.replica.role();
+            if role != Role::Replica {
+                l.replica.set_role(Role::Replica, role_term);
+            }
+            self.answer_all(answers);
+            self.resign(instance, term);
+            return;
+        }
         let mesh = self.mesh.clone();
         let msgs = self.msgs.clone();
         let repl_cfg = self.repl.clone();
@@ -1251,6 +1423,10 @@ impl Node {
             let fresh = l.primary.as_ref().is_none_or(|p| p.term() != a.term);
             if fresh {
                 info!(instance, term = a.term, "this node is now the primary");
+                l.base = Some(match l.replica.role() {
+                    (Role::Primary, t) => (t, l.replica.commit_seq()),
+                    _ => l.replica.replication_position(),
+                });
                 if all_replicas(&a) {
                     // Writes are ordered here, on a private copy; agents never write
                     // the node's replica directly.
@@ -1280,10 +1456,23 @@ impl Node {
                         .set_replication_position(a.term, l.replica.commit_seq());
                 }
                 l.primary = Some(Primary::new(instance, a.term, repl_cfg));
+                // Every replica starts from a probe in the new term.
+                l.waiting_since.clear();
+                if created && a.term != 0 && !collocated_async(&a) {
+                    // Most likely the creation this node's open asked for, but a node
+                    // whose replicas were lost may have asked too (see `must_not_lead`):
+                    // every other replica must show it holds nothing before it gets
+                    // anything from this one.
+                    l.vet = a.replicas.iter().copied().filter(|n| *n != me).collect();
+                }
             }
             let others: Vec<u32> = a.replicas.iter().copied().filter(|n| *n != me).collect();
             if let Some(p) = l.primary.as_mut() {
                 p.set_replicas(&others, |n| mesh.is_up(n));
+            }
+            l.waiting_since.retain(|n, _| others.contains(n));
+            for n in others {
+                l.waiting_since.entry(n).or_insert(now);
             }
             if l.waker.is_none() && tail_threads && l.staging.is_none() {
                 l.waker = Some(start_waker(instance, Arc::clone(&l.replica), msgs));
@@ -1293,6 +1482,7 @@ impl Node {
                 info!(instance, term = a.term, primary = ?a.primary, "this node is no longer the primary");
             }
             l.demote(&mut answers);
+            l.waiting_since.clear();
             if l.replica.role().0 != Role::Replica {
                 l.replica.set_role(Role::Replica, a.term);
             }
@@ -1310,14 +1500,153 @@ impl Node {
         self.poll_primary(instance);
     }
 
-    fn on_unassign(&mut self, instance: u64) {
-        if let Some(mut l) = self.locals.remove(&instance) {
-            let mut answers = Vec::new();
-            l.demote(&mut answers);
-            self.answer_all(answers);
-            info!(instance, "replica removed");
-            self.store.remove(&object_name(instance));
+    /// Whether this node, named the primary of `a` (its replica `created` by this
+    /// assignment or not), must give the role back instead (`resign`): only while
+    /// another replica of the set can take it — alone, this node's replica is the
+    /// checkpoint, whatever it holds.
+    ///
+    /// - **Its replica was lost** (its tmpfs died with the node, which restarted within the
+    ///   restart grace, so the directory still names it): the replica was made empty now
+    ///   for a checkpoint that already has a term, the state lives elsewhere, and as
+    ///   primary its snapshot would erase it from every other replica. But a checkpoint
+    ///   the directory just created also has a term (minted with its first primary, the
+    ///   opener) and a replica made empty here by the assignment its creation sends. That
+    ///   assignment comes while this node's creating `Open` waits for its answer (the
+    ///   directory sends an open's assignments before its answer), so without such an
+    ///   `Open` the replica was lost: resign. With one it may still be a loss (an agent
+    ///   reopening with CREATE on a node that just restarted, the directory re-sending the
+    ///   assignment meanwhile), so the node leads but vets each other replica's first
+    ///   answer before acting on it (`vet_answer`): a replica that holds anything makes it
+    ///   resign before it gets a snapshot; after a creation they are all empty. A
+    ///   collocated checkpoint's primary is the application's choice (ActiveReplicaSet)
+    ///   and is left to it.
+    /// - **An ALL_REPLICAS primary in a term it was already primary of** (its ckptd
+    ///   restarted, or it was fenced and assigned the same term again): its staging copy
+    ///   is gone, and a new one numbers its journal from the few records of its copy, so
+    ///   the replicas' positions `(term, seq)` would go back within the term and stop
+    ///   naming one state (a replica at a seq of the old numbering would be taken for up
+    ///   to date at the same seq of the new one). The engine cannot start a journal at a
+    ///   given seq, and the replicas may hold staged writes this node never published, so
+    ///   no numbering can continue the old one: only a new term (every replica resyncs
+    ///   from the new primary's snapshot) keeps positions meaningful. The node's replica
+    ///   shows it: becoming the primary set its role's term, publishing set its
+    ///   position's term, and no other primary ever writes in this node's term.
+    /// - A term it already resigned.
+    fn must_not_lead(&self, a: &CkptAssign, created: bool) -> bool {
+        let l = &self.locals[&a.instance];
+        if l.primary.as_ref().is_some_and(|p| p.term() == a.term) {
+            return false; // leading in this term already: a change of the set
         }
+        if !a.replicas.iter().any(|n| *n != self.me) {
+            if all_replicas(a) && l.led_in(a.term) {
+                warn!(
+                    instance = a.instance,
+                    term = a.term,
+                    "primary again in the same term with no other replica: its staging journal starts anew"
+                );
+            }
+            return false;
+        }
+        if self.resigned.contains(&(a.instance, a.term)) {
+            return true;
+        }
+        if created && a.term != 0 && !collocated_async(a) && !self.creating(&a.name) {
+            warn!(
+                instance = a.instance,
+                term = a.term,
+                "named the primary of a checkpoint whose replica was lost here: resigning"
+            );
+            return true;
+        }
+        if all_replicas(a) && l.staging.is_none() && l.led_in(a.term) {
+            warn!(
+                instance = a.instance,
+                term = a.term,
+                "named the primary again in a term it was primary of: resigning for a new term"
+            );
+            return true;
+        }
+        false
+    }
+
+    /// A replica's answer to this node's primary of `instance`, in `term`, with `seq` for an
+    /// `Ack` (`None` for a `Stale`), checked while the replica is to be vetted (see
+    /// `Local::vet`): a position of this term past 0 (even mid-snapshot), or of an older
+    /// term than this primary's but not 0, means the replica holds state this node's
+    /// replica, made empty, lacks. The node then gives the role back at once, before its
+    /// `Primary` sends that replica a snapshot. Returns whether it did (the answer is
+    /// dropped). Answers of other terms are left to the `Primary` (a newer term fences it).
+    fn vet_answer(&mut self, instance: u64, from: u32, term: u64, seq: Option<u64>) -> bool {
+        let Some(l) = self.locals.get_mut(&instance) else {
+            return false;
+        };
+        let Some(ours) = l.primary.as_ref().map(Primary::term) else {
+            return false;
+        };
+        if !l.vet.contains(&from) {
+            return false;
+        }
+        let holds = match seq {
+            Some(_) if term != ours => return false,
+            Some(seq) => seq != 0,
+            None if term >= ours => return false,
+            None => term != 0,
+        };
+        l.vet.remove(&from);
+        if !holds {
+            return false;
+        }
+        warn!(
+            instance,
+            node = from,
+            term = ours,
+            "a replica holds state this node's new replica lacks: resigning"
+        );
+        let mut answers = Vec::new();
+        l.demote(&mut answers);
+        l.waiting_since.clear();
+        if l.replica.role().0 != Role::Replica {
+            l.replica.set_role(Role::Replica, ours);
+        }
+        // Its own position (set when it became primary) names nothing the others hold.
+        l.empty = Some(ours + 1);
+        self.answer_all(answers);
+        self.resign(instance, ours);
+        true
+    }
+
+    /// Removes this node's replica of `instance` (its writes stop being ordered here).
+    /// Returns the placement it held.
+    fn drop_replica(&mut self, instance: u64) -> Option<CkptAssign> {
+        let mut l = self.locals.remove(&instance)?;
+        let mut answers = Vec::new();
+        l.demote(&mut answers);
+        self.answer_all(answers);
+        info!(instance, "replica removed");
+        self.store.remove(&object_name(instance));
+        self.resigned.retain(|(i, _)| *i != instance);
+        Some(l.assign)
+    }
+
+    /// The directory's `Unassign`: this node no longer holds a replica of `instance`,
+    /// because the node was dropped from its set (an eviction) or because the checkpoint
+    /// was deleted; the frame does not say which. While an agent here has it open, the
+    /// placement it had (without this node) stays, so the agent's operations go to the
+    /// primary rather than answer NOT_EXIST for good: the primary answers NOT_EXIST for a
+    /// deleted checkpoint, and the next directory answer (an open) or `Assign` replaces
+    /// a placement that moved.
+    fn on_unassign(&mut self, instance: u64) {
+        let Some(mut a) = self.drop_replica(instance) else {
+            return;
+        };
+        if !self.open_here(instance) {
+            return;
+        }
+        a.replicas.retain(|n| *n != self.me);
+        if a.primary == Some(self.me) {
+            a.primary = None;
+        }
+        self.remotes.insert(instance, a);
     }
 
     fn on_mesh(&mut self, ev: MeshEvent) {
@@ -1407,6 +1736,9 @@ impl Node {
                 term,
                 seq,
             } => {
+                if self.vet_answer(instance, from, term, Some(seq)) {
+                    return;
+                }
                 if let Some(l) = self.locals.get_mut(&instance)
                     && let Some(p) = l.primary.as_mut()
                 {
@@ -1416,6 +1748,9 @@ impl Node {
                 self.poll_primary(instance);
             }
             Frame::Stale { instance, term } => {
+                if self.vet_answer(instance, from, term, None) {
+                    return;
+                }
                 let mut answers = Vec::new();
                 if let Some(l) = self.locals.get_mut(&instance)
                     && let Some(p) = l.primary.as_mut()
@@ -1583,9 +1918,20 @@ impl Node {
         }
         let items: Vec<(u64, u64, u64)> = self
             .locals
-            .iter()
+            .iter_mut()
             .map(|(i, l)| {
                 let (term, seq) = l.replica.replication_position();
+                if l.synced() {
+                    l.empty = None;
+                }
+                // A replica made empty for a checkpoint with state elsewhere holds nothing
+                // a promotion may count on, whatever its (initial) position says: it
+                // reports the rank of a replica in the middle of a snapshot.
+                let seq = if l.empty.is_some() {
+                    repl::INCOMPLETE
+                } else {
+                    seq
+                };
                 (*i, term, seq)
             })
             .collect();
@@ -1609,8 +1955,9 @@ impl Node {
         self.reported = (items, now);
     }
 
-    /// ALL_REPLICAS writes waiting too long for a live replica: ask the directory to
-    /// evict it (once per term); only the directory may, and it mints a new term.
+    /// ALL_REPLICAS writes waiting too long for a replica: ask the directory to evict the
+    /// one furthest behind (one per term); only the directory may, and it mints a new
+    /// term.
     fn evict_stuck(&mut self, now: Duration) {
         let mut asks = Vec::new();
         for (i, l) in &self.locals {
@@ -1623,24 +1970,40 @@ impl Node {
             if now.saturating_sub(oldest.since) < EVICT_AFTER {
                 continue;
             }
-            for n in p.replicas() {
-                let acked = p.acked_by(n).unwrap_or(0);
-                let behind = acked == repl::INCOMPLETE || acked < oldest.seq;
-                if behind && self.evicting.insert((*i, n, p.term())) {
-                    warn!(
-                        instance = *i,
-                        node = n,
-                        "a replica does not ack: asking the directory to evict it"
-                    );
-                    asks.push(DirOp::Evict {
-                        instance: *i,
-                        node: n,
-                        term: p.term(),
-                    });
-                }
+            // One eviction per term: the directory's first one mints a new term, in which
+            // it refuses another asked in this one, and the new `Primary` measures the
+            // stall of the others again from the start of that term.
+            let term = p.term();
+            if self.evicting.iter().any(|(e, _, t)| e == i && *t == term) {
+                continue;
+            }
+            let stuck = p
+                .replicas()
+                .filter_map(|n| {
+                    let acked = p.acked_by(n).unwrap_or(0);
+                    let acked = if acked == repl::INCOMPLETE { 0 } else { acked };
+                    // A replica stalls the write only from when it could first have acked
+                    // it in this term: a new term (an eviction's) probes every replica
+                    // from scratch, and a replica that just joined starts from a snapshot.
+                    let since = l
+                        .waiting_since
+                        .get(&n)
+                        .map_or(oldest.since, |t| oldest.since.max(*t));
+                    (acked < oldest.seq && now.saturating_sub(since) >= EVICT_AFTER)
+                        .then_some((acked, n))
+                })
+                .min();
+            if let Some((_, n)) = stuck {
+                warn!(
+                    instance = *i,
+                    node = n,
+                    "a replica does not ack: asking the directory to evict it"
+                );
+                asks.push((*i, n, term));
             }
         }
-        for op in asks {
+        for (instance, node, term) in asks {
+            self.evicting.insert((instance, node, term));
             self.dir_request(
                 None,
                 ReqId {
@@ -1648,7 +2011,11 @@ impl Node {
                     incarnation: 0,
                     counter: 0,
                 },
-                op,
+                DirOp::Evict {
+                    instance,
+                    node,
+                    term,
+                },
             );
         }
     }

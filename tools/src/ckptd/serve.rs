@@ -25,6 +25,9 @@ pub mod code {
     pub const NO_RESOURCES: u32 = 18;
     /// SA_AIS_ERR_BAD_OPERATION
     pub const BAD_OPERATION: u32 = 20;
+    /// SA_AIS_ERR_FAILED_OPERATION: a synchronize whose caller's writes were lost with a
+    /// deposed primary.
+    pub const FAILED_OPERATION: u32 = 21;
 }
 
 /// The `SaAisErrorT` of an engine error.

@@ -21,8 +21,14 @@ pub enum Store {
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     objects: Arc<Mutex<BTreeMap<String, Arc<Replica>>>>,
+    /// The directory's durable state (see [`Store::save_directory`]).
+    directory: Arc<Mutex<Option<Vec<u8>>>>,
     clock: Option<Clock>,
 }
+
+/// The file, in the shm directory, that keeps the directory's durable state across a
+/// restart of the daemon (not of the node: it is on the tmpfs).
+pub const DIRECTORY_FILE: &str = "ckptd.directory";
 
 impl MemoryStore {
     /// An empty store whose replicas read the wall clock through `clock` (a simulation's
@@ -30,6 +36,7 @@ impl MemoryStore {
     pub fn new(clock: Option<Clock>) -> Self {
         Self {
             objects: Arc::default(),
+            directory: Arc::default(),
             clock,
         }
     }
@@ -62,6 +69,36 @@ pub fn parse_object_name(name: &str) -> Option<u64> {
 }
 
 impl Store {
+    /// Keeps the directory's durable state (its table, the terms it voted and followed)
+    /// so that a restarted daemon neither forgets decisions a majority acknowledged nor
+    /// votes twice in a term. Written whole and renamed into place.
+    pub fn save_directory(&self, state: &[u8]) -> Result<(), String> {
+        match self {
+            Self::Shm(dir) => {
+                let tmp = dir.join(format!("{DIRECTORY_FILE}.new"));
+                std::fs::write(&tmp, state)
+                    .and_then(|()| std::fs::rename(&tmp, dir.join(DIRECTORY_FILE)))
+                    .map_err(|e| format!("{}: {e}", tmp.display()))
+            }
+            Self::Memory(m) => {
+                *m.directory.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    /// The directory state [`Store::save_directory`] kept, if any.
+    pub fn load_directory(&self) -> Option<Vec<u8>> {
+        match self {
+            Self::Shm(dir) => std::fs::read(dir.join(DIRECTORY_FILE)).ok(),
+            Self::Memory(m) => m
+                .directory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
     /// The directory agents map replicas from (empty for a memory store).
     pub fn dir(&self) -> &Path {
         match self {

@@ -37,6 +37,8 @@ pub(crate) const LOG_LEN: u64 = 4096;
 
 /// SA_CKPT_WR_ALL_REPLICAS, SA_CKPT_WR_ACTIVE_REPLICA.
 pub(crate) const ALL_REPLICAS: u32 = 0x1;
+/// SA_AIS_ERR_FAILED_OPERATION: a synchronize reports writes lost with a deposed primary.
+const FAILED_OPERATION: u32 = 21;
 pub(crate) const ACTIVE_REPLICA: u32 = 0x2;
 /// SA_CKPT_CHECKPOINT_READ | WRITE, and CREATE.
 const OPEN_RW: u32 = 0x3;
@@ -278,6 +280,9 @@ pub(crate) struct SyncRecord {
     pub(crate) direct: bool,
     pub(crate) start: Duration,
     pub(crate) ok: bool,
+    /// Answered FAILED_OPERATION: writes of the session were lost with a deposed primary;
+    /// a later synchronize confirms only what the session wrote after this one started.
+    pub(crate) lost: bool,
 }
 
 #[derive(Debug)]
@@ -297,11 +302,13 @@ enum State {
         until: Duration,
     },
     SyncRemote {
+        after: Vec<(u64, u64)>,
         req: u64,
         start: Duration,
         until: Duration,
     },
     SyncLocal {
+        after: Vec<(u64, u64)>,
         seq: u64,
         start: Duration,
         until: Duration,
@@ -345,6 +352,9 @@ pub(crate) struct App {
     confirm_wrote: bool,
     pub(crate) attempts: Vec<Attempt>,
     pub(crate) syncs: Vec<SyncRecord>,
+    /// As the agent keeps per handle: direct writes no synchronize confirmed yet, as
+    /// (term, highest commit seq).
+    unconfirmed: Vec<(u64, u64)>,
     pending: Option<usize>,
     /// Placements the opens returned.
     pub(crate) placements: Vec<CkptAssign>,
@@ -373,6 +383,7 @@ impl App {
             confirm_wrote: false,
             attempts: Vec::new(),
             syncs: Vec::new(),
+            unconfirmed: Vec::new(),
             pending: None,
             violation: None,
             placements: Vec::new(),
@@ -468,25 +479,56 @@ impl App {
                 None if now >= until => self.lose_session(now, "write unanswered", log),
                 None => self.state = State::Writing { req, until },
             },
-            State::SyncRemote { req, start, until } => {
-                match self.client.as_mut().and_then(|c| c.take(req)) {
-                    Some(Answer::Remote(r)) => {
-                        let ok = matches!(r, RemoteResult::Done);
-                        self.finish_sync(now, start, false, ok, &format!("{r:?}"), log);
+            State::SyncRemote {
+                after,
+                req,
+                start,
+                until,
+            } => match self.client.as_mut().and_then(|c| c.take(req)) {
+                Some(Answer::Remote(r)) => {
+                    let ok = matches!(r, RemoteResult::Done);
+                    let lost = matches!(
+                        r,
+                        RemoteResult::Failed {
+                            code: FAILED_OPERATION,
+                            ..
+                        }
+                    );
+                    if ok || lost {
+                        self.confirmed(&after);
                     }
-                    Some(a) => panic!("{}: a synchronize answered {a:?}", self.name),
-                    None if now >= until => self.lose_session(now, "synchronize unanswered", log),
-                    None => self.state = State::SyncRemote { req, start, until },
+                    self.finish_sync(now, start, false, (ok, lost), &format!("{r:?}"), log);
                 }
-            }
-            State::SyncLocal { seq, start, until } => {
+                Some(a) => panic!("{}: a synchronize answered {a:?}", self.name),
+                None if now >= until => self.lose_session(now, "synchronize unanswered", log),
+                None => {
+                    self.state = State::SyncRemote {
+                        after,
+                        req,
+                        start,
+                        until,
+                    }
+                }
+            },
+            State::SyncLocal {
+                after,
+                seq,
+                start,
+                until,
+            } => {
                 let acked = self.mapped.as_ref().map_or(0, |r| r.acked_seq());
                 if acked >= seq {
-                    self.finish_sync(now, start, true, true, "acked", log);
+                    self.confirmed(&after);
+                    self.finish_sync(now, start, true, (true, false), "acked", log);
                 } else if now >= until {
-                    self.finish_sync(now, start, true, false, "TIMEOUT", log);
+                    self.finish_sync(now, start, true, (false, false), "TIMEOUT", log);
                 } else {
-                    self.state = State::SyncLocal { seq, start, until };
+                    self.state = State::SyncLocal {
+                        after,
+                        seq,
+                        start,
+                        until,
+                    };
                 }
             }
         }
@@ -506,6 +548,7 @@ impl App {
             self.node = self.rng.pick(&up);
         }
         self.id += 1;
+        self.unconfirmed.clear();
         let Some(mut c) = Client::connect(&slots[&self.node], self.node, self.id) else {
             self.wake = now + Duration::from_millis(100);
             return;
@@ -688,6 +731,11 @@ impl App {
             };
             if outcome == Outcome::Ok {
                 self.attempts[i].deposed = superseded(slots, instance, self.node, term);
+                let seq = r.commit_seq();
+                match self.unconfirmed.iter_mut().find(|(t, _)| *t == term) {
+                    Some(e) => e.1 = e.1.max(seq),
+                    None => self.unconfirmed.push((term, seq)),
+                }
             }
             self.pending = Some(i);
             self.finish_attempt(now, outcome, log);
@@ -752,10 +800,21 @@ impl App {
             };
     }
 
+    /// A synchronize confirmed (or reported lost) the writes of `seen`.
+    fn confirmed(&mut self, seen: &[(u64, u64)]) {
+        self.unconfirmed
+            .retain(|(t, s)| !seen.iter().any(|(st, ss)| st == t && s <= ss));
+    }
+
     fn sync(&mut self, now: Duration) {
-        let local = self.mapped.as_ref().filter(|r| r.role().0 == Role::Primary);
+        let after = self.unconfirmed.clone();
+        let local = self.mapped.as_ref().filter(|r| {
+            let (role, term) = r.role();
+            role == Role::Primary && after.iter().all(|(t, _)| *t == term)
+        });
         if let Some(r) = local {
             self.state = State::SyncLocal {
+                after,
                 seq: r.commit_seq(),
                 start: now,
                 until: now + SYNC_TIMEOUT,
@@ -768,9 +827,11 @@ impl App {
             instance,
             RemoteOp::Synchronize {
                 timeout_ns: SYNC_TIMEOUT.as_nanos() as i64,
+                after: after.clone(),
             },
         );
         self.state = State::SyncRemote {
+            after,
             req,
             start: now,
             until: now + PATIENCE,
@@ -782,7 +843,7 @@ impl App {
         now: Duration,
         start: Duration,
         direct: bool,
-        ok: bool,
+        (ok, lost): (bool, bool),
         what: &str,
         log: &mut Log,
     ) {
@@ -801,6 +862,7 @@ impl App {
             direct,
             start,
             ok,
+            lost,
         });
         if ok && self.goal == Goal::Confirm && self.confirm_wrote {
             self.confirmed = Some(now);
