@@ -91,7 +91,11 @@ impl CkptInner {
         if self.inst.cluster.is_none() {
             return;
         }
-        let seq = self.inst.replica.commit_seq();
+        self.wrote_at(term, self.inst.replica.commit_seq());
+    }
+
+    /// Records a write at `seq` of the primary's journal in `term`, for synchronize.
+    fn wrote_at(&self, term: u64, seq: u64) {
         let mut u = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = u.iter().position(|(t, _)| *t == term) {
             u[i].1 = u[i].1.max(seq);
@@ -216,6 +220,10 @@ impl CkptInner {
     fn remote_done(&self, op: RemoteOp) -> Result<()> {
         match self.remote(op, Some(REMOTE_WAIT))? {
             RemoteResult::Done => Ok(()),
+            RemoteResult::Applied { term, seq } => {
+                self.wrote_at(term, seq);
+                Ok(())
+            }
             _ => Err(Error::Library("ckptd answered with the wrong result")),
         }
     }
@@ -661,7 +669,12 @@ impl Checkpoint {
                     data: e.data.to_vec(),
                 })
                 .collect();
-            return c.remote_vector(RemoteOp::Write { elems }).map(|_| ());
+            if let RemoteResult::Applied { term, seq } =
+                c.remote_vector(RemoteOp::Write { elems })?
+            {
+                c.wrote_at(term, seq);
+            }
+            return Ok(());
         }
         // The engine's elements have the same shape; a small vector stays on the stack.
         let mut buf: [ckpt_engine::WriteElement<'_>; 4] = [ckpt_engine::WriteElement {

@@ -416,16 +416,12 @@ impl Directory {
                 .filter(|e| e.replicas.contains(&node) || e.openers.contains_key(&node))
                 .map(Entry::assign)
                 .collect();
+            // Released once the table they come from is on a quorum.
+            let mut told = Vec::new();
             for ckpt in held {
-                self.send(
-                    node,
-                    Frame::Assign {
-                        dir_term: self.dir_term,
-                        ckpt,
-                    },
-                    out,
-                );
+                self.assign_to(node, ckpt, &mut told);
             }
+            self.emit(told, out);
             let mut effects = Vec::new();
             if self.place_director(node, &mut effects) {
                 self.publish(effects, now, out);

@@ -622,6 +622,14 @@ pub enum RemoteResult {
         /// The bytes of section data in use.
         memory_used: u64,
     },
+    /// Tag 7: a write applied by the primary of an asynchronous checkpoint, at `seq` of
+    /// its journal in `term` (what a later synchronize names in its `after`).
+    Applied {
+        /// The primary's term.
+        term: u64,
+        /// The primary's commit seq after the write.
+        seq: u64,
+    },
 }
 
 impl Frame {
@@ -1839,6 +1847,7 @@ impl Encode for RemoteResult {
             Self::Created { id } => bytes_len(id),
             Self::Sections { items } => 4 + items.iter().map(SectionEntry::wire_len).sum::<usize>(),
             Self::Status { .. } => 4 + 8,
+            Self::Applied { .. } => 8 + 8,
         }
     }
 
@@ -1870,6 +1879,11 @@ impl Encode for RemoteResult {
                 enc.put_u32(*sections);
                 enc.put_u64(*memory_used);
             }
+            Self::Applied { term, seq } => {
+                enc.put_u8(7);
+                enc.put_u64(*term);
+                enc.put_u64(*seq);
+            }
         }
     }
 }
@@ -1894,6 +1908,10 @@ impl Decode for RemoteResult {
             6 => Self::Status {
                 sections: dec.u32()?,
                 memory_used: dec.u64()?,
+            },
+            7 => Self::Applied {
+                term: dec.u64()?,
+                seq: dec.u64()?,
             },
             tag => {
                 return Err(WireError::UnknownTag {

@@ -305,6 +305,7 @@ fn remote_result() -> impl Strategy<Value = RemoteResult> {
             sections,
             memory_used
         }),
+        (any::<u64>(), any::<u64>()).prop_map(|(term, seq)| RemoteResult::Applied { term, seq }),
     ]
 }
 

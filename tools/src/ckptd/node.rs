@@ -1173,6 +1173,15 @@ impl Node {
                     }
                 } else {
                     let (result, _) = serve::apply_write(&l.replica, &op);
+                    // A plain write names its place in this primary's journal, which a
+                    // later synchronize of the writer checks (see `after`).
+                    let result = match (result, l.primary.as_ref()) {
+                        (RemoteResult::Done, Some(p)) => RemoteResult::Applied {
+                            term: p.term(),
+                            seq: l.replica.commit_seq(),
+                        },
+                        (r, _) => r,
+                    };
                     self.answer(origin, result);
                 }
                 self.poll_primary(instance);
@@ -1422,11 +1431,11 @@ impl Node {
         if a.primary == Some(me) {
             let fresh = l.primary.as_ref().is_none_or(|p| p.term() != a.term);
             if fresh {
-                info!(instance, term = a.term, "this node is now the primary");
                 l.base = Some(match l.replica.role() {
                     (Role::Primary, t) => (t, l.replica.commit_seq()),
                     _ => l.replica.replication_position(),
                 });
+                info!(node = me, instance, term = a.term, base = ?l.base, "this node is now the primary");
                 if all_replicas(&a) {
                     // Writes are ordered here, on a private copy; agents never write
                     // the node's replica directly.
@@ -1479,7 +1488,7 @@ impl Node {
             }
         } else {
             if l.primary.is_some() {
-                info!(instance, term = a.term, primary = ?a.primary, "this node is no longer the primary");
+                info!(node = me, instance, term = a.term, primary = ?a.primary, "this node is no longer the primary");
             }
             l.demote(&mut answers);
             l.waiting_since.clear();

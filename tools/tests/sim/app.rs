@@ -466,6 +466,10 @@ impl App {
                 Some(Answer::Remote(r)) => {
                     let outcome = match r {
                         RemoteResult::Done => Outcome::Ok,
+                        RemoteResult::Applied { term, seq } => {
+                            self.wrote_at(term, seq);
+                            Outcome::Ok
+                        }
                         RemoteResult::Failed {
                             code: code::TIMEOUT,
                             ..
@@ -731,11 +735,7 @@ impl App {
             };
             if outcome == Outcome::Ok {
                 self.attempts[i].deposed = superseded(slots, instance, self.node, term);
-                let seq = r.commit_seq();
-                match self.unconfirmed.iter_mut().find(|(t, _)| *t == term) {
-                    Some(e) => e.1 = e.1.max(seq),
-                    None => self.unconfirmed.push((term, seq)),
-                }
+                self.wrote_at(term, r.commit_seq());
             }
             self.pending = Some(i);
             self.finish_attempt(now, outcome, log);
@@ -798,6 +798,14 @@ impl App {
                 Outcome::Ok => self.rng.ms(5, 60),
                 _ => self.rng.ms(50, 200),
             };
+    }
+
+    /// A write of the session at `seq` of the primary's journal in `term`.
+    fn wrote_at(&mut self, term: u64, seq: u64) {
+        match self.unconfirmed.iter_mut().find(|(t, _)| *t == term) {
+            Some(e) => e.1 = e.1.max(seq),
+            None => self.unconfirmed.push((term, seq)),
+        }
     }
 
     /// A synchronize confirmed (or reported lost) the writes of `seen`.
