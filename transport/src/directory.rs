@@ -450,7 +450,13 @@ impl Directory {
                 leader,
                 sent,
                 ..
-            } if leader == from => self.on_heartbeat(leader, dir_term, sent, now, out),
+            } if leader == from => {
+                if self.is_leader() && dir_term == self.dir_term && self.cfg.node < leader {
+                    self.reassert(now, out);
+                } else {
+                    self.on_heartbeat(leader, dir_term, sent, now, out);
+                }
+            }
             Frame::DirState {
                 term,
                 leader,
@@ -541,7 +547,9 @@ impl Directory {
             return false;
         }
         if now < self.quiet_until {
-            // Learn where the leader is (requests go there), promise nothing.
+            // Learn where the leader is (requests go there), promise nothing; a leader
+            // heard keeps this node from running when its quiet period ends.
+            self.heard = now;
             if self.leader != Some(leader) {
                 self.set_leader(Some(leader), out);
             }
@@ -693,12 +701,15 @@ impl Directory {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
+        let alone = self.needed() <= 1;
         let Some(c) = self.candidacy.as_mut() else {
             return;
         };
         if !granted {
-            if term >= c.term {
-                // Someone knows this term (or a later one): run again above it.
+            if term >= c.term || alone {
+                // Someone knows this term (or a later one): run again above it. In
+                // two-node mode one vote is enough, so the other node's refusal (it
+                // leads, or follows a leader) must stop the candidacy.
                 self.voted = self.voted.max(term);
                 self.candidacy = None;
             } else {
@@ -981,6 +992,44 @@ impl Directory {
         self.publish(effects, now, out);
     }
 
+    /// Two-node mode: the two sides of a partition both led in this term and met again;
+    /// this side wins the tie (the lower id). Each side minted checkpoint terms the other
+    /// does not know, and nodes ignore assignments older than what they hold, so this
+    /// leader moves to a new directory term and re-announces every placement with a
+    /// primary in a term minted there, above anything either side minted.
+    fn reassert(&mut self, now: Duration, out: &mut Vec<Output>) {
+        let term = self.voted.max(self.dir_term) + 1;
+        self.voted = term;
+        self.dir_term = term;
+        self.minted = 0;
+        self.durable_dirty = true;
+        self.acked.clear();
+        self.version = TableVersion {
+            term,
+            leader: self.cfg.node,
+            n: 0,
+        };
+        let nodes: Vec<u32> = self.reachable.iter().copied().collect();
+        for n in &nodes {
+            self.send_heartbeat(*n, now, out);
+        }
+        let mut effects = Vec::new();
+        let ids: Vec<u64> = self
+            .entries
+            .values()
+            .filter(|e| e.primary.is_some())
+            .map(|e| e.instance)
+            .collect();
+        for id in ids {
+            let t = self.mint_term();
+            let e = self.entries.get_mut(&id).expect("listed");
+            e.term = t;
+            let a = e.assign();
+            self.assign_everywhere(&a, &mut effects);
+        }
+        self.publish(effects, now, out);
+    }
+
     fn step_down(&mut self, now: Duration, out: &mut Vec<Output>) {
         // Decisions not on a quorum are dropped: their requests are retried with the
         // next leader, which has them if they reached any node of its quorum.
@@ -1132,10 +1181,16 @@ impl Directory {
                 .copied()
                 .filter(|n| !e.evicted.contains_key(n))
                 .collect();
-            let missing = synced
+            // Without one in sync, what each replica holds decides: all of them.
+            let ranked: &[u32] = if synced.is_empty() {
+                &e.replicas
+            } else {
+                &synced
+            };
+            let missing = ranked
                 .iter()
                 .any(|n| !self.positions.contains_key(&(id, *n)));
-            if synced.len() > 1 && missing && patient {
+            if (ranked.len() > 1 || synced.is_empty()) && missing && patient {
                 continue;
             }
             let Some(best) = self.promotion_choice(id) else {
@@ -1430,7 +1485,7 @@ impl Directory {
         e.evicted.insert(node, new_term);
         e.primary = None;
         e.term = new_term;
-        self.positions.remove(&(instance, node));
+        // Its reported position stays: what it holds may still be the most there is.
         // Non-collocated: `promote_pending` names another primary on the next tick.
         let a = self.entries[&instance].assign();
         self.assign_everywhere(&a, out);
@@ -1551,14 +1606,24 @@ impl Directory {
     /// otherwise it must resync from the primary, or (without one) hold at least what the
     /// departed ones held, before it can be promoted.
     fn add_replica(&mut self, instance: u64, node: u32) {
-        let e = self.entries.get_mut(&instance).expect("present");
+        let e = &self.entries[&instance];
         if e.replicas.contains(&node) {
             return;
         }
+        // With a primary, the set changes in a new term: a position in it can only come
+        // from that primary, so it proves the replica caught up (a position in the old
+        // term proves nothing: the node may have left it before its end).
+        let term = if e.primary.is_some() {
+            self.mint_term()
+        } else {
+            e.term
+        };
+        let e = self.entries.get_mut(&instance).expect("present");
+        e.term = term;
         e.replicas.push(node);
         e.replicas.sort_unstable();
         if e.primary.is_some() || !e.departed.is_empty() || e.evicted.contains_key(&node) {
-            e.evicted.insert(node, e.term);
+            e.evicted.insert(node, term);
         }
     }
 

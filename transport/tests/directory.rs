@@ -1047,8 +1047,14 @@ fn evicted_node_that_resynced_in_the_new_term_is_promotable_again() {
     let a = c.open(3, "a", NON_COLLOCATED);
     c.evict(3, a.instance, 2, a.term);
     let evicted_in = c.entry(1, a.instance).unwrap().term;
-    c.open(2, "a", NON_COLLOCATED);
+    let back = c.open(2, "a", NON_COLLOCATED);
+    assert!(back.term > evicted_in, "the set changes in a new term");
     c.report(2, &[(a.instance, evicted_in, 10)]);
+    assert!(
+        !c.entry(1, a.instance).unwrap().evicted.is_empty(),
+        "the term it left proves nothing"
+    );
+    c.report(2, &[(a.instance, back.term, 10)]);
     assert!(c.entry(1, a.instance).unwrap().evicted.is_empty());
     assert!(
         c.entry(2, a.instance).unwrap().evicted.is_empty(),
@@ -1065,12 +1071,12 @@ fn resync_reported_on_the_leaders_own_node_reaches_the_standby_on_the_next_tick(
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);
     assert_eq!(c.evict(3, a.instance, 1, a.term), DirReply::Done);
-    let evicted_in = c.entry(1, a.instance).unwrap().term;
     assert!(c.held(1, a.instance).is_none());
-    assert_eq!(c.open(1, "a", NON_COLLOCATED).replicas, [1, 2, 3]);
+    let back = c.open(1, "a", NON_COLLOCATED);
+    assert_eq!(back.replicas, [1, 2, 3]);
     assert!(c.entry(2, a.instance).unwrap().evicted.contains_key(&1));
 
-    c.report(1, &[(a.instance, evicted_in, 4)]);
+    c.report(1, &[(a.instance, back.term, 4)]);
     assert!(c.entry(1, a.instance).unwrap().evicted.is_empty());
     c.step(STEP);
     assert!(c.entry(2, a.instance).unwrap().evicted.is_empty());
@@ -1092,8 +1098,10 @@ fn evicted_replica_of_a_collocated_checkpoint_is_not_made_active_before_it_resyn
     let t2 = c.entry(1, a.instance).unwrap().term;
     assert_eq!(c.entry(1, a.instance).unwrap().replicas, [3]);
 
-    // Its next open brings the replica back, but it is not eligible yet.
-    assert_eq!(c.open(2, "a", COLLOCATED).replicas, [2, 3]);
+    // Its next open brings the replica back (in a new term), but it is not eligible yet.
+    let back = c.open(2, "a", COLLOCATED);
+    assert_eq!(back.replicas, [2, 3]);
+    assert!(back.term > t2);
     assert_eq!(
         c.request(2, set_active(2)),
         DirReply::Failed {
@@ -1101,6 +1109,14 @@ fn evicted_replica_of_a_collocated_checkpoint_is_not_made_active_before_it_resyn
         }
     );
     c.report(2, &[(a.instance, t2, 3)]);
+    assert_eq!(
+        c.request(2, set_active(2)),
+        DirReply::Failed {
+            code: code::TRY_AGAIN
+        },
+        "a position in the term it was evicted in is not a resync"
+    );
+    c.report(2, &[(a.instance, back.term, 3)]);
     assert_eq!(c.request(2, set_active(2)), DirReply::Done);
     let e = c.entry(1, a.instance).unwrap();
     assert_eq!(e.primary, Some(2));
