@@ -1190,7 +1190,7 @@ impl Directory {
             let missing = ranked
                 .iter()
                 .any(|n| !self.positions.contains_key(&(id, *n)));
-            if (ranked.len() > 1 || synced.is_empty()) && missing && patient {
+            if missing && patient {
                 continue;
             }
             let Some(best) = self.promotion_choice(id) else {
@@ -1233,11 +1233,14 @@ impl Directory {
             };
             (rank, Reverse(n))
         };
+        // In sync by the table, but in the middle of a snapshot (or made anew): it holds
+        // nothing to count on.
+        let midway = |n: u32| matches!(self.positions.get(&(instance, n)), Some(&(_, INCOMPLETE)));
         let synced = e
             .replicas
             .iter()
             .copied()
-            .filter(|n| !e.evicted.contains_key(n))
+            .filter(|n| !e.evicted.contains_key(n) && !midway(*n))
             .max_by_key(|n| rank(*n));
         if synced.is_some() {
             return synced;
@@ -1471,8 +1474,19 @@ impl Directory {
                 code: code::NOT_EXIST,
             };
         };
-        if requester != node || e.primary != Some(node) {
-            // Not (or no longer) its primary: nothing to give up.
+        if requester != node {
+            return DirReply::Failed {
+                code: code::BAD_OPERATION,
+            };
+        }
+        if e.primary != Some(node) {
+            // A replica made anew: it holds nothing until it resyncs from the primary.
+            if e.replicas.contains(&node) {
+                let t = e.term;
+                let e = self.entries.get_mut(&instance).expect("found");
+                e.evicted.insert(node, t);
+                self.positions.remove(&(instance, node));
+            }
             return DirReply::Done;
         }
         if e.term != term {

@@ -450,10 +450,9 @@ pub enum DirOp {
         /// The checkpoint term the requester is primary in.
         term: u64,
     },
-    /// Tag 7: a node named primary of a checkpoint gives the role up because its replica
-    /// does not hold the checkpoint's state (it was lost with the node's tmpfs and made
-    /// anew): the directory names another primary and keeps the node as a replica that
-    /// must resync before it can be promoted.
+    /// Tag 7: a node's replica does not hold the checkpoint's state (it was lost with the
+    /// node's tmpfs and made anew): the directory keeps the node as a replica that must
+    /// resync before it can be promoted, and when it was named primary names another.
     Resign {
         /// The checkpoint instance.
         instance: u64,

@@ -12,6 +12,8 @@ use ckpt_transport::wire::{Attrs, CkptAssign, DirOp, DirReply, Frame, ReqId};
 const HEARTBEAT: Duration = Duration::from_millis(100);
 const ELECTION: Duration = Duration::from_millis(500);
 const STEP: Duration = Duration::from_millis(10);
+/// How long a new leader waits for replicas' position reports before it promotes.
+const POSITIONS_WAIT: Duration = Duration::from_millis(1500);
 
 /// Creation flags of an asynchronous non-collocated checkpoint (SA_CKPT_WR_ACTIVE_REPLICA).
 const NON_COLLOCATED: u32 = 0x2;
@@ -852,7 +854,7 @@ fn primary_death_promotes_the_highest_reported_position_not_the_lowest_id() {
         None,
         "a choice waits for the reports of replicas in sync"
     );
-    c.run_for(ms(1500));
+    c.run_for(POSITIONS_WAIT);
     assert_eq!(primary(&c, &higher_seq), Some(2), "the higher seq wins");
     assert_eq!(primary(&c, &tie), Some(1), "a tie goes to the lowest id");
     assert_eq!(primary(&c, &silent), Some(1), "no reports: the lowest id");
@@ -1036,6 +1038,7 @@ fn evicted_node_is_not_promoted_by_a_primary_death_before_it_resyncs() {
     assert!(c.entry(2, a.instance).unwrap().evicted.contains_key(&2));
 
     c.kill(3);
+    c.run_for(POSITIONS_WAIT); // a fresh leader waits for the survivors' reports
     let e = c.entry(1, a.instance).unwrap();
     assert_eq!(e.primary, Some(1), "node 2 has not resynced");
     assert!(e.term > evicted_in);
@@ -1140,6 +1143,7 @@ fn standby_director_leads_after_the_leader_dies_with_the_same_table() {
     c.run_for(ELECTION + HEARTBEAT);
     assert_eq!(c.leaders(), [Some(2), Some(2)]);
     assert_eq!(c.dir(2).term(), 2);
+    c.run_for(POSITIONS_WAIT); // the new leader waits for the survivors' reports
 
     let after = c.table(2);
     let ids = |t: &[Entry]| t.iter().map(|e| e.instance).collect::<Vec<_>>();
@@ -1284,7 +1288,7 @@ fn terms_of_successive_decisions_strictly_increase() {
     terms.push(term(&c, 1, col.instance));
 
     c.kill(1); // the new leader promotes node 2 for "dir"
-    c.run_for(ELECTION + HEARTBEAT);
+    c.run_for(ELECTION + HEARTBEAT + POSITIONS_WAIT);
     terms.push(term(&c, 2, dir.instance));
     c.request(
         3,

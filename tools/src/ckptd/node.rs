@@ -1399,7 +1399,14 @@ impl Node {
             // term may hold state elsewhere, unless this very assignment is the one its
             // creation by this node's open sends.
             l.empty = (created && a.term != 0 && !self.creating(&a.name)).then_some(a.term);
+            let lost = l.empty.is_some();
             self.locals.insert(instance, l);
+            if lost && a.primary != Some(self.me) {
+                // The directory may count this replica as in sync (the node came back
+                // within the restart grace, its tmpfs gone): it must not be promoted
+                // before a primary has synced it.
+                self.resign(instance, a.term);
+            }
         }
         let me = self.me;
         if a.primary == Some(me) && self.must_not_lead(&a, created) {
