@@ -986,37 +986,40 @@ fn wait_replicas(c: &CkptInner, limit: Option<Duration>) -> Result<()> {
         && c.inst.is_active()
         && role == Role::Primary
         && after.iter().all(|(t, _)| *t == term);
-    if !local {
-        // The primary is elsewhere (or was replaced since some of this handle's writes):
-        // its daemon checks them and waits for the acks.
-        let timeout_ns = limit.map_or(TIME_END, |d| d.as_nanos().min(i64::MAX as u128) as i64);
-        // ckptd answers TIMEOUT at the deadline; the margin covers the round trips.
-        let wait = limit.map(|d| d.saturating_add(Duration::from_secs(5)));
-        let op = RemoteOp::Synchronize {
-            timeout_ns,
-            after: after.clone(),
-        };
-        return match client.remote(c.inst.id, op, wait)? {
-            RemoteResult::Done => {
-                c.confirmed(&after);
-                Ok(())
-            }
-            RemoteResult::Failed { code, .. } => {
-                let e = Error::from_code(code);
-                if matches!(e, Error::FailedOperation) {
-                    c.confirmed(&after); // reported: the next one starts afresh
-                }
-                Err(e)
-            }
-            _ => Err(Error::Library("ckptd answered with the wrong result")),
-        };
+    if local {
+        let seq = r.commit_seq();
+        if !r.wait_for_acked(seq, limit.unwrap_or(Duration::MAX)) {
+            return Err(Error::Timeout);
+        }
+        if r.role() == (Role::Primary, term) {
+            c.confirmed(&after);
+            return Ok(());
+        }
+        // A new term began while it waited: its seqs number another journal, so the
+        // acknowledgement says nothing about these writes. The primary decides.
     }
-    let seq = r.commit_seq();
-    if r.wait_for_acked(seq, limit.unwrap_or(Duration::MAX)) {
-        c.confirmed(&after);
-        Ok(())
-    } else {
-        Err(Error::Timeout)
+    // The primary is elsewhere (or was replaced since some of this handle's writes): its
+    // daemon checks them and waits for the acks.
+    let timeout_ns = limit.map_or(TIME_END, |d| d.as_nanos().min(i64::MAX as u128) as i64);
+    // ckptd answers TIMEOUT at the deadline; the margin covers the round trips.
+    let wait = limit.map(|d| d.saturating_add(Duration::from_secs(5)));
+    let op = RemoteOp::Synchronize {
+        timeout_ns,
+        after: after.clone(),
+    };
+    match client.remote(c.inst.id, op, wait)? {
+        RemoteResult::Done => {
+            c.confirmed(&after);
+            Ok(())
+        }
+        RemoteResult::Failed { code, .. } => {
+            let e = Error::from_code(code);
+            if matches!(e, Error::FailedOperation) {
+                c.confirmed(&after); // reported: the next one starts afresh
+            }
+            Err(e)
+        }
+        _ => Err(Error::Library("ckptd answered with the wrong result")),
     }
 }
 

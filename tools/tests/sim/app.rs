@@ -309,6 +309,8 @@ enum State {
     },
     SyncLocal {
         after: Vec<(u64, u64)>,
+        /// The primary's term when it began: a later one numbers another journal.
+        term: u64,
         seq: u64,
         start: Duration,
         until: Duration,
@@ -516,12 +518,17 @@ impl App {
             },
             State::SyncLocal {
                 after,
+                term,
                 seq,
                 start,
                 until,
             } => {
                 let acked = self.mapped.as_ref().map_or(0, |r| r.acked_seq());
-                if acked >= seq {
+                let role = self.mapped.as_ref().map(|r| r.role());
+                if acked >= seq && role != Some((Role::Primary, term)) {
+                    // A new term began meanwhile: as the agent, ask the primary.
+                    self.sync_remote(now, after, start);
+                } else if acked >= seq {
                     self.confirmed(&after);
                     self.finish_sync(now, start, true, (true, false), "acked", log);
                 } else if now >= until {
@@ -529,6 +536,7 @@ impl App {
                 } else {
                     self.state = State::SyncLocal {
                         after,
+                        term,
                         seq,
                         start,
                         until,
@@ -823,12 +831,18 @@ impl App {
         if let Some(r) = local {
             self.state = State::SyncLocal {
                 after,
+                term: r.role().1,
                 seq: r.commit_seq(),
                 start: now,
                 until: now + SYNC_TIMEOUT,
             };
             return;
         }
+        self.sync_remote(now, after, now);
+    }
+
+    /// A synchronize through ckptd, which checks `after` on the primary.
+    fn sync_remote(&mut self, now: Duration, after: Vec<(u64, u64)>, start: Duration) {
         let instance = self.instance.expect("opened");
         let c = self.client.as_mut().expect("attached");
         let req = c.remote(
@@ -841,7 +855,7 @@ impl App {
         self.state = State::SyncRemote {
             after,
             req,
-            start: now,
+            start,
             until: now + PATIENCE,
         };
     }
