@@ -1227,25 +1227,21 @@ fn run_part(part: u64, of: u64) {
 }
 
 #[test]
-#[ignore = "the product fails ~70% of seeds: 13 known bugs, transport/DESIGN.md §8; run with -- --ignored"]
 fn simulated_cluster_keeps_its_guarantees_under_faults_part_0() {
     run_part(0, 4);
 }
 
 #[test]
-#[ignore = "the product fails ~70% of seeds: 13 known bugs, transport/DESIGN.md §8; run with -- --ignored"]
 fn simulated_cluster_keeps_its_guarantees_under_faults_part_1() {
     run_part(1, 4);
 }
 
 #[test]
-#[ignore = "the product fails ~70% of seeds: 13 known bugs, transport/DESIGN.md §8; run with -- --ignored"]
 fn simulated_cluster_keeps_its_guarantees_under_faults_part_2() {
     run_part(2, 4);
 }
 
 #[test]
-#[ignore = "the product fails ~70% of seeds: 13 known bugs, transport/DESIGN.md §8; run with -- --ignored"]
 fn simulated_cluster_keeps_its_guarantees_under_faults_part_3() {
     run_part(3, 4);
 }
