@@ -200,8 +200,12 @@ fn short_lived_threads_beyond_the_agent_table_all_get_an_agent() {
         });
     }
     assert_eq!(r.read_to_vec(b"a").unwrap(), 399u32.to_le_bytes());
+    // An exited thread's agent is released by the next thread that registers. A scoped
+    // thread's join returns once its closure is done, before its thread-local destructor
+    // queues the agent, so the last two threads' agents may both still be held (besides
+    // this thread's): never more.
     assert!(
-        r.agents().len() <= 2,
+        r.agents().len() <= 3,
         "agents of exited threads were not released: {}",
         r.agents().len()
     );
