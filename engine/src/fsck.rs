@@ -16,8 +16,8 @@ use core::fmt;
 
 use crate::journal::{ST_DONE, cell_seq, cell_status};
 use crate::layout::{
-    HeaderImage, KIND_FREE, KIND_LIVE, KIND_OWNED, KIND_RETIRED, NONE, PINS_PER_AGENT, agent as ag,
-    current_slot, desc as dw, hdr, meta, state_kind, state_payload,
+    HeaderImage, KIND_CACHED, KIND_FREE, KIND_LIVE, KIND_OWNED, KIND_RETIRED, NONE, PINS_PER_AGENT,
+    agent as ag, current_slot, desc as dw, hdr, meta, state_kind, state_payload,
 };
 use crate::region::{AgentIx, Desc, Slot};
 use crate::replica::{
@@ -45,6 +45,8 @@ pub struct Report {
     pub sections: u64,
     /// Slots neither free nor current: retired-but-pinned or in flight.
     pub busy_slots: u64,
+    /// Free slots a live agent keeps for its next write (its spare).
+    pub cached_slots: u64,
 }
 
 /// Reports stop collecting after this many violations.
@@ -321,6 +323,7 @@ impl Replica {
             }
         }
         let mut busy_slots = 0u64;
+        let mut cached_slots = 0u64;
         for s in 0..img.slot_count {
             let ss = Slot(s);
             let st = reg.meta(ss, meta::STATE).load(Acquire);
@@ -377,10 +380,31 @@ impl Replica {
                         );
                     }
                 }
+                KIND_CACHED => {
+                    let keeper = state_payload(st);
+                    if !owner_alive(keeper) {
+                        r.push(
+                            "slot-owner",
+                            format!("slot {s} kept by a dead agent (leak)"),
+                        );
+                    } else {
+                        cached_slots += 1;
+                        let named = reg.agent_ix(owner_ix(keeper)).is_some_and(|ix| {
+                            reg.agent(ix, ag::SPARE).load(Acquire) == u64::from(s)
+                        });
+                        if !named && r.quiescent {
+                            r.push(
+                                "slot-leak",
+                                format!("slot {s} is cached but not its keeper's spare"),
+                            );
+                        }
+                    }
+                }
                 k => r.push("slot-state", format!("slot {s}: kind {k}")),
             }
         }
         r.busy_slots = busy_slots;
+        r.cached_slots = cached_slots;
 
         // 6. Accounting.
         if r.quiescent && reg.hdr(hdr::BUDGET_DIRTY).load(Acquire) == 0 {

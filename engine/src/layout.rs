@@ -7,7 +7,7 @@ use crate::error::AttachError;
 /// First eight bytes of every replica object.
 pub(crate) const REPLICA_MAGIC: [u8; 8] = *b"CKPTREP\0";
 /// Bumped on every incompatible change of the layout. 0 means "not yet initialised".
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// The header occupies the first page.
 pub(crate) const HEADER_SIZE: u64 = 4096;
 /// Offset of the mutable (atomic) part of the header.
@@ -121,7 +121,11 @@ pub(crate) mod agent {
     pub(crate) const INTENT: u64 = 48; // kind << 32 | index of a slot (1) or descriptor (2) being claimed
     pub(crate) const WAITING: u64 = 56; // bit 0: in wait_for_changes; bit 1: in wait_for_acked
     pub(crate) const PINS: u64 = 64; // PINS_PER_AGENT words: slot | count << 32
+    pub(crate) const SPARE: u64 = 120; // the slot this agent keeps CACHED, or NONE
 }
+const _: () = assert!(
+    agent::PINS + 8 * PINS_PER_AGENT as u64 <= agent::SPARE && agent::SPARE + 8 <= AGENT_SIZE
+);
 
 /// Descriptor word offsets.
 pub(crate) mod desc {
@@ -149,6 +153,9 @@ pub(crate) const KIND_OWNED: u64 = 1;
 pub(crate) const KIND_LIVE: u64 = 2;
 /// Slot: superseded, waiting for pins to drain. Descriptor: being deleted.
 pub(crate) const KIND_RETIRED: u64 = 3;
+/// Slot only: free, but kept by the agent named in the payload (its `SPARE`) for its next
+/// write; any allocator may take it over by CAS when the pool runs dry.
+pub(crate) const KIND_CACHED: u64 = 4;
 
 #[inline]
 pub(crate) const fn state_word(kind: u64, payload: u64) -> u64 {

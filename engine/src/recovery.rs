@@ -112,6 +112,7 @@ impl Replica {
     fn resolve(&self, ix: AgentIx, owner: u64) {
         let forward = self.resolve_op(ix, owner);
         self.resolve_intent(ix, owner);
+        self.resolve_spare(ix, owner);
         self.resolve_cells_of(ix, forward);
         self.resolve_pins(ix);
         self.resolve_locks(owner);
@@ -119,6 +120,21 @@ impl Replica {
         self.drop_waiter(ix);
         self.region.agent(ix, ag::OP).store(OP_NONE, Release);
         self.region.agent(ix, ag::INTENT).store(u64::MAX, Release);
+    }
+
+    /// Frees the slot the agent kept CACHED for its next write, if it still does.
+    fn resolve_spare(&self, ix: AgentIx, owner: u64) {
+        let spare = self.region.agent(ix, ag::SPARE);
+        if let Some(s) = self.region.slot_ix(spare.load(Acquire) as u32) {
+            let state = self.region.meta(s, meta::STATE);
+            if state
+                .compare_exchange(protocol::cached(owner), KIND_FREE, SeqCst, SeqCst)
+                .is_ok()
+            {
+                self.region.slot_hint().set(s.0);
+            }
+        }
+        spare.store(u64::from(NONE), Release);
     }
 
     /// Completes or undoes the recorded operation; returns whether it was rolled forward.

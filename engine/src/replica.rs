@@ -9,9 +9,9 @@ use std::sync::atomic::AtomicU64 as ProcessCounter;
 
 use crate::error::{AttachError, CreateError, SectionError, VectorError};
 use crate::layout::{
-    HEADER_SIZE, HeaderImage, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
+    HEADER_SIZE, HeaderImage, KIND_CACHED, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
     PINS_PER_AGENT, ReplicaAttributes, ReplicaLimits, agent as ag, compute_image, current_gen,
-    current_slot, current_word, desc as dw, hdr, meta, state_kind, state_word,
+    current_slot, current_word, desc as dw, hdr, meta, state_kind, state_payload, state_word,
 };
 use crate::liveness;
 use crate::protocol::{self, PinError};
@@ -159,6 +159,9 @@ const HEAP_TOKEN: u32 = 1;
 /// Bounded waits.
 pub(crate) const SPIN_LIMIT: u32 = 20_000;
 const ALLOC_TRIES: u32 = 256;
+/// Copy-out reads tried without a pin before a read pins the slot (a writer recycling the
+/// slot under every try: a section overwritten faster than it can be copied).
+const OPTIMISTIC_READS: u32 = 2;
 
 /// The calling thread's agent in one replica.
 #[derive(Clone, Copy, Debug)]
@@ -525,6 +528,9 @@ impl Replica {
                     .store(u64::from(std::process::id()), Relaxed);
                 self.region.agent(ix, ag::OP).store(OP_NONE, Relaxed);
                 self.region.agent(ix, ag::INTENT).store(u64::MAX, Relaxed);
+                self.region
+                    .agent(ix, ag::SPARE)
+                    .store(u64::from(NONE), Relaxed);
                 for p in 0..PINS_PER_AGENT as u64 {
                     self.region.agent(ix, ag::PINS + 8 * p).store(0, Relaxed);
                 }
@@ -638,8 +644,22 @@ impl Replica {
     // ---- allocation ---------------------------------------------------------------
 
     pub(crate) fn alloc_slot(&self, a: &AgentCtx) -> Result<Slot, SectionError> {
-        let hint = self.region.slot_hint();
         let intent = self.region.agent(a.ix, ag::INTENT);
+        // This agent's spare first: the slot its previous write superseded, when nobody
+        // was reading it (protocol rule 4). One CAS, no trip through the free list.
+        let spare = self.region.agent(a.ix, ag::SPARE);
+        if let Some(s) = self.region.slot_ix(spare.load(Relaxed) as u32) {
+            let state = self.region.meta(s, meta::STATE);
+            if state.load(Relaxed) == protocol::cached(a.owner) {
+                // Crash record only, as below.
+                intent.store((1 << 32) | u64::from(s.0), Relaxed);
+                if protocol::take_cached(state, a.owner, a.owner) {
+                    spare.store(u64::from(NONE), Relaxed);
+                    return Ok(s);
+                }
+            }
+        }
+        let hint = self.region.slot_hint();
         let start = a.ix.0.wrapping_mul(4099);
         for round in 0..2 {
             for _ in 0..ALLOC_TRIES {
@@ -660,10 +680,36 @@ impl Replica {
                 }
             }
             if round == 0 {
+                if let Some(s) = self.take_spare_of_others(a) {
+                    return Ok(s);
+                }
                 self.recover_dead_agents();
             }
         }
         Err(SectionError::TryAgain)
+    }
+
+    /// The pool is dry: takes over another agent's spare (CACHED) slot, if any.
+    fn take_spare_of_others(&self, a: &AgentCtx) -> Option<Slot> {
+        let intent = self.region.agent(a.ix, ag::INTENT);
+        for ix in 0..self.region.img.agent_capacity {
+            let Some(s) = self
+                .region
+                .slot_ix(self.region.agent(AgentIx(ix), ag::SPARE).load(Relaxed) as u32)
+            else {
+                continue;
+            };
+            let state = self.region.meta(s, meta::STATE);
+            let seen = state.load(SeqCst);
+            if state_kind(seen) != KIND_CACHED {
+                continue;
+            }
+            intent.store((1 << 32) | u64::from(s.0), Relaxed);
+            if protocol::take_cached(state, state_payload(seen), a.owner) {
+                return Some(s);
+            }
+        }
+        None
     }
 
     /// Returns a slot this agent owns to the pool.
@@ -713,6 +759,35 @@ impl Replica {
         self.region.desc(d, dw::LEASE).store(0, SeqCst);
         self.region.desc(d, dw::STATE).store(KIND_FREE, SeqCst);
         self.region.desc_hint().set(d.0);
+    }
+
+    /// Retires the superseded slot `old` of `d` after a single-section commit by `a`: kept
+    /// as `a`'s spare when nobody pins it and `a` keeps none yet, else [`Self::retire_slot`].
+    fn retire_slot_keep(&self, a: &AgentCtx, d: Desc, old: Slot) {
+        let spare = self.region.agent(a.ix, ag::SPARE);
+        let keeps_one = self
+            .region
+            .slot_ix(spare.load(Relaxed) as u32)
+            .is_some_and(|s| {
+                self.region.meta(s, meta::STATE).load(Relaxed) == protocol::cached(a.owner)
+            });
+        if keeps_one {
+            return self.retire_slot(d, old);
+        }
+        // Named before the state says CACHED: recovery frees what a dead keeper's SPARE
+        // names (a SPARE naming a slot in any other state is ignored).
+        spare.store(u64::from(old.0), Relaxed);
+        let tag = self.region.meta(old, meta::VERSION).load(Acquire);
+        let done = protocol::retire_or_keep(
+            self.region.meta(old, meta::STATE),
+            self.region.pins(old),
+            d.0,
+            tag,
+            a.owner,
+        );
+        if done == protocol::Retired::Freed {
+            self.region.slot_hint().set(old.0);
+        }
     }
 
     /// Retires the superseded slot `old` of `d`, freeing it now if no one pins it.
@@ -1220,6 +1295,8 @@ impl Replica {
     /// Fills slot `s` (owned by the caller): the first `keep` bytes of `base`, zeros up to
     /// `size`, then each `(offset, bytes)` in order; records size and last update.
     fn fill_slot(&self, s: Slot, base: &[u8], keep: u64, elems: &[(u64, &[u8])], size: u64) {
+        // The claim that took this slot comes before its new bytes, for pin-free readers.
+        protocol::before_fill();
         let dst = self.region.slot_ptr(s);
         debug_assert!(size <= self.region.img.slot_stride);
         // SAFETY: `s` is OWNED by this agent (claimed by CAS and not yet published), so no
@@ -1494,14 +1571,15 @@ impl Replica {
                 many.last().copied().unwrap_or(0)
             }
         });
-        self.region.meta(new, meta::VERSION).store(last, Relaxed);
+        // Release: a pin-free reader that loads this VERSION sees the bytes before it.
+        self.region.meta(new, meta::VERSION).store(last, Release);
         self.region
             .meta(new, meta::STATE)
             .store(protocol::live(d.0), Release);
         self.set_phase(a, PH_PREPARED);
         // Commit point.
         protocol::publish(self.region.desc(d, dw::CURRENT), generation, new.0);
-        self.retire_slot(d, old);
+        self.retire_slot_keep(a, d, old);
         for s in seqs.iter().take(parts.len().min(8)).chain(many.iter()) {
             self.complete_seq(*s);
         }
@@ -1675,7 +1753,7 @@ impl Replica {
                 .unwrap_or(0);
             self.region
                 .meta(p.new, meta::VERSION)
-                .store(version, Relaxed);
+                .store(version, Release);
             self.region
                 .meta(p.new, meta::STATE)
                 .store(protocol::live(p.d.0), Release);
@@ -1820,12 +1898,89 @@ impl Replica {
     /// `min(buf.len(), size - offset)`). Errors: `NotExist`, `BadArgument` (offset past the
     /// end of the section), `TryAgain`.
     pub fn read(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
-        let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
-        self.read_desc(&a, d, generation, offset, buf)
+        for _ in 0..OPTIMISTIC_READS {
+            if let Some(result) = self.read_optimistic(d, generation, offset, buf) {
+                return result;
+            }
+        }
+        let a = self.agent()?;
+        self.read_pinned(&a, d, generation, offset, buf)
     }
 
     fn read_desc(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, SectionError> {
+        for _ in 0..OPTIMISTIC_READS {
+            if let Some(result) = self.read_optimistic(d, generation, offset, buf) {
+                return result;
+            }
+        }
+        self.read_pinned(a, d, generation, offset, buf)
+    }
+
+    /// A copy-out read without a pin (a seqlock read, engine/DESIGN.md section 17): notes
+    /// the current slot's state and VERSION, copies, and keeps the copy only if both are
+    /// unchanged after it. A slot changes hands (its state leaves LIVE(d)) before anyone
+    /// writes its bytes again, and a version is never rewritten in place, so an unchanged
+    /// pair means the bytes copied are that version's. `None`: a writer recycled the slot
+    /// during the copy (the caller retries, then pins).
+    #[inline]
+    fn read_optimistic(
+        &self,
+        d: Desc,
+        generation: u32,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Option<Result<usize, SectionError>> {
+        let current = self.region.desc(d, dw::CURRENT);
+        let cur = current.load(Acquire);
+        if current_gen(cur) != generation || current_slot(cur) == NONE {
+            return Some(Err(SectionError::NotExist));
+        }
+        let Some(s) = self.region.slot_ix(current_slot(cur)) else {
+            return Some(Err(SectionError::Corrupted(
+                "descriptor names a slot out of range",
+            )));
+        };
+        let state = self.region.meta(s, meta::STATE);
+        let version = self.region.meta(s, meta::VERSION);
+        let seen = protocol::read_begin(current, cur, state, version, d.0)?;
+        let size = self
+            .region
+            .meta(s, meta::SIZE)
+            .load(Acquire)
+            .min(self.region.img.max_section_size);
+        let n = size
+            .checked_sub(offset)
+            .map(|left| left.min(buf.len() as u64) as usize);
+        if let Some(n) = n {
+            // SAFETY: `offset + n <= size <= max_section_size <= slot_stride`, so the range
+            // lies in the slot; `buf` is ours. A writer may be rewriting these bytes if the
+            // slot was recycled since the loads above: the copy then holds garbage, which
+            // the check below discards (both sides are plain bytes, any value is valid).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    self.region.slot_ptr(s).add(offset as usize),
+                    buf.as_mut_ptr(),
+                    n,
+                );
+            }
+        }
+        if !protocol::read_validate(state, version, d.0, seen) {
+            return None;
+        }
+        Some(n.ok_or(SectionError::BadArgument(
+            "offset past the end of the section",
+        )))
+    }
+
+    fn read_pinned(
         &self,
         a: &AgentCtx,
         d: Desc,

@@ -373,7 +373,8 @@ fn idle_child() -> ! {
             eprintln!("idle: attach failed: {e}");
             std::process::exit(2);
         });
-    let _ = r.read(b"none", 0, &mut [0u8; 1]);
+    // Registers this process's agent (a read may not: pin-free reads need none).
+    let _ = r.overwrite(b"none", &[0u8; 1]);
     println!("R");
     loop {
         std::thread::sleep(Duration::from_secs(1));

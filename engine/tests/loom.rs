@@ -1,5 +1,6 @@
 //! Loom model of the slot protocol (`ckpt_engine::protocol`): publish, retire, pin, unpin,
-//! on a heap-backed arena.
+//! and the writer's spare (a superseded slot kept CACHED for the next write), on a
+//! heap-backed arena.
 //!
 //! Run with
 //! `CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2
@@ -23,10 +24,14 @@
 
 #![cfg(loom)]
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool,
+    Ordering::{Relaxed, Release},
+};
 
 use ckpt_engine::protocol::{
-    FREE, Slots, claim_free, live, owned, pin, publish, retire, retired, try_free_retired, unpin,
+    FREE, Retired, Slots, before_fill, cached, claim_free, live, owned, pin, publish, read_begin,
+    read_validate, retire, retire_or_keep, retired, take_cached, try_free_retired, unpin,
 };
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -179,13 +184,43 @@ impl Arena {
         })
     }
 
-    /// The start of the next commit: claims every slot it can except `keep`, scribbles over
-    /// it and gives it back. Returns how many it reclaimed.
+    /// [`Self::commit`] as `write_one` makes it: the new version goes into the writer's
+    /// CACHED spare when it keeps one, and the old slot becomes the next spare when no pin
+    /// is set ([`retire_or_keep`]).
+    fn commit_keeping(&self, old: u32, version: u64) -> Commit {
+        let n = self.state.len() as u32;
+        let slot = (0..n)
+            .find(|&s| take_cached(&self.state[s as usize], WRITER, WRITER))
+            .or_else(|| (0..n).find(|&s| claim_free(&self.state[s as usize], WRITER)))
+            .expect("the model sizes the arena so a FREE or CACHED slot always exists");
+        assert_ne!(slot, old, "took the slot that is still current");
+        self.write(slot, [version, check(slot, version)]);
+        self.state[slot as usize].store(live(DESC), SeqCst);
+        publish(&self.current, GEN, slot);
+        let done = retire_or_keep(
+            &self.state[old as usize],
+            &self.pins[old as usize],
+            DESC,
+            version - 1,
+            WRITER,
+        );
+        assert_ne!(done, Retired::Untouched, "the old slot was not LIVE");
+        Commit {
+            version,
+            slot,
+            old,
+            freed_old: done == Retired::Freed,
+        }
+    }
+
+    /// The start of the next commit: claims every slot it can except `keep` (FREE ones and
+    /// the writer's CACHED spare), scribbles over it and gives it back as FREE. Returns how
+    /// many it reclaimed.
     fn reclaim_and_scribble(&self, keep: u32) -> usize {
         let mut reclaimed = 0;
         for s in (0..self.state.len() as u32).filter(|&s| s != keep) {
             let state = &self.state[s as usize];
-            if claim_free(state, WRITER) {
+            if claim_free(state, WRITER) || take_cached(state, WRITER, WRITER) {
                 self.write(s, SCRIBBLE);
                 let back = state.compare_exchange(owned(WRITER), FREE, SeqCst, SeqCst);
                 assert!(back.is_ok(), "an OWNED slot changed state under its owner");
@@ -645,5 +680,198 @@ fn stale_unpinner_never_frees_a_slot_reused_and_retired_again() {
         };
         assert_reads_are_committed(&[read], &[first, second, third]);
         sut.assert_quiescent();
+    });
+}
+
+/// Model 5: one commit that keeps the superseded slot as the writer's spare, against one
+/// read; the writer then rewrites every slot it can take, its spare included.
+#[test]
+fn slot_kept_as_the_writers_spare_is_never_rewritten_under_a_reader() {
+    loom::model(|| {
+        let sut = Arc::new(Arena::new(2));
+        let writer = {
+            let sut = Arc::clone(&sut);
+            thread::spawn(move || {
+                let c = sut.commit_keeping(0, 1);
+                sut.reclaim_and_scribble(c.slot);
+                c
+            })
+        };
+        let read = sut.read(READER_A);
+        let commit = writer.join().unwrap();
+
+        assert_reads_are_committed(&[read], &[commit]);
+        let frees = reported_frees(2, &[commit], &[read]);
+        assert!(
+            frees[0] <= 1 && frees[1] == 0,
+            "a slot was freed twice: {frees:?}"
+        );
+        sut.assert_quiescent();
+    });
+}
+
+/// Model 6: two keeping commits (the second writes into the spare the first kept, when
+/// it kept one) against a reader reading twice.
+#[test]
+fn reader_following_two_keeping_commits_reads_only_committed_versions_in_order() {
+    loom::model(|| {
+        let sut = Arc::new(Arena::new(3));
+        let writer = {
+            let sut = Arc::clone(&sut);
+            thread::spawn(move || {
+                let first = sut.commit_keeping(0, 1);
+                let second = sut.commit_keeping(first.slot, 2);
+                sut.reclaim_and_scribble(second.slot);
+                [first, second]
+            })
+        };
+        let reads = [sut.read(READER_A), sut.read(READER_A)];
+        let commits = writer.join().unwrap();
+
+        assert_reads_are_committed(&reads, &commits);
+        let frees = reported_frees(3, &commits, &reads);
+        assert!(
+            frees.iter().all(|&f| f <= 1),
+            "a slot was freed twice: {frees:?}"
+        );
+        sut.assert_quiescent();
+        assert_eq!(sut.current_slot(), commits[1].slot);
+    });
+}
+
+/// Model 7: the keeper reuses its spare while an allocator that found the pool dry takes
+/// it over: exactly one of them gets it, and the state names the winner.
+#[test]
+fn a_spare_goes_to_exactly_one_of_its_keeper_and_a_dry_allocator() {
+    const OTHER: u64 = 0x99;
+    loom::model(|| {
+        let sut = Arc::new(Arena::new(2));
+        sut.state[1].store(cached(WRITER), SeqCst);
+        let thief = {
+            let sut = Arc::clone(&sut);
+            thread::spawn(move || take_cached(&sut.state[1], WRITER, OTHER))
+        };
+        let mine = take_cached(&sut.state[1], WRITER, WRITER);
+        let theirs = thief.join().unwrap();
+
+        assert!(mine != theirs, "keeper {mine}, thief {theirs}");
+        let winner = if mine { WRITER } else { OTHER };
+        assert_eq!(sut.state[1].load(SeqCst), owned(winner));
+    });
+}
+
+/// A heap arena for the pin-free read (`read_begin` / `read_validate`): the same slots,
+/// but each slot's bytes are Relaxed atomic words (the seqlock read races with writers by
+/// design, which `UnsafeCell` would report), plus each slot's VERSION word.
+#[derive(Debug)]
+struct SeqArena {
+    current: AtomicU64,
+    state: Vec<AtomicU64>,
+    version: Vec<AtomicU64>,
+    pins: Vec<Vec<AtomicU64>>,
+    data: Vec<[AtomicU64; 2]>,
+}
+
+impl SeqArena {
+    /// `n` slots; version 0 is committed in slot 0 and current, the others are FREE.
+    fn new(n: u32) -> Self {
+        Self {
+            current: sc_word(current_word(GEN, 0)),
+            state: (0..n)
+                .map(|s| sc_word(if s == 0 { live(DESC) } else { FREE }))
+                .collect(),
+            version: (0..n).map(|_| sc_word(0)).collect(),
+            pins: (0..n)
+                .map(|_| (0..PIN_WORDS).map(|_| sc_word(0)).collect())
+                .collect(),
+            data: (0..n).map(|s| [sc_word(0), sc_word(check(s, 0))]).collect(),
+        }
+    }
+
+    /// A commit as `write_one` makes it: spare or FREE slot, `before_fill`, bytes, VERSION,
+    /// LIVE, publish, keep or retire the old slot.
+    fn commit(&self, old: u32, version: u64) -> u32 {
+        let n = self.state.len() as u32;
+        let slot = (0..n)
+            .find(|&s| take_cached(&self.state[s as usize], WRITER, WRITER))
+            .or_else(|| (0..n).find(|&s| claim_free(&self.state[s as usize], WRITER)))
+            .expect("a FREE or CACHED slot always exists");
+        before_fill();
+        let [w0, w1] = &self.data[slot as usize];
+        w0.store(version, Relaxed);
+        w1.store(check(slot, version), Relaxed);
+        self.version[slot as usize].store(version, Release);
+        self.state[slot as usize].store(live(DESC), SeqCst);
+        publish(&self.current, GEN, slot);
+        let done = retire_or_keep(
+            &self.state[old as usize],
+            &self.pins[old as usize],
+            DESC,
+            version,
+            WRITER,
+        );
+        assert_ne!(done, Retired::Untouched, "the old slot was not LIVE");
+        slot
+    }
+
+    /// One pin-free read attempt: the record, if it validated.
+    fn read(&self) -> Option<(u32, [u64; 2])> {
+        let cur = self.current.load(SeqCst);
+        let slot = cur as u32;
+        let seen = read_begin(
+            &self.current,
+            cur,
+            &self.state[slot as usize],
+            &self.version[slot as usize],
+            DESC,
+        )?;
+        let [w0, w1] = &self.data[slot as usize];
+        let record = [w0.load(Relaxed), w1.load(Relaxed)];
+        read_validate(
+            &self.state[slot as usize],
+            &self.version[slot as usize],
+            DESC,
+            seen,
+        )
+        .then_some((slot, record))
+    }
+}
+
+/// Model 8: pin-free reads against a writer that commits three versions through two slots
+/// (its spare is reused at once, so the slot a reader copies from is rewritten under it):
+/// every validated copy is one whole committed version, in the slot it was written to.
+#[test]
+fn pin_free_read_keeps_only_whole_committed_versions() {
+    loom::model(|| {
+        let sut = Arc::new(SeqArena::new(2));
+        let writer = {
+            let sut = Arc::clone(&sut);
+            thread::spawn(move || {
+                let mut slots = vec![0];
+                for version in 1..=3 {
+                    let old = *slots.last().unwrap();
+                    slots.push(sut.commit(old, version));
+                }
+                slots
+            })
+        };
+        let reads = [sut.read(), sut.read()];
+        let slots = writer.join().unwrap();
+
+        let mut last = 0;
+        for (slot, [version, chk]) in reads.into_iter().flatten() {
+            assert_eq!(
+                chk,
+                check(slot, version),
+                "torn copy validated: {version} in {slot}"
+            );
+            assert_eq!(
+                slots.get(version as usize),
+                Some(&slot),
+                "version {version} was not written to slot {slot}"
+            );
+            assert!(version >= last, "went back from {last} to {version}");
+            last = version;
+        }
     });
 }
