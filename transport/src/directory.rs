@@ -9,7 +9,8 @@
 //!
 //! - **Quorum**: a decision needs a majority of the configured nodes (itself included).
 //!   In two-node mode one node is enough, once both have been seen together since start
-//!   (corosync's `two_node` + `wait_for_all`); a partition of a two-node cluster then has
+//!   (corosync's `two_node` + `wait_for_all`; "seen" meaning this node holds a table at
+//!   least as new as the other's, not just a connection); a partition of a two-node cluster then has
 //!   two leaders, which is why that mode needs fencing in production (documented, as for
 //!   corosync).
 //! - **Election by votes and leases**: when no leader is heard for `election_timeout`,
@@ -362,10 +363,25 @@ impl Directory {
     /// Nodes a decision needs (the leader included): a majority of the configured nodes,
     /// or one in two-node mode once both were seen together.
     fn needed(&self) -> usize {
-        if self.cfg.two_node && self.cfg.nodes.len() == 2 && self.seen_all {
+        if self.two_node() && self.seen_all {
             return 1;
         }
         self.cfg.nodes.len() / 2 + 1
+    }
+
+    fn two_node(&self) -> bool {
+        self.cfg.two_node && self.cfg.nodes.len() == 2
+    }
+
+    /// Two-node mode: the other node's table version became known. Being seen together
+    /// (which lets one node decide alone afterwards) needs this node to hold a table at
+    /// least as new as the other's, not a mere connection: a node that lost its state
+    /// (its shm was wiped) and connected, but died or was cut off before the table came,
+    /// would otherwise lead alone with an empty table and mint every name anew.
+    fn peer_version(&mut self, version: TableVersion) {
+        if self.two_node() && self.version >= version {
+            self.seen_all = true;
+        }
     }
 
     /// Whether this node reaches a quorum of the configured nodes (connections only: a
@@ -402,7 +418,7 @@ impl Directory {
             return;
         }
         self.reachable.insert(node);
-        if self.reachable.len() + 1 == self.cfg.nodes.len() {
+        if !self.two_node() && self.reachable.len() + 1 == self.cfg.nodes.len() {
             self.seen_all = true;
         }
         if self.is_leader() {
@@ -466,12 +482,14 @@ impl Directory {
                     return;
                 }
                 if let Ok(t) = decode_table(&state, now) {
+                    let version = t.version;
                     let newer = t.version > self.version
                         || (t.version.term, t.version.leader)
                             != (self.version.term, self.version.leader);
                     if newer && t.version.term <= term {
                         self.install(t);
                     }
+                    self.peer_version(version);
                 }
                 let ack = Frame::LeaderAck {
                     dir_term: self.dir_term,
@@ -629,6 +647,7 @@ impl Directory {
         }
         let a = self.acked.entry(from).or_default();
         *a = (*a).max(version);
+        self.peer_version(version);
         if version < self.version {
             // Behind: send the table again, at most once per heartbeat per version.
             let due = self.state_sent.get(&from).is_none_or(|(v, at)| {
@@ -649,6 +668,7 @@ impl Directory {
         now: Duration,
         out: &mut Vec<Output>,
     ) {
+        self.peer_version(version);
         let refuse = now < self.quiet_until
             || term <= self.voted
             || term <= self.dir_term
@@ -952,6 +972,11 @@ impl Directory {
             && t.version > self.version
         {
             self.install(t);
+        }
+        // Two-node mode: the other node's vote came with its table when it was newer, so
+        // this node now holds a table at least as new as the other's.
+        if self.two_node() && c.granted.len() + 1 == self.cfg.nodes.len() {
+            self.seen_all = true;
         }
         self.dir_term = c.term;
         self.promise = None;

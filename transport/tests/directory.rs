@@ -1436,6 +1436,48 @@ fn two_node_leader_that_restarts_takes_the_table_from_the_other_node() {
 }
 
 #[test]
+fn two_node_member_that_lost_its_table_never_leads_alone_before_it_gets_the_other_ones() {
+    let mut c = Cluster::two_node();
+    c.connect_all();
+    c.run_for(ELECTION * 2);
+    assert_eq!(c.leaders(), [Some(1); 2]);
+    let a = c.open(2, "a", NON_COLLOCATED);
+    let now = c.now;
+    let saved = c
+        .live
+        .get_mut(&1)
+        .unwrap()
+        .sut
+        .durable_state(now)
+        .expect("the table changed since the start");
+
+    // Node 2 comes back without its state (its shm was wiped) and connects, but nothing
+    // gets through before node 1 dies: it was with node 1, yet never saw its table.
+    c.kill(2);
+    c.run_for(HEARTBEAT);
+    c.start(2);
+    c.link(1, 2);
+    c.queue.clear();
+    c.kill(1);
+    c.run_for(ELECTION * 4);
+    assert_eq!(
+        c.dir(2).leader(),
+        None,
+        "a node that never held the table led alone and would mint names anew"
+    );
+
+    // Node 1 returns with its table: one leader, and the name keeps its instance.
+    c.start(1);
+    let now = c.now;
+    c.live.get_mut(&1).unwrap().sut.restore(&saved, now);
+    c.connect_all();
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("a leader");
+    assert_eq!(c.leaders(), [Some(leader); 2]);
+    assert_eq!(c.open(2, "a", NON_COLLOCATED).instance, a.instance);
+}
+
+#[test]
 fn a_restarted_daemon_restores_its_table_so_a_majority_restart_forgets_nothing() {
     let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
     c.connect_all();
