@@ -669,7 +669,17 @@ impl Directory {
         out: &mut Vec<Output>,
     ) {
         self.peer_version(version);
-        let refuse = now < self.quiet_until
+        // A node that holds no table (it lost its state, or never had one) cannot vouch
+        // that a candidate's table is the newest: counted in a majority, it would break
+        // the intersection with the majority that holds the newest table (the simulation
+        // found a restarted stale director and a wiped node elect one another and forget
+        // a promotion). It votes only for a candidate as empty as itself (a new cluster),
+        // or in two-node mode, where a candidate needs both votes before the two were seen
+        // together and so sees every table there is.
+        let fresh = self.version == TableVersion::default();
+        let uninformed = fresh && version != TableVersion::default() && !self.two_node();
+        let refuse = uninformed
+            || now < self.quiet_until
             || term <= self.voted
             || term <= self.dir_term
             || self.is_leader()

@@ -1478,6 +1478,51 @@ fn two_node_member_that_lost_its_table_never_leads_alone_before_it_gets_the_othe
 }
 
 #[test]
+fn a_node_that_lost_its_table_never_completes_a_majority_for_a_stale_candidate() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(1); 3]);
+    let a = c.open(3, "a", NON_COLLOCATED);
+    let now = c.now;
+    let stale = c
+        .live
+        .get_mut(&1)
+        .unwrap()
+        .sut
+        .durable_state(now)
+        .expect("the table changed since the start");
+
+    // Node 1 dies; node 2 leads and names "b" (on nodes 2 and 3).
+    c.kill(1);
+    c.run_for(ELECTION * 4);
+    assert_eq!(c.dir(2).leader(), Some(2));
+    let b = c.open(3, "b", NON_COLLOCATED);
+
+    // Node 2 comes back without its state; node 1 with its stale table. Together they
+    // are a majority of the nodes, but only node 3 holds the table that names "b".
+    c.kill(2);
+    c.start(2);
+    c.start(1);
+    let now = c.now;
+    c.live.get_mut(&1).unwrap().sut.restore(&stale, now);
+    c.connect(1, 2);
+    c.run_for(ELECTION * 4);
+    assert_eq!(
+        c.dir(1).leader(),
+        None,
+        "a stale director led with the vote of a node that has no table"
+    );
+
+    c.connect_all();
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("a leader");
+    assert_eq!(c.leaders(), [Some(leader); 3]);
+    assert_eq!(c.open(1, "a", NON_COLLOCATED).instance, a.instance);
+    assert_eq!(c.open(1, "b", NON_COLLOCATED).instance, b.instance);
+}
+
+#[test]
 fn a_restarted_daemon_restores_its_table_so_a_majority_restart_forgets_nothing() {
     let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
     c.connect_all();
