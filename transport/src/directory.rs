@@ -132,8 +132,9 @@ pub struct Entry {
     /// in that term or a later one.
     pub evicted: BTreeMap<u32, u64>,
     /// Replicas that died while in sync, each with the last complete position it
-    /// reported: when no replica in sync is left, one that comes back is promoted only if
-    /// it holds at least as much as each of these (cleared when a primary is named).
+    /// reported (a primary: at least its term's start): when no replica in sync is left,
+    /// one that comes back is promoted only if it holds at least as much as each of these
+    /// (cleared when a primary is named).
     pub departed: BTreeMap<u32, (u64, u64)>,
 }
 
@@ -1159,8 +1160,14 @@ impl Directory {
                 }
                 if e.replicas.contains(&node) {
                     e.replicas.retain(|n| *n != node);
+                    // A primary may have written in its term whatever its last report
+                    // says (it may have been cut off since, confirming writes to replicas
+                    // that all died, or to nobody when it was alone in the set): a
+                    // replica that takes over must hold a position in that term at least.
+                    let floor = (e.primary == Some(node) && e.term != 0).then_some((e.term, 0));
+                    let reported = last.filter(|p| p.1 != INCOMPLETE);
                     if !e.evicted.contains_key(&node)
-                        && let Some(p) = last.filter(|p| p.1 != INCOMPLETE)
+                        && let Some(p) = reported.max(floor)
                     {
                         // What it held may be needed if nobody better comes back.
                         e.departed.insert(node, p);

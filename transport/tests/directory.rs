@@ -972,6 +972,49 @@ fn evict_mints_a_higher_term_and_removes_the_node() {
 }
 
 #[test]
+fn a_lone_primary_that_dies_is_never_replaced_by_a_replica_from_an_older_term() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    c.report(1, &[(a.instance, a.term, 5)]);
+    c.report(2, &[(a.instance, a.term, 5)]);
+    // The primary evicts both replicas (they stopped acknowledging): it is alone in the
+    // set, so its synchronizes confirm writes nobody else holds, and it never reports them.
+    assert_eq!(c.evict(3, a.instance, 2, a.term), DirReply::Done);
+    let t = c.entry(1, a.instance).unwrap().term;
+    assert_eq!(c.evict(3, a.instance, 1, t), DirReply::Done);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(
+        (e.replicas.as_slice(), e.primary),
+        ([3].as_slice(), Some(3))
+    );
+    let lone = e.term;
+
+    // It dies; the directors come back into the set (node 2 reconnects) with what they
+    // held from the first term.
+    c.kill(3);
+    c.run_for(ELECTION * 4);
+    c.disconnect(1, 2);
+    c.connect(1, 2);
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("nodes 1 and 2 keep a leader");
+    assert!(
+        c.entry(leader, a.instance).unwrap().replicas.contains(&2),
+        "a returning director is placed again"
+    );
+    c.report(1, &[(a.instance, a.term, 5)]);
+    c.report(2, &[(a.instance, a.term, 5)]);
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("nodes 1 and 2 keep a leader");
+    let e = c.entry(leader, a.instance).unwrap();
+    assert_eq!(
+        e.primary, None,
+        "a replica from term {} was promoted over the lone primary of term {lone}: {e:?}",
+        a.term
+    );
+    assert!(e.departed.get(&3).is_some_and(|p| *p >= (lone, 0)));
+}
+
+#[test]
 fn evict_refuses_stale_terms_non_members_and_non_primaries_and_is_idempotent() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);
