@@ -829,6 +829,18 @@ impl Directory {
             }
             return false;
         };
+        // A departed replica back without what it last held (its shm was wiped, it was
+        // made anew, or it holds less than its floor): nobody can bring that back, so it
+        // no longer holds promotion up (the checkpoint would stay without a primary).
+        let lost = e
+            .departed
+            .get(&node)
+            .is_some_and(|floor| seq == INCOMPLETE || (term, seq) < *floor);
+        let mut changed = false;
+        if leads && lost {
+            e.departed.remove(&node);
+            changed = true;
+        }
         if !e.replicas.contains(&node) {
             if !leads {
                 return false;
@@ -847,7 +859,7 @@ impl Directory {
             // nobody updates. The placement without it replaces it.
             let a = e.assign();
             self.assign_to(node, a, effects);
-            return false;
+            return changed;
         }
         self.positions.insert((instance, node), (term, seq));
         let resynced = seq != INCOMPLETE && e.evicted.get(&node).is_some_and(|t| term >= *t);
@@ -855,7 +867,7 @@ impl Directory {
             e.evicted.remove(&node);
             return true;
         }
-        false
+        changed
     }
 
     /// Timers: heartbeats, elections, lease expiry, retention, pending promotions.

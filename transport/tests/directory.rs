@@ -1012,6 +1012,19 @@ fn a_lone_primary_that_dies_is_never_replaced_by_a_replica_from_an_older_term() 
         a.term
     );
     assert!(e.departed.get(&3).is_some_and(|p| *p >= (lone, 0)));
+
+    // The primary's node comes back without those writes (its shm was wiped and the
+    // replica made anew from an old copy): they are gone for good, so the checkpoint
+    // gets a primary again instead of waiting forever.
+    c.start(3);
+    c.connect_all();
+    c.run_for(ELECTION * 4);
+    c.report(3, &[(a.instance, a.term, 1)]);
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("a leader");
+    let e = c.entry(leader, a.instance).unwrap();
+    assert!(e.departed.is_empty(), "{e:?}");
+    assert!(e.primary.is_some(), "left without a primary: {e:?}");
 }
 
 #[test]
