@@ -28,11 +28,13 @@
 //!
 //! Queues are unbounded in both directions (per peer for sending, one event channel for
 //! receiving): the protocols above bound what they keep in flight with their own windows
-//! and acknowledgements.
+//! and acknowledgements. A sender that wants to produce only as fast as a link takes bytes
+//! reads [`MeshHandle::queued`] and waits for [`MeshHandle::drained`].
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -41,7 +43,7 @@ use quinn::{
     Connection, ConnectionError, Endpoint, EndpointConfig, RecvStream, SendStream, VarInt,
 };
 use rustls_pki_types::CertificateDer;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 
@@ -60,6 +62,9 @@ const GRANT_TIMEOUT: Duration = Duration::from_secs(5);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// At most this many queued frames go into one write.
 const WRITE_BATCH: usize = 64;
+/// A received frame body's buffer is reserved up to this size at once; a longer body's
+/// grows as its bytes arrive.
+const BODY_RESERVE: usize = 8 << 20;
 
 const CLOSE_CLOSED: u32 = 0;
 const CLOSE_REFUSED: u32 = 1;
@@ -207,6 +212,7 @@ impl Mesh {
             client,
             events,
             links: Mutex::new(BTreeMap::new()),
+            drained: Notify::new(),
             accepted: Mutex::new(BTreeMap::new()),
         });
         let mut tasks = vec![tokio::spawn(accept_loop(
@@ -257,9 +263,32 @@ impl MeshHandle {
             );
             return false;
         }
-        lock(&shared.links)
+        let len = frame.len() + 4;
+        lock(&shared.links).get(&node).is_some_and(|link| {
+            // Counted before it is queued, so the writer never subtracts it first.
+            link.queued.fetch_add(len, Ordering::Relaxed);
+            let sent = link.tx.send(frame).is_ok();
+            if !sent {
+                link.queued.fetch_sub(len, Ordering::Relaxed);
+            }
+            sent
+        })
+    }
+
+    /// Bytes queued to `node` (length prefixes included) that its connection's stream has
+    /// not taken yet; 0 when it is down. QUIC takes bytes as the peer's flow control
+    /// allows, so this grows when a sender outpaces the peer.
+    pub fn queued(&self, node: u32) -> usize {
+        lock(&self.inner.shared.links)
             .get(&node)
-            .is_some_and(|link| link.send(frame).is_ok())
+            .map_or(0, |link| link.queued.load(Ordering::Relaxed))
+    }
+
+    /// Completes once a link's stream has taken queued bytes since the last time it
+    /// completed (at once if that happened meanwhile): the moment to look at
+    /// [`Self::queued`] again.
+    pub async fn drained(&self) {
+        self.inner.shared.drained.notified().await;
     }
 
     /// Whether our connection to `node` is up.
@@ -331,9 +360,19 @@ struct Shared {
     client: quinn::ClientConfig,
     events: mpsc::UnboundedSender<MeshEvent>,
     /// The queue of each peer whose dialed connection is up.
-    links: Mutex<BTreeMap<u32, mpsc::UnboundedSender<Bytes>>>,
+    links: Mutex<BTreeMap<u32, Link>>,
+    /// Notified whenever a link's stream took queued bytes.
+    drained: Notify,
     /// The newest accepted connection of each peer.
     accepted: Mutex<BTreeMap<u32, Connection>>,
+}
+
+/// The sending side of a dialed connection that is up.
+#[derive(Debug)]
+struct Link {
+    tx: mpsc::UnboundedSender<Bytes>,
+    /// Bytes in `tx` not yet taken by the stream.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -455,8 +494,15 @@ async fn run_link(
     shutdown: &mut watch::Receiver<bool>,
 ) -> std::ops::ControlFlow<()> {
     let node = shared.node;
-    let (link, mut queue) = mpsc::unbounded_channel::<Bytes>();
-    lock(&shared.links).insert(peer, link);
+    let (tx, mut queue) = mpsc::unbounded_channel::<Bytes>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    lock(&shared.links).insert(
+        peer,
+        Link {
+            tx,
+            queued: queued.clone(),
+        },
+    );
     info!(node, peer, remote = %conn.remote_address(), "peer up");
     shared.emit(MeshEvent::PeerUp(peer));
     let mut chunks = Vec::with_capacity(2 * WRITE_BATCH);
@@ -477,9 +523,12 @@ async fn run_link(
                         Err(_) => break,
                     }
                 }
+                let taken: usize = chunks.iter().map(Bytes::len).sum();
                 if let Err(e) = stream.write_all_chunks(&mut chunks).await {
                     break e.to_string();
                 }
+                queued.fetch_sub(taken, Ordering::Relaxed);
+                shared.drained.notify_one();
             }
         }
     };
@@ -612,7 +661,8 @@ async fn read_frames(shared: &Shared, peer: u32, mut stream: RecvStream) -> Resu
     }
 }
 
-/// Reads a body of `len` bytes, growing the buffer only as data arrives.
+/// Reads a body of `len` bytes into one buffer, reserved whole up to [`BODY_RESERVE`]
+/// (a frame's chunks are copied in once) and grown beyond that only as data arrives.
 async fn read_body(stream: &mut RecvStream, len: usize) -> Result<Bytes, FrameError> {
     let mut body = BytesMut::new();
     while body.len() < len {
@@ -623,6 +673,9 @@ async fn read_body(stream: &mut RecvStream, len: usize) -> Result<Bytes, FrameEr
         if body.is_empty() && chunk.bytes.len() == len {
             // The whole body in one chunk: no copy.
             return Ok(chunk.bytes);
+        }
+        if body.capacity() == 0 {
+            body.reserve(len.min(BODY_RESERVE));
         }
         body.extend_from_slice(&chunk.bytes);
     }

@@ -28,12 +28,12 @@
 //! [`Transmit`]s and publishes [`Primary::acked_floor`] in the replica header, which is
 //! what `saCkptCheckpointSynchronize` waits for.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use ckpt_engine::{Change, ChangeKind, Changes, Replica, SectionError, SectionFilter};
 
-use crate::wire::{DiffOp, Frame};
+use crate::wire::{DiffOp, DiffOpRef, DiffRef, DiffWriter, Encode, Frame};
 
 /// `base` of a snapshot frame.
 pub const SNAPSHOT: u64 = u64::MAX;
@@ -46,7 +46,9 @@ pub const INCOMPLETE: u64 = u64::MAX;
 pub struct ReplConfig {
     /// Journal records read per batch.
     pub max_batch_changes: usize,
-    /// Section bytes per `Diff` frame (a single larger section still goes in one frame).
+    /// Bytes per `Diff` frame, journal batches and snapshot parts alike: a frame stops
+    /// taking sections once it holds this much (a single larger section still goes in one
+    /// frame).
     pub max_batch_bytes: usize,
     /// Bytes sent but not acknowledged, per replica, before the primary stops sending to
     /// it (what it sends after that is coalesced).
@@ -63,7 +65,7 @@ impl Default for ReplConfig {
     fn default() -> Self {
         Self {
             max_batch_changes: 4096,
-            max_batch_bytes: 4 << 20,
+            max_batch_bytes: 1 << 20,
             window_bytes: 64 << 20,
             resend_after: Duration::from_secs(2),
             probe_every: Duration::from_millis(100),
@@ -78,6 +80,26 @@ pub struct Transmit {
     pub node: u32,
     /// The frame.
     pub frame: Frame,
+}
+
+/// A `Diff` frame for a node, already encoded: its body, kind byte first (what
+/// [`Frame::decode`] and [`DiffRef::decode`] take, and the mesh sends). See
+/// [`Primary::poll_encoded`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct EncodedDiff {
+    /// Destination node.
+    pub node: u32,
+    /// The frame body.
+    pub body: Vec<u8>,
+}
+
+impl core::fmt::Debug for EncodedDiff {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EncodedDiff")
+            .field("node", &self.node)
+            .field("len", &self.body.len())
+            .finish()
+    }
 }
 
 /// What the primary learned from a replica that the driver must act on.
@@ -176,6 +198,8 @@ pub struct Primary {
     config: ReplConfig,
     followers: BTreeMap<u32, Follower>,
     changes: Vec<Change>,
+    /// The last poll stopped short for want of room on a link.
+    wants_room: bool,
 }
 
 impl Primary {
@@ -187,6 +211,7 @@ impl Primary {
             config,
             followers: BTreeMap::new(),
             changes: Vec::new(),
+            wants_room: false,
         }
     }
 
@@ -312,6 +337,40 @@ impl Primary {
         now: Duration,
         out: &mut Vec<Transmit>,
     ) -> Option<Duration> {
+        self.poll_into(replica, now, &|_| usize::MAX, out)
+    }
+
+    /// [`Self::poll`] for a driver that sends bytes: the frames come encoded, each
+    /// section's bytes copied once, from `replica` into the frame, and at most about
+    /// `room(node)` bytes of them go to each node (probes always go; a frame is not split,
+    /// so the last one may exceed it). When a node's room stopped it,
+    /// [`Self::wants_room`] says so until the next poll: poll again once the link to that
+    /// node has drained, so the replica is fed as fast as the link takes bytes and what
+    /// it does not take yet stays in the journal, to be coalesced.
+    pub fn poll_encoded(
+        &mut self,
+        replica: &Replica,
+        now: Duration,
+        room: &dyn Fn(u32) -> usize,
+        out: &mut Vec<EncodedDiff>,
+    ) -> Option<Duration> {
+        self.poll_into(replica, now, room, out)
+    }
+
+    /// Whether the last [`Self::poll_encoded`] left frames unsent for want of room on a
+    /// link.
+    pub fn wants_room(&self) -> bool {
+        self.wants_room
+    }
+
+    fn poll_into<S: Sink>(
+        &mut self,
+        replica: &Replica,
+        now: Duration,
+        room: &dyn Fn(u32) -> usize,
+        out: &mut S,
+    ) -> Option<Duration> {
+        self.wants_room = false;
         let mut next: Option<Duration> = None;
         let mut wake = |t: Duration| next = Some(next.map_or(t, |n: Duration| n.min(t)));
         let nodes: Vec<u32> = self.followers.keys().copied().collect();
@@ -326,32 +385,28 @@ impl Primary {
             {
                 f.probe();
             }
+            let mut budget = Budget {
+                room: room(node),
+                used: 0,
+            };
             match &mut f.phase {
                 Phase::Probe { sent_at } => {
                     let due =
                         sent_at.is_none_or(|t| now.saturating_sub(t) >= self.config.probe_every);
                     if due {
                         *sent_at = Some(now);
-                        out.push(Transmit {
-                            node,
-                            frame: Frame::Diff {
-                                instance: self.instance,
-                                term: self.term,
-                                base: f.acked,
-                                mark: f.acked,
-                                ops: Vec::new(),
-                            },
-                        });
+                        let probe = out.begin(self.instance, self.term, f.acked, 0);
+                        out.push(node, probe, f.acked);
                     }
                     let t = sent_at.unwrap_or(now) + self.config.probe_every;
                     wake(t);
                 }
                 Phase::Snapshot(_) => {
-                    self.send_snapshot(node, replica, now, out);
+                    self.send_snapshot(node, replica, now, &mut budget, out);
                     wake(now + self.config.resend_after);
                 }
                 Phase::Stream => {
-                    self.send_stream(node, replica, now, out);
+                    self.send_stream(node, replica, now, &mut budget, out);
                     let f = &self.followers[&node];
                     if !f.unacked.is_empty() {
                         wake(f.last_progress + self.config.resend_after);
@@ -362,12 +417,13 @@ impl Primary {
         next
     }
 
-    fn send_stream(
+    fn send_stream<S: Sink>(
         &mut self,
         node: u32,
         replica: &Replica,
         now: Duration,
-        out: &mut Vec<Transmit>,
+        budget: &mut Budget,
+        out: &mut S,
     ) {
         loop {
             let f = self.followers.get_mut(&node).expect("listed");
@@ -376,6 +432,10 @@ impl Primary {
             }
             let head = replica.commit_seq();
             if f.sent >= head {
+                return;
+            }
+            if budget.full() {
+                self.wants_room = true;
                 return;
             }
             self.changes.clear();
@@ -389,36 +449,33 @@ impl Primary {
                     // The ring lapped it: resend the sections newer than what it has.
                     let acked = f.acked;
                     f.phase = Phase::Snapshot(start_snapshot(replica, acked));
-                    self.send_snapshot(node, replica, now, out);
+                    self.send_snapshot(node, replica, now, budget, out);
                     return;
                 }
             };
             if upto == f.sent {
                 return; // the next change is still being written
             }
-            let (ops, bytes) = batch_ops(replica, &self.changes);
+            let max_bytes = self.config.max_batch_bytes;
+            let (kept, mark, estimate) = cut_batch(replica, &self.changes, upto, max_bytes);
             let base = f.sent;
-            f.sent = upto;
-            f.note_sent(upto, bytes.max(1), now);
-            out.push(Transmit {
-                node,
-                frame: Frame::Diff {
-                    instance: self.instance,
-                    term: self.term,
-                    base,
-                    mark: upto,
-                    ops,
-                },
-            });
+            let mut batch = out.begin(self.instance, self.term, base, estimate);
+            batch_ops(replica, &self.changes[..kept], &mut batch);
+            let bytes = batch.bytes();
+            f.sent = mark;
+            f.note_sent(mark, bytes as u64, now);
+            budget.used += bytes;
+            out.push(node, batch, mark);
         }
     }
 
-    fn send_snapshot(
+    fn send_snapshot<S: Sink>(
         &mut self,
         node: u32,
         replica: &Replica,
         now: Duration,
-        out: &mut Vec<Transmit>,
+        budget: &mut Budget,
+        out: &mut S,
     ) {
         let max_bytes = self.config.max_batch_bytes;
         let window = self.config.window_bytes;
@@ -435,44 +492,148 @@ impl Primary {
             if f.unacked_bytes >= window {
                 return;
             }
+            if budget.full() {
+                self.wants_room = true;
+                return;
+            }
             let Phase::Snapshot(s) = &mut f.phase else {
                 return;
             };
-            let mut ops = Vec::new();
-            let mut bytes = 0usize;
+            // Room for a frame that ends just past `max_bytes` with one more section.
+            let mut batch = out.begin(instance, term, SNAPSHOT, max_bytes + max_bytes / 8);
             if !s.started {
-                let ids: Vec<Vec<u8>> = s.todo.iter().cloned().collect();
-                bytes += ids.iter().map(|i| i.len() + 4).sum::<usize>();
-                ops.push(DiffOp::Retain { ids });
+                let ids: Vec<&[u8]> = s.todo.iter().map(Vec::as_slice).collect();
+                batch.op(&DiffOpRef::Retain { ids });
                 s.started = true;
             }
-            while bytes < max_bytes {
+            while batch.bytes() < max_bytes {
                 let Some(id) = s.todo.pop_front() else { break };
-                if let Some(op) = put_op(replica, &id, s.newer_than) {
-                    bytes += op_bytes(&op);
-                    ops.push(op);
-                }
+                put_op(replica, &id, s.newer_than, &mut batch);
             }
             let last = s.todo.is_empty();
             let mark = if last { s.mark } else { SNAPSHOT };
             let snap_mark = s.mark;
-            f.note_sent(mark, bytes.max(1) as u64, now);
-            out.push(Transmit {
-                node,
-                frame: Frame::Diff {
-                    instance,
-                    term,
-                    base: SNAPSHOT,
-                    mark,
-                    ops,
-                },
-            });
+            let bytes = batch.bytes();
+            f.note_sent(mark, bytes as u64, now);
+            budget.used += bytes;
+            out.push(node, batch, mark);
             if last {
                 f.sent = snap_mark;
                 f.phase = Phase::Stream;
                 return;
             }
         }
+    }
+}
+
+/// Bytes a link may take in one poll, and what the frames made so far took.
+struct Budget {
+    room: usize,
+    used: usize,
+}
+
+impl Budget {
+    fn full(&self) -> bool {
+        self.used >= self.room
+    }
+}
+
+/// Where a primary's frames go: [`Transmit`]s of [`Frame::Diff`] ([`Primary::poll`]), or
+/// frame bodies encoded as they are built ([`Primary::poll_encoded`]).
+trait Sink {
+    type Batch: Batch;
+    /// A frame of `instance` in `term` following on `base`, whose ops should take about
+    /// `capacity` bytes (what the buffer reserves: a grown buffer copies what it holds).
+    fn begin(&self, instance: u64, term: u64, base: u64, capacity: usize) -> Self::Batch;
+    /// Sends `batch` to `node`; applying it brings the replica to `mark`.
+    fn push(&mut self, node: u32, batch: Self::Batch, mark: u64);
+}
+
+/// The ops of one `Diff` frame being built.
+trait Batch {
+    /// Appends an op (its bytes are copied).
+    fn op(&mut self, op: &DiffOpRef<'_>);
+    /// Bytes of the frame body so far.
+    fn bytes(&self) -> usize;
+}
+
+/// A [`Frame::Diff`] being built.
+struct FrameBatch {
+    instance: u64,
+    term: u64,
+    base: u64,
+    ops: Vec<DiffOp>,
+    bytes: usize,
+}
+
+impl Batch for FrameBatch {
+    fn op(&mut self, op: &DiffOpRef<'_>) {
+        let op = op.to_owned();
+        self.bytes += op.wire_len();
+        self.ops.push(op);
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Sink for Vec<Transmit> {
+    type Batch = FrameBatch;
+
+    fn begin(&self, instance: u64, term: u64, base: u64, _capacity: usize) -> FrameBatch {
+        FrameBatch {
+            instance,
+            term,
+            base,
+            ops: Vec::new(),
+            bytes: DiffWriter::EMPTY_LEN,
+        }
+    }
+
+    fn push(&mut self, node: u32, batch: FrameBatch, mark: u64) {
+        Self::push(
+            self,
+            Transmit {
+                node,
+                frame: Frame::Diff {
+                    instance: batch.instance,
+                    term: batch.term,
+                    base: batch.base,
+                    mark,
+                    ops: batch.ops,
+                },
+            },
+        );
+    }
+}
+
+impl Batch for DiffWriter {
+    fn op(&mut self, op: &DiffOpRef<'_>) {
+        // The inherent `DiffWriter::op`.
+        Self::op(self, op);
+    }
+
+    fn bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Sink for Vec<EncodedDiff> {
+    type Batch = DiffWriter;
+
+    fn begin(&self, instance: u64, term: u64, base: u64, capacity: usize) -> DiffWriter {
+        DiffWriter::new(instance, term, base, DiffWriter::EMPTY_LEN + capacity)
+    }
+
+    fn push(&mut self, node: u32, batch: DiffWriter, mark: u64) {
+        Self::push(
+            self,
+            EncodedDiff {
+                node,
+                body: batch.finish(mark),
+            },
+        );
     }
 }
 
@@ -488,31 +649,64 @@ fn start_snapshot(replica: &Replica, newer_than: u64) -> Snapshot {
     }
 }
 
-/// A `Put` of section `id` as it is now, if its version is newer than `newer_than`.
-fn put_op(replica: &Replica, id: &[u8], newer_than: u64) -> Option<DiffOp> {
-    let info = replica.section_info(id).ok()?;
+/// Adds a `Put` of section `id` as it is now, if its version is newer than `newer_than`.
+/// The bytes go from the replica's slot straight into the frame.
+fn put_op(replica: &Replica, id: &[u8], newer_than: u64, batch: &mut impl Batch) {
+    let Ok(info) = replica.section_info(id) else {
+        return;
+    };
     if newer_than != 0 && info.version <= newer_than {
-        return None;
+        return;
     }
-    let data = replica.read_to_vec(id).ok()?;
-    Some(DiffOp::Put {
-        id: id.to_vec(),
+    let Ok(data) = replica.borrow(id) else {
+        return;
+    };
+    batch.op(&DiffOpRef::Put {
+        id,
         expiration: info.expiration,
-        data,
-    })
+        data: &data,
+    });
 }
 
-fn op_bytes(op: &DiffOp) -> usize {
-    match op {
-        DiffOp::Put { id, data, .. } | DiffOp::Write { id, data, .. } => id.len() + data.len() + 24,
-        DiffOp::Delete { id } | DiffOp::Expire { id, .. } => id.len() + 16,
-        DiffOp::Retain { ids } => ids.iter().map(|i| i.len() + 4).sum::<usize>() + 8,
+/// Wire bytes of an op beside its id and data (tag, two lengths, a 64-bit field).
+const OP_OVERHEAD: usize = 1 + 4 + 8 + 4;
+
+/// How many of `changes` (a prefix) one frame carries, the seq applying it brings a
+/// replica to, and about how many bytes its ops take: all of them, up to `upto`, when the
+/// sections they touch fit in `max_bytes` (counted at their current size, which bounds
+/// what their op carries); otherwise the longest prefix that fits, up to the seq of its
+/// last change. A first section larger than `max_bytes` goes alone.
+fn cut_batch(
+    replica: &Replica,
+    changes: &[Change],
+    upto: u64,
+    max_bytes: usize,
+) -> (usize, u64, usize) {
+    let mut seen: BTreeSet<&[u8]> = BTreeSet::new();
+    let mut bytes = 0usize;
+    for (i, c) in changes.iter().enumerate() {
+        let Some(id) = c.id.as_deref() else {
+            continue;
+        };
+        if !seen.insert(id) {
+            continue;
+        }
+        let size = replica
+            .section_info(id)
+            .map_or(0, |info| usize::try_from(info.size).unwrap_or(usize::MAX));
+        let cost = OP_OVERHEAD.saturating_add(id.len()).saturating_add(size);
+        if bytes > 0 && bytes.saturating_add(cost) > max_bytes {
+            return (i, changes[i - 1].seq, bytes);
+        }
+        bytes = bytes.saturating_add(cost);
     }
+    (changes.len(), upto, bytes)
 }
 
 /// Turns a batch of journal records into ops, one per section, in the order of each
 /// section's last change (so a delete that made room precedes the create that used it).
-fn batch_ops(replica: &Replica, changes: &[Change]) -> (Vec<DiffOp>, u64) {
+/// Section bytes go from the replica's slots straight into the frame.
+fn batch_ops(replica: &Replica, changes: &[Change], batch: &mut impl Batch) {
     #[derive(Default)]
     struct Touch {
         last: usize,
@@ -542,60 +736,53 @@ fn batch_ops(replica: &Replica, changes: &[Change]) -> (Vec<DiffOp>, u64) {
     }
     let mut order: Vec<(&[u8], Touch)> = touched.into_iter().collect();
     order.sort_by_key(|(_, t)| t.last);
-    let mut ops = Vec::with_capacity(order.len() + 1);
-    let mut bytes = 0u64;
     for (id, t) in order {
-        let op = match replica.section_info(id) {
-            Err(_) => DiffOp::Delete { id: id.to_vec() },
-            Ok(info) if t.only_expiration => DiffOp::Expire {
-                id: id.to_vec(),
+        match replica.section_info(id) {
+            Err(_) => batch.op(&DiffOpRef::Delete { id }),
+            Ok(info) if t.only_expiration => batch.op(&DiffOpRef::Expire {
+                id,
                 expiration: info.expiration,
-            },
-            Ok(info) => match t.write.filter(|_| t.count == 1 && !t.deleted) {
-                Some((offset, len)) if offset <= info.size => {
-                    let end = (offset + len).min(info.size);
-                    let mut data = vec![0; (end - offset) as usize];
-                    match replica.read(id, offset, &mut data) {
-                        Ok(n) => {
-                            data.truncate(n);
-                            DiffOp::Write {
-                                id: id.to_vec(),
-                                offset,
-                                data,
-                            }
+            }),
+            Ok(info) => {
+                // Deleted between the two reads: a later record says so.
+                let Ok(data) = replica.borrow(id) else {
+                    continue;
+                };
+                match t.write.filter(|_| t.count == 1 && !t.deleted) {
+                    Some((offset, len)) if offset <= info.size => {
+                        let size = data.len() as u64;
+                        if offset > size {
+                            continue; // shrunk since: a later record says so
                         }
-                        Err(_) => continue,
+                        let end = offset.saturating_add(len).min(info.size).min(size);
+                        let range = offset as usize..end as usize;
+                        batch.op(&DiffOpRef::Write {
+                            id,
+                            offset,
+                            data: &data[range],
+                        });
                     }
-                }
-                _ => match replica.read_to_vec(id) {
-                    Ok(data) => DiffOp::Put {
-                        id: id.to_vec(),
+                    _ => batch.op(&DiffOpRef::Put {
+                        id,
                         expiration: info.expiration,
-                        data,
-                    },
-                    // Deleted between the two reads: a later record says so.
-                    Err(_) => continue,
-                },
-            },
-        };
-        bytes += op_bytes(&op) as u64;
-        ops.push(op);
+                        data: &data,
+                    }),
+                }
+            }
+        }
     }
     if lost_delete {
         let ids: Vec<Vec<u8>> = replica.sections(SectionFilter::Any).map(|s| s.id).collect();
-        let op = DiffOp::Retain { ids };
-        bytes += op_bytes(&op) as u64;
-        ops.push(op);
+        let ids: Vec<&[u8]> = ids.iter().map(Vec::as_slice).collect();
+        batch.op(&DiffOpRef::Retain { ids });
     }
-    (ops, bytes)
 }
 
 /// Applies a `Diff` received for `instance` to the local replica and returns the answer
 /// for the primary (`Ack` with the position now held, or `Stale` naming this replica's
 /// term when the frame's term is older, or newer without being a snapshot).
 ///
-/// `changed` is set when sections changed (arrival callbacks on this node fire from the
-/// replica's own journal either way).
+/// Arrival callbacks on this node fire from the replica's own journal.
 pub fn apply_diff(
     replica: &Replica,
     instance: u64,
@@ -604,6 +791,28 @@ pub fn apply_diff(
     mark: u64,
     ops: &[DiffOp],
 ) -> Frame {
+    apply_diff_ref(
+        replica,
+        &DiffRef {
+            instance,
+            term,
+            base,
+            mark,
+            ops: ops.iter().map(DiffOp::as_ref).collect(),
+        },
+    )
+}
+
+/// [`apply_diff`] for a diff decoded in place ([`DiffRef::decode`]): section bytes go
+/// from the received frame straight into the replica.
+pub fn apply_diff_ref(replica: &Replica, diff: &DiffRef<'_>) -> Frame {
+    let DiffRef {
+        instance,
+        term,
+        base,
+        mark,
+        ref ops,
+    } = *diff;
     let (pterm, pseq) = replica.replication_position();
     let stale = Frame::Stale {
         instance,
@@ -649,7 +858,7 @@ pub fn apply_diff(
 
 /// Applies ops in order; an op refused for want of room is retried once the others are
 /// in (a coalesced batch may grow one section before another shrinks).
-fn apply_ops(replica: &Replica, ops: &[DiffOp]) -> Result<(), SectionError> {
+fn apply_ops(replica: &Replica, ops: &[DiffOpRef<'_>]) -> Result<(), SectionError> {
     let a = replica.applier();
     let mut deferred = Vec::new();
     for op in ops {
@@ -667,23 +876,233 @@ fn apply_ops(replica: &Replica, ops: &[DiffOp]) -> Result<(), SectionError> {
     Ok(())
 }
 
-fn apply_op(a: &ckpt_engine::Applier<'_>, op: &DiffOp) -> Result<(), SectionError> {
-    match op {
-        DiffOp::Put {
+fn apply_op(a: &ckpt_engine::Applier<'_>, op: &DiffOpRef<'_>) -> Result<(), SectionError> {
+    match *op {
+        DiffOpRef::Put {
             id,
             expiration,
             data,
-        } => a.put(id, *expiration, data),
-        DiffOp::Write { id, offset, data } => a.write(id, *offset, data),
-        DiffOp::Delete { id } => a.delete(id).map(|_| ()),
-        DiffOp::Expire { id, expiration } => match a.set_expiration(id, *expiration) {
+        } => a.put(id, expiration, data),
+        DiffOpRef::Write { id, offset, data } => a.write(id, offset, data),
+        DiffOpRef::Delete { id } => a.delete(id).map(|_| ()),
+        DiffOpRef::Expire { id, expiration } => match a.set_expiration(id, expiration) {
             Err(SectionError::NotExist) => Ok(()),
             r => r,
         },
-        DiffOp::Retain { ids } => {
-            let mut keep: Vec<&[u8]> = ids.iter().map(Vec::as_slice).collect();
+        DiffOpRef::Retain { ref ids } => {
+            let mut keep: Vec<&[u8]> = ids.clone();
             keep.sort_unstable();
             a.retain(|id| keep.binary_search(&id).is_ok()).map(|_| ())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ckpt_engine::{ReplicaAttributes, ReplicaLimits, Role, TIME_END};
+
+    use super::*;
+
+    fn replica() -> Replica {
+        let attrs = ReplicaAttributes {
+            creation_flags: 2,
+            checkpoint_size: 64 * 8192,
+            retention_ns: 0,
+            max_sections: 64,
+            max_section_size: 8192,
+            max_section_id_size: 16,
+        };
+        Replica::create_in_memory(&attrs, &ReplicaLimits::default()).expect("in-memory replica")
+    }
+
+    fn contents(r: &Replica) -> Vec<(Vec<u8>, i64, Vec<u8>)> {
+        let mut v: Vec<_> = r
+            .sections(SectionFilter::Any)
+            .map(|s| {
+                let data = r.read_to_vec(&s.id).expect("read");
+                (s.id, s.expiration, data)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Applies encoded frames to `rep` and hands the answers back to `p`.
+    fn deliver(p: &mut Primary, primary: &Replica, rep: &Replica, frames: &[EncodedDiff]) {
+        for d in frames {
+            let diff = DiffRef::decode(&d.body).unwrap().unwrap();
+            match apply_diff_ref(rep, &diff) {
+                Frame::Ack { term, seq, .. } => p.on_ack(d.node, term, seq, primary, NOW),
+                Frame::Stale { term, .. } => assert_eq!(p.on_stale(d.node, term), None),
+                other => panic!("replica answered {other:?}"),
+            }
+        }
+    }
+
+    const NOW: Duration = Duration::from_secs(1);
+
+    /// A primary in term 1 whose replica on node 2 (empty, in term 1 at seq 0) follows
+    /// its journal.
+    fn streaming(config: ReplConfig) -> (Primary, Replica, Replica) {
+        let primary = replica();
+        let rep = replica();
+        rep.set_role(Role::Replica, 1);
+        rep.set_replication_position(1, 0);
+        let mut p = Primary::new(7, 1, config);
+        p.set_replicas(&[2], |_| true);
+        p.peer_up(2);
+        let mut out = Vec::new();
+        p.poll_encoded(&primary, NOW, &|_| usize::MAX, &mut out);
+        assert_eq!(out.len(), 1, "a probe");
+        deliver(&mut p, &primary, &rep, &out);
+        assert_eq!(p.acked_by(2), Some(0));
+        (p, primary, rep)
+    }
+
+    #[test]
+    fn encoded_frames_are_the_frames_poll_makes() {
+        let source = replica();
+        for i in 0..20u8 {
+            source
+                .create_section(Some(&[b's', i]), TIME_END, &[i; 3000])
+                .unwrap();
+        }
+        let config = ReplConfig {
+            max_batch_bytes: 10_000,
+            ..ReplConfig::default()
+        };
+        let mut frames = Primary::new(7, 1, config.clone());
+        let mut encoded = Primary::new(7, 1, config);
+        for p in [&mut frames, &mut encoded] {
+            p.set_replicas(&[2, 3], |_| true);
+            p.peer_up(2);
+            p.peer_up(3);
+        }
+        let check = |frames: &mut Primary, encoded: &mut Primary| {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            frames.poll(&source, NOW, &mut a);
+            encoded.poll_encoded(&source, NOW, &|_| usize::MAX, &mut b);
+            assert_eq!(a.len(), b.len());
+            for (a, b) in a.iter().zip(&b) {
+                assert_eq!(a.node, b.node);
+                assert_eq!(Frame::decode(&b.body).as_ref(), Ok(&a.frame));
+            }
+            a.len()
+        };
+        assert_eq!(check(&mut frames, &mut encoded), 2, "probes");
+        // Node 2 has nothing (snapshot), node 3 is at seq 5 of this term (journal).
+        for p in [&mut frames, &mut encoded] {
+            assert_eq!(p.on_stale(2, 0), None);
+            p.on_ack(3, 1, 5, &source, NOW);
+        }
+        assert!(check(&mut frames, &mut encoded) > 4);
+        source.overwrite(&[b's', 1], &[9; 100]).unwrap();
+        source.delete_section(&[b's', 2]).unwrap();
+        source.set_expiration(&[b's', 3], 1 << 60).unwrap();
+        for p in [&mut frames, &mut encoded] {
+            p.on_ack(3, 1, source.commit_seq() - 3, &source, NOW);
+        }
+        assert!(check(&mut frames, &mut encoded) > 0);
+    }
+
+    #[test]
+    fn journal_batches_are_cut_at_max_batch_bytes_and_converge() {
+        let max = 10_000;
+        let (mut p, primary, rep) = streaming(ReplConfig {
+            max_batch_bytes: max,
+            ..ReplConfig::default()
+        });
+        for i in 0..30u8 {
+            primary
+                .create_section(Some(&[b's', i]), TIME_END, &[i; 3000])
+                .unwrap();
+        }
+        // One section larger than a frame goes alone.
+        primary.overwrite(&[b's', 7], &[7; 8000]).unwrap();
+        let mut out = Vec::new();
+        p.poll_encoded(&primary, NOW, &|_| usize::MAX, &mut out);
+        assert!(out.len() >= 9, "{} frames", out.len());
+        for d in &out {
+            let diff = DiffRef::decode(&d.body).unwrap().unwrap();
+            assert!(
+                d.body.len() <= max || diff.ops.len() == 1,
+                "{} bytes in {} ops",
+                d.body.len(),
+                diff.ops.len()
+            );
+            assert!(diff.mark > diff.base);
+        }
+        deliver(&mut p, &primary, &rep, &out);
+        assert_eq!(contents(&rep), contents(&primary));
+        assert_eq!(rep.replication_position(), (1, primary.commit_seq()));
+        assert_eq!(p.acked_floor(), Some(primary.commit_seq()));
+    }
+
+    #[test]
+    fn a_poll_makes_what_the_link_has_room_for_and_says_it_wants_more() {
+        let (mut p, primary, rep) = streaming(ReplConfig {
+            max_batch_bytes: 4096,
+            ..ReplConfig::default()
+        });
+        for i in 0..12u8 {
+            primary
+                .create_section(Some(&[b's', i]), TIME_END, &[i; 3000])
+                .unwrap();
+        }
+        let mut out = Vec::new();
+        p.poll_encoded(&primary, NOW, &|_| 0, &mut out);
+        assert!(out.is_empty());
+        assert!(p.wants_room());
+        p.poll_encoded(&primary, NOW, &|_| 1, &mut out);
+        assert_eq!(out.len(), 1, "a frame is never split");
+        assert!(p.wants_room());
+        deliver(&mut p, &primary, &rep, &out);
+        out.clear();
+        p.poll_encoded(&primary, NOW, &|_| usize::MAX, &mut out);
+        assert!(!p.wants_room());
+        deliver(&mut p, &primary, &rep, &out);
+        assert_eq!(contents(&rep), contents(&primary));
+        // Nothing left: no frame, and no room wanted.
+        out.clear();
+        p.poll_encoded(&primary, NOW, &|_| 0, &mut out);
+        assert!(out.is_empty());
+        assert!(!p.wants_room());
+    }
+
+    #[test]
+    fn a_snapshot_goes_as_the_link_takes_it() {
+        let primary = replica();
+        for i in 0..16u8 {
+            primary
+                .create_section(Some(&[b's', i]), TIME_END, &[i; 5000])
+                .unwrap();
+        }
+        let rep = replica();
+        rep.set_role(Role::Replica, 0);
+        let mut p = Primary::new(
+            7,
+            1,
+            ReplConfig {
+                max_batch_bytes: 8192,
+                ..ReplConfig::default()
+            },
+        );
+        p.set_replicas(&[2], |_| true);
+        p.peer_up(2);
+        let mut rounds = 0;
+        loop {
+            let mut out = Vec::new();
+            p.poll_encoded(&primary, NOW, &|_| 10_000, &mut out);
+            if out.is_empty() {
+                break;
+            }
+            assert!(out.iter().map(|d| d.body.len()).sum::<usize>() < 10_000 + 8192 + 5100);
+            deliver(&mut p, &primary, &rep, &out);
+            rounds += 1;
+        }
+        assert!(rounds >= 8, "{rounds} polls");
+        assert_eq!(contents(&rep), contents(&primary));
+        assert_eq!(p.acked_floor(), Some(primary.resync_point()));
     }
 }

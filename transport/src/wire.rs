@@ -525,6 +525,337 @@ pub enum DiffOp {
     },
 }
 
+impl DiffOp {
+    /// The op borrowed: what [`DiffRef`] holds and the replica's applier takes.
+    pub fn as_ref(&self) -> DiffOpRef<'_> {
+        match self {
+            Self::Put {
+                id,
+                expiration,
+                data,
+            } => DiffOpRef::Put {
+                id,
+                expiration: *expiration,
+                data,
+            },
+            Self::Write { id, offset, data } => DiffOpRef::Write {
+                id,
+                offset: *offset,
+                data,
+            },
+            Self::Delete { id } => DiffOpRef::Delete { id },
+            Self::Expire { id, expiration } => DiffOpRef::Expire {
+                id,
+                expiration: *expiration,
+            },
+            Self::Retain { ids } => DiffOpRef::Retain {
+                ids: ids.iter().map(Vec::as_slice).collect(),
+            },
+        }
+    }
+}
+
+/// A [`DiffOp`] whose byte strings are borrowed from the frame it was decoded from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiffOpRef<'a> {
+    /// [`DiffOp::Put`].
+    Put {
+        /// The section id.
+        id: &'a [u8],
+        /// The expiration time in nanoseconds.
+        expiration: i64,
+        /// The section's whole data.
+        data: &'a [u8],
+    },
+    /// [`DiffOp::Write`].
+    Write {
+        /// The section id.
+        id: &'a [u8],
+        /// The offset in the section.
+        offset: u64,
+        /// The bytes written.
+        data: &'a [u8],
+    },
+    /// [`DiffOp::Delete`].
+    Delete {
+        /// The section id.
+        id: &'a [u8],
+    },
+    /// [`DiffOp::Expire`].
+    Expire {
+        /// The section id.
+        id: &'a [u8],
+        /// The new expiration time in nanoseconds.
+        expiration: i64,
+    },
+    /// [`DiffOp::Retain`].
+    Retain {
+        /// The ids of the sections to keep.
+        ids: Vec<&'a [u8]>,
+    },
+}
+
+impl<'a> DiffOpRef<'a> {
+    /// Reads one op (tag, then fields), borrowing its byte strings from the input.
+    pub fn decode_from(dec: &mut Dec<'a>) -> Result<Self, WireError> {
+        Ok(match dec.u8()? {
+            1 => Self::Put {
+                id: dec.bytes()?,
+                expiration: dec.i64()?,
+                data: dec.bytes()?,
+            },
+            2 => Self::Write {
+                id: dec.bytes()?,
+                offset: dec.u64()?,
+                data: dec.bytes()?,
+            },
+            3 => Self::Delete { id: dec.bytes()? },
+            4 => Self::Expire {
+                id: dec.bytes()?,
+                expiration: dec.i64()?,
+            },
+            5 => Self::Retain {
+                ids: dec.vec(MIN_BYTES, Dec::bytes)?,
+            },
+            tag => {
+                return Err(WireError::UnknownTag {
+                    what: "DiffOp",
+                    tag,
+                });
+            }
+        })
+    }
+
+    /// The op with its byte strings copied.
+    pub fn to_owned(&self) -> DiffOp {
+        match *self {
+            Self::Put {
+                id,
+                expiration,
+                data,
+            } => DiffOp::Put {
+                id: id.to_vec(),
+                expiration,
+                data: data.to_vec(),
+            },
+            Self::Write { id, offset, data } => DiffOp::Write {
+                id: id.to_vec(),
+                offset,
+                data: data.to_vec(),
+            },
+            Self::Delete { id } => DiffOp::Delete { id: id.to_vec() },
+            Self::Expire { id, expiration } => DiffOp::Expire {
+                id: id.to_vec(),
+                expiration,
+            },
+            Self::Retain { ref ids } => DiffOp::Retain {
+                ids: ids.iter().map(|id| id.to_vec()).collect(),
+            },
+        }
+    }
+}
+
+/// A [`Frame::Diff`] decoded without copying its ops' bytes: ids and data borrow from the
+/// frame body, so a replica applies them straight from the received bytes.
+///
+/// It accepts exactly the bodies [`Frame::decode`] decodes to a `Diff`, with the same
+/// checks and errors (tags, counts against the bytes left, no trailing bytes); what it
+/// allocates is one `Vec` of ops (and of ids for a `Retain`), bounded by the frame's
+/// length as for `Frame::decode`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiffRef<'a> {
+    /// The checkpoint instance.
+    pub instance: u64,
+    /// The replication term of the primary that sent the diff.
+    pub term: u64,
+    /// The seq the replica must already have applied for `ops` to follow on.
+    pub base: u64,
+    /// The seq the replica has reached once it has applied `ops`.
+    pub mark: u64,
+    /// The changes, applied in order.
+    pub ops: Vec<DiffOpRef<'a>>,
+}
+
+impl<'a> DiffRef<'a> {
+    /// Decodes a frame body (kind byte first) if it is a `Diff`: `Ok(None)` for a body of
+    /// another kind (or an empty one), which [`Frame::decode`] takes.
+    pub fn decode(body: &'a [u8]) -> Result<Option<Self>, WireError> {
+        let Some((&KIND_DIFF, fields)) = body.split_first() else {
+            return Ok(None);
+        };
+        let mut dec = Dec::new(fields);
+        let diff = Self {
+            instance: dec.u64()?,
+            term: dec.u64()?,
+            base: dec.u64()?,
+            mark: dec.u64()?,
+            ops: dec.vec(MIN_DIFF_OP, DiffOpRef::decode_from)?,
+        };
+        dec.finish()?;
+        Ok(Some(diff))
+    }
+
+    /// The owned frame.
+    pub fn to_frame(&self) -> Frame {
+        Frame::Diff {
+            instance: self.instance,
+            term: self.term,
+            base: self.base,
+            mark: self.mark,
+            ops: self.ops.iter().map(DiffOpRef::to_owned).collect(),
+        }
+    }
+}
+
+/// Builds a [`Frame::Diff`] op by op straight into its encoding, so a primary copies each
+/// section's bytes once, from the replica into the buffer that goes to the network.
+///
+/// [`DiffWriter::finish`] returns the frame body (kind byte first, no length prefix: what
+/// [`Frame::decode`] and [`DiffRef::decode`] take and the mesh sends), byte for byte what
+/// [`Frame::encode`] writes after the prefix for the same frame. `mark` and the op count
+/// are filled in at the end.
+pub struct DiffWriter {
+    buf: Vec<u8>,
+    ops: usize,
+}
+
+/// Offset of `mark` in a `Diff` body: kind, instance, term, base.
+const DIFF_MARK_AT: usize = 1 + 8 + 8 + 8;
+/// Offset of the op count in a `Diff` body.
+const DIFF_COUNT_AT: usize = DIFF_MARK_AT + 8;
+
+impl DiffWriter {
+    /// Bytes of a `Diff` body without ops.
+    pub const EMPTY_LEN: usize = DIFF_COUNT_AT + 4;
+
+    /// Starts a diff of `instance` in `term` following on `base`, with room reserved for
+    /// `capacity` bytes of body.
+    pub fn new(instance: u64, term: u64, base: u64, capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(Self::EMPTY_LEN));
+        let mut enc = Enc::new(&mut buf);
+        enc.put_u8(KIND_DIFF);
+        enc.put_u64(instance);
+        enc.put_u64(term);
+        enc.put_u64(base);
+        enc.put_u64(0); // mark, set by `finish`
+        enc.put_u32(0); // op count, set by `finish`
+        Self { buf, ops: 0 }
+    }
+
+    /// Bytes of the body so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no op was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// Ops added so far.
+    pub fn ops(&self) -> usize {
+        self.ops
+    }
+
+    /// Appends [`DiffOp::Put`].
+    ///
+    /// # Panics
+    ///
+    /// If `id` or `data` is longer than `u32::MAX`.
+    pub fn put(&mut self, id: &[u8], expiration: i64, data: &[u8]) {
+        self.buf.reserve(1 + 4 + id.len() + 8 + 4 + data.len());
+        let mut enc = Enc::new(&mut self.buf);
+        enc.put_u8(1);
+        enc.put_bytes(id);
+        enc.put_i64(expiration);
+        enc.put_bytes(data);
+        self.ops += 1;
+    }
+
+    /// Appends [`DiffOp::Write`].
+    ///
+    /// # Panics
+    ///
+    /// If `id` or `data` is longer than `u32::MAX`.
+    pub fn write(&mut self, id: &[u8], offset: u64, data: &[u8]) {
+        self.buf.reserve(1 + 4 + id.len() + 8 + 4 + data.len());
+        let mut enc = Enc::new(&mut self.buf);
+        enc.put_u8(2);
+        enc.put_bytes(id);
+        enc.put_u64(offset);
+        enc.put_bytes(data);
+        self.ops += 1;
+    }
+
+    /// Appends [`DiffOp::Delete`].
+    pub fn delete(&mut self, id: &[u8]) {
+        let mut enc = Enc::new(&mut self.buf);
+        enc.put_u8(3);
+        enc.put_bytes(id);
+        self.ops += 1;
+    }
+
+    /// Appends [`DiffOp::Expire`].
+    pub fn expire(&mut self, id: &[u8], expiration: i64) {
+        let mut enc = Enc::new(&mut self.buf);
+        enc.put_u8(4);
+        enc.put_bytes(id);
+        enc.put_i64(expiration);
+        self.ops += 1;
+    }
+
+    /// Appends [`DiffOp::Retain`].
+    ///
+    /// # Panics
+    ///
+    /// If there are more than `u32::MAX` ids.
+    pub fn retain<I: AsRef<[u8]>>(&mut self, ids: &[I]) {
+        let mut enc = Enc::new(&mut self.buf);
+        enc.put_u8(5);
+        enc.put_u32(wire_u32(ids.len(), "element count"));
+        for id in ids {
+            enc.put_bytes(id.as_ref());
+        }
+        self.ops += 1;
+    }
+
+    /// Appends `op`.
+    pub fn op(&mut self, op: &DiffOpRef<'_>) {
+        match op {
+            DiffOpRef::Put {
+                id,
+                expiration,
+                data,
+            } => self.put(id, *expiration, data),
+            DiffOpRef::Write { id, offset, data } => self.write(id, *offset, data),
+            DiffOpRef::Delete { id } => self.delete(id),
+            DiffOpRef::Expire { id, expiration } => self.expire(id, *expiration),
+            DiffOpRef::Retain { ids } => self.retain(ids),
+        }
+    }
+
+    /// The frame body with `mark` and the op count in place.
+    ///
+    /// # Panics
+    ///
+    /// If more than `u32::MAX` ops were added.
+    pub fn finish(mut self, mark: u64) -> Vec<u8> {
+        self.buf[DIFF_MARK_AT..DIFF_COUNT_AT].copy_from_slice(&mark.to_le_bytes());
+        self.buf[DIFF_COUNT_AT..Self::EMPTY_LEN]
+            .copy_from_slice(&wire_u32(self.ops, "element count").to_le_bytes());
+        self.buf
+    }
+}
+
+impl fmt::Debug for DiffWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiffWriter")
+            .field("len", &self.buf.len())
+            .field("ops", &self.ops)
+            .finish()
+    }
+}
+
 /// A checkpoint operation forwarded to another node, carried by [`Frame::Remote`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RemoteOp {

@@ -4,9 +4,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use ckpt_transport::wire::{
-    Attrs, CkptAssign, DEFAULT_MAX_FRAME, Dec, DiffOp, DirOp, DirReply, Enc, Frame, FrameReader,
-    PROTOCOL_VERSION, ReadElem, RemoteOp, RemoteResult, ReqId, SectionEntry, TableVersion,
-    WireError, WriteElem, split_frame,
+    Attrs, CkptAssign, DEFAULT_MAX_FRAME, Dec, DiffOp, DiffOpRef, DiffRef, DiffWriter, DirOp,
+    DirReply, Enc, Frame, FrameReader, PROTOCOL_VERSION, ReadElem, RemoteOp, RemoteResult, ReqId,
+    SectionEntry, TableVersion, WireError, WriteElem, split_frame,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -97,6 +97,40 @@ fn encode(frame: &Frame) -> Vec<u8> {
 /// The body (kind byte onwards) of a frame's encoding.
 fn body(frame: &Frame) -> Vec<u8> {
     encode(frame)[4..].to_vec()
+}
+
+/// The body a [`DiffWriter`] builds for `frame` (a `Diff`), op by op.
+fn write_diff(frame: &Frame) -> Vec<u8> {
+    let Frame::Diff {
+        instance,
+        term,
+        base,
+        mark,
+        ops,
+    } = frame
+    else {
+        panic!("not a diff: {frame:?}");
+    };
+    let mut sut = DiffWriter::new(*instance, *term, *base, 0);
+    for op in ops {
+        sut.op(&op.as_ref());
+    }
+    assert_eq!(sut.ops(), ops.len());
+    sut.finish(*mark)
+}
+
+/// [`DiffRef::decode`] and [`Frame::decode`] agree on `bytes`: the same diff, the same
+/// error, or (another kind) no diff.
+fn diff_ref_agrees(bytes: &[u8]) {
+    let frame = Frame::decode(bytes);
+    match DiffRef::decode(bytes) {
+        Ok(Some(diff)) => assert_eq!(Ok(diff.to_frame()), frame),
+        Ok(None) => assert!(
+            bytes.first() != Some(&0x20),
+            "a diff body was taken for another kind"
+        ),
+        Err(e) => assert_eq!(frame, Err(e)),
+    }
 }
 
 // Strategies covering every variant of every type.
@@ -617,6 +651,58 @@ fn diff_encodes_to_pinned_bytes() {
         2, 0, 0, 0, b'a', b'b',
     ];
     assert_eq!(encode(&sut), expected);
+    // Built op by op, the body is the same bytes, and it decodes in place to the same ops.
+    let mut writer = DiffWriter::new(1, 2, 3, 0);
+    assert!(writer.is_empty());
+    writer.put(b"ab", -1, &[0xee]);
+    writer.retain(&[b"ab"]);
+    assert_eq!(writer.len(), expected.len() - 4);
+    let written = writer.finish(4);
+    assert_eq!(written, expected[4..]);
+    assert_eq!(
+        DiffRef::decode(&written),
+        Ok(Some(DiffRef {
+            instance: 1,
+            term: 2,
+            base: 3,
+            mark: 4,
+            ops: vec![
+                DiffOpRef::Put {
+                    id: b"ab",
+                    expiration: -1,
+                    data: &[0xee],
+                },
+                DiffOpRef::Retain { ids: vec![b"ab"] },
+            ],
+        }))
+    );
+}
+
+#[test]
+fn an_empty_diff_writer_makes_a_probe() {
+    let sut = Frame::Diff {
+        instance: 9,
+        term: 8,
+        base: 7,
+        mark: 7,
+        ops: Vec::new(),
+    };
+    let written = DiffWriter::new(9, 8, 7, 0).finish(7);
+    assert_eq!(written.len(), DiffWriter::EMPTY_LEN);
+    assert_eq!(written, body(&sut));
+}
+
+#[test]
+fn diff_ref_leaves_other_kinds_to_frame_decode() {
+    assert_eq!(DiffRef::decode(&[]), Ok(None));
+    for frame in one_of_each_kind() {
+        let bytes = body(&frame);
+        match DiffRef::decode(&bytes) {
+            Ok(Some(diff)) => assert_eq!(diff.to_frame(), frame),
+            Ok(None) => assert!(!matches!(frame, Frame::Diff { .. })),
+            Err(e) => panic!("{frame:?}: {e}"),
+        }
+    }
 }
 
 #[test]
@@ -1204,6 +1290,46 @@ proptest! {
         }
         decode_hostile(&bytes[4..]);
         read_hostile(&bytes, chunk);
+    }
+
+    #[test]
+    fn a_diff_written_op_by_op_is_its_encoding_and_decodes_in_place(
+        instance in any::<u64>(),
+        term in any::<u64>(),
+        base in any::<u64>(),
+        mark in any::<u64>(),
+        ops in vec(diff_op(), 0..6),
+    ) {
+        let sut = Frame::Diff { instance, term, base, mark, ops };
+        let written = write_diff(&sut);
+        prop_assert_eq!(&written, &body(&sut));
+        let diff = DiffRef::decode(&written).unwrap().unwrap();
+        prop_assert_eq!(diff.to_frame(), sut);
+    }
+
+    #[test]
+    fn diff_ref_agrees_with_frame_decode_on_mutated_and_cut_bodies(
+        sut in frame(),
+        edits in vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = body(&sut);
+        diff_ref_agrees(&bytes);
+        for (at, byte) in edits {
+            let at = at.index(bytes.len());
+            bytes[at] = byte;
+        }
+        diff_ref_agrees(&bytes);
+        diff_ref_agrees(&bytes[..cut.index(bytes.len() + 1)]);
+    }
+
+    #[test]
+    fn diff_ref_agrees_with_frame_decode_on_arbitrary_diff_bodies(
+        tail in vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(5), Just(0xff), any::<u8>()], 0..200),
+    ) {
+        let mut bytes = vec![0x20];
+        bytes.extend_from_slice(&tail);
+        diff_ref_agrees(&bytes);
     }
 
     #[test]

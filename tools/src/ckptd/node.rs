@@ -18,11 +18,11 @@ use ckpt_engine::{
 };
 use ckpt_transport::directory::{DirConfig, Directory, Output};
 use ckpt_transport::net::{Mesh, MeshConfig, MeshEvent, MeshHandle, MeshSocket};
-use ckpt_transport::repl::{self, Primary, PrimaryEvent, ReplConfig, Transmit};
+use ckpt_transport::repl::{self, EncodedDiff, Primary, PrimaryEvent, ReplConfig, Transmit};
 use ckpt_transport::tls::{CaRoots, NodeIdentity, TransportSettings};
 use ckpt_transport::wire::{
-    CkptAssign, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, RemoteOp, RemoteResult,
-    ReqId,
+    CkptAssign, DiffOp, DiffRef, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, RemoteOp,
+    RemoteResult, ReqId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -320,6 +320,12 @@ const REPORT_ANYWAY: Duration = Duration::from_secs(1);
 /// How long an ALL_REPLICAS write waits for a live replica's ack before the primary's
 /// daemon asks the directory to evict it (new term).
 const EVICT_AFTER: Duration = Duration::from_secs(2);
+/// Replication frames are made while the link to their replica's node has less than this
+/// queued that its QUIC stream has not taken yet: enough to keep the stream fed between
+/// two polls, little enough that frames are made as the link takes them (interleaved
+/// with the connection's own work on this thread) and that a lagging replica's changes
+/// wait in the journal, where they coalesce, rather than in a queue.
+const LINK_AHEAD: usize = 2 << 20;
 
 struct Node {
     me: u32,
@@ -351,6 +357,10 @@ struct Node {
     reported: (Vec<(u64, u64, u64)>, Duration),
     /// Evictions asked for: (instance, node, term).
     evicting: std::collections::BTreeSet<(u64, u32, u64)>,
+    /// Primaries whose last poll left frames unmade for want of room on a link
+    /// ([`LINK_AHEAD`]), polled again in this order when a link drains: one that made
+    /// frames goes to the back, so primaries sharing a link take turns.
+    waiting_room: VecDeque<u64>,
     /// Primary roles this node gave back (`DirOp::Resign`): (instance, term). The node
     /// never takes the primary role of `instance` in `term` again.
     resigned: std::collections::BTreeSet<(u64, u64)>,
@@ -572,6 +582,7 @@ async fn start(
             .collect(),
         reported: (Vec::new(), Duration::ZERO),
         evicting: std::collections::BTreeSet::new(),
+        waiting_room: VecDeque::new(),
         resigned: std::collections::BTreeSet::new(),
         restart_grace: cluster.idle_timeout,
     };
@@ -743,9 +754,11 @@ impl Node {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_id = 1u64;
+        let mesh = self.mesh.clone();
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
+                () = mesh.drained() => self.on_drained(),
                 ev = inputs.mesh.recv() => match ev {
                     Some(ev) => self.on_mesh(ev),
                     None => break,
@@ -866,6 +879,15 @@ impl Node {
         let sent = self.mesh.send(t.node, body);
         if !sent {
             debug!(node = t.node, "peer down: frame dropped");
+        }
+        sent
+    }
+
+    /// Sends a replication frame the primary encoded.
+    fn send_diff(&self, d: EncodedDiff) -> bool {
+        let sent = self.mesh.send(d.node, Bytes::from(d.body));
+        if !sent {
+            debug!(node = d.node, "peer down: frame dropped");
         }
         sent
     }
@@ -1704,8 +1726,13 @@ impl Node {
                     self.finish_forward(f, fail(c));
                 }
             }
-            MeshEvent::Frame(from, body) => match Frame::decode(&body) {
-                Ok(f) => self.on_frame(from, f, now, &mut out),
+            // A diff is applied straight from the received bytes.
+            MeshEvent::Frame(from, body) => match DiffRef::decode(&body) {
+                Ok(Some(diff)) => self.on_diff(from, &diff),
+                Ok(None) => match Frame::decode(&body) {
+                    Ok(f) => self.on_frame(from, f, now, &mut out),
+                    Err(e) => warn!(peer = from, "undecodable frame: {e}"),
+                },
                 Err(e) => warn!(peer = from, "undecodable frame: {e}"),
             },
         }
@@ -1720,33 +1747,16 @@ impl Node {
                 base,
                 mark,
                 ops,
-            } => {
-                let mut answers = Vec::new();
-                let Some(l) = self.locals.get_mut(&instance) else {
-                    return; // not assigned here (yet): the primary probes again
-                };
-                if l.primary.as_ref().is_some_and(|p| term > p.term()) {
-                    // A primary in a newer term exists: stop taking local writes.
-                    warn!(instance, newer = term, "fenced by a newer primary");
-                    l.demote(&mut answers);
-                    l.replica.set_role(Role::Replica, term);
-                }
-                if let Some(t) = l.primary.as_ref().map(Primary::term) {
-                    // We are its primary: whoever sends this is stale.
-                    self.send(Transmit {
-                        node: from,
-                        frame: Frame::Stale { instance, term: t },
-                    });
-                    self.answer_all(answers);
-                    return;
-                }
-                let reply = repl::apply_diff(&l.replica, instance, term, base, mark, &ops);
-                self.answer_all(answers);
-                self.send(Transmit {
-                    node: from,
-                    frame: reply,
-                });
-            }
+            } => self.on_diff(
+                from,
+                &DiffRef {
+                    instance,
+                    term,
+                    base,
+                    mark,
+                    ops: ops.iter().map(DiffOp::as_ref).collect(),
+                },
+            ),
             Frame::Ack {
                 instance,
                 term,
@@ -1791,21 +1801,64 @@ impl Node {
         }
     }
 
+    /// A diff from `from`'s primary: applied to this node's replica, and answered.
+    fn on_diff(&mut self, from: u32, diff: &DiffRef<'_>) {
+        let (instance, term) = (diff.instance, diff.term);
+        let mut answers = Vec::new();
+        let Some(l) = self.locals.get_mut(&instance) else {
+            return; // not assigned here (yet): the primary probes again
+        };
+        if l.primary.as_ref().is_some_and(|p| term > p.term()) {
+            // A primary in a newer term exists: stop taking local writes.
+            warn!(instance, newer = term, "fenced by a newer primary");
+            l.demote(&mut answers);
+            l.replica.set_role(Role::Replica, term);
+        }
+        if let Some(t) = l.primary.as_ref().map(Primary::term) {
+            // We are its primary: whoever sends this is stale.
+            self.send(Transmit {
+                node: from,
+                frame: Frame::Stale { instance, term: t },
+            });
+            self.answer_all(answers);
+            return;
+        }
+        let reply = repl::apply_diff_ref(&l.replica, diff);
+        self.answer_all(answers);
+        self.send(Transmit {
+            node: from,
+            frame: reply,
+        });
+    }
+
+    /// A link took queued bytes: primaries that stopped for want of room make more.
+    fn on_drained(&mut self) {
+        let waiting: Vec<u64> = self.waiting_room.iter().copied().collect();
+        for instance in waiting {
+            self.poll_primary(instance);
+        }
+    }
+
     fn poll_primary(&mut self, instance: u64) {
         let now = self.now();
         let mut tx = Vec::new();
         let mut answers = Vec::new();
+        let mesh = &self.mesh;
+        let room = |node: u32| LINK_AHEAD.saturating_sub(mesh.queued(node));
+        let mut wants_room = false;
         if let Some(l) = self.locals.get_mut(&instance)
             && let Some(p) = l.primary.as_mut()
         {
             match l.staging.as_mut() {
                 Some(st) => {
-                    p.poll(&st.replica, now, &mut tx);
+                    p.poll_encoded(&st.replica, now, &room, &mut tx);
+                    wants_room = p.wants_room();
                     let floor = p.acked_floor().unwrap_or_else(|| st.replica.commit_seq());
                     publish(&l.replica, st, floor, p.term(), &mut answers);
                 }
                 None => {
-                    p.poll(&l.replica, now, &mut tx);
+                    p.poll_encoded(&l.replica, now, &room, &mut tx);
+                    wants_room = p.wants_room();
                     let floor = p.acked_floor().unwrap_or_else(|| l.replica.commit_seq());
                     if floor < l.replica.acked_seq() {
                         // A replica joined: a synchronize from now on waits for it too.
@@ -1825,8 +1878,19 @@ impl Node {
                 }
             }
         }
+        let place = self.waiting_room.iter().position(|i| *i == instance);
+        match place {
+            None if wants_room => self.waiting_room.push_back(instance),
+            Some(at) if !wants_room || !tx.is_empty() => {
+                self.waiting_room.remove(at);
+                if wants_room {
+                    self.waiting_room.push_back(instance);
+                }
+            }
+            _ => {}
+        }
         for t in tx {
-            self.send(t);
+            self.send_diff(t);
         }
         self.answer_all(answers);
     }

@@ -619,6 +619,53 @@ pub(crate) struct BulkResult {
     pub(crate) verified_bytes: u64,
     /// Bytes the quinn server received, summed over the timed rounds.
     pub(crate) quinn_bytes: u64,
+    /// Per timed round, CPU time (ns) of the threads doing the work, where Linux reports
+    /// it (empty elsewhere): node 1's and node 2's daemon threads during the catch-up,
+    /// and the quinn sender (the measuring thread) and receiver (the server thread)
+    /// during the transfer. Unlike the wall times they barely move when other processes
+    /// compete for the cores.
+    pub(crate) primary_cpu_ns: Vec<f64>,
+    pub(crate) replica_cpu_ns: Vec<f64>,
+    pub(crate) sender_cpu_ns: Vec<f64>,
+    pub(crate) receiver_cpu_ns: Vec<f64>,
+}
+
+/// CPU time (ns) a thread of this process has run: the calling thread (`None`) or the
+/// threads named `name`, from Linux's `/proc` (`None` where it cannot be read).
+fn thread_cpu_ns(name: Option<&str>) -> Option<u64> {
+    let schedstat = |dir: &Path| -> Option<u64> {
+        std::fs::read_to_string(dir.join("schedstat"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let Some(name) = name else {
+        return schedstat(Path::new("/proc/thread-self"));
+    };
+    let mut total = None;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let dir = task.path();
+        if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim_end() == name) {
+            *total.get_or_insert(0) += schedstat(&dir)?;
+        }
+    }
+    total
+}
+
+/// CPU time of the threads `names` (see [`thread_cpu_ns`]) while `f` runs.
+fn cpu_during<T>(names: &[Option<&str>], f: impl FnOnce() -> T) -> (T, Option<Vec<f64>>) {
+    let before: Option<Vec<u64>> = names.iter().map(|n| thread_cpu_ns(*n)).collect();
+    let out = f();
+    let after: Option<Vec<u64>> = names.iter().map(|n| thread_cpu_ns(*n)).collect();
+    let spent = before.zip(after).map(|(b, a)| {
+        b.iter()
+            .zip(&a)
+            .map(|(b, a)| a.saturating_sub(*b) as f64)
+            .collect()
+    });
+    (out, spent)
 }
 
 /// Benchmark 1: streaming a pre-written backlog to a replica that joins, ÷ raw quinn.
@@ -629,7 +676,9 @@ pub(crate) struct BulkResult {
 /// catches up from node 1) and node 1 synchronizes (every replica acked), and the clock
 /// stops. Node 2's replica is then read back and compared byte for byte. Beside it, in
 /// alternating order, the same number of bytes goes over one quinn stream on a fresh
-/// connection (handshake untimed) and is read to its end.
+/// connection (handshake untimed) and is read to its end. Each side's CPU time is
+/// reported beside the wall times: on a shared machine it shows what each costs when the
+/// wall times mostly show who got the cores.
 pub(crate) fn replication_vs_quinn_bulk(
     cluster: &mut Cluster,
     quinn: &mut QuinnBaseline,
@@ -646,16 +695,20 @@ pub(crate) fn replication_vs_quinn_bulk(
         ratios: Vec::new(),
         verified_bytes: 0,
         quinn_bytes: 0,
+        primary_cpu_ns: Vec::new(),
+        replica_cpu_ns: Vec::new(),
+        sender_cpu_ns: Vec::new(),
+        receiver_cpu_ns: Vec::new(),
     };
     for round in 0..params.backlog_warmup + params.backlog_rounds {
         let timed = round >= params.backlog_warmup;
-        let mut quinn_side = || -> Result<(Duration, u64), BoxError> {
+        let mut quinn_side = || -> Result<_, BoxError> {
             quinn.connect()?;
-            let r = quinn.bulk(&data);
+            let (r, cpu) = cpu_during(&[None, Some("quinn-baseline")], || quinn.bulk(&data));
             quinn.disconnect();
-            r
+            Ok((r?, cpu))
         };
-        let (q, r) = if round % 2 == 0 {
+        let ((q, q_cpu), r) = if round % 2 == 0 {
             let q = quinn_side()?;
             (q, catch_up(cluster, sections, &data)?)
         } else {
@@ -672,6 +725,12 @@ pub(crate) fn replication_vs_quinn_bulk(
             out.ratios.push(ns(q.0) / ns(r.total).max(1.0));
             out.verified_bytes += r.verified;
             out.quinn_bytes += q.1;
+            if let (Some(q_cpu), Some(r_cpu)) = (q_cpu, &r.cpu) {
+                out.sender_cpu_ns.push(q_cpu[0]);
+                out.receiver_cpu_ns.push(q_cpu[1]);
+                out.primary_cpu_ns.push(r_cpu[0]);
+                out.replica_cpu_ns.push(r_cpu[1]);
+            }
         }
     }
     Ok(out)
@@ -685,6 +744,8 @@ struct CatchUp {
     open: Duration,
     /// Section bytes node 2's replica then held correctly.
     verified: u64,
+    /// CPU time of node 1's and node 2's daemon threads during `total`.
+    cpu: Option<Vec<f64>>,
 }
 
 /// One catch-up of `data` in sections of [`SECTION_BYTES`] (an error if node 2's replica
@@ -706,12 +767,15 @@ fn catch_up(cluster: &mut Cluster, sections: usize, data: &[u8]) -> Result<Catch
             ck1.create_section(Some(&(i as u64).to_le_bytes()), TIME_END, chunk)
                 .map_err(|e| format!("create section {i} on node 1: {e}"))?;
         }
-        let start = Instant::now();
-        let ck2 = cluster.open(2, &name, None)?;
-        let open = start.elapsed();
-        ck1.synchronize(60 * SECOND)
-            .map_err(|e| format!("synchronize on node 1: {e}"))?;
-        let total = start.elapsed();
+        let (timed, cpu) = cpu_during(&[Some("ckptd-1"), Some("ckptd-2")], || {
+            let start = Instant::now();
+            let ck2 = cluster.open(2, &name, None)?;
+            let open = start.elapsed();
+            ck1.synchronize(60 * SECOND)
+                .map_err(|e| format!("synchronize on node 1: {e}"))?;
+            Ok::<_, BoxError>((ck2, open, start.elapsed()))
+        });
+        let (ck2, open, total) = timed?;
 
         let mut buf = vec![0u8; SECTION_BYTES];
         let mut verified = 0u64;
@@ -729,6 +793,7 @@ fn catch_up(cluster: &mut Cluster, sections: usize, data: &[u8]) -> Result<Catch
                 total,
                 open,
                 verified,
+                cpu,
             },
             ck2,
         ))
@@ -1165,6 +1230,12 @@ pub(crate) fn run(params: &Params, progress: &dyn Fn(&str)) -> Result<Report, Bo
             report.num("backlog_ratio_min", lo);
             report.num("backlog_ratio_max", hi);
             report.num("backlog_verified_bytes", r.verified_bytes as f64);
+            if !r.primary_cpu_ns.is_empty() {
+                report.num("backlog_cpu_node1_p50_ns", p50(&r.primary_cpu_ns));
+                report.num("backlog_cpu_node2_p50_ns", p50(&r.replica_cpu_ns));
+                report.num("backlog_quinn_cpu_sender_p50_ns", p50(&r.sender_cpu_ns));
+                report.num("backlog_quinn_cpu_receiver_p50_ns", p50(&r.receiver_cpu_ns));
+            }
         }
         Err(e) => report.skip(key, e.to_string()),
     }
