@@ -6,16 +6,19 @@
 //! for that case (observed through the public API, see [`DataCase::slots`]), so neither side
 //! gets a hot 4 KiB buffer the other does not.
 //!
-//! Two front ends share these fixtures:
+//! Three front ends share these fixtures:
 //! - `benches/arena.rs`: criterion groups per operation and size, with the baseline in each
 //!   group (`cargo bench -p ckpt-bench`);
 //! - `src/bin/ratios.rs`: one run that measures each operation against its baseline with
-//!   [`measure_pair`] and checks the acceptance ratios
-//!   (`cargo run --release -p ckpt-bench --bin ratios`).
+//!   [`measure_pair`] and checks the acceptance ratios of [`EngineRatios`]
+//!   (`cargo run --release -p ckpt-bench --bin ratios`);
+//! - `ckpt bench` (in ckpt-tools): the [`SweepCase`] sweeps over sizes and section counts,
+//!   the same [`EngineRatios`], and the ratios against LMDB, Redis and the cluster.
 //!
 //! The central types: [`BenchDomain`] (a private domain directory under `/dev/shm`),
-//! [`DataCase`] (one operation at one size, with its baseline) and [`LookupCase`] (index
-//! lookups among `n` sections).
+//! [`DataCase`] (one operation at one size, with its baseline), [`LookupCase`] (index
+//! lookups among `n` sections), [`SweepCase`] (one operation over `n` sections in rotation)
+//! and [`Rounds`] (a same-run ratio repeated in interleaved rounds, judged by its median).
 //!
 //! ```no_run
 //! use ckpt_bench::{BenchDomain, DataCase, Op, measure_pair};
@@ -29,6 +32,14 @@
 
 #![forbid(unsafe_code)]
 
+mod acceptance;
+mod format;
+mod sweep;
+
+pub use acceptance::{EngineRatio, EngineRatios, Rounds};
+pub use format::{count_label, fmt_ns, size_label};
+pub use sweep::{SweepCase, estimated_object_size};
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::hint::black_box;
@@ -39,7 +50,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ckpt_engine::{
-    CreateError, CreateOptions, Replica, ReplicaAttributes, SectionError, TIME_END, WriteElement,
+    CreateError, CreateOptions, Replica, ReplicaAttributes, ReplicaLimits, SectionError, TIME_END,
+    WriteElement,
 };
 use memmap2::{Advice, MmapMut, MmapOptions};
 
@@ -100,8 +112,22 @@ impl BenchDomain {
 
     /// Creates a fresh replica object in this domain (pre-faulted by the engine).
     pub fn arena(&self, attrs: &ReplicaAttributes) -> Result<Arena, CreateError> {
+        self.arena_with(attrs, ReplicaLimits::default())
+    }
+
+    /// [`Self::arena`] with engine limits other than the defaults (fewer spare slots keep
+    /// large sections affordable).
+    pub fn arena_with(
+        &self,
+        attrs: &ReplicaAttributes,
+        limits: ReplicaLimits,
+    ) -> Result<Arena, CreateError> {
         let name = format!("r{}", self.next.fetch_add(1, Ordering::Relaxed));
-        let replica = Replica::create(&self.dir, &name, attrs, &CreateOptions::default())?;
+        let options = CreateOptions {
+            limits,
+            ..CreateOptions::default()
+        };
+        let replica = Replica::create(&self.dir, &name, attrs, &options)?;
         Ok(Arena {
             replica,
             domain: self.dir.clone(),
@@ -553,6 +579,22 @@ impl DataCase {
 
 // ---- API-level cases -----------------------------------------------------------------
 
+/// The API's creation attributes of a benchmark checkpoint: room for 2 sections of `size`
+/// bytes, 8-byte ids, a budget of the full capacity, no retention.
+pub fn api_attributes(
+    creation_flags: ckpt_agent::CreationFlags,
+    size: usize,
+) -> ckpt_agent::CreationAttributes {
+    ckpt_agent::CreationAttributes {
+        creation_flags,
+        checkpoint_size: 2 * size as u64,
+        retention_duration: 0,
+        max_sections: 2,
+        max_section_size: size as u64,
+        max_section_id_size: 8,
+    }
+}
+
 /// The same operation as a [`DataCase`] (same size, same geometry: 2 sections, 8-byte ids,
 /// full budget), made through the application API (`ckpt-agent`): what the API adds over
 /// the engine is the ratio of the two.
@@ -578,9 +620,7 @@ impl ApiCase {
     /// Opens a checkpoint in `domain` through the API and creates the section. Only
     /// [`Op::Overwrite`], [`Op::Read`] and [`Op::Borrow`] are supported.
     pub fn new(domain: &BenchDomain, op: Op, size: usize) -> Result<Self, ckpt_agent::Error> {
-        use ckpt_agent::{
-            Callbacks, Config, CreationAttributes, CreationFlags, Library, OpenFlags,
-        };
+        use ckpt_agent::{Callbacks, Config, CreationFlags, Library, OpenFlags};
         assert!(
             matches!(op, Op::Overwrite | Op::Read | Op::Borrow),
             "ApiCase does not do {op}"
@@ -592,14 +632,7 @@ impl ApiCase {
         let lib =
             Library::initialize_with(config, ckpt_agent::Version::B_02_02, Callbacks::default())?;
         let n = domain.next.fetch_add(1, Ordering::Relaxed);
-        let attrs = CreationAttributes {
-            creation_flags: CreationFlags::WR_ACTIVE_REPLICA,
-            checkpoint_size: 2 * size as u64,
-            retention_duration: 0,
-            max_sections: 2,
-            max_section_size: size as u64,
-            max_section_id_size: 8,
-        };
+        let attrs = api_attributes(CreationFlags::WR_ACTIVE_REPLICA, size);
         let ck = lib.open(
             format!("safCkpt=bench-{n}"),
             Some(&attrs),
@@ -728,31 +761,61 @@ pub struct PairTiming {
 }
 
 /// Measures `a` and `b` in alternating batches of `iters` calls each.
-pub fn measure_pair(iters: u64, mut a: impl FnMut(), mut b: impl FnMut()) -> PairTiming {
+pub fn measure_pair(iters: u64, a: impl FnMut(), b: impl FnMut()) -> PairTiming {
+    let never = measure_pair_with(iters, BATCHES, a, b, || {
+        Ok::<(), core::convert::Infallible>(())
+    });
+    match never {
+        Ok(t) => t,
+        Err(e) => match e {},
+    }
+}
+
+/// [`measure_pair`] with `batches` batch pairs and `before_a` (untimed) before every batch
+/// of `a`: for an `a` that must find a state `b` undoes (an idle synchronize measured
+/// beside writes). Stops at the first error of `before_a`.
+pub fn measure_pair_with<E>(
+    iters: u64,
+    batches: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+    mut before_a: impl FnMut() -> Result<(), E>,
+) -> Result<PairTiming, E> {
     let iters = iters.max(1);
+    let batches = batches.max(1);
+    before_a()?;
     batch(iters, &mut a);
     batch(iters, &mut b);
-    let mut va = Vec::with_capacity(BATCHES);
-    let mut vb = Vec::with_capacity(BATCHES);
-    let mut vr = Vec::with_capacity(BATCHES);
-    for k in 0..BATCHES {
+    let mut va = Vec::with_capacity(batches);
+    let mut vb = Vec::with_capacity(batches);
+    let mut vr = Vec::with_capacity(batches);
+    for k in 0..batches {
         // Alternate who goes first, so neither always runs on the other's cache leftovers.
         let (ta, tb) = if k % 2 == 0 {
+            before_a()?;
             let ta = batch(iters, &mut a);
             (ta, batch(iters, &mut b))
         } else {
             let tb = batch(iters, &mut b);
+            before_a()?;
             (batch(iters, &mut a), tb)
         };
         va.push(ta);
         vb.push(tb);
         vr.push(ta / tb.max(f64::MIN_POSITIVE));
     }
-    PairTiming {
+    Ok(PairTiming {
         a_ns: median(&mut va),
         b_ns: median(&mut vb),
         ratio: median(&mut vr),
-    }
+    })
+}
+
+/// [`measure_pair`] with the batch length [`calibrate`]d so that a batch of the slower of
+/// the two takes about `target`.
+pub fn measure_pair_for(target: Duration, mut a: impl FnMut(), mut b: impl FnMut()) -> PairTiming {
+    let iters = calibrate(target, &mut a).min(calibrate(target, &mut b));
+    measure_pair(iters, a, b)
 }
 
 /// Calls per batch so that one batch of `f` takes about `target`.
@@ -783,6 +846,18 @@ fn batch(iters: u64, f: &mut impl FnMut()) -> f64 {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// The `q`-quantile (0 ≤ `q` ≤ 1) of `v` by nearest rank: `percentile(v, 0.5)` is the
+/// median, `percentile(v, 0.99)` the p99. NaN when `v` is empty.
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = (q.clamp(0.0, 1.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
 }
 
 #[cfg(test)]
@@ -844,5 +919,35 @@ mod tests {
         );
         assert!(t.a_ns > 0.0 && t.b_ns > 0.0 && t.ratio > 0.0);
         assert!(measure(100, || x = black_box(x ^ 1)) > 0.0);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_hook_runs_before_every_batch_of_a_and_its_error_stops_the_pair() {
+        let mut hooks = 0;
+        let t = measure_pair_with(
+            10,
+            5,
+            || (),
+            || (),
+            || {
+                hooks += 1;
+                Ok::<(), ()>(())
+            },
+        );
+        assert!(t.is_ok());
+        assert_eq!(hooks, 6, "warm-up plus one per batch pair");
+        let failed = measure_pair_with(10, 5, || (), || (), || Err("gone"));
+        assert_eq!(failed, Err("gone"));
     }
 }

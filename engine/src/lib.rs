@@ -20,6 +20,9 @@ mod domain;
 pub mod error;
 #[cfg(not(loom))]
 pub mod fsck;
+#[cfg(all(feature = "fuzzing", not(loom)))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hint;
 #[cfg(not(loom))]
 mod index;

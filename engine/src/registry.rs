@@ -252,6 +252,14 @@ impl Registry {
         Err(RegistryError::TryAgain)
     }
 
+    /// Attaches the existing registry of `domain` for inspection: unlike
+    /// [`Registry::open`] it creates nothing and does not sweep, so what a checker looks at
+    /// is what it reports (`ckpt fsck`). Fails with `Attach(`[`AttachError::NotFound`]`)`
+    /// when the domain has no registry.
+    pub fn attach(domain: &Path, sharing: Sharing) -> Result<Self, RegistryError> {
+        Self::attach_existing(&domain.join("registry"), domain, sharing)
+    }
+
     fn attach_existing(
         path: &Path,
         domain: &Path,

@@ -144,6 +144,7 @@ fn cluster_config(plan: &Plan) -> ClusterConfig {
                 key: certs.join(format!("node-{id}.key")),
                 shm_dir: PathBuf::new(),
                 socket: PathBuf::new(),
+                metrics: None,
             })
             .collect(),
     }

@@ -14,6 +14,9 @@
 #![forbid(unsafe_code)]
 
 pub mod directory;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "net")]
 pub mod net;
 pub mod repl;

@@ -113,6 +113,24 @@ pub enum PrimaryEvent {
     },
 }
 
+/// Where a [`Primary`]'s replication to one replica stands ([`Primary::follower`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FollowerStatus {
+    /// The connection to its node is up.
+    pub up: bool,
+    /// The seq it acknowledged (0 until its first answer in this term; [`INCOMPLETE`]
+    /// when it last said it is mid-snapshot).
+    pub acked: u64,
+    /// The seq the frames sent to it so far bring it to.
+    pub sent: u64,
+    /// Bytes of frames sent to it and not acknowledged yet: the part of its lag on the
+    /// wire (changes not sent yet are still in the journal, counted in seqs only).
+    pub unacked_bytes: u64,
+    /// It is being sent a snapshot.
+    pub snapshot: bool,
+}
+
 #[derive(Debug)]
 enum Phase {
     /// Asking the replica where it is (an empty diff it answers with its position).
@@ -179,12 +197,17 @@ impl Follower {
             self.acked = seq;
         }
         self.last_progress = now;
-        while let Some(&(mark, bytes)) = self.unacked.front() {
-            if mark != SNAPSHOT && mark <= seq {
-                self.unacked.pop_front();
+        // Frames apply in order on one stream, so the ack of a mark covers every frame
+        // before it, snapshot parts (marked SNAPSHOT, acknowledged only by the mark that
+        // ends the snapshot) included. Stopping at the first part kept a finished
+        // snapshot's bytes counted against the window for good.
+        let covered = self
+            .unacked
+            .iter()
+            .rposition(|&(mark, _)| mark != SNAPSHOT && mark <= seq);
+        if let Some(last) = covered {
+            for (_, bytes) in self.unacked.drain(..=last) {
                 self.unacked_bytes -= bytes;
-            } else {
-                break;
             }
         }
     }
@@ -270,6 +293,17 @@ impl Primary {
     /// The seq `node` acknowledged.
     pub fn acked_by(&self, node: u32) -> Option<u64> {
         self.followers.get(&node).map(|f| f.acked)
+    }
+
+    /// Where replication to `node` stands (for monitoring; ckptd's metrics).
+    pub fn follower(&self, node: u32) -> Option<FollowerStatus> {
+        self.followers.get(&node).map(|f| FollowerStatus {
+            up: f.up,
+            acked: f.acked,
+            sent: f.sent,
+            unacked_bytes: f.unacked_bytes,
+            snapshot: matches!(f.phase, Phase::Snapshot(_)),
+        })
     }
 
     /// An `Ack` from `node`.
@@ -806,6 +840,13 @@ pub fn apply_diff(
 /// [`apply_diff`] for a diff decoded in place ([`DiffRef::decode`]): section bytes go
 /// from the received frame straight into the replica.
 pub fn apply_diff_ref(replica: &Replica, diff: &DiffRef<'_>) -> Frame {
+    apply_diff_checked(replica, diff).0
+}
+
+/// [`apply_diff_ref`], also returning the engine's refusal when an op could not be
+/// applied (the frame then acknowledges the position the replica still holds), for a
+/// driver that counts them (ckptd's metrics: spare slots or section resources exhausted).
+pub fn apply_diff_checked(replica: &Replica, diff: &DiffRef<'_>) -> (Frame, Option<SectionError>) {
     let DiffRef {
         instance,
         term,
@@ -819,7 +860,7 @@ pub fn apply_diff_ref(replica: &Replica, diff: &DiffRef<'_>) -> Frame {
         term: pterm,
     };
     if term < pterm {
-        return stale;
+        return (stale, None);
     }
     let ack = |seq| Frame::Ack {
         instance,
@@ -830,29 +871,29 @@ pub fn apply_diff_ref(replica: &Replica, diff: &DiffRef<'_>) -> Frame {
         if term > pterm || pseq != INCOMPLETE {
             replica.set_replication_position(term, INCOMPLETE);
         }
-        if apply_ops(replica, ops).is_err() {
+        if let Err(e) = apply_ops(replica, ops) {
             // Leave the position INCOMPLETE: the primary's probe restarts the snapshot.
-            return ack(INCOMPLETE);
+            return (ack(INCOMPLETE), Some(e));
         }
         if mark != SNAPSHOT {
             replica.set_replication_position(term, mark);
-            return ack(mark);
+            return (ack(mark), None);
         }
-        return ack(INCOMPLETE);
+        return (ack(INCOMPLETE), None);
     }
     if term > pterm {
         // A new primary's journal means nothing to this replica: ask for a snapshot.
-        return stale;
+        return (stale, None);
     }
     if base != pseq || mark < base {
-        return ack(pseq);
+        return (ack(pseq), None);
     }
     match apply_ops(replica, ops) {
         Ok(()) => {
             replica.set_replication_position(term, mark);
-            ack(mark)
+            (ack(mark), None)
         }
-        Err(_) => ack(pseq),
+        Err(e) => (ack(pseq), Some(e)),
     }
 }
 
@@ -1071,6 +1112,26 @@ mod tests {
     }
 
     #[test]
+    fn follower_status_shows_what_is_sent_and_what_is_acknowledged() {
+        let (mut p, primary, rep) = streaming(ReplConfig::default());
+        assert_eq!(p.follower(3), None, "not a replica of it");
+        primary
+            .create_section(Some(b"a"), TIME_END, &[1; 100])
+            .unwrap();
+        let mut out = Vec::new();
+        p.poll_encoded(&primary, NOW, &|_| usize::MAX, &mut out);
+        let sut = p.follower(2).expect("node 2 follows");
+        assert!(sut.up && !sut.snapshot);
+        assert_eq!((sut.acked, sut.sent), (0, primary.commit_seq()));
+        assert!(sut.unacked_bytes >= 100, "{sut:?}");
+        deliver(&mut p, &primary, &rep, &out);
+        let sut = p.follower(2).expect("node 2 follows");
+        assert_eq!((sut.acked, sut.unacked_bytes), (primary.commit_seq(), 0));
+        p.peer_down(2);
+        assert!(!p.follower(2).expect("still in the set").up);
+    }
+
+    #[test]
     fn a_snapshot_goes_as_the_link_takes_it() {
         let primary = replica();
         for i in 0..16u8 {
@@ -1104,5 +1165,10 @@ mod tests {
         assert!(rounds >= 8, "{rounds} polls");
         assert_eq!(contents(&rep), contents(&primary));
         assert_eq!(p.acked_floor(), Some(primary.resync_point()));
+        let f = p.follower(2).expect("node 2 follows");
+        assert_eq!(
+            f.unacked_bytes, 0,
+            "a finished snapshot's parts still count against the window: {f:?}"
+        );
     }
 }

@@ -8,12 +8,12 @@
 //! `--json` prints one JSON object instead of the text table; `--strict` exits with status 1
 //! when a target fails.
 //!
-//! Each table row is one [`measure_pair`]: the op and its baseline in interleaved batches,
-//! the ratio being the median of per-batch ratios. The acceptance ratios are then measured
-//! again, [`ROUNDS`] times each in rotation, and the median round is checked against the
-//! target (the spread over rounds is printed beside it): this VM has phases of seconds in
-//! which everything runs up to 1.5x slower, and interleaving is what keeps a ratio honest
-//! through them.
+//! Each table row is one [`measure_pair_for`]: the op and its baseline in interleaved
+//! batches, the ratio being the median of per-batch ratios. The acceptance ratios
+//! ([`EngineRatios`], and the API over the engine) are then measured again, [`ROUNDS`] times
+//! each in rotation, and the median round is checked against the target (the spread over
+//! rounds is printed beside it): this VM has phases of seconds in which everything runs up
+//! to 1.5x slower, and interleaving is what keeps a ratio honest through them.
 
 #![forbid(unsafe_code)]
 
@@ -24,8 +24,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ckpt_bench::{
-    ApiCase, BenchDomain, DataCase, LOOKUP_SECTIONS, LookupCase, Op, PageBuf, PairTiming, SECTION,
-    SIZES, calibrate, measure_pair,
+    ApiCase, BenchDomain, DataCase, EngineRatio, EngineRatios, LOOKUP_SECTIONS, Op, PageBuf,
+    PairTiming, Rounds, SECTION, SIZES, count_label, fmt_ns, measure_pair_for, size_label,
 };
 
 /// Wall time one batch aims at.
@@ -46,39 +46,37 @@ struct Row {
 struct Target {
     name: &'static str,
     limit: f64,
-    rounds: Vec<PairTiming>,
+    rounds: Rounds,
     /// A second pair reported beside the checked one (cold lookups).
-    beside: Vec<PairTiming>,
+    beside: Option<Rounds>,
 }
 
 impl Target {
-    fn median(&self) -> PairTiming {
-        let mut v = self.rounds.clone();
-        v.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
-        v[v.len() / 2]
+    fn new(name: &'static str, limit: f64) -> Self {
+        Self {
+            name,
+            limit,
+            rounds: Rounds::default(),
+            beside: None,
+        }
     }
-    fn spread(&self) -> (f64, f64) {
-        let r = self.rounds.iter().map(|t| t.ratio);
-        (
-            r.clone().fold(f64::INFINITY, f64::min),
-            r.fold(0.0, f64::max),
-        )
+    fn median(&self) -> PairTiming {
+        self.rounds
+            .median()
+            .unwrap_or_else(|| unreachable!("ROUNDS >= 1"))
     }
     fn pass(&self) -> bool {
         self.median().ratio <= self.limit
     }
     fn detail(&self) -> String {
         let m = self.median();
-        let (lo, hi) = self.spread();
+        let (lo, hi) = self.rounds.spread();
         let mut s = format!(
             "{} vs {}, rounds {lo:.2}..{hi:.2}",
             fmt_ns(m.a_ns),
             fmt_ns(m.b_ns)
         );
-        if !self.beside.is_empty() {
-            let mut v = self.beside.clone();
-            v.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
-            let c = v[v.len() / 2];
+        if let Some(c) = self.beside.as_ref().and_then(Rounds::median) {
             let _ = write!(
                 s,
                 "; cold random keys: {} vs {} = {:.2}x",
@@ -92,24 +90,7 @@ impl Target {
 }
 
 fn pair(a: &mut impl FnMut(), b: &mut impl FnMut()) -> PairTiming {
-    let iters = calibrate(BATCH, &mut *a).min(calibrate(BATCH, &mut *b));
-    measure_pair(iters, a, b)
-}
-
-fn size_label(n: usize) -> String {
-    match n {
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
-        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
-        n => format!("{n} B"),
-    }
-}
-
-fn count_label(n: u32) -> String {
-    match n {
-        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M sect", n / 1_000_000),
-        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k sect", n / 1_000),
-        n => format!("{n} sect"),
-    }
+    measure_pair_for(BATCH, a, b)
 }
 
 fn main() -> ExitCode {
@@ -221,14 +202,13 @@ fn run(
         }
     }
 
-    // Lookups: one hot section, and random keys, among 1k and 1M sections.
+    // Lookups: one hot section, and random keys, among 1k and 1M sections (the cases of
+    // the acceptance ratios below).
     let [few, many] = LOOKUP_SECTIONS;
-    progress(&format!("creating {few} sections"));
-    let mut small = LookupCase::new(domain, few)?;
-    progress(&format!("creating {many} sections"));
-    let t0 = Instant::now();
-    let mut large = LookupCase::new(domain, many)?;
-    let setup = t0.elapsed();
+    progress(&format!("creating {few} and {many} sections"));
+    let mut engine = EngineRatios::new(domain, LOOKUP_SECTIONS)?;
+    let setup = engine.lookup_setup();
+    let (small, large) = engine.lookups();
     let object = large.arena().object_size();
     progress("lookups");
     let hot = pair(&mut || large.hot(), &mut || small.hot());
@@ -265,56 +245,12 @@ fn run(
         });
     }
 
-    // Acceptance: each pair again, ROUNDS times in rotation.
-    let mut overwrite = DataCase::new(domain, Op::Overwrite, 4096)?;
-    let mut overwrite_base = overwrite.baseline();
-    let mut read = DataCase::new(domain, Op::Read, 4096)?;
-    let mut read_base = read.baseline();
-    let mut borrow_small = DataCase::new(domain, Op::Borrow, SIZES[0])?;
-    let mut borrow_large = DataCase::new(domain, Op::Borrow, SIZES[SIZES.len() - 1])?;
-    let mut targets = vec![
-        Target {
-            name: "overwrite 4 KiB / fair memcpy",
-            limit: 1.5,
-            rounds: vec![],
-            beside: vec![],
-        },
-        Target {
-            name: "copy-out read 4 KiB / fair memcpy",
-            limit: 1.5,
-            rounds: vec![],
-            beside: vec![],
-        },
-        Target {
-            name: "borrow 1 MiB / borrow 64 B",
-            limit: 1.5,
-            rounds: vec![],
-            beside: vec![],
-        },
-        Target {
-            name: "lookup hot, 1M / 1k sections",
-            limit: 2.0,
-            rounds: vec![],
-            beside: vec![],
-        },
-        Target {
-            name: "API overwrite 4 KiB / engine",
-            limit: 1.2,
-            rounds: vec![],
-            beside: vec![],
-        },
-        Target {
-            name: "API read 4 KiB / engine",
-            limit: 1.2,
-            rounds: vec![],
-            beside: vec![],
-        },
-        Target {
-            name: "API borrow 4 KiB / engine",
-            limit: 1.2,
-            rounds: vec![],
-            beside: vec![],
-        },
+    // Acceptance: each pair again, ROUNDS times in rotation: the engine's own ratios, then
+    // the API over the engine.
+    let mut api_targets = [
+        Target::new("API overwrite 4 KiB / engine", 1.2),
+        Target::new("API read 4 KiB / engine", 1.2),
+        Target::new("API borrow 4 KiB / engine", 1.2),
     ];
     let mut api_overwrite = ApiCase::new(domain, Op::Overwrite, 4096)?;
     let mut api_read = ApiCase::new(domain, Op::Read, 4096)?;
@@ -322,42 +258,31 @@ fn run(
     let mut borrow = DataCase::new(domain, Op::Borrow, 4096)?;
     for round in 0..ROUNDS {
         progress(&format!("acceptance round {}/{ROUNDS}", round + 1));
-        targets[0]
+        engine.round(BATCH);
+        let [api_ow, api_rd, api_bw] = &mut api_targets;
+        api_ow
             .rounds
-            .push(pair(&mut || overwrite.run(), &mut || overwrite_base.run()));
-        targets[1]
+            .push(pair(&mut || api_overwrite.run(), &mut || {
+                engine.overwrite().run();
+            }));
+        api_rd
             .rounds
-            .push(pair(&mut || read.run(), &mut || read_base.run()));
-        targets[2]
-            .rounds
-            .push(pair(&mut || borrow_large.run(), &mut || borrow_small.run()));
-        targets[3]
-            .rounds
-            .push(pair(&mut || large.hot(), &mut || small.hot()));
-        targets[3]
-            .beside
-            .push(pair(&mut || large.cold(), &mut || small.cold()));
-        targets[4]
-            .rounds
-            .push(pair(&mut || api_overwrite.run(), &mut || overwrite.run()));
-        targets[5]
-            .rounds
-            .push(pair(&mut || api_read.run(), &mut || read.run()));
-        targets[6]
+            .push(pair(&mut || api_read.run(), &mut || engine.read().run()));
+        api_bw
             .rounds
             .push(pair(&mut || api_borrow.run(), &mut || borrow.run()));
     }
+    let mut targets: Vec<Target> = EngineRatio::ALL
+        .iter()
+        .map(|&r| Target {
+            name: r.describe(),
+            limit: r.limit(),
+            rounds: engine.rounds(r).clone(),
+            beside: (r == EngineRatio::LookupHot).then(|| engine.cold_lookup().clone()),
+        })
+        .collect();
+    targets.extend(api_targets);
     Ok((rows, targets))
-}
-
-fn fmt_ns(ns: f64) -> String {
-    if ns.is_nan() {
-        "-".to_owned()
-    } else if ns >= 10_000.0 {
-        format!("{:.1} us", ns / 1000.0)
-    } else {
-        format!("{ns:.1} ns")
-    }
 }
 
 fn print_text(rows: &[Row], targets: &[Target], elapsed: Duration) {
@@ -443,7 +368,7 @@ fn to_json(rows: &[Row], targets: &[Target], elapsed: Duration) -> String {
         .iter()
         .map(|t| {
             let m = t.median();
-            let (lo, hi) = t.spread();
+            let (lo, hi) = t.rounds.spread();
             format!(
                 "{{\"name\":{},\"ratio\":{},\"ns\":{},\"baseline_ns\":{},\"min\":{},\"max\":{},\
                  \"limit\":{},\"pass\":{},\"detail\":{}}}",

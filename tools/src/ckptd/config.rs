@@ -16,9 +16,17 @@
 //! key = "certs/node-1.key"
 //! shm_dir = "/dev/shm/ckpt/cluster"
 //! socket = "/run/ckpt/ckptd.sock" # agents of this node connect here
+//! metrics = "127.0.0.1:9464"     # optional: Prometheus text on GET /metrics (off without)
+//! # metrics_allow_remote = true  # needed for a non-loopback metrics address
 //! ```
 //!
 //! Relative paths are relative to the cluster file's directory.
+//!
+//! The metrics endpoint (README.md, "Metrics", lists what it serves) has no
+//! authentication and no TLS, so it must listen on a loopback address (port 0 picks a free
+//! one): a scraper on the node, or a local proxy, reaches it. Any other address, the
+//! unspecified `0.0.0.0` and `[::]` included, is refused unless the node's table also says
+//! `metrics_allow_remote = true`, for a network where its exposure is acceptable.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -67,6 +75,33 @@ pub struct NodeConfig {
     pub shm_dir: PathBuf,
     /// Unix socket the node's agents use.
     pub socket: PathBuf,
+    /// Where ckptd serves its metrics; `None`: nowhere (the default).
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// A node's metrics endpoint: Prometheus text format on `GET /metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// The TCP address it listens on (port 0: any free one).
+    pub address: SocketAddr,
+    /// Whether `address` may be off loopback (`metrics_allow_remote`).
+    pub allow_remote: bool,
+}
+
+impl MetricsConfig {
+    /// Refuses an address off loopback unless `allow_remote` says so: the endpoint has no
+    /// authentication.
+    pub fn check(&self, node: u32) -> Result<(), ConfigError> {
+        if self.address.ip().is_loopback() || self.allow_remote {
+            return Ok(());
+        }
+        Err(ConfigError(format!(
+            "node {node}: metrics address {} is not a loopback address; the metrics endpoint \
+             has no authentication, so set metrics_allow_remote = true in this [[node]] table \
+             to serve it there anyway",
+            self.address
+        )))
+    }
 }
 
 /// What is wrong with a cluster file.
@@ -108,6 +143,10 @@ struct RawNode {
     key: PathBuf,
     shm_dir: PathBuf,
     socket: PathBuf,
+    #[serde(default)]
+    metrics: Option<SocketAddr>,
+    #[serde(default)]
+    metrics_allow_remote: bool,
 }
 
 impl ClusterConfig {
@@ -137,7 +176,7 @@ impl ClusterConfig {
             if n.id == 0 {
                 return Err(ConfigError("node ids start at 1".into()));
             }
-            nodes.push(NodeConfig {
+            let node = NodeConfig {
                 id: n.id,
                 name: n.name.unwrap_or_else(|| format!("node-{}", n.id)),
                 address: n.address,
@@ -146,7 +185,20 @@ impl ClusterConfig {
                 key: abs(n.key),
                 shm_dir: abs(n.shm_dir),
                 socket: abs(n.socket),
-            });
+                metrics: n.metrics.map(|address| MetricsConfig {
+                    address,
+                    allow_remote: n.metrics_allow_remote,
+                }),
+            };
+            if let Some(m) = &node.metrics {
+                m.check(node.id)?;
+            } else if n.metrics_allow_remote {
+                return Err(ConfigError(format!(
+                    "node {}: metrics_allow_remote without a metrics address",
+                    n.id
+                )));
+            }
+            nodes.push(node);
         }
         nodes.sort_by_key(|n| n.id);
         if nodes.is_empty() {
@@ -247,5 +299,42 @@ mod tests {
                 .0
                 .contains("two_node")
         );
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_on_at_a_loopback_address() {
+        let c = ClusterConfig::parse(TWO, Path::new("/")).unwrap();
+        assert_eq!(c.nodes[0].metrics, None);
+        let on = TWO.replace(
+            "socket = \"s1.sock\"",
+            "socket = \"s1.sock\"\nmetrics = \"[::1]:9464\"",
+        );
+        let c = ClusterConfig::parse(&on, Path::new("/")).unwrap();
+        let m = c.nodes[0].metrics.unwrap();
+        assert_eq!(m.address, "[::1]:9464".parse().unwrap());
+        assert!(!m.allow_remote);
+        assert_eq!(c.nodes[1].metrics, None);
+    }
+
+    #[test]
+    fn a_metrics_address_off_loopback_is_refused_unless_allowed() {
+        for addr in ["10.0.0.1:9464", "0.0.0.0:9464", "[::]:9464"] {
+            let off = TWO.replace(
+                "socket = \"s2.sock\"",
+                &format!("socket = \"s2.sock\"\nmetrics = \"{addr}\""),
+            );
+            let e = ClusterConfig::parse(&off, Path::new("/")).unwrap_err().0;
+            assert!(
+                e.contains("node 2") && e.contains("loopback"),
+                "{addr}: {e}"
+            );
+            let allowed = off.replace(
+                "socket = \"s2.sock\"",
+                "socket = \"s2.sock\"\nmetrics_allow_remote = true",
+            );
+            let c = ClusterConfig::parse(&allowed, Path::new("/")).unwrap();
+            let m = c.nodes[1].metrics.unwrap();
+            assert_eq!((m.address, m.allow_remote), (addr.parse().unwrap(), true));
+        }
     }
 }

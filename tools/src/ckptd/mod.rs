@@ -5,11 +5,12 @@
 
 pub mod config;
 pub mod local;
+mod metrics;
 mod node;
 pub mod serve;
 pub mod store;
 
-pub use config::{ClusterConfig, ConfigError, NodeConfig};
+pub use config::{ClusterConfig, ConfigError, MetricsConfig, NodeConfig};
 pub use local::LocalCluster;
 pub use node::{LocalSession, NodeEnv, NodeHandle, StartError, object_name, run, run_in, spawn};
 pub use store::{MemoryStore, Store};

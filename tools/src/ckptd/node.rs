@@ -25,12 +25,13 @@ use ckpt_transport::wire::{
     RemoteResult, ReqId,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::config::ClusterConfig;
+use super::config::{ClusterConfig, ConfigError};
+use super::metrics::{self, Gauges, Lag, Metrics, ReplicaGauges, SyncFailure};
 use super::serve::{self, code};
 use super::store::Store;
 /// The shm object name of a cluster instance's replica on a node.
@@ -44,6 +45,9 @@ pub enum StartError {
     /// The node id is not in the cluster file.
     #[error("node {0} is not in the cluster file")]
     UnknownNode(u32),
+    /// The node's table is not acceptable (a metrics address off loopback, say).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Certificates.
     #[error(transparent)]
     Tls(#[from] ckpt_transport::tls::TlsError),
@@ -106,6 +110,8 @@ enum Msg {
     Agent(u64, Frame),
     AgentGone(u64),
     Moved(u64),
+    /// The metrics endpoint wants a scrape's text.
+    Scrape(oneshot::Sender<String>),
 }
 
 struct Session {
@@ -166,6 +172,8 @@ struct SyncWait {
     seq: u64,
     deadline: Option<Duration>,
     origin: Origin,
+    /// When it arrived.
+    since: Duration,
 }
 
 /// An ALL_REPLICAS write applied to the staging copy, waiting for every replica's ack
@@ -263,7 +271,7 @@ impl Local {
 
     /// Stops ordering writes: the waker ends, staged writes are answered TIMEOUT (their
     /// outcome is unknown: some replicas may have them), synchronizes TRY_AGAIN.
-    fn demote(&mut self, out: &mut Vec<(Origin, RemoteResult)>) {
+    fn demote(&mut self, out: &mut Vec<(Origin, RemoteResult)>, metrics: &mut Metrics) {
         self.primary = None;
         self.vet.clear();
         if let Some(w) = self.waker.take() {
@@ -277,6 +285,7 @@ impl Local {
             }
         }
         for w in self.syncs.drain(..) {
+            metrics.sync_failed(SyncFailure::Demoted);
             out.push((w.origin, fail(code::TRY_AGAIN)));
         }
     }
@@ -364,11 +373,20 @@ struct Node {
     /// Primary roles this node gave back (`DirOp::Resign`): (instance, term). The node
     /// never takes the primary role of `instance` in `term` again.
     resigned: std::collections::BTreeSet<(u64, u64)>,
+    /// Checkpoints whose replica this node was assigned but could not create (its shm
+    /// dir is full): an open of this node that the directory answers for one of them
+    /// gets NO_RESOURCES, and the open is undone.
+    create_failed: std::collections::BTreeSet<u64>,
     /// How long a dropped connection may stay down before the directory counts the node
     /// as gone: the idle timeout, so a daemon that restarts (its peers see the clean close
     /// at once) keeps its opens and replicas, while a crashed one, which its peers notice
     /// only after the idle timeout, is gone after twice that.
     restart_grace: Duration,
+    /// The other nodes of the cluster file.
+    peers: Vec<u32>,
+    metrics: Metrics,
+    /// Where the metrics endpoint listens, and its task.
+    metrics_server: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
 }
 
 /// A running daemon (in this process, on its own thread).
@@ -378,6 +396,8 @@ pub struct NodeHandle {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The node's id.
     pub node: u32,
+    /// Where its metrics endpoint listens (the port picked, for a configured port 0).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl NodeHandle {
@@ -422,7 +442,7 @@ pub fn spawn(cluster: ClusterConfig, node: u32) -> Result<NodeHandle, StartError
             rt.block_on(async move {
                 match start(cluster, node, NodeEnv::default()).await {
                     Ok((n, listener, rx)) => {
-                        let _ = ready_tx.send(Ok(()));
+                        let _ = ready_tx.send(Ok(n.metrics_server.as_ref().map(|m| m.0)));
                         n.run(listener, rx, stop_rx).await;
                     }
                     Err(e) => {
@@ -436,10 +456,11 @@ pub fn spawn(cluster: ClusterConfig, node: u32) -> Result<NodeHandle, StartError
             err,
         })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => Ok(NodeHandle {
+        Ok(Ok(metrics)) => Ok(NodeHandle {
             stop,
             thread: Some(thread),
             node,
+            metrics,
         }),
         Ok(Err(e)) => {
             let _ = thread.join();
@@ -489,6 +510,9 @@ async fn start(
         .node(node)
         .ok_or(StartError::UnknownNode(node))?
         .clone();
+    if let Some(m) = &me.metrics {
+        m.check(node)?;
+    }
     let identity = NodeIdentity::load(&me.cert, &me.key)?;
     let roots = CaRoots::load(&cluster.ca)?;
     let peers: BTreeMap<u32, std::net::SocketAddr> = cluster
@@ -552,6 +576,20 @@ async fn start(
         info!(node, term = dir.term(), "directory state restored");
     }
     let (msgs, msgs_rx) = mpsc::unbounded_channel();
+    let metrics_server = match &me.metrics {
+        Some(m) => {
+            let what = || format!("metrics endpoint {}", m.address);
+            let l = TcpListener::bind(m.address)
+                .await
+                .map_err(|err| io_err(what(), err))?;
+            let at = l.local_addr().map_err(|err| io_err(what(), err))?;
+            let to_loop = msgs.clone();
+            let ask = move |tx| to_loop.send(Msg::Scrape(tx)).is_ok();
+            info!(node, address = %at, "metrics on GET /metrics");
+            Some((at, tokio::spawn(metrics::serve_http(l, ask))))
+        }
+        None => None,
+    };
     let incarnation = env.incarnation.unwrap_or_else(incarnation);
     info!(node, incarnation, socket = %me.socket.display(), "ckptd started");
     let mut n = Node {
@@ -584,7 +622,16 @@ async fn start(
         evicting: std::collections::BTreeSet::new(),
         waiting_room: VecDeque::new(),
         resigned: std::collections::BTreeSet::new(),
+        create_failed: std::collections::BTreeSet::new(),
         restart_grace: cluster.idle_timeout,
+        peers: cluster
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .filter(|n| *n != node)
+            .collect(),
+        metrics: Metrics::default(),
+        metrics_server,
     };
     n.reattach();
     n.load_sessions();
@@ -789,6 +836,9 @@ impl Node {
                 w.stop.store(true, Ordering::Release);
             }
         }
+        if let Some((_, task)) = self.metrics_server.take() {
+            task.abort();
+        }
         self.mesh.shutdown().await;
         info!(node = self.me, "ckptd stopped");
     }
@@ -963,7 +1013,53 @@ impl Node {
                 }
                 self.poll_primary(instance);
             }
+            Msg::Scrape(tx) => {
+                let _ = tx.send(self.metrics_text());
+            }
         }
+    }
+
+    /// A scrape's text: the counters, and the gauges read from the state now.
+    fn metrics_text(&self) -> String {
+        let mut g = Gauges {
+            leader: self.dir.is_leader(),
+            directory_term: self.dir.term(),
+            peers_connected: self.peers.iter().filter(|n| self.mesh.is_up(**n)).count() as u64,
+            agent_sessions: self.sessions.len() as u64,
+            replicas: Vec::with_capacity(self.locals.len()),
+        };
+        for (i, l) in &self.locals {
+            // An ALL_REPLICAS primary streams its staging copy's journal.
+            let source = l.staging.as_ref().map_or(&l.replica, |s| &s.replica);
+            let head = source.commit_seq();
+            let lag = l.primary.iter().flat_map(|p| {
+                p.replicas().filter_map(move |n| {
+                    let f = p.follower(n)?;
+                    let acked = if f.acked == repl::INCOMPLETE {
+                        0
+                    } else {
+                        f.acked
+                    };
+                    Some(Lag {
+                        node: n,
+                        seq: head.saturating_sub(acked),
+                        // Everything sent acknowledged: nothing is on the wire, whatever
+                        // frames the primary still keeps in its count.
+                        bytes: if acked >= f.sent { 0 } else { f.unacked_bytes },
+                        up: f.up,
+                        snapshot: f.snapshot,
+                    })
+                })
+            });
+            g.replicas.push(ReplicaGauges {
+                instance: *i,
+                name: l.assign.name.clone(),
+                commit_seq: l.replica.commit_seq(),
+                primary: l.primary.is_some(),
+                lag: lag.collect(),
+            });
+        }
+        self.metrics.render(&g)
     }
 
     fn on_agent(&mut self, session: u64, f: Frame) {
@@ -1161,11 +1257,13 @@ impl Node {
                             .is_some_and(|(bt, bs)| bt == t && bs != repl::INCOMPLETE && s <= bs)
                 };
                 if !after.iter().all(held) {
+                    self.metrics.sync_failed(SyncFailure::WritesLost);
                     self.answer(origin, fail(code::FAILED_OPERATION));
                     return;
                 }
                 let seq = l.replica.commit_seq();
                 if l.replica.acked_seq() >= seq {
+                    self.metrics.synchronized(self.now().saturating_sub(now));
                     self.answer(origin, RemoteResult::Done);
                     return;
                 }
@@ -1175,11 +1273,13 @@ impl Node {
                     seq,
                     deadline,
                     origin,
+                    since: now,
                 });
             }
             op if serve::is_write(&op) => {
                 if let Some(st) = l.staging.as_mut() {
                     let (result, replay) = serve::apply_write(&st.replica, &op);
+                    self.metrics.served(instance, &op, &result);
                     match replay {
                         None => {
                             self.answer(origin, result);
@@ -1195,6 +1295,7 @@ impl Node {
                     }
                 } else {
                     let (result, _) = serve::apply_write(&l.replica, &op);
+                    self.metrics.served(instance, &op, &result);
                     // A plain write names its place in this primary's journal, which a
                     // later synchronize of the writer checks (see `after`).
                     let result = match (result, l.primary.as_ref()) {
@@ -1268,6 +1369,9 @@ impl Node {
         let Some(p) = self.pending.remove(&req) else {
             return;
         };
+        if let (DirOp::Evict { instance, node, .. }, DirReply::Done) = (&p.op, &result) {
+            self.metrics.eviction_applied(*instance, *node);
+        }
         if let DirReply::Opened { ckpt } = &result
             && !ckpt.replicas.contains(&self.me)
         {
@@ -1275,6 +1379,28 @@ impl Node {
         }
         let Some(session) = p.session else {
             return;
+        };
+        let result = match result {
+            DirReply::Opened { ckpt }
+                if ckpt.replicas.contains(&self.me)
+                    && !self.locals.contains_key(&ckpt.instance)
+                    && self.create_failed.remove(&ckpt.instance) =>
+            {
+                // Its replica here could not be made: the agent would find no object
+                // (NOT_EXIST). Say why, and give the open back.
+                self.dir_request(
+                    None,
+                    p.agent_req,
+                    DirOp::Close {
+                        instance: ckpt.instance,
+                        node: self.me,
+                    },
+                );
+                DirReply::Failed {
+                    code: ckpt_transport::directory::code::NO_RESOURCES,
+                }
+            }
+            other => other,
         };
         match (&p.op, &result) {
             (DirOp::Open { .. }, DirReply::Opened { ckpt }) => {
@@ -1411,6 +1537,7 @@ impl Node {
                         }
                         Err(e) => {
                             warn!(instance, "cannot create the replica: {e}");
+                            self.create_failed.insert(instance);
                             return;
                         }
                     }
@@ -1423,6 +1550,7 @@ impl Node {
             l.empty = (created && a.term != 0 && !self.creating(&a.name)).then_some(a.term);
             let lost = l.empty.is_some();
             self.locals.insert(instance, l);
+            self.create_failed.remove(&instance);
             if lost && a.primary != Some(self.me) {
                 // The directory may count this replica as in sync (the node came back
                 // within the restart grace, its tmpfs gone): it must not be promoted
@@ -1438,7 +1566,7 @@ impl Node {
             let l = self.locals.get_mut(&instance).expect("inserted");
             l.assign = a;
             let mut answers = Vec::new();
-            l.demote(&mut answers);
+            l.demote(&mut answers, &mut self.metrics);
             l.waiting_since.clear();
             let (role, role_term) = l.replica.role();
             if role != Role::Replica {
@@ -1519,7 +1647,7 @@ impl Node {
             if l.primary.is_some() {
                 info!(node = me, instance, term = a.term, primary = ?a.primary, "this node is no longer the primary");
             }
-            l.demote(&mut answers);
+            l.demote(&mut answers, &mut self.metrics);
             l.waiting_since.clear();
             if l.replica.role().0 != Role::Replica {
                 l.replica.set_role(Role::Replica, a.term);
@@ -1641,7 +1769,7 @@ impl Node {
             "a replica holds state this node's new replica lacks: resigning"
         );
         let mut answers = Vec::new();
-        l.demote(&mut answers);
+        l.demote(&mut answers, &mut self.metrics);
         l.waiting_since.clear();
         if l.replica.role().0 != Role::Replica {
             l.replica.set_role(Role::Replica, ours);
@@ -1657,8 +1785,9 @@ impl Node {
     /// Returns the placement it held.
     fn drop_replica(&mut self, instance: u64) -> Option<CkptAssign> {
         let mut l = self.locals.remove(&instance)?;
+        self.metrics.forget(instance);
         let mut answers = Vec::new();
-        l.demote(&mut answers);
+        l.demote(&mut answers, &mut self.metrics);
         self.answer_all(answers);
         info!(instance, "replica removed");
         self.store.remove(&object_name(instance));
@@ -1783,7 +1912,7 @@ impl Node {
                     && let Some(PrimaryEvent::Fenced { term: t }) = p.on_stale(from, term)
                 {
                     warn!(instance, newer = t, "fenced: a replica is in a newer term");
-                    l.demote(&mut answers);
+                    l.demote(&mut answers, &mut self.metrics);
                     l.replica.set_role(Role::Replica, term);
                 }
                 self.answer_all(answers);
@@ -1811,7 +1940,7 @@ impl Node {
         if l.primary.as_ref().is_some_and(|p| term > p.term()) {
             // A primary in a newer term exists: stop taking local writes.
             warn!(instance, newer = term, "fenced by a newer primary");
-            l.demote(&mut answers);
+            l.demote(&mut answers, &mut self.metrics);
             l.replica.set_role(Role::Replica, term);
         }
         if let Some(t) = l.primary.as_ref().map(Primary::term) {
@@ -1823,7 +1952,22 @@ impl Node {
             self.answer_all(answers);
             return;
         }
-        let reply = repl::apply_diff_ref(&l.replica, diff);
+        let (pterm, pseq) = l.replica.replication_position();
+        let (reply, refused) = repl::apply_diff_checked(&l.replica, diff);
+        if diff.base == repl::SNAPSHOT && term >= pterm {
+            // A snapshot starts where the replica was not in one of this term already (a
+            // restart of an interrupted one does not count again).
+            if term > pterm || pseq != repl::INCOMPLETE {
+                self.metrics.resync_started(instance);
+            }
+            if matches!(reply, Frame::Ack { seq, .. } if seq != repl::INCOMPLETE) {
+                self.metrics.resync_finished(instance);
+            }
+        }
+        if let Some(e) = refused {
+            let path = metrics::Path::Apply;
+            self.metrics.refused(instance, path, serve::section_code(e));
+        }
         self.answer_all(answers);
         self.send(Transmit {
             node: from,
@@ -1867,8 +2011,10 @@ impl Node {
                         l.replica.set_acked_seq(floor);
                     }
                     let acked = l.replica.acked_seq();
+                    let metrics = &mut self.metrics;
                     l.syncs.retain(|w| {
                         if w.seq <= acked {
+                            metrics.synchronized(now.saturating_sub(w.since));
                             answers.push((w.origin, RemoteResult::Done));
                             false
                         } else {
@@ -1944,9 +2090,11 @@ impl Node {
         }
         // Deadlines of synchronizes and ALL_REPLICAS writes; reaping ordered here.
         let mut answers = Vec::new();
+        let metrics = &mut self.metrics;
         for l in self.locals.values_mut() {
             l.syncs.retain(|w| {
                 if w.deadline.is_some_and(|d| now >= d) {
+                    metrics.sync_failed(SyncFailure::TimedOut);
                     answers.push((w.origin, fail(code::TIMEOUT)));
                     false
                 } else {
@@ -2083,6 +2231,7 @@ impl Node {
             }
         }
         for (instance, node, term) in asks {
+            self.metrics.eviction_requested(instance, node);
             self.evicting.insert((instance, node, term));
             self.dir_request(
                 None,
