@@ -468,3 +468,98 @@ fn an_all_replicas_primary_that_restarts_hands_over_in_a_new_term() {
         "the writes after the restart are in a new term: {before:x?} then {after:x?}"
     );
 }
+
+/// A reader on node 2 that pins one version of section `s` per request and never lets go
+/// (a stuck standby process): each thread has one agent, whose 7 pin entries hold 7
+/// versions, so the pins are spread over as many threads as needed.
+struct StuckReaders {
+    replica: std::sync::Arc<ckpt_engine::Replica>,
+    threads: Vec<std::sync::mpsc::Sender<std::sync::mpsc::Sender<bool>>>,
+}
+
+impl StuckReaders {
+    fn pin_current(&mut self) {
+        for _ in 0..2 {
+            if let Some(tx) = self.threads.last() {
+                let (done, pinned) = std::sync::mpsc::channel();
+                tx.send(done).expect("pinning thread");
+                if pinned.recv().expect("pinning thread") {
+                    return;
+                }
+            }
+            let replica = std::sync::Arc::clone(&self.replica);
+            let (tx, rx) = std::sync::mpsc::channel::<std::sync::mpsc::Sender<bool>>();
+            std::thread::spawn(move || {
+                let mut guards = Vec::new();
+                for done in rx {
+                    let got = replica.borrow(b"s");
+                    let _ = done.send(got.is_ok());
+                    if let Ok(g) = got {
+                        guards.push(g);
+                    }
+                }
+            });
+            self.threads.push(tx);
+        }
+        panic!("a fresh thread could not pin the section");
+    }
+}
+
+#[test]
+fn a_replica_that_stops_acknowledging_is_evicted_and_all_replicas_writes_go_on() {
+    let t = three("evict");
+    let lib1 = library(&t.cluster, 1);
+    let attrs = replicated(CreationFlags::WR_ALL_REPLICAS);
+    let on1 = open_on(&lib1, "safCkpt=evict", Some(&attrs));
+    let instance = on1.instance();
+    retry(|| on1.create_section(Some(b"s"), TIME_END, b"0")).expect("create");
+    let first_term = position(&t.cluster, 1, instance).0;
+
+    // Node 2's replica gets every write (ALL_REPLICAS) until its readers pin every spare
+    // slot: then it cannot apply the next one and stops acknowledging, while its daemon
+    // stays connected. The primary's daemon asks the directory to evict it.
+    let mut stuck = StuckReaders {
+        replica: std::sync::Arc::new(
+            ckpt_engine::Replica::attach(
+                &t.cluster.shm_dir(2),
+                &ckptd::object_name(instance),
+                ckpt_engine::Sharing::default(),
+            )
+            .expect("attach node 2's replica"),
+        ),
+        threads: Vec::new(),
+    };
+    let mut evicted_at = None;
+    for k in 1..=300u32 {
+        stuck.pin_current();
+        on1.overwrite(b"s", k.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("ALL_REPLICAS write {k}: {e:?}"));
+        assert_eq!(read_local(&on1, b"s"), k.to_string().as_bytes());
+        if position(&t.cluster, 1, instance).0 > first_term {
+            evicted_at = Some(k);
+            break;
+        }
+    }
+    let k = evicted_at.expect("node 2 was never evicted although it could not apply");
+    // Evicted in a new term, the write that waited for it returned OK, and writes go on
+    // with node 2 out of the set.
+    for j in k + 1..=k + 5 {
+        on1.overwrite(b"s", j.to_string().as_bytes())
+            .expect("write after the eviction");
+    }
+    assert_eq!(read_local(&on1, b"s"), (k + 5).to_string().as_bytes());
+
+    // Node 2 no longer holds a replica of it: its daemon drops the object (readers still
+    // mapping it keep their bytes). It is not placed again on its own (a director comes
+    // back into the set when it reconnects or opens the checkpoint).
+    let object = t.cluster.shm_dir(2).join(ckptd::object_name(instance));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while object.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 still holds the replica it was evicted from"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stuck);
+}
