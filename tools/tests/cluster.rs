@@ -506,7 +506,7 @@ impl StuckReaders {
 }
 
 #[test]
-fn a_replica_that_stops_acknowledging_is_evicted_and_all_replicas_writes_go_on() {
+fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_to_resync() {
     let t = three("evict");
     let lib1 = library(&t.cluster, 1);
     let attrs = replicated(CreationFlags::WR_ALL_REPLICAS);
@@ -549,17 +549,37 @@ fn a_replica_that_stops_acknowledging_is_evicted_and_all_replicas_writes_go_on()
     }
     assert_eq!(read_local(&on1, b"s"), (k + 5).to_string().as_bytes());
 
-    // Node 2 no longer holds a replica of it: its daemon drops the object (readers still
-    // mapping it keep their bytes). It is not placed again on its own (a director comes
-    // back into the set when it reconnects or opens the checkpoint).
-    let object = t.cluster.shm_dir(2).join(ckptd::object_name(instance));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while object.exists() {
+    // Still connected, node 2 (a director) is placed again after a pause, makes the
+    // replica anew (its stuck readers keep the old object's slots to themselves), and
+    // resyncs from the primary.
+    let want = (k + 5).to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let back = ckpt_engine::Replica::attach(
+            &t.cluster.shm_dir(2),
+            &ckptd::object_name(instance),
+            ckpt_engine::Sharing::default(),
+        )
+        .ok()
+        .and_then(|r| r.read_to_vec(b"s").ok());
+        if back.as_deref() == Some(want.as_bytes()) {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
-            "node 2 still holds the replica it was evicted from"
+            "node 2 was never placed again and caught up: {back:?}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
     }
+    // And it is in sync: the next ALL_REPLICAS write is on it when it returns.
+    on1.overwrite(b"s", b"last")
+        .expect("write with node 2 back");
+    let on2 = ckpt_engine::Replica::attach(
+        &t.cluster.shm_dir(2),
+        &ckptd::object_name(instance),
+        ckpt_engine::Sharing::default(),
+    )
+    .expect("node 2's new replica");
+    assert_eq!(on2.read_to_vec(b"s").expect("read on node 2"), b"last");
     drop(stuck);
 }

@@ -249,6 +249,9 @@ pub struct Directory {
     replies: BTreeMap<(u32, u64), VecDeque<(u64, DirReply)>>,
     /// Replication positions reported by nodes: (instance, node) → (term, seq).
     positions: BTreeMap<(u64, u32), (u64, u64)>,
+    /// Leader: evicted directors to place again, (instance, node) → (not before, how many
+    /// evictions since it last resynced). Not durable: a new leader schedules them anew.
+    readmit: BTreeMap<(u64, u32), (Duration, u32)>,
     /// The table changed outside a call that can publish it
     /// ([`Directory::report_position`]); the next tick does.
     dirty: bool,
@@ -261,6 +264,12 @@ pub struct Directory {
 /// How long a new leader waits for every surviving replica's position report before it
 /// promotes without one (nodes report every second, and at once when one changes).
 const POSITIONS_WAIT: Duration = Duration::from_millis(1500);
+/// An evicted director that is still connected is placed again (to resync) this long
+/// after its eviction, doubled for each eviction since it last resynced (at most 32×):
+/// the set gets its redundancy back once the node is healthy, and a node that stays
+/// unhealthy stalls ALL_REPLICAS writes (for the primary's eviction delay) ever more
+/// rarely.
+const READMIT_AFTER: Duration = Duration::from_secs(5);
 
 impl Directory {
     /// A directory that knows nothing yet (at start, or after a restart: it then waits an
@@ -289,6 +298,7 @@ impl Directory {
             next_instance: 1,
             replies: BTreeMap::new(),
             positions: BTreeMap::new(),
+            readmit: BTreeMap::new(),
             dirty: false,
             unpublished: Vec::new(),
             durable_dirty: false,
@@ -896,7 +906,8 @@ impl Directory {
                 let mut effects = Vec::new();
                 let expired = self.expire_retention(now, &mut effects);
                 let promoted = self.promote_pending(now, &mut effects);
-                if expired || promoted {
+                let readmitted = self.readmit_evicted(now, &mut effects);
+                if expired || promoted || readmitted {
                     self.publish(effects, now, out);
                 }
             }
@@ -1460,7 +1471,7 @@ impl Directory {
                 instance,
                 node,
                 term,
-            } => self.evict(requester, instance, node, term, out),
+            } => self.evict(requester, instance, node, term, now, out),
             DirOp::Resign {
                 instance,
                 node,
@@ -1476,6 +1487,7 @@ impl Directory {
         instance: u64,
         node: u32,
         term: u64,
+        now: Duration,
         out: &mut Vec<Output>,
     ) -> DirReply {
         let Some(e) = self.entries.get(&instance) else {
@@ -1506,6 +1518,9 @@ impl Directory {
         e.evicted.insert(node, term);
         let a = e.assign();
         self.positions.remove(&(instance, node));
+        let times = self.readmit.get(&(instance, node)).map_or(0, |r| r.1) + 1;
+        let delay = READMIT_AFTER * (1u32 << (times - 1).min(5));
+        self.readmit.insert((instance, node), (now + delay, times));
         self.assign_everywhere(&a, out);
         // The node learns it holds no replica and where the primary is.
         self.assign_to(node, a, out);
@@ -1695,9 +1710,47 @@ impl Directory {
         }
     }
 
+    /// Leader: places again the evicted directors that are connected and whose backoff
+    /// ran out ([`READMIT_AFTER`]); each comes back marked to resync. Returns whether the
+    /// table changed.
+    fn readmit_evicted(&mut self, now: Duration, out: &mut Vec<Output>) -> bool {
+        let due: Vec<(u64, u32)> = self
+            .entries
+            .values()
+            .filter(|e| !e.collocated() && !e.unlinked)
+            .flat_map(|e| {
+                e.evicted
+                    .keys()
+                    .filter(|n| !e.replicas.contains(n))
+                    .map(move |n| (e.instance, *n))
+            })
+            .filter(|(_, n)| {
+                self.cfg.directors.contains(n)
+                    && (*n == self.cfg.node || self.reachable.contains(n))
+            })
+            .collect();
+        let mut changed = false;
+        for key in due {
+            let (not_before, _) = *self.readmit.entry(key).or_insert((now + READMIT_AFTER, 1));
+            if now < not_before {
+                continue;
+            }
+            let (instance, node) = key;
+            self.add_replica(instance, node);
+            let a = self.entries[&instance].assign();
+            self.assign_everywhere(&a, out);
+            changed = true;
+        }
+        let entries = &self.entries;
+        self.readmit
+            .retain(|(i, n), _| entries.get(i).is_some_and(|e| e.evicted.contains_key(n)));
+        changed
+    }
+
     /// Placement of the non-collocated checkpoints that lack a director's replica
     /// (it died and came back, or was unreachable when they were created). Evicted
-    /// nodes come back by opening only. Returns whether one changed.
+    /// nodes come back by opening, or after a pause ([`Self::readmit_evicted`]). Returns
+    /// whether one changed.
     fn place_director(&mut self, node: u32, out: &mut Vec<Output>) -> bool {
         if !self.cfg.directors.contains(&node) {
             return false;

@@ -1028,6 +1028,37 @@ fn a_lone_primary_that_dies_is_never_replaced_by_a_replica_from_an_older_term() 
 }
 
 #[test]
+fn an_evicted_director_still_connected_is_placed_again_later_and_must_resync() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(c.evict(3, a.instance, 2, a.term), DirReply::Done);
+    let evicted = c.entry(1, a.instance).unwrap();
+    assert_eq!(evicted.replicas, [1, 3]);
+
+    // Not at once: a node that could not keep up gets a pause first.
+    c.run_for(Duration::from_secs(2));
+    assert_eq!(c.entry(1, a.instance).unwrap().replicas, [1, 3]);
+    c.run_for(Duration::from_secs(4));
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.replicas, [1, 2, 3], "placed again after the pause");
+    assert!(e.term > evicted.term, "in a new term");
+    assert_eq!(
+        e.evicted.get(&2),
+        Some(&e.term),
+        "it must resync before it counts as in sync"
+    );
+    assert_eq!(e.primary, Some(3));
+    assert!(c.held(2, a.instance).is_some(), "node 2 is told to hold it");
+
+    // Evicted again at once (still unhealthy): the next pause is twice as long.
+    assert_eq!(c.evict(3, a.instance, 2, e.term), DirReply::Done);
+    c.run_for(Duration::from_secs(7));
+    assert_eq!(c.entry(1, a.instance).unwrap().replicas, [1, 3]);
+    c.run_for(Duration::from_secs(4));
+    assert_eq!(c.entry(1, a.instance).unwrap().replicas, [1, 2, 3]);
+}
+
+#[test]
 fn evict_refuses_stale_terms_non_members_and_non_primaries_and_is_idempotent() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);
