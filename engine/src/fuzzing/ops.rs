@@ -1,10 +1,11 @@
 //! `arena_ops`: random section operations on a heap arena, in one of two modes chosen by the
 //! low bit of the first input byte.
 //!
-//! - **Model mode** (even): every result is compared with [`Model`], the plain in-memory
-//!   model (values, error kinds, the failing element of vector calls); after every step
-//!   `fsck` must be clean and quiescent, `status()` must be the model's, every section must
-//!   hold the model's bytes and every journal record must lie inside its section.
+//! - **Model mode** (even): a [`Sut`] compares every result with [`Model`], the plain
+//!   in-memory model (values, error kinds, the failing element of vector calls); after
+//!   every step `fsck` must be clean and quiescent, `status()` must be the model's, every
+//!   section must hold the model's bytes and every journal record must lie inside its
+//!   section.
 //! - **Mutation mode** (odd): between operations, words and bytes of the mapping are
 //!   overwritten, as a buggy or hostile process on the node could. Nothing is compared with
 //!   a model; every call must return an error or in-bounds bytes, and must not panic, hang
@@ -12,75 +13,23 @@
 //!
 //! The rest of the input is a stream of choices ([`Input`]); it ends the run when consumed.
 
-use core::mem::discriminant;
-use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::attach::{check_journal, check_read_only};
 use super::input::Input;
-use super::model::{ID_BYTES, Model, ReadOp, WriteOp};
+use super::model::{ID_BYTES, Model, Op, ReadOp, WriteOp};
+use super::sut::{Sut, T0, clock, replica_geometry, set_clock};
 use crate::layout::{HEADER_DYNAMIC, HEADER_SIZE};
 use crate::sync::{AtomicU64, Ordering::Relaxed};
 use crate::{
-    ReadElement, Replica, ReplicaAttributes, ReplicaLimits, Role, SectionError, SectionFilter,
-    TIME_END, VectorError, WriteElement,
+    ReadElement, Replica, ReplicaAttributes, ReplicaLimits, Role, SectionFilter, TIME_END,
+    WriteElement,
 };
 
-/// The clock when a run starts: 1 s after the epoch, so times just before it are positive.
-const T0: i64 = 1_000_000_000;
 /// Operations per run at most (a long input is cut here, to keep runs short).
 const MAX_STEPS: usize = 200;
 /// Ids the mutation mode remembers.
 const MAX_KNOWN: usize = 16;
-
-thread_local! {
-    /// The clock of the replicas this thread drives.
-    static NOW: Cell<i64> = const { Cell::new(T0) };
-}
-
-fn fuzz_clock() -> i64 {
-    NOW.with(Cell::get)
-}
-
-#[derive(Clone, Debug)]
-enum Op {
-    /// `id: None` asks for a generated id.
-    Create {
-        id: Option<Vec<u8>>,
-        expiration: i64,
-        data: Vec<u8>,
-    },
-    Delete {
-        id: Vec<u8>,
-    },
-    SetExpiration {
-        id: Vec<u8>,
-        expiration: i64,
-    },
-    Overwrite {
-        id: Vec<u8>,
-        data: Vec<u8>,
-    },
-    Write(Vec<WriteOp>),
-    Read(ReadOp),
-    ReadMany(Vec<ReadOp>),
-    /// Borrows; if `overwrite` is given and the borrow succeeds, overwrites the section
-    /// while the guard is held (the guard must keep showing the old bytes).
-    Borrow {
-        id: Vec<u8>,
-        overwrite: Option<Vec<u8>>,
-    },
-    Info {
-        id: Vec<u8>,
-    },
-    List(SectionFilter),
-    Status,
-    AdvanceClock(i64),
-    Reap {
-        now: i64,
-    },
-}
 
 /// What the operation generator knows about the arena.
 struct Ctx<'a> {
@@ -259,24 +208,13 @@ fn geometry(inp: &mut Input<'_>) -> (ReplicaAttributes, ReplicaLimits) {
     } else {
         inp.below(cap + 1)
     };
-    let limits = if knobs & 6 == 0 {
-        ReplicaLimits::default()
-    } else {
-        ReplicaLimits {
-            agents: 64,
-            spare_slots: 3,
-            journal_cells: 64,
-        }
-    };
-    let attrs = ReplicaAttributes {
-        creation_flags: 0,
-        checkpoint_size,
-        retention_ns: 0,
+    replica_geometry(
         max_sections,
         max_section_size,
         max_section_id_size,
-    };
-    (attrs, limits)
+        checkpoint_size,
+        knobs & 6 != 0,
+    )
 }
 
 fn new_replica(attrs: &ReplicaAttributes, limits: &ReplicaLimits) -> Replica {
@@ -284,8 +222,8 @@ fn new_replica(attrs: &ReplicaAttributes, limits: &ReplicaLimits) -> Replica {
         Ok(r) => r,
         Err(e) => panic!("valid geometry {attrs:?} {limits:?} refused: {e}"),
     };
-    NOW.with(|c| c.set(T0));
-    r.set_clock(fuzz_clock);
+    set_clock(T0);
+    r.set_clock(clock);
     r
 }
 
@@ -301,242 +239,19 @@ pub fn arena_ops(data: &[u8]) {
 
 // ---- model mode -------------------------------------------------------------------------
 
-fn same_error(a: &SectionError, b: &SectionError) -> bool {
-    discriminant(a) == discriminant(b)
-}
-
-fn check<T: PartialEq + core::fmt::Debug>(
-    op: &Op,
-    model: &Result<T, SectionError>,
-    engine: &Result<T, SectionError>,
-) {
-    let agree = match (model, engine) {
-        (Ok(a), Ok(b)) => a == b,
-        (Err(a), Err(b)) => same_error(a, b),
-        _ => false,
-    };
-    assert!(agree, "{op:?}\n  model:  {model:?}\n  engine: {engine:?}");
-}
-
-fn check_vector<T: PartialEq + core::fmt::Debug>(
-    op: &Op,
-    model: &Result<T, VectorError>,
-    engine: &Result<T, VectorError>,
-) {
-    let agree = match (model, engine) {
-        (Ok(a), Ok(b)) => a == b,
-        (Err(a), Err(b)) => a.index == b.index && same_error(&a.kind, &b.kind),
-        _ => false,
-    };
-    assert!(agree, "{op:?}\n  model:  {model:?}\n  engine: {engine:?}");
-}
-
-/// The replica, the model, and the ids the engine generated (placeholder → real id).
-struct ModelRun {
-    replica: Replica,
-    model: Model,
-    generated: BTreeMap<Vec<u8>, Vec<u8>>,
-    journal: u64,
-}
-
-impl ModelRun {
-    fn real(&self, id: &[u8]) -> Vec<u8> {
-        self.generated
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| id.to_vec())
-    }
-
-    fn model_id(&self, real: &[u8]) -> Vec<u8> {
-        let mut it = self.generated.iter().filter(|(_, r)| r.as_slice() == real);
-        it.next().map_or_else(|| real.to_vec(), |(p, _)| p.clone())
-    }
-
-    fn step(&mut self, op: &Op) {
-        let r = &self.replica;
-        match op {
-            Op::Create {
-                id,
-                expiration,
-                data,
-            } => {
-                let real = id.as_ref().map(|id| self.real(id));
-                let model = self.model.create(id.as_deref(), *expiration, data);
-                let engine = r.create_section(real.as_deref(), *expiration, data);
-                match (&model, &engine, &real) {
-                    (Ok(placeholder), Ok(got), None) => {
-                        let longest = self.model.attrs.max_section_id_size as usize;
-                        let taken = self.model.sections.keys().any(|k| self.real(k) == *got);
-                        assert!(
-                            (1..=longest).contains(&got.len())
-                                && !taken
-                                && !got.iter().any(|b| ID_BYTES.contains(b)),
-                            "{op:?}: generated id {got:?} is empty, too long, taken, or uses \
-                             the bytes of explicit ids"
-                        );
-                        let got = got.clone();
-                        self.generated.retain(|_, r| *r != got);
-                        self.generated.insert(placeholder.clone(), got);
-                    }
-                    (Ok(_), Ok(got), Some(real)) => assert_eq!(got, real, "{op:?}"),
-                    _ => check(op, &model.clone().map(|_| ()), &engine.clone().map(|_| ())),
-                }
-            }
-            Op::Delete { id } => {
-                let engine = r.delete_section(&self.real(id));
-                check(op, &self.model.delete(id), &engine);
-            }
-            Op::SetExpiration { id, expiration } => {
-                let engine = r.set_expiration(&self.real(id), *expiration);
-                check(op, &self.model.set_expiration(id, *expiration), &engine);
-            }
-            Op::Overwrite { id, data } => {
-                let engine = r.overwrite(&self.real(id), data);
-                check(op, &self.model.overwrite(id, data), &engine);
-            }
-            Op::Write(elems) => {
-                let ids: Vec<Vec<u8>> = elems.iter().map(|e| self.real(&e.id)).collect();
-                let vector: Vec<WriteElement<'_>> = elems
-                    .iter()
-                    .zip(&ids)
-                    .map(|(e, id)| WriteElement {
-                        id,
-                        offset: e.offset,
-                        data: &e.data,
-                    })
-                    .collect();
-                let engine = r.write(&vector);
-                check_vector(op, &self.model.write(elems), &engine);
-            }
-            Op::Read(read) => {
-                let mut buf = vec![0xee; read.len];
-                let engine = r
-                    .read(&self.real(&read.id), read.offset, &mut buf)
-                    .map(|n| buf[..n].to_vec());
-                check(op, &self.model.read(read), &engine);
-            }
-            Op::ReadMany(reads) => {
-                let ids: Vec<Vec<u8>> = reads.iter().map(|e| self.real(&e.id)).collect();
-                let mut bufs: Vec<Vec<u8>> = reads.iter().map(|e| vec![0xee; e.len]).collect();
-                let mut vector: Vec<ReadElement<'_>> = reads
-                    .iter()
-                    .zip(&ids)
-                    .zip(&mut bufs)
-                    .map(|((e, id), buf)| ReadElement {
-                        id,
-                        offset: e.offset,
-                        buf,
-                        read: 0,
-                    })
-                    .collect();
-                let engine = r.read_many(&mut vector).map(|()| {
-                    vector
-                        .iter()
-                        .map(|e| e.buf[..e.read].to_vec())
-                        .collect::<Vec<_>>()
-                });
-                check_vector(op, &self.model.read_many(reads), &engine);
-            }
-            Op::Borrow { id, overwrite } => {
-                let real = self.real(id);
-                let model = self
-                    .model
-                    .live(id)
-                    .map(|s| s.data.clone())
-                    .ok_or(SectionError::NotExist);
-                let guard = r.borrow(&real);
-                check(
-                    op,
-                    &model,
-                    &guard.as_ref().map(|g| g.to_vec()).map_err(|e| *e),
-                );
-                if let (Ok(guard), Some(data)) = (&guard, overwrite) {
-                    let engine = r.overwrite(&real, data);
-                    check(op, &self.model.overwrite(id, data), &engine);
-                    let before = model.as_deref().unwrap_or_default();
-                    assert_eq!(&guard[..], before, "{op:?}: a held guard's bytes changed");
-                }
-            }
-            Op::Info { id } => {
-                let real = self.real(id);
-                let engine = r.section_info(&real).map(|i| {
-                    assert_eq!(i.id, real, "{op:?}: section_info names another id");
-                    (i.expiration, i.size)
-                });
-                let model = self.model.info(id);
-                check(op, &model, &engine);
-                assert_eq!(
-                    r.contains(&real),
-                    model.is_ok(),
-                    "{op:?}: contains disagrees"
-                );
-            }
-            Op::List(filter) => {
-                let mut engine: Vec<(Vec<u8>, i64, u64)> = r
-                    .sections(*filter)
-                    .map(|i| (self.model_id(&i.id), i.expiration, i.size))
-                    .collect();
-                engine.sort();
-                let model = self.model.list(*filter);
-                assert_eq!(engine, model, "{op:?}: sections() lists other sections");
-            }
-            Op::Status => assert_eq!(r.status(), self.model.status(), "{op:?}"),
-            Op::AdvanceClock(by) => {
-                self.model.now += by;
-                NOW.with(|c| c.set(self.model.now));
-            }
-            Op::Reap { now } => {
-                let engine = r.reap_expired(*now);
-                assert_eq!(
-                    engine,
-                    self.model.reap(*now),
-                    "{op:?}: reaped another number"
-                );
-            }
-        }
-    }
-
-    /// After every step: `fsck` clean and quiescent with no busy slot, `status()` and every
-    /// section's bytes the model's, and the new journal records in bounds.
-    fn check_invariants(&mut self, op: &Op) {
-        let report = self.replica.fsck();
-        assert!(
-            report.is_clean() && report.quiescent && report.busy_slots == 0,
-            "after {op:?}: fsck: {report}"
-        );
-        assert_eq!(
-            self.replica.status(),
-            self.model.status(),
-            "after {op:?}: status() disagrees with the model"
-        );
-        for (id, s) in &self.model.sections {
-            let got = self.replica.read_to_vec(&self.real(id));
-            let want = if self.model.is_expired(s) {
-                Err(SectionError::NotExist)
-            } else {
-                Ok(s.data.clone())
-            };
-            assert_eq!(got, want, "after {op:?}: section {id:?}");
-        }
-        self.journal = check_journal(&self.replica, self.journal, self.model.max_size());
-    }
-}
-
+/// Steps a [`Sut`], which compares every result with the model and checks the invariants
+/// after each step; the journal records of each step must also lie inside their section.
 fn model_mode(inp: &mut Input<'_>) {
     let (attrs, limits) = geometry(inp);
-    let mut run = ModelRun {
-        replica: new_replica(&attrs, &limits),
-        model: Model::new(attrs, T0),
-        generated: BTreeMap::new(),
-        journal: 0,
-    };
+    let mut sut = Sut::new(&Model::new(attrs, limits, T0));
+    let mut journal = 0;
     for _ in 0..MAX_STEPS {
         if inp.is_empty() {
             break;
         }
-        let known: Vec<Vec<u8>> = run.model.sections.keys().cloned().collect();
-        let sized: Vec<(Vec<u8>, u64)> = run
-            .model
+        let model = &sut.model;
+        let known: Vec<Vec<u8>> = model.sections.keys().cloned().collect();
+        let sized: Vec<(Vec<u8>, u64)> = model
             .sections
             .iter()
             .map(|(id, s)| (id.clone(), s.data.len() as u64))
@@ -544,13 +259,14 @@ fn model_mode(inp: &mut Input<'_>) {
         let ctx = Ctx {
             known: &known,
             sized: &sized,
-            max: attrs.max_section_size,
-            max_id: attrs.max_section_id_size,
-            now: run.model.now,
+            max: model.attrs.max_section_size,
+            max_id: model.attrs.max_section_id_size,
+            now: model.now,
         };
         let op = ctx.op(inp);
-        run.step(&op);
-        run.check_invariants(&op);
+        sut.step(&op);
+        sut.check_invariants(Some(&op));
+        journal = check_journal(&sut.replica, journal, sut.model.max_size());
     }
 }
 
@@ -706,7 +422,7 @@ fn run_unchecked(r: &Replica, op: &Op, known: &mut Vec<Vec<u8>>) {
         Op::Status => {
             let _ = r.status();
         }
-        Op::AdvanceClock(by) => NOW.with(|c| c.set(c.get() + by)),
+        Op::AdvanceClock(by) => set_clock(clock() + by),
         Op::Reap { now } => {
             let _ = r.reap_expired(*now);
         }
@@ -736,7 +452,7 @@ fn run_extra(r: &Replica, inp: &mut Input<'_>, ctx: &Ctx<'_>) {
             let _ = r
                 .applier()
                 .retain(|id| id.first().is_some_and(|b| b & keep != 0));
-            let _ = r.applier().reap_expired(fuzz_clock());
+            let _ = r.applier().reap_expired(clock());
         }
         4 => {
             let role = if inp.u8() & 1 == 0 {
@@ -778,7 +494,7 @@ fn mutation_mode(inp: &mut Input<'_>) {
             sized: &[],
             max: attrs.max_section_size,
             max_id: attrs.max_section_id_size,
-            now: fuzz_clock(),
+            now: clock(),
         };
         match inp.weighted(&[3, 5, 1]) {
             0 => mutate(&r, inp),
