@@ -583,3 +583,55 @@ fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_
     assert_eq!(on2.read_to_vec(b"s").expect("read on node 2"), b"last");
     drop(stuck);
 }
+
+#[test]
+fn arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply() {
+    use std::sync::{Arc, Mutex};
+    let t = three("arrive");
+    let lib1 = library(&t.cluster, 1);
+    let lib2 = library(&t.cluster, 2);
+    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    let on1 = open_on(&lib1, "safCkpt=arrive", Some(&attrs));
+    retry(|| on1.create_section(Some(b"s"), TIME_END, b"0")).expect("create");
+    // A hot standby on node 2, which holds a replica: it reads its own node's copy.
+    let on2 = open_on(&lib2, "safCkpt=arrive", None);
+    let got: Arc<Mutex<Vec<ckpt_agent::ArrivalElement>>> = Arc::default();
+    let g = Arc::clone(&got);
+    lib2.register_arrival_callback(Box::new(move |_, elems| {
+        g.lock().unwrap().extend_from_slice(elems);
+    }))
+    .expect("register the arrival callback");
+
+    for i in 1..=20u32 {
+        on1.overwrite(b"s", i.to_string().as_bytes())
+            .expect("overwrite on the primary");
+    }
+    let last = ckpt_agent::ArrivalElement {
+        section_id: b"s".to_vec(),
+        offset: 0,
+        size: 2,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        lib2.dispatch(ckpt_agent::DispatchFlags::All)
+            .expect("dispatch on node 2");
+        if got.lock().unwrap().contains(&last) && read_local(&on2, b"s") == b"20" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no arrival of the primary's last write on node 2: {:?}",
+            got.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only the writes made on node 1 were reported, each a whole-section overwrite.
+    assert!(
+        got.lock()
+            .unwrap()
+            .iter()
+            .all(|e| e.section_id == b"s" && e.offset == 0 && e.size <= 2),
+        "{:?}",
+        got.lock().unwrap()
+    );
+}
