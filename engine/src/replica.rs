@@ -1899,18 +1899,13 @@ impl Replica {
     /// end of the section), `TryAgain`.
     pub fn read(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
         let (d, generation) = self.lookup(id)?;
-        for _ in 0..OPTIMISTIC_READS {
-            if let Some(result) = self.read_optimistic(d, generation, offset, buf) {
-                return result;
-            }
-        }
-        let a = self.agent()?;
-        self.read_pinned(&a, d, generation, offset, buf)
+        self.read_desc(d, generation, offset, buf)
     }
 
+    /// A copy-out read of `d`: pin-free first, then pinned by this thread's agent
+    /// (registered only then: the common read needs none).
     fn read_desc(
         &self,
-        a: &AgentCtx,
         d: Desc,
         generation: u32,
         offset: u64,
@@ -1921,7 +1916,8 @@ impl Replica {
                 return result;
             }
         }
-        self.read_pinned(a, d, generation, offset, buf)
+        let a = self.agent()?;
+        self.read_pinned(&a, d, generation, offset, buf)
     }
 
     /// A copy-out read without a pin (a seqlock read, engine/DESIGN.md section 17): notes
@@ -2025,7 +2021,6 @@ impl Replica {
     /// consistent snapshot: no multi-section write is seen half applied. Errors name the
     /// first failing element.
     pub fn read_many(&self, elems: &mut [ReadElement<'_>]) -> Result<(), VectorError> {
-        let a = self.agent()?;
         let mut targets = Vec::with_capacity(elems.len());
         // A section that is not there fails its element only after the elements before it
         // were read, so the error names the first failing element.
@@ -2059,7 +2054,7 @@ impl Replica {
             }
             for (index, (e, &(d, g))) in elems.iter_mut().zip(&targets).enumerate() {
                 e.read = self
-                    .read_desc(&a, d, g, e.offset, e.buf)
+                    .read_desc(d, g, e.offset, e.buf)
                     .map_err(|kind| VectorError { index, kind })?;
             }
             if !multi || seq.load(SeqCst) == before {

@@ -343,21 +343,38 @@ fn reported_frees(n: u32, commits: &[Commit], reads: &[Read]) -> Vec<u32> {
     frees
 }
 
-/// Model 1: one commit against one read.
-#[test]
-fn reader_never_sees_a_slot_rewritten_while_pinned() {
-    loom::model(|| {
+/// How a model's writer commits: retiring the old slot ([`Arena::commit`]), or keeping
+/// it as its spare when no pin is set ([`Arena::commit_keeping`], as `write_one` does).
+#[derive(Clone, Copy, Debug)]
+enum Writer {
+    Retiring,
+    Keeping,
+}
+
+impl Arena {
+    fn commit_as(&self, writer: Writer, old: u32, version: u64) -> Commit {
+        match writer {
+            Writer::Retiring => self.commit(old, version),
+            Writer::Keeping => self.commit_keeping(old, version),
+        }
+    }
+}
+
+/// Model 1 (and 5): one commit against one read; the writer then rewrites every slot it
+/// can take, a kept spare included.
+fn one_commit_against_one_read(writer: Writer) {
+    loom::model(move || {
         let sut = Arc::new(Arena::new(2));
-        let writer = {
+        let handle = {
             let sut = Arc::clone(&sut);
             thread::spawn(move || {
-                let c = sut.commit(0, 1);
+                let c = sut.commit_as(writer, 0, 1);
                 sut.reclaim_and_scribble(c.slot);
                 c
             })
         };
         let read = sut.read(READER_A);
-        let commit = writer.join().unwrap();
+        let commit = handle.join().unwrap();
 
         assert_eq!(commit.slot, 1);
         assert_reads_are_committed(&[read], &[commit]);
@@ -373,22 +390,35 @@ fn reader_never_sees_a_slot_rewritten_while_pinned() {
     });
 }
 
-/// Model 2: two successive commits against a reader reading twice; slots are reused.
 #[test]
-fn reader_following_two_commits_reads_only_committed_versions_in_order() {
-    loom::model(|| {
+fn reader_never_sees_a_slot_rewritten_while_pinned() {
+    one_commit_against_one_read(Writer::Retiring);
+}
+
+/// Model 5: the superseded slot kept as the writer's spare is never rewritten under a
+/// reader either.
+#[test]
+fn slot_kept_as_the_writers_spare_is_never_rewritten_under_a_reader() {
+    one_commit_against_one_read(Writer::Keeping);
+}
+
+/// Model 2 (and 6): two successive commits against a reader reading twice; slots are
+/// reused (a keeping writer's second commit goes into the spare its first one kept, when
+/// it kept one).
+fn two_commits_against_two_reads(writer: Writer) {
+    loom::model(move || {
         let sut = Arc::new(Arena::new(3));
-        let writer = {
+        let handle = {
             let sut = Arc::clone(&sut);
             thread::spawn(move || {
-                let first = sut.commit(0, 1);
-                let second = sut.commit(first.slot, 2);
+                let first = sut.commit_as(writer, 0, 1);
+                let second = sut.commit_as(writer, first.slot, 2);
                 sut.reclaim_and_scribble(second.slot);
                 [first, second]
             })
         };
         let reads = [sut.read(READER_A), sut.read(READER_A)];
-        let commits = writer.join().unwrap();
+        let commits = handle.join().unwrap();
 
         assert_reads_are_committed(&reads, &commits);
         let frees = reported_frees(3, &commits, &reads);
@@ -399,6 +429,17 @@ fn reader_following_two_commits_reads_only_committed_versions_in_order() {
         sut.assert_quiescent();
         assert_eq!(sut.current_slot(), commits[1].slot);
     });
+}
+
+#[test]
+fn reader_following_two_commits_reads_only_committed_versions_in_order() {
+    two_commits_against_two_reads(Writer::Retiring);
+}
+
+/// Model 6.
+#[test]
+fn reader_following_two_keeping_commits_reads_only_committed_versions_in_order() {
+    two_commits_against_two_reads(Writer::Keeping);
 }
 
 /// Model 3: two readers hold the last pins of slot 0 while the writer supersedes and
@@ -680,62 +721,6 @@ fn stale_unpinner_never_frees_a_slot_reused_and_retired_again() {
         };
         assert_reads_are_committed(&[read], &[first, second, third]);
         sut.assert_quiescent();
-    });
-}
-
-/// Model 5: one commit that keeps the superseded slot as the writer's spare, against one
-/// read; the writer then rewrites every slot it can take, its spare included.
-#[test]
-fn slot_kept_as_the_writers_spare_is_never_rewritten_under_a_reader() {
-    loom::model(|| {
-        let sut = Arc::new(Arena::new(2));
-        let writer = {
-            let sut = Arc::clone(&sut);
-            thread::spawn(move || {
-                let c = sut.commit_keeping(0, 1);
-                sut.reclaim_and_scribble(c.slot);
-                c
-            })
-        };
-        let read = sut.read(READER_A);
-        let commit = writer.join().unwrap();
-
-        assert_reads_are_committed(&[read], &[commit]);
-        let frees = reported_frees(2, &[commit], &[read]);
-        assert!(
-            frees[0] <= 1 && frees[1] == 0,
-            "a slot was freed twice: {frees:?}"
-        );
-        sut.assert_quiescent();
-    });
-}
-
-/// Model 6: two keeping commits (the second writes into the spare the first kept, when
-/// it kept one) against a reader reading twice.
-#[test]
-fn reader_following_two_keeping_commits_reads_only_committed_versions_in_order() {
-    loom::model(|| {
-        let sut = Arc::new(Arena::new(3));
-        let writer = {
-            let sut = Arc::clone(&sut);
-            thread::spawn(move || {
-                let first = sut.commit_keeping(0, 1);
-                let second = sut.commit_keeping(first.slot, 2);
-                sut.reclaim_and_scribble(second.slot);
-                [first, second]
-            })
-        };
-        let reads = [sut.read(READER_A), sut.read(READER_A)];
-        let commits = writer.join().unwrap();
-
-        assert_reads_are_committed(&reads, &commits);
-        let frees = reported_frees(3, &commits, &reads);
-        assert!(
-            frees.iter().all(|&f| f <= 1),
-            "a slot was freed twice: {frees:?}"
-        );
-        sut.assert_quiescent();
-        assert_eq!(sut.current_slot(), commits[1].slot);
     });
 }
 

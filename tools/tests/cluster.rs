@@ -363,15 +363,25 @@ fn a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies() 
     assert_eq!(read_local(&on1, b"c"), b"after");
 }
 
-/// The replication position of node `node`'s replica of `instance`, read from its object.
-fn position(cluster: &LocalCluster, node: u32, instance: u64) -> (u64, u64) {
+/// Node `node`'s replica object of `instance`, attached directly (as a process on that
+/// node would).
+fn replica_on(
+    cluster: &LocalCluster,
+    node: u32,
+    instance: u64,
+) -> Result<ckpt_engine::Replica, ckpt_engine::AttachError> {
     ckpt_engine::Replica::attach(
         &cluster.shm_dir(node),
         &ckptd::object_name(instance),
         ckpt_engine::Sharing::default(),
     )
-    .expect("attach the replica")
-    .replication_position()
+}
+
+/// The replication position of node `node`'s replica of `instance`, read from its object.
+fn position(cluster: &LocalCluster, node: u32, instance: u64) -> (u64, u64) {
+    replica_on(cluster, node, instance)
+        .expect("attach the replica")
+        .replication_position()
 }
 
 /// Three nodes, directors 1 and 2, with a restart grace (idle timeout) long enough for a
@@ -400,13 +410,9 @@ fn a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_s
         .expect("create on the primary");
     on3.synchronize(10 * SECOND).expect("synchronize");
     // A checkpoint this node's open created: its empty replica is the primary.
-    let role = ckpt_engine::Replica::attach(
-        &t.cluster.shm_dir(3),
-        &ckptd::object_name(instance),
-        ckpt_engine::Sharing::default(),
-    )
-    .expect("node 3's replica")
-    .role();
+    let role = replica_on(&t.cluster, 3, instance)
+        .expect("node 3's replica")
+        .role();
     assert_eq!(role.0, ckpt_engine::Role::Primary);
     drop(on3);
     drop(lib3);
@@ -427,14 +433,10 @@ fn a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_s
     on1.synchronize(10 * SECOND)
         .expect("synchronize with every replica, node 3's included");
     assert_eq!(read_local(&on1, b"c"), b"after");
-    let held = ckpt_engine::Replica::attach(
-        &t.cluster.shm_dir(3),
-        &ckptd::object_name(instance),
-        ckpt_engine::Sharing::default(),
-    )
-    .expect("node 3 holds a replica again")
-    .read_to_vec(b"c")
-    .expect("node 3's replica has the section");
+    let held = replica_on(&t.cluster, 3, instance)
+        .expect("node 3 holds a replica again")
+        .read_to_vec(b"c")
+        .expect("node 3's replica has the section");
     assert_eq!(held, b"after");
 }
 
@@ -520,12 +522,7 @@ fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_
     // stays connected. The primary's daemon asks the directory to evict it.
     let mut stuck = StuckReaders {
         replica: std::sync::Arc::new(
-            ckpt_engine::Replica::attach(
-                &t.cluster.shm_dir(2),
-                &ckptd::object_name(instance),
-                ckpt_engine::Sharing::default(),
-            )
-            .expect("attach node 2's replica"),
+            replica_on(&t.cluster, 2, instance).expect("attach node 2's replica"),
         ),
         threads: Vec::new(),
     };
@@ -555,13 +552,9 @@ fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_
     let want = (k + 5).to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let back = ckpt_engine::Replica::attach(
-            &t.cluster.shm_dir(2),
-            &ckptd::object_name(instance),
-            ckpt_engine::Sharing::default(),
-        )
-        .ok()
-        .and_then(|r| r.read_to_vec(b"s").ok());
+        let back = replica_on(&t.cluster, 2, instance)
+            .ok()
+            .and_then(|r| r.read_to_vec(b"s").ok());
         if back.as_deref() == Some(want.as_bytes()) {
             break;
         }
@@ -574,12 +567,7 @@ fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_
     // And it is in sync: the next ALL_REPLICAS write is on it when it returns.
     on1.overwrite(b"s", b"last")
         .expect("write with node 2 back");
-    let on2 = ckpt_engine::Replica::attach(
-        &t.cluster.shm_dir(2),
-        &ckptd::object_name(instance),
-        ckpt_engine::Sharing::default(),
-    )
-    .expect("node 2's new replica");
+    let on2 = replica_on(&t.cluster, 2, instance).expect("node 2's new replica");
     assert_eq!(on2.read_to_vec(b"s").expect("read on node 2"), b"last");
     drop(stuck);
 }

@@ -119,6 +119,18 @@ impl Cluster {
         self.live.insert(node, node_state);
     }
 
+    /// What `node`'s daemon writes to its store now (its durable directory state).
+    fn save(&mut self, node: u32) -> Option<Vec<u8>> {
+        let now = self.now;
+        self.live.get_mut(&node).unwrap().sut.durable_state(now)
+    }
+
+    /// `node`'s daemon starts from `saved` (what it had written before it stopped).
+    fn restore(&mut self, node: u32, saved: &[u8]) {
+        let now = self.now;
+        self.live.get_mut(&node).unwrap().sut.restore(saved, now);
+    }
+
     fn dir(&self, node: u32) -> &Directory {
         &self.live[&node].sut
     }
@@ -1529,14 +1541,7 @@ fn two_node_member_that_lost_its_table_never_leads_alone_before_it_gets_the_othe
     c.run_for(ELECTION * 2);
     assert_eq!(c.leaders(), [Some(1); 2]);
     let a = c.open(2, "a", NON_COLLOCATED);
-    let now = c.now;
-    let saved = c
-        .live
-        .get_mut(&1)
-        .unwrap()
-        .sut
-        .durable_state(now)
-        .expect("the table changed since the start");
+    let saved = c.save(1).expect("the table changed since the start");
 
     // Node 2 comes back without its state (its shm was wiped) and connects, but nothing
     // gets through before node 1 dies: it was with node 1, yet never saw its table.
@@ -1555,8 +1560,7 @@ fn two_node_member_that_lost_its_table_never_leads_alone_before_it_gets_the_othe
 
     // Node 1 returns with its table: one leader, and the name keeps its instance.
     c.start(1);
-    let now = c.now;
-    c.live.get_mut(&1).unwrap().sut.restore(&saved, now);
+    c.restore(1, &saved);
     c.connect_all();
     c.run_for(ELECTION * 4);
     let leader = c.dir(1).leader().expect("a leader");
@@ -1571,14 +1575,7 @@ fn a_node_that_lost_its_table_never_completes_a_majority_for_a_stale_candidate()
     c.run_for(ELECTION + HEARTBEAT);
     assert_eq!(c.leaders(), [Some(1); 3]);
     let a = c.open(3, "a", NON_COLLOCATED);
-    let now = c.now;
-    let stale = c
-        .live
-        .get_mut(&1)
-        .unwrap()
-        .sut
-        .durable_state(now)
-        .expect("the table changed since the start");
+    let stale = c.save(1).expect("the table changed since the start");
 
     // Node 1 dies; node 2 leads and names "b" (on nodes 2 and 3).
     c.kill(1);
@@ -1591,8 +1588,7 @@ fn a_node_that_lost_its_table_never_completes_a_majority_for_a_stale_candidate()
     c.kill(2);
     c.start(2);
     c.start(1);
-    let now = c.now;
-    c.live.get_mut(&1).unwrap().sut.restore(&stale, now);
+    c.restore(1, &stale);
     c.connect(1, 2);
     c.run_for(ELECTION * 4);
     assert_eq!(
@@ -1615,15 +1611,8 @@ fn a_restarted_daemon_restores_its_table_so_a_majority_restart_forgets_nothing()
     c.connect_all();
     c.run_for(ELECTION + HEARTBEAT);
     let a = c.open(3, "a", NON_COLLOCATED);
-    let now = c.now;
-    let saved = c
-        .live
-        .get_mut(&3)
-        .unwrap()
-        .sut
-        .durable_state(now)
-        .expect("the table changed since the start");
-    assert_eq!(c.live.get_mut(&3).unwrap().sut.durable_state(now), None);
+    let saved = c.save(3).expect("the table changed since the start");
+    assert_eq!(c.save(3), None);
 
     // Every daemon restarts; only node 3 finds its saved state.
     for n in [1, 2, 3] {
@@ -1632,8 +1621,7 @@ fn a_restarted_daemon_restores_its_table_so_a_majority_restart_forgets_nothing()
     for n in [1, 2, 3] {
         c.start(n);
     }
-    let now = c.now;
-    c.live.get_mut(&3).unwrap().sut.restore(&saved, now);
+    c.restore(3, &saved);
     c.connect_all();
     c.run_for(ELECTION * 4);
     let leader = c.dir(1).leader().expect("a leader");
