@@ -1897,7 +1897,22 @@ impl Replica {
     /// Copies section bytes from `offset` into `buf`; returns how many (`readSize` =
     /// `min(buf.len(), size - offset)`). Errors: `NotExist`, `BadArgument` (offset past the
     /// end of the section), `TryAgain`.
+    #[inline]
     pub fn read(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
+        // The common case in one straight pass: found at its home position and read
+        // pin-free at the first try. Everything else is out of line, so this path keeps
+        // its few values in registers.
+        if let Some((d, cur)) = self.lookup_home(id)
+            && let Some(result) = self.read_optimistic(d, current_gen(cur), offset, buf)
+        {
+            return result;
+        }
+        self.read_slow(id, offset, buf)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_slow(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
         let (d, generation) = self.lookup(id)?;
         self.read_desc(d, generation, offset, buf)
     }
