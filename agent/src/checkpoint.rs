@@ -140,7 +140,9 @@ impl CkptInner {
                 let _ = client.request(op, Some(CLOSE_WAIT));
             }
             None => {
-                let _ = self.inst.registry.close(self.inst.id);
+                if let Some(reg) = &self.inst.registry {
+                    let _ = reg.close(self.inst.id);
+                }
             }
         }
         true
@@ -367,13 +369,16 @@ impl Checkpoint {
                 r => Err(cluster::reply_error(&r, c.b02)),
             };
         }
-        let info = c.inst.registry.info(c.inst.id).ok_or(Error::NotExist)?;
+        let reg = c
+            .inst
+            .registry
+            .as_ref()
+            .ok_or(Error::Library("no node registry"))?;
+        let info = reg.info(c.inst.id).ok_or(Error::NotExist)?;
         if info.unlinked {
             return Err(Error::BadOperation);
         }
-        c.inst
-            .registry
-            .set_retention(c.inst.id, retention)
+        reg.set_retention(c.inst.id, retention)
             .map_err(from_registry)
     }
 
@@ -433,7 +438,7 @@ impl Checkpoint {
         let mut attributes = c.inst.attrs;
         if c.inst.cluster.is_some() {
             attributes.retention_duration = c.inst.retention.load(Relaxed);
-        } else if let Some(info) = c.inst.registry.info(c.inst.id) {
+        } else if let Some(info) = c.inst.registry.as_ref().and_then(|r| r.info(c.inst.id)) {
             attributes.retention_duration = info.retention_ns;
         }
         Ok(CheckpointStatus {

@@ -12,17 +12,25 @@
 //!
 //! When ckptd cannot be reached, calls fail with `TryAgain` (never a silent fallback to
 //! standalone), and the next call tries to connect again.
+//!
+//! A sealed node (`Welcome { sealed }`) keeps its replicas as sealed memfds: ckptd passes
+//! the descriptor of the node's replica with the answer to an open (`Descriptors` just
+//! before the `Reply`), and on every (re)connection the session hands ckptd back the
+//! descriptors of the replicas this process holds, so a restarted ckptd gets them again
+//! (transport/DESIGN.md §7).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ckpt_transport::fdpass::{FdReader, send_frame_blocking};
 use ckpt_transport::wire::{
-    DEFAULT_MAX_FRAME, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, RemoteOp,
+    DEFAULT_MAX_FRAME, DirOp, DirReply, Frame, MAX_DESCRIPTORS, PROTOCOL_VERSION, RemoteOp,
     RemoteResult, ReqId,
 };
 
@@ -41,11 +49,15 @@ struct Link {
     write: Mutex<()>,
     node: u32,
     shm_dir: PathBuf,
+    /// The node keeps its replicas as sealed memfds, passed as descriptors.
+    sealed: bool,
 }
 
 #[derive(Debug)]
 enum Answer {
-    Dir(DirReply),
+    /// A directory answer, with the sealed replicas ckptd passed just before it (an open's
+    /// answer on a sealed node whose replica is local).
+    Dir(DirReply, Vec<(u64, OwnedFd)>),
     Remote(RemoteResult),
 }
 
@@ -106,17 +118,34 @@ impl Client {
         }
         .encode(&mut hello);
         stream.write_all(&hello).map_err(|_| Error::TryAgain)?;
-        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
-        let welcome = read_frame(&mut stream, &mut reader).ok_or(Error::TryAgain)?;
-        let Frame::Welcome { node, shm_dir, .. } = welcome else {
+        let mut reader = FdReader::new(DEFAULT_MAX_FRAME);
+        let welcome = read_frame(&stream, &mut reader).ok_or(Error::TryAgain)?;
+        let Frame::Welcome {
+            node,
+            shm_dir,
+            sealed,
+            ..
+        } = welcome.0
+        else {
             return Err(Error::TryAgain);
         };
+        if sealed {
+            // Before anything else on this session: a restarted ckptd takes back the
+            // replicas this process holds (a first connection holds none).
+            let held = crate::shared::held_sealed(self);
+            let fds: Vec<(u64, BorrowedFd<'_>)> = held
+                .iter()
+                .filter_map(|i| Some((i.id, i.replica.sealed_fd()?)))
+                .collect();
+            hand_back(&stream, &fds)?;
+        }
         stream.set_read_timeout(None).map_err(|_| Error::TryAgain)?;
         let link = Arc::new(Link {
             stream: stream.try_clone().map_err(|_| Error::NoResources)?,
             write: Mutex::new(()),
             node,
             shm_dir: PathBuf::from(shm_dir),
+            sealed,
         });
         s.link = Some(Arc::clone(&link));
         let generation = s.generation;
@@ -125,11 +154,20 @@ impl Client {
         let spawned = std::thread::Builder::new()
             .name("ckpt-cluster".into())
             .spawn(move || {
-                while let Some(f) = read_frame(&mut stream, &mut reader) {
+                // Descriptors ckptd passes belong to the `Reply` right after them.
+                let mut passed: Vec<(u64, OwnedFd)> = Vec::new();
+                while let Some((f, fds)) = read_frame(&stream, &mut reader) {
                     let Some(c) = me.upgrade() else { return };
                     let (counter, answer) = match f {
-                        Frame::Reply { req, result } => (req.counter, Answer::Dir(result)),
+                        Frame::Reply { req, result } => (
+                            req.counter,
+                            Answer::Dir(result, std::mem::take(&mut passed)),
+                        ),
                         Frame::RemoteReply { req, result } => (req.counter, Answer::Remote(result)),
+                        Frame::Descriptors { instances, .. } => {
+                            passed.extend(instances.into_iter().zip(fds));
+                            continue;
+                        }
                         _ => continue,
                     };
                     c.lock().replies.insert(counter, answer);
@@ -168,9 +206,14 @@ impl Client {
         Ok(self.link()?.node)
     }
 
-    /// The directory of this node's replica objects.
+    /// The directory of this node's replica objects (sealed: of its liveness locks).
     pub(crate) fn shm_dir(self: &Arc<Self>) -> Result<PathBuf> {
         Ok(self.link()?.shm_dir.clone())
+    }
+
+    /// Whether the node keeps its replicas as sealed memfds.
+    pub(crate) fn sealed(self: &Arc<Self>) -> Result<bool> {
+        Ok(self.link()?.sealed)
     }
 
     /// Sends a directory request and waits for its answer (`timeout` None: as long as
@@ -180,8 +223,18 @@ impl Client {
         op: DirOp,
         timeout: Option<Duration>,
     ) -> Result<DirReply> {
+        self.request_with_descriptors(op, timeout).map(|(r, _)| r)
+    }
+
+    /// [`Client::request`], with the descriptors of the sealed replicas ckptd passed with
+    /// its answer (an open's, on a sealed node).
+    pub(crate) fn request_with_descriptors(
+        self: &Arc<Self>,
+        op: DirOp,
+        timeout: Option<Duration>,
+    ) -> Result<(DirReply, Vec<(u64, OwnedFd)>)> {
         match self.call(|req| Frame::Request { req, op }, timeout)? {
-            Answer::Dir(r) => Ok(r),
+            Answer::Dir(r, fds) => Ok((r, fds)),
             Answer::Remote(_) => Err(Error::Library("ckptd answered with the wrong frame")),
         }
     }
@@ -196,7 +249,7 @@ impl Client {
     ) -> Result<RemoteResult> {
         match self.call(|req| Frame::Remote { req, instance, op }, timeout)? {
             Answer::Remote(r) => Ok(r),
-            Answer::Dir(_) => Err(Error::Library("ckptd answered with the wrong frame")),
+            Answer::Dir(..) => Err(Error::Library("ckptd answered with the wrong frame")),
         }
     }
 
@@ -248,7 +301,7 @@ impl Client {
     }
 }
 
-fn read_frame(stream: &mut UnixStream, reader: &mut FrameReader) -> Option<Frame> {
+fn read_frame(stream: &UnixStream, reader: &mut FdReader) -> Option<(Frame, Vec<OwnedFd>)> {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match reader.next() {
@@ -256,11 +309,36 @@ fn read_frame(stream: &mut UnixStream, reader: &mut FrameReader) -> Option<Frame
             Ok(None) => {}
             Err(_) => return None,
         }
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => reader.push(&buf[..n]),
+        loop {
+            match reader.recv(stream, &mut buf) {
+                Ok(0) => return None,
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
         }
     }
+}
+
+/// Hands a sealed node's ckptd the replicas `held` (instance, descriptor), in frames of at
+/// most [`MAX_DESCRIPTORS`], the last one saying so (an empty one when there are none).
+fn hand_back(stream: &UnixStream, held: &[(u64, BorrowedFd<'_>)]) -> Result<()> {
+    let mut chunks: Vec<&[(u64, BorrowedFd<'_>)]> = held.chunks(MAX_DESCRIPTORS).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    let n = chunks.len();
+    for (k, chunk) in chunks.into_iter().enumerate() {
+        let frame = Frame::Descriptors {
+            instances: chunk.iter().map(|h| h.0).collect(),
+            last: k + 1 == n,
+        };
+        let mut buf = Vec::with_capacity(frame.encoded_len());
+        frame.encode(&mut buf);
+        let fds: Vec<BorrowedFd<'_>> = chunk.iter().map(|h| h.1.as_fd()).collect();
+        send_frame_blocking(stream, &buf, &fds).map_err(|_| Error::TryAgain)?;
+    }
+    Ok(())
 }
 
 /// Maps a directory answer to the API's errors (`NotLeader`: the node is not in the

@@ -245,7 +245,7 @@ pub(crate) fn from_attach(e: ckpt_engine::AttachError) -> Error {
     match e {
         A::NotFound => Error::NotExist,
         A::NotInitialized => Error::TryAgain,
-        A::WrongOwner { .. } | A::WrongMode { .. } => Error::Access,
+        A::WrongOwner { .. } | A::WrongMode { .. } | A::NotSealed { .. } => Error::Access,
         A::Io(errno) => from_errno(errno, Error::Library("replica object unreadable")),
         _ => Error::Library("replica object failed validation"),
     }

@@ -101,7 +101,8 @@ pub(crate) struct LibInner {
     pub(crate) handle: LibraryHandle,
     pub(crate) requested: Version,
     pub(crate) config: Config,
-    pub(crate) registry: Arc<Registry>,
+    /// Standalone: the domain's node registry (cluster mode maps none; see `shared`).
+    pub(crate) registry: Option<Arc<Registry>>,
     pub(crate) cluster: Option<Arc<Client>>,
     open_cb: Option<SharedOpen>,
     sync_cb: Option<SharedSync>,
@@ -117,6 +118,13 @@ type SharedArrival = Arc<dyn Fn(CheckpointHandle, &[ArrivalElement]) + Send + Sy
 static NEXT_LIBRARY: AtomicU64 = AtomicU64::new(1);
 
 impl LibInner {
+    /// The standalone node registry (every library has one outside cluster mode).
+    pub(crate) fn registry(&self) -> Result<&Arc<Registry>> {
+        self.registry
+            .as_ref()
+            .ok_or(Error::Library("no node registry in cluster mode"))
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, LibState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -309,7 +317,9 @@ impl Library {
 
     /// `saCkptInitialize`: negotiates the version (see [`negotiate`]; the requested
     /// version is remembered and gates B.01/B.02 behaviour), opens the node registry of
-    /// the domain (sweeping what retention has expired) and registers the callbacks.
+    /// the domain (sweeping what retention has expired) and registers the callbacks. In
+    /// cluster mode it connects to ckptd instead (the cluster's directory stands in for
+    /// the registry).
     pub fn initialize_with(
         config: Config,
         requested: Version,
@@ -317,12 +327,11 @@ impl Library {
     ) -> Result<Self> {
         negotiate(requested).map_err(|_| Error::Version)?;
         let (cluster, registry) = match &config.cluster {
-            Some(socket) => {
-                let client = Client::connect(socket)?;
-                let dir = client.shm_dir()?;
-                (Some(client), shared::registry(&dir, &config.limits)?)
-            }
-            None => (None, shared::registry(&config.domain, &config.limits)?),
+            Some(socket) => (Some(Client::connect(socket)?), None),
+            None => (
+                None,
+                Some(shared::registry(&config.domain, &config.limits)?),
+            ),
         };
         let event = rustix::event::eventfd(
             0,
@@ -563,7 +572,7 @@ impl Library {
                 r => Err(cluster::reply_error(&r, self.inner.requested.is_b02())),
             };
         }
-        self.inner.registry.unlink(name).map_err(from_registry)
+        self.inner.registry()?.unlink(name).map_err(from_registry)
     }
 }
 
@@ -632,9 +641,9 @@ fn open_checkpoint(
         Some(a) if a.creation_flags.is_collocated_async() => Role::Replica,
         _ => Role::Primary,
     };
-    lib.registry.sweep();
-    let opened = lib
-        .registry
+    let registry = lib.registry()?;
+    registry.sweep();
+    let opened = registry
         .open_replica_as(
             name,
             engine_attrs.as_ref().map(|a| (a, &engine_limits)),
@@ -643,12 +652,12 @@ fn open_checkpoint(
         .map_err(from_registry)?;
     let created = opened.created;
     let instance_id = opened.instance;
-    let inst = shared::instance(&lib.registry, opened);
+    let inst = shared::instance(registry, opened);
     if let Some(a) = attributes
         && !created
         && !inst.attrs.matches(a, !lib.requested.is_b02())
     {
-        let _ = lib.registry.close(instance_id);
+        let _ = registry.close(instance_id);
         return Err(Error::Exist);
     }
     let ck = CkptInner::new(Arc::downgrade(lib), inst, flags);
@@ -704,7 +713,8 @@ fn open_in_cluster(
         node: 0,
     };
     let b02 = lib.requested.is_b02();
-    let ckpt = match client.request(op, time_limit(timeout))? {
+    let (reply, mut passed) = client.request_with_descriptors(op, time_limit(timeout))?;
+    let ckpt = match reply {
         DirReply::Opened { ckpt } => ckpt,
         r => return Err(cluster::reply_error(&r, b02)),
     };
@@ -729,8 +739,31 @@ fn open_in_cluster(
     let local = ckpt.replicas.contains(&node);
     let replica = if local {
         let dir = client.shm_dir()?;
-        match Replica::attach(&dir, &object_name(ckpt.instance), Sharing::default()) {
-            Ok(r) => r,
+        let attached = if client.sealed()? {
+            // ckptd passed the replica's descriptor just before its answer.
+            match passed
+                .iter()
+                .position(|(i, _)| *i == ckpt.instance)
+                .map(|k| passed.swap_remove(k).1)
+            {
+                Some(fd) => Replica::attach_fd(&dir, fd),
+                None => {
+                    undo();
+                    return Err(Error::Library(
+                        "ckptd of a sealed node answered an open without the replica's \
+                         descriptor",
+                    ));
+                }
+            }
+        } else {
+            Replica::attach(&dir, &object_name(ckpt.instance), Sharing::default())
+        };
+        match attached {
+            Ok(r) if r.instance() == ckpt.instance => r,
+            Ok(_) => {
+                undo();
+                return Err(Error::Library("the node's replica is of another instance"));
+            }
             Err(e) => {
                 undo();
                 return Err(from_attach(e));
@@ -747,14 +780,7 @@ fn open_in_cluster(
             }
         }
     };
-    let inst = shared::cluster_instance(
-        &lib.registry,
-        client,
-        ckpt.instance,
-        created_with,
-        replica,
-        local,
-    );
+    let inst = shared::cluster_instance(client, ckpt.instance, created_with, replica, local);
     let ck = CkptInner::new(Arc::downgrade(lib), inst, flags);
     {
         let mut s = lib.lock();

@@ -1,6 +1,10 @@
 //! Process-wide state: one node registry per domain and one mapping per checkpoint
 //! instance, shared by every handle of the process (so the engine's per-process agent
 //! bookkeeping, and the arrival watcher, see one `Replica` per instance).
+//!
+//! In cluster mode no registry is mapped: the cluster's directory holds names, opens and
+//! retention, and a node registry in ckptd's directory would be one more shared object
+//! any agent could damage (or shrink under the others) with nothing in it to share.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
@@ -45,7 +49,9 @@ pub(crate) fn registry(domain: &Path, limits: &Limits) -> Result<Arc<Registry>> 
 /// One checkpoint instance mapped into this process.
 #[derive(Debug)]
 pub(crate) struct Instance {
-    pub(crate) registry: Arc<Registry>,
+    /// Standalone: the node registry that counts this instance's opens (`None` in cluster
+    /// mode, where the directory does).
+    pub(crate) registry: Option<Arc<Registry>>,
     /// Cluster mode: the session with ckptd, which owns opens, retention and the role.
     pub(crate) cluster: Option<Arc<Client>>,
     /// Cluster mode: the retention duration in force (the directory holds the truth).
@@ -75,13 +81,17 @@ pub(crate) fn instance(registry: &Arc<Registry>, opened: Opened) -> Arc<Instance
     let mut all = INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
     all.retain(|w| w.strong_count() > 0);
     if let Some(i) = all.iter().filter_map(Weak::upgrade).find(|i| {
-        i.id == opened.instance && i.cluster.is_none() && Arc::ptr_eq(&i.registry, registry)
+        i.id == opened.instance
+            && i.cluster.is_none()
+            && i.registry
+                .as_ref()
+                .is_some_and(|r| Arc::ptr_eq(r, registry))
     }) {
         return i;
     }
     let a = opened.replica.attributes();
     let inst = Arc::new(Instance {
-        registry: Arc::clone(registry),
+        registry: Some(Arc::clone(registry)),
         cluster: None,
         retention: AtomicI64::new(a.retention_ns),
         id: opened.instance,
@@ -104,7 +114,6 @@ pub(crate) fn instance(registry: &Arc<Registry>, opened: Opened) -> Arc<Instance
 /// The process's mapping of cluster instance `id` (the new mapping is dropped if one
 /// exists already). `local`: `replica` is the node's replica (else a placeholder).
 pub(crate) fn cluster_instance(
-    registry: &Arc<Registry>,
     client: &Arc<Client>,
     id: u64,
     attrs: CreationAttributes,
@@ -119,7 +128,7 @@ pub(crate) fn cluster_instance(
         return i;
     }
     let inst = Arc::new(Instance {
-        registry: Arc::clone(registry),
+        registry: None,
         cluster: Some(Arc::clone(client)),
         retention: AtomicI64::new(attrs.retention_duration),
         id,
@@ -130,4 +139,18 @@ pub(crate) fn cluster_instance(
     });
     all.push(Arc::downgrade(&inst));
     inst
+}
+
+/// The instances of `client`'s session whose node replica this process holds as a sealed
+/// memfd (what it hands a restarted ckptd back).
+pub(crate) fn held_sealed(client: &Arc<Client>) -> Vec<Arc<Instance>> {
+    let all = INSTANCES.lock().unwrap_or_else(|p| p.into_inner());
+    all.iter()
+        .filter_map(Weak::upgrade)
+        .filter(|i| {
+            i.local
+                && i.replica.sealed_fd().is_some()
+                && i.cluster.as_ref().is_some_and(|c| Arc::ptr_eq(c, client))
+        })
+        .collect()
 }

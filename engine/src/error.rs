@@ -32,6 +32,10 @@ pub enum AttachError {
     NotFound,
     /// The creator has not finished initialising it (or died doing so). (TRY_AGAIN)
     NotInitialized,
+    /// A descriptor offered as a replica object is not sealed against resizing (it lacks
+    /// one of `F_SEAL_SHRINK`, `F_SEAL_GROW`, `F_SEAL_SEAL`; `seals` is what it has):
+    /// whoever else holds it could shrink it under every mapping. (ACCESS)
+    NotSealed { seals: u32 },
     /// The object's owner is not this user. (ACCESS)
     WrongOwner { uid: u32 },
     /// The object is readable or writable by others than its owner (and group, when
@@ -114,6 +118,11 @@ impl fmt::Display for AttachError {
             ),
             Self::NotFound => f.write_str("no such replica object"),
             Self::NotInitialized => f.write_str("replica object is not initialised yet"),
+            Self::NotSealed { seals } => write!(
+                f,
+                "descriptor is not sealed against resizing (seals {seals:#x}; needs \
+                 F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): refused"
+            ),
             Self::WrongOwner { uid } => write!(f, "replica object owned by uid {uid}, not us"),
             Self::WrongMode { mode } => write!(f, "replica object has unsafe mode {mode:o}"),
             Self::SizeMismatch { header, object } => {

@@ -393,7 +393,12 @@ impl Replica {
                 _ => continue,
             };
             let max = self.region.img.max_section_size;
-            if kind != ChangeKind::Expiration && w2.checked_add(w3).is_none_or(|end| end > max) {
+            let impossible = match kind {
+                // Its writer records the time in `w2` and no length.
+                ChangeKind::Expiration => w3 != 0,
+                _ => w2.checked_add(w3).is_none_or(|end| end > max),
+            };
+            if impossible {
                 // A record no writer can have made: the ring is corrupted, resync.
                 return Changes::Resync(self.resync_point());
             }

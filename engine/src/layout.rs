@@ -222,6 +222,13 @@ impl Default for ReplicaLimits {
     }
 }
 
+/// Bytes a replica object with these attributes and limits takes (`None`: out of the
+/// ranges a create accepts). What a create reserves, for budgets kept outside a file
+/// system (a sealed node's memfds).
+pub fn object_size(attrs: &ReplicaAttributes, limits: &ReplicaLimits) -> Option<u64> {
+    compute_image(attrs, limits, 0, 0, 0).map(|img| img.total_size)
+}
+
 /// Geometry computed from attributes and limits. Pure arithmetic; checked.
 pub(crate) fn compute_image(
     attrs: &ReplicaAttributes,

@@ -19,6 +19,8 @@ use crate::region::{AgentIx, Desc, Region, Slot};
 use crate::shm::{self, Mapping, Sharing};
 use crate::sync::{Ordering::*, spin_hint, yield_now};
 
+mod sealed;
+
 /// `SA_TIME_END`: a section that never expires.
 pub const TIME_END: i64 = i64::MAX;
 
@@ -264,6 +266,22 @@ fn random_u64() -> u64 {
     u64::from_ne_bytes(b)
 }
 
+/// The validated layout of a new replica object of `attrs` (a fresh hash seed).
+pub(crate) fn new_image(
+    attrs: &ReplicaAttributes,
+    opts: &CreateOptions,
+) -> Result<HeaderImage, CreateError> {
+    validate_attributes(attrs)?;
+    compute_image(
+        attrs,
+        &opts.limits,
+        opts.instance,
+        random_u64(),
+        wall_clock(),
+    )
+    .ok_or(CreateError::InvalidAttributes)
+}
+
 impl Replica {
     /// Creates the replica object `name` in `domain` (a directory, normally
     /// `/dev/shm/ckpt/<domain>`): exclusive create that never follows a symlink, mode 0600
@@ -277,15 +295,7 @@ impl Replica {
         attrs: &ReplicaAttributes,
         opts: &CreateOptions,
     ) -> Result<Self, CreateError> {
-        validate_attributes(attrs)?;
-        let img = compute_image(
-            attrs,
-            &opts.limits,
-            opts.instance,
-            random_u64(),
-            wall_clock(),
-        )
-        .ok_or(CreateError::InvalidAttributes)?;
+        let img = new_image(attrs, opts)?;
         let path = domain.join(name);
         let map = shm::create(&path, img.total_size)?;
         let replica = Self::init(map, img, Some(domain.to_path_buf()), Some(path.clone()))?;

@@ -1,12 +1,14 @@
 //! Shared-memory objects: create (exclusive, no symlinks, space reserved up front,
 //! pre-faulted), attach (owner and mode checked), remove. Also the heap backing used by
-//! simulations and model tests. The file descriptor is closed once mapped.
+//! simulations and model tests. The file descriptor of a named object is closed once
+//! mapped; a sealed memfd (DESIGN.md §9, "Sealed objects") keeps its descriptor, which is
+//! the only way to reach it.
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{FallocateFlags, Mode, OFlags};
+use rustix::fs::{FallocateFlags, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
 use crate::error::{AttachError, CreateError, errno};
@@ -31,6 +33,8 @@ pub(crate) struct Mapping {
     ptr: *mut u8,
     len: usize,
     _backing: Backing,
+    /// The sealed memfd behind the mapping (`None` for a named object or the heap).
+    sealed: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
@@ -66,22 +70,29 @@ impl Mapping {
             ptr,
             len: words * 8,
             _backing: Backing::Heap(b),
+            sealed: None,
         })
     }
 
-    fn map(file: &File, len: u64) -> Result<Self, i32> {
+    fn map(file: &impl AsFd, len: u64) -> Result<Self, i32> {
         let len = usize::try_from(len).map_err(|_| libc::EFBIG)?;
         let raw = memmap2::MmapOptions::new()
             .len(len)
             .populate()
-            .map_raw(file)
+            .map_raw(&file.as_fd())
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
         let ptr = raw.as_mut_ptr();
         Ok(Self {
             ptr,
             len,
             _backing: Backing::Mmap(raw),
+            sealed: None,
         })
+    }
+
+    /// The sealed memfd behind the mapping, if it is one.
+    pub(crate) fn sealed_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.sealed.as_ref().map(AsFd::as_fd)
     }
 }
 
@@ -120,6 +131,81 @@ pub(crate) fn create(path: &Path, len: u64) -> Result<Mapping, CreateError> {
             cleanup(CreateError::Io(e))
         }
     })
+}
+
+/// The seals a replica object shared by descriptor must carry: its length can change no
+/// more (shrink and grow refused with EPERM, to root too), and no seal can be added or
+/// removed (so nobody can add `F_SEAL_WRITE` and stop the writers either).
+pub(crate) const REQUIRED_SEALS: SealFlags = SealFlags::SHRINK
+    .union(SealFlags::GROW)
+    .union(SealFlags::SEAL);
+
+/// Creates an anonymous memfd (`name` only shows in `/proc/<pid>/fd`) of `len` bytes,
+/// reserved with `posix_fallocate` like a named object, sealed with [`REQUIRED_SEALS`]
+/// before anything else can see it, and mapped pre-faulted. The mapping keeps the
+/// descriptor.
+pub(crate) fn create_sealed(name: &str, len: u64) -> Result<Mapping, CreateError> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+        .map_err(|e| match e {
+            Errno::MFILE | Errno::NFILE | Errno::NOMEM => CreateError::NoResources { needed: len },
+            e => CreateError::Io(errno(e)),
+        })?;
+    match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len) {
+        Ok(()) => {}
+        Err(Errno::NOSPC | Errno::FBIG | Errno::NOMEM) => {
+            return Err(CreateError::NoResources { needed: len });
+        }
+        Err(e) => return Err(CreateError::Io(errno(e))),
+    }
+    rustix::fs::fcntl_add_seals(&fd, REQUIRED_SEALS).map_err(|e| CreateError::Io(errno(e)))?;
+    let mut map = Mapping::map(&fd, len).map_err(|e| {
+        if e == libc::ENOMEM {
+            CreateError::NoResources { needed: len }
+        } else {
+            CreateError::Io(e)
+        }
+    })?;
+    map.sealed = Some(fd);
+    Ok(map)
+}
+
+/// Checks a descriptor received from elsewhere (untrusted): a regular file on tmpfs (a
+/// memfd), sealed with at least [`REQUIRED_SEALS`]. Returns its length.
+pub(crate) fn check_sealed(fd: BorrowedFd<'_>) -> Result<u64, AttachError> {
+    let st = rustix::fs::fstat(fd).map_err(|e| AttachError::Io(errno(e)))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(AttachError::WrongMode { mode: st.st_mode });
+    }
+    // Seals exist on tmpfs and hugetlbfs only; a hugetlbfs object is refused (its pages
+    // come from a separate pool and its length must be a multiple of a huge page).
+    let fs = rustix::fs::fstatfs(fd).map_err(|e| AttachError::Io(errno(e)))?;
+    // TMPFS_MAGIC: tmpfs, and the internal mount behind memfds.
+    if fs.f_type != 0x0102_1994 {
+        return Err(AttachError::WrongMode { mode: st.st_mode });
+    }
+    let seals = match rustix::fs::fcntl_get_seals(fd) {
+        Ok(s) => s,
+        Err(Errno::INVAL) => SealFlags::empty(),
+        Err(e) => return Err(AttachError::Io(errno(e))),
+    };
+    if !seals.contains(REQUIRED_SEALS) {
+        return Err(AttachError::NotSealed {
+            seals: seals.bits(),
+        });
+    }
+    u64::try_from(st.st_size).map_err(|_| AttachError::CorruptHeader("size"))
+}
+
+/// Maps the first `len` bytes of a descriptor [`check_sealed`] accepted (the whole
+/// object, or only its header page to validate it before committing to the rest).
+pub(crate) fn map_sealed(fd: BorrowedFd<'_>, len: u64) -> Result<Mapping, AttachError> {
+    Mapping::map(&fd, len).map_err(AttachError::Io)
+}
+
+/// Gives a mapping of the whole sealed object its descriptor to keep.
+pub(crate) fn keep_fd(mut map: Mapping, fd: OwnedFd) -> Mapping {
+    map.sealed = Some(fd);
+    map
 }
 
 /// Opens the file behind `path` with the checks every shared object gets: no symlink, a

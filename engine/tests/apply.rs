@@ -1,7 +1,10 @@
 //! Replication support: the [`Applier`] (the node daemon's changes on a replica whose role
 //! refuses local ones), the replication position, and the acknowledgement wait.
 
-use std::path::{Path, PathBuf};
+mod domain;
+
+use domain::Domain;
+
 use std::time::Duration;
 
 use ckpt_engine::{
@@ -57,29 +60,6 @@ fn changes(r: &Replica, after: u64) -> Vec<Record> {
 fn assert_clean(r: &Replica) {
     let report = r.fsck();
     assert!(report.is_clean(), "{report}");
-}
-
-/// A private domain directory under /dev/shm, removed at the end.
-struct Domain(PathBuf);
-
-impl Domain {
-    fn new(tag: &str) -> Self {
-        let root = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = root.join(format!("ckpt-apply-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        ckpt_engine::ensure_domain(&dir).expect("create the test domain");
-        Self(dir)
-    }
-}
-
-impl Drop for Domain {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---- the applier ------------------------------------------------------------------------
@@ -324,7 +304,7 @@ fn applier_reaps_expired_sections_on_a_replica_role_object() {
 
 #[test]
 fn replication_position_survives_detach_and_reattach() {
-    let domain = Domain::new("position");
+    let domain = Domain::new("apply", "position");
     let opts = CreateOptions {
         role: Role::Replica,
         ..CreateOptions::default()

@@ -44,6 +44,14 @@
 //!   SIGBUS are printed as the documented KNOWN LIMIT, never counted as passed; only its
 //!   check that a fresh attach refuses the short object (the engine's cheap protection)
 //!   counts, and only if it fails.
+//! - `sealed_…` is the closure ckptd uses (`sealed = true`): the objects are sealed memfds
+//!   (`Replica::create_sealed`) that the parent holds, as ckptd does, and every child
+//!   attaches by descriptor (reopening `/proc/<parent>/fd/N`, which gives it the same
+//!   power as a descriptor passed over a socket). The chaos process runs as the owner (as
+//!   root on CI) and, besides scribbling and punching holes (zeroed pages: a scribble, not
+//!   a fault), tries every shrink and grow: each must fail with EPERM, the size must not
+//!   change, and nobody, the parent included, dies. tools/tests/r4_sealed.rs runs the same
+//!   against real ckptd processes and agents.
 //!
 //! `SEED` replays a run; `R4_DURATION` (seconds, default 10) sets the main run,
 //! `R4_SHRINK_DURATION` (default 3) the refused-shrink run (one object: once it is
@@ -144,7 +152,22 @@ const TESTS: &[(&str, TestFn)] = &[
         "same_uid_shrink_of_a_live_standalone_object_is_the_documented_trust_boundary",
         same_uid_shrink,
     ),
+    (
+        "sealed_object_resize_attempts_by_a_holder_of_its_descriptor_even_root_fail_and_kill_no_one",
+        sealed_resize,
+    ),
 ];
+
+/// Who the chaos process is, and what it can reach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Chaos {
+    /// The owner, scribbling a named object.
+    Owner,
+    /// `nobody` after mapping a named object: tries to shrink it too.
+    Nobody,
+    /// The owner (root on CI), holding a sealed memfd: tries to shrink and grow it too.
+    Sealed,
+}
 
 fn main() {
     match std::env::var(ROLE).as_deref() {
@@ -576,6 +599,21 @@ const READER_OPS: &[&str] = &[
     "drop",
 ];
 
+/// Attaches the object the parent named: a name in the domain, or, for a sealed object,
+/// the parent's descriptor as `/proc/<pid>/fd/N` (reopened: the same memfd, with the same
+/// seals, as a descriptor passed over a socket).
+fn attach_named(dir: &Path, name: &str) -> Result<Replica, AttachError> {
+    if name.starts_with("/proc/") {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name)
+            .map_err(|e| AttachError::Io(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        return Replica::attach_fd(dir, file.into());
+    }
+    Replica::attach(dir, name, Sharing::default())
+}
+
 fn reader_child() -> ! {
     die_with_parent();
     let dir = PathBuf::from(env("CKPT_TEST_DIR"));
@@ -588,7 +626,7 @@ fn reader_child() -> ! {
     let mut t = Tally::default();
     say("R");
     while let Some(name) = next_object() {
-        let r = match Replica::attach(&dir, &name, Sharing::default()) {
+        let r = match attach_named(&dir, &name) {
             Ok(r) => r,
             Err(e) => {
                 say(&format!("AFAIL {name} {e}"));
@@ -776,7 +814,7 @@ fn read_until_told(r: &Replica, dir: &Path, name: &str, rng: &mut Rng, t: &mut T
             }
             10 => {
                 let got = t.timed(READER_OPS, op, || {
-                    Replica::attach(dir, name, Sharing::default()).map(|other| {
+                    attach_named(dir, name).map(|other| {
                         let _ = other.status();
                         let _ = other.read_to_vec(&s.id);
                     })
@@ -825,7 +863,7 @@ fn writer_child() -> ! {
     let mut seq = 1u64 << 48;
     say("R");
     while let Some(name) = next_object() {
-        let r = match Replica::attach(&dir, &name, Sharing::default()) {
+        let r = match attach_named(&dir, &name) {
             Ok(r) => r,
             Err(e) => {
                 say(&format!("AFAIL {name} {e}"));
@@ -909,22 +947,33 @@ fn write_until_told(r: &Replica, rng: &mut Rng, t: &mut Tally, seq: &mut u64) {
 // ---- chaos child -------------------------------------------------------------------------
 
 /// Maps each object the parent names (`attach NAME`); with `CKPT_R4_DROP=1` drops to
-/// `nobody` after mapping the first one and tries to shrink it too. Scribbles until told
-/// to move on or stop (or `CKPT_R4_DURATION_MS` ran out), then prints what it did.
+/// `nobody` after mapping the first one and tries to shrink it too; with
+/// `CKPT_R4_SEALED=1` (a sealed object, reopened through `/proc`) tries to shrink and grow
+/// it as the owner, and punches holes in it. Scribbles until told to move on or stop (or
+/// `CKPT_R4_DURATION_MS` ran out), then prints what it did.
 fn chaos_child() -> ! {
     die_with_parent();
     let dir = PathBuf::from(env("CKPT_TEST_DIR"));
     let mut rng = Rng::new(env_u64("CKPT_TEST_SEED"));
     let end = Instant::now() + Duration::from_millis(env_u64("CKPT_R4_DURATION_MS"));
     let shrink = env("CKPT_R4_DROP") == "1";
+    let sealed = env("CKPT_R4_SEALED") == "1";
     listen();
     let mut flips: BTreeMap<&str, u64> = BTreeMap::new();
-    let (mut fields, mut dynamic, mut words) = (0u64, 0u64, 0u64);
+    let (mut fields, mut dynamic, mut words, mut holes) = (0u64, 0u64, 0u64, 0u64);
     let mut sh = ShrinkTally::default();
     let mut first = true;
     while let Some(name) = next_object() {
         let path = dir.join(&name);
         let s = Scribble::open(&path);
+        // The sealed object's own descriptor (the reopened /proc link, as an agent holds).
+        let holder = sealed.then(|| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("chaos: open {}: {e}", path.display()))
+        });
         if shrink && first {
             drop_privileges();
             // A change of credentials clears the parent-death signal.
@@ -974,6 +1023,30 @@ fn chaos_child() -> ! {
             if shrink && rng.chance(2) {
                 sh.attempt(&path, &s);
             }
+            if let Some(f) = &holder {
+                if rng.chance(2) {
+                    sh.attempt_resize(&path, f, &s);
+                }
+                // Zero a few pages of slot data or journal (what a descriptor still
+                // allows: a write, which faults nobody).
+                if rng.chance(16) {
+                    let page = 4096;
+                    let area = s.areas[rng.index(s.areas.len())];
+                    let at = (area.start + rng.below((area.end - area.start).max(1))) / page * page;
+                    let len = page * (1 + rng.below(4));
+                    if rustix::fs::fallocate(
+                        f,
+                        rustix::fs::FallocateFlags::PUNCH_HOLE
+                            | rustix::fs::FallocateFlags::KEEP_SIZE,
+                        at,
+                        len.min(s.len.saturating_sub(at)),
+                    )
+                    .is_ok()
+                    {
+                        holes += 1;
+                    }
+                }
+            }
             // Bursts of damage, then a pause for the protocols to run on what is left.
             burst += 1;
             if burst > rng.below(8) as u32 {
@@ -989,12 +1062,16 @@ fn chaos_child() -> ! {
     let _ = writeln!(out, "REWRITE {fields} header-image fields");
     let _ = writeln!(out, "REWRITE {dynamic} dynamic header words");
     let _ = writeln!(out, "REWRITE {words} plausible words");
+    if sealed {
+        let _ = writeln!(out, "REWRITE {holes} punched holes (zeroed pages)");
+    }
     let _ = writeln!(
         out,
-        "SHRINK {} {} {} {}",
+        "SHRINK {} {} {} {} {}",
         sh.attempts,
         sh.refused,
         sh.succeeded,
+        sh.other,
         sh.how.join("; ")
     );
     let _ = writeln!(out, "END");
@@ -1024,12 +1101,15 @@ fn drop_privileges() {
     }
 }
 
-/// The shrink attempts of a scribbler that holds a mapping but no write access.
+/// The shrink attempts of a scribbler that holds a mapping but no write access, or the
+/// resize attempts of one that holds a sealed object's descriptor.
 #[derive(Default)]
 struct ShrinkTally {
     attempts: u64,
     refused: u64,
     succeeded: u64,
+    /// Refused, but not with EPERM (a sealed object must answer EPERM).
+    other: u64,
     /// Each way tried, with the first answer it got.
     how: Vec<String>,
 }
@@ -1044,6 +1124,9 @@ impl ShrinkTally {
             }
             Err(e) => {
                 self.refused += 1;
+                if e.raw_os_error() != Some(libc::EPERM) {
+                    self.other += 1;
+                }
                 format!("refused ({e})")
             }
         };
@@ -1084,6 +1167,58 @@ impl ShrinkTally {
             start + s.len as usize
         ));
         self.note("/proc/self/map_files+ftruncate", via_open(&own));
+    }
+
+    /// Every way to change a sealed object's length by the owner holding its descriptor
+    /// `f` (opened through `path`, a `/proc/<pid>/fd/N` link): shrink, grow, truncate by
+    /// path, and adding the seal that would stop the writers. Each must fail with EPERM.
+    fn attempt_resize(&mut self, path: &Path, f: &std::fs::File, s: &Scribble) {
+        let io = |r: Result<(), rustix::io::Errno>| r.map_err(std::io::Error::from);
+        self.note("ftruncate to half", io(rustix::fs::ftruncate(f, s.len / 2)));
+        self.note("ftruncate to 0", io(rustix::fs::ftruncate(f, 0)));
+        self.note(
+            "ftruncate to twice",
+            io(rustix::fs::ftruncate(f, s.len * 2)),
+        );
+        self.note(
+            "fallocate past the end",
+            io(rustix::fs::fallocate(
+                f,
+                rustix::fs::FallocateFlags::empty(),
+                s.len,
+                1 << 20,
+            )),
+        );
+        let trunc = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map(drop);
+        self.note("open(O_TRUNC) of the /proc link", trunc);
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+        // SAFETY: a valid NUL-terminated path; truncate has no other preconditions.
+        let rc = unsafe { libc::truncate(c.as_ptr(), (s.len / 2) as libc::off_t) };
+        let res = if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        };
+        self.note("truncate(2) of the /proc link", res);
+        let start = s.map.as_ptr() as usize;
+        let own = PathBuf::from(format!(
+            "/proc/self/map_files/{start:x}-{:x}",
+            start + s.len as usize
+        ));
+        let via_map = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&own)
+            .and_then(|g| g.set_len(s.len / 2));
+        self.note("/proc/self/map_files+ftruncate", via_map);
+        self.note(
+            "F_ADD_SEALS F_SEAL_WRITE",
+            io(rustix::fs::fcntl_add_seals(f, rustix::fs::SealFlags::WRITE)),
+        );
     }
 }
 
@@ -1264,26 +1399,46 @@ fn populate(r: &Replica, layout: &Layout) {
     }
 }
 
-/// A fresh, populated replica object named `name` in `dir`; returns its size.
-fn fresh_object(dir: &Path, name: &str) -> u64 {
-    let opts = CreateOptions {
+fn r4_opts() -> CreateOptions {
+    CreateOptions {
         limits: ReplicaLimits {
             agents: 64,
             spare_slots: 0,
             journal_cells: 4096,
         },
         ..CreateOptions::default()
-    };
-    let creator = Replica::create(dir, name, &attrs(), &opts).expect("create the replica");
+    }
+}
+
+/// A fresh, populated replica object named `name` in `dir`; returns its size.
+fn fresh_object(dir: &Path, name: &str) -> u64 {
+    let creator = Replica::create(dir, name, &attrs(), &r4_opts()).expect("create the replica");
     populate(&creator, &layout());
     // The parent keeps no agent in it: drop the creator's handle (the object stays).
     drop(creator);
     std::fs::metadata(dir.join(name)).map_or(0, |m| m.len())
 }
 
+/// A fresh, populated sealed replica, which the parent keeps mapped (as ckptd does; its
+/// mapping must survive the run too) with no agent in it. Returns the name the children
+/// attach it by (`/proc/<pid>/fd/N`), its size, and the parent's replica.
+fn fresh_sealed(dir: &Path) -> (String, u64, Replica) {
+    let creator =
+        Replica::create_sealed(dir, OBJECT, &attrs(), &r4_opts()).expect("create the replica");
+    populate(&creator, &layout());
+    let fd = rustix::io::fcntl_dupfd_cloexec(creator.sealed_fd().expect("sealed"), 0)
+        .expect("dup the descriptor");
+    drop(creator);
+    let kept = Replica::attach_fd(dir, fd).expect("the parent's mapping");
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&kept.sealed_fd().expect("sealed"));
+    let name = format!("/proc/{}/fd/{raw}", std::process::id());
+    (name, kept.object_size(), kept)
+}
+
 /// Four readers, one writer and the chaos process, over `rounds` fresh objects of
 /// `round` each: every round starts from a healthy replica and ends wrecked.
-fn run_with_chaos(seed: u64, rounds: u32, round: Duration, drop_to_nobody: bool) -> RunOutcome {
+fn run_with_chaos(seed: u64, rounds: u32, round: Duration, chaos_is: Chaos) -> RunOutcome {
+    let drop_to_nobody = chaos_is == Chaos::Nobody;
     let domain = Domain::new("r4");
     let op_limit = env_or("R4_OP_LIMIT_MS", 10_000);
     let total = round * rounds;
@@ -1314,6 +1469,10 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, drop_to_nobody: bool)
         "CKPT_R4_DROP",
         if drop_to_nobody { "1" } else { "0" }.into(),
     ));
+    chaos_vars.push((
+        "CKPT_R4_SEALED",
+        if chaos_is == Chaos::Sealed { "1" } else { "0" }.into(),
+    ));
     let mut chaos = Kid::spawn("chaos", "chaos".into(), &chaos_vars);
     for k in &mut kids {
         if let Err(e) = k.expect("R", Duration::from_secs(20)) {
@@ -1323,19 +1482,33 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, drop_to_nobody: bool)
     println!(
         "  {READERS} readers, 1 writer and the chaos process (as {}) on {rounds} fresh objects, \
          {round:?} each",
-        if drop_to_nobody {
-            "nobody"
-        } else {
-            "the owner"
+        match chaos_is {
+            Chaos::Nobody => "nobody".to_owned(),
+            Chaos::Owner => "the owner".to_owned(),
+            Chaos::Sealed => format!(
+                "the owner, uid {}, holding a sealed object's descriptor",
+                rustix::process::geteuid().as_raw()
+            ),
         }
     );
     let (mut size_before, mut last) = (0, String::new());
+    // Sealed: the parent's mappings (the current object's, and the previous one's until
+    // everyone has moved on).
+    let mut kept: Vec<Replica> = Vec::new();
     for n in 0..rounds {
         if !problems.is_empty() {
             break;
         }
-        let name = format!("{OBJECT}-{n}");
-        size_before = fresh_object(&domain.0, &name);
+        let name = if chaos_is == Chaos::Sealed {
+            let (name, size, replica) = fresh_sealed(&domain.0);
+            size_before = size;
+            kept.push(replica);
+            name
+        } else {
+            let name = format!("{OBJECT}-{n}");
+            size_before = fresh_object(&domain.0, &name);
+            name
+        };
         for k in &mut kids {
             k.send(&format!("attach {name}"));
         }
@@ -1351,8 +1524,10 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, drop_to_nobody: bool)
             problems.push(e);
         }
         std::thread::sleep(round);
-        // Everyone has moved on from the previous object: unlink it.
-        if !last.is_empty() {
+        // Everyone has moved on from the previous object: unlink it (or let it go).
+        if kept.len() > 1 {
+            kept.remove(0);
+        } else if !last.is_empty() && chaos_is != Chaos::Sealed {
             let _ = Replica::remove(&domain.0, &last);
         }
         last = name;
@@ -1389,8 +1564,23 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, drop_to_nobody: bool)
         reports.push((k.who.clone(), rep));
     }
     summarize(&reports, &chaos_lines, &mut problems);
-    // Whatever is left must not crash a fresh attach, fsck or a sweep of reads.
-    match Replica::attach(&domain.0, &last, Sharing::default()) {
+    // Whatever is left must not crash a fresh attach, fsck or a sweep of reads (nor, for
+    // a sealed object, the parent's own mapping made before the chaos began).
+    if let Some(mine) = kept.last() {
+        let report = mine.fsck();
+        println!(
+            "  after the run: the parent's own mapping reads every section; fsck is {}",
+            if report.is_clean() {
+                "clean"
+            } else {
+                "not clean"
+            }
+        );
+        for s in layout().all() {
+            let _ = mine.read_to_vec(&s.id);
+        }
+    }
+    match attach_named(&domain.0, &last) {
         Ok(r) => {
             let report = r.fsck();
             println!(
@@ -1430,8 +1620,9 @@ fn summarize(reports: &[(String, Report)], chaos: &[String], problems: &mut Vec<
             let _ = writeln!(out, "    chaos: {n} {what}");
         }
         if let Some(rest) = l.strip_prefix("SHRINK ") {
-            let mut it = rest.splitn(4, ' ');
-            let (a, r, s) = (
+            let mut it = rest.splitn(5, ' ');
+            let (a, r, s, o) = (
+                it.next().unwrap_or("0"),
                 it.next().unwrap_or("0"),
                 it.next().unwrap_or("0"),
                 it.next().unwrap_or("0"),
@@ -1439,7 +1630,8 @@ fn summarize(reports: &[(String, Report)], chaos: &[String], problems: &mut Vec<
             if a != "0" {
                 let _ = writeln!(
                     out,
-                    "    chaos: {a} shrink attempts, {r} refused, {s} succeeded ({})",
+                    "    chaos: {a} resize attempts, {r} refused ({o} not with EPERM), {s} \
+                     succeeded ({})",
                     it.next().unwrap_or("")
                 );
             }
@@ -1520,7 +1712,7 @@ fn scribbler(seed: u64) -> Verdict {
     let secs = env_or("R4_DURATION", 10);
     let round = Duration::from_millis(env_or("R4_ROUND_MS", 2000));
     let rounds = (Duration::from_secs(secs).as_millis() / round.as_millis().max(1)).max(1);
-    let run = run_with_chaos(seed, rounds as u32, round, false);
+    let run = run_with_chaos(seed, rounds as u32, round, Chaos::Owner);
     if run.problems.is_empty() {
         Verdict::Pass
     } else {
@@ -1536,7 +1728,7 @@ fn refused_shrink(seed: u64) -> Verdict {
     }
     let secs = env_or("R4_SHRINK_DURATION", 3);
     // One object only: once it is nobody, the chaos process cannot open another.
-    let mut run = run_with_chaos(seed, 1, Duration::from_secs(secs), true);
+    let mut run = run_with_chaos(seed, 1, Duration::from_secs(secs), Chaos::Nobody);
     let shrink = run
         .chaos_lines
         .iter()
@@ -1554,6 +1746,48 @@ fn refused_shrink(seed: u64) -> Verdict {
     if succeeded > 0 || refused != attempts {
         run.problems.push(format!(
             "{succeeded} of {attempts} shrink attempts succeeded ({shrink})"
+        ));
+    }
+    if run.size_after != run.size_before {
+        run.problems.push(format!(
+            "the object's size changed from {} to {} bytes",
+            run.size_before, run.size_after
+        ));
+    }
+    if run.problems.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(format!("  {}", run.problems.join("\n  ")))
+    }
+}
+
+/// The closure of that boundary: sealed objects, whose owner (root on CI) holding a
+/// descriptor tries every shrink and grow while it scribbles and readers and a writer run.
+/// Every attempt fails with EPERM, no size changes, and nobody dies.
+fn sealed_resize(seed: u64) -> Verdict {
+    let secs = env_or("R4_SHRINK_DURATION", 3);
+    let round = Duration::from_millis(env_or("R4_ROUND_MS", 2000));
+    let rounds = (Duration::from_secs(secs).as_millis() / round.as_millis().max(1)).max(1);
+    let mut run = run_with_chaos(seed, rounds as u32, round, Chaos::Sealed);
+    let resize = run
+        .chaos_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("SHRINK "))
+        .unwrap_or("0 0 0 0");
+    let mut it = resize.split_whitespace().map(|w| w.parse::<u64>().ok());
+    let (attempts, refused, succeeded, other) = (
+        it.next().flatten().unwrap_or(0),
+        it.next().flatten().unwrap_or(0),
+        it.next().flatten().unwrap_or(0),
+        it.next().flatten().unwrap_or(0),
+    );
+    if attempts == 0 {
+        run.problems.push("no resize was attempted".into());
+    }
+    if succeeded > 0 || refused != attempts || other > 0 {
+        run.problems.push(format!(
+            "{succeeded} of {attempts} resize attempts succeeded, {other} refused otherwise \
+             than with EPERM ({resize})"
         ));
     }
     if run.size_after != run.size_before {

@@ -966,3 +966,104 @@ fn on_a_ckptd_node_ls_shows_replica_nodes_and_the_active_one_and_rm_goes_through
     n1.stop();
     n2.stop();
 }
+
+#[test]
+fn on_a_sealed_node_ls_show_dump_and_fsck_get_the_replicas_from_ckptd_and_say_so_when_it_is_down() {
+    let cluster =
+        LocalCluster::create_with_options("cli-sealed", &[1, 2], &[1, 2], true, 600, true)
+            .expect("cluster files");
+    let n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
+    let n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
+    let name = "safCkpt=cli-sealed";
+    let collocated = CreationAttributes {
+        creation_flags: CreationFlags::WR_ACTIVE_REPLICA | CreationFlags::CHECKPOINT_COLLOCATED,
+        checkpoint_size: 4 * 4096,
+        retention_duration: 10 * SECOND,
+        max_sections: 4,
+        max_section_size: 4096,
+        max_section_id_size: 16,
+    };
+    let lib1 = support::library(&cluster, 1);
+    let active = support::retry(|| {
+        lib1.open(
+            name,
+            Some(&collocated),
+            OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE,
+            10 * SECOND,
+        )
+    })
+    .expect("open on node 1");
+    active.set_active_replica().expect("active on node 1");
+    active
+        .create_section(Some(b"counter"), TIME_END, b"42")
+        .expect("create section");
+    let lib2 = support::library(&cluster, 2);
+    let standby = support::retry(|| lib2.open(name, None, OpenFlags::READ, 10 * SECOND))
+        .expect("open on node 2");
+    active.synchronize(10 * SECOND).expect("synchronize");
+    let object = ckptd::object_name(active.instance());
+
+    let dir = cluster.shm_dir(1);
+    assert!(
+        !dir.join(&object).exists(),
+        "a sealed node keeps no replica file"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let run = ckpt(&dir, &["ls", "--json"]);
+        let v = run.json();
+        if v["checkpoints"][0]["local_role"] == "primary" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{}", run.describe());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let c = &v["checkpoints"][0];
+    assert_eq!(c["object"], object.as_str());
+    assert_eq!(c["sections"], 1);
+    assert_eq!(c["error"], Value::Null);
+
+    let shown = ckpt(&dir, &["show", name]);
+    assert_eq!(shown.code, Some(0), "{}", shown.describe());
+    assert!(
+        row(&shown.stdout, "counter").is_some(),
+        "{}",
+        shown.describe()
+    );
+    let dumped = ckpt(&dir, &["dump", "--raw", name, "counter"]);
+    assert_eq!(dumped.code, Some(0), "{}", dumped.describe());
+    assert_eq!(dumped.stdout_bytes, b"42");
+    // Node 2's replica too, from node 2's ckptd.
+    let on_two = ckpt(&cluster.shm_dir(2), &["show", name]);
+    assert_eq!(on_two.code, Some(0), "{}", on_two.describe());
+    assert!(
+        row(&on_two.stdout, "counter").is_some(),
+        "{}",
+        on_two.describe()
+    );
+
+    let checked = ckpt(&dir, &["fsck", "--json"]);
+    assert_eq!(checked.code, Some(0), "{}", checked.describe());
+    let objects = checked.json()["objects"].clone();
+    assert!(
+        objects
+            .as_array()
+            .expect("objects")
+            .iter()
+            .any(|o| o["object"] == object.as_str() && o["clean"] == true),
+        "{}",
+        checked.describe()
+    );
+
+    // Without its ckptd, a sealed node's replicas cannot be read: a clear error.
+    n1.stop();
+    let down = ckpt(&dir, &["ls"]);
+    assert_eq!(down.code, Some(2), "{}", down.describe());
+    assert!(
+        down.stderr.contains("sealed") && down.stderr.contains("does not answer"),
+        "{}",
+        down.describe()
+    );
+    drop((active, standby, lib1, lib2));
+    n2.stop();
+}

@@ -1,5 +1,10 @@
 //! Several ckptd nodes in this process, on loopback, and agents in cluster mode talking
 //! to them: replication, the synchronize barrier, failover of a collocated checkpoint.
+//!
+//! Every scenario runs twice: with the nodes' replicas as files in their shm directories
+//! (`files::…`), and as sealed memfds passed to agents by descriptor (`sealed::…`, the
+//! nodes' `sealed = true`), where a restarted ckptd gets back only the replicas its agents
+//! hold and treats the others like a wiped node's.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +14,7 @@ use ckpt_agent::{
 use ckpt_tools::ckptd::{self, LocalCluster};
 
 mod support;
-use support::{library, read_local, retry};
+use support::{Objects, holds, library, local_cluster, read_local, replica_on, retry};
 
 const SECOND: i64 = 1_000_000_000;
 
@@ -24,9 +29,10 @@ fn collocated() -> CreationAttributes {
     }
 }
 
-#[test]
-fn a_synchronized_write_is_on_the_standby_node_and_survives_the_active_nodes_death() {
-    let cluster = LocalCluster::create("sync", &[1, 2], true, 600).expect("cluster files");
+fn a_synchronized_write_is_on_the_standby_node_and_survives_the_active_nodes_death(
+    objects: Objects,
+) {
+    let cluster = local_cluster("sync", &[1, 2], &[1, 2], true, 600, objects);
     let n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
     let n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
 
@@ -105,9 +111,8 @@ struct Three {
     cluster: LocalCluster,
 }
 
-fn three(tag: &str) -> Three {
-    let cluster = LocalCluster::create_with_directors(tag, &[1, 2, 3], &[1, 2], false, 600)
-        .expect("cluster files");
+fn three(tag: &str, objects: Objects) -> Three {
+    let cluster = local_cluster(tag, &[1, 2, 3], &[1, 2], false, 600, objects);
     let n = [1, 2, 3]
         .iter()
         .map(|&i| ckptd::spawn(cluster.config.clone(), i).expect("node"))
@@ -124,19 +129,15 @@ fn open_on(lib: &Library, name: &str, attrs: Option<&CreationAttributes>) -> Che
     retry(|| lib.open(name, attrs, flags, 10 * SECOND)).expect("open")
 }
 
-#[test]
-fn a_node_without_a_replica_writes_and_reads_through_the_primarys_node() {
-    let t = three("remote");
+fn a_node_without_a_replica_writes_and_reads_through_the_primarys_node(objects: Objects) {
+    let t = three("remote", objects);
     let lib1 = library(&t.cluster, 1);
     let lib3 = library(&t.cluster, 3);
     let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
     let on1 = open_on(&lib1, "safCkpt=remote", Some(&attrs));
     let on3 = open_on(&lib3, "safCkpt=remote", None);
     assert!(
-        !t.cluster
-            .shm_dir(3)
-            .join(ckptd::object_name(on1.instance()))
-            .exists(),
+        !holds(&t.cluster, 3, on1.instance()),
         "node 3 is not a director and did not create it: no replica there"
     );
 
@@ -196,9 +197,10 @@ fn a_node_without_a_replica_writes_and_reads_through_the_primarys_node() {
     assert!(matches!(on1.read_vec(b"s", 0), Err(Error::NotExist)));
 }
 
-#[test]
-fn writes_on_a_replica_that_is_not_the_primary_go_to_the_primary_and_reads_see_them() {
-    let t = three("offprimary");
+fn writes_on_a_replica_that_is_not_the_primary_go_to_the_primary_and_reads_see_them(
+    objects: Objects,
+) {
+    let t = three("offprimary", objects);
     let lib1 = library(&t.cluster, 1);
     let lib2 = library(&t.cluster, 2);
     let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
@@ -215,9 +217,8 @@ fn writes_on_a_replica_that_is_not_the_primary_go_to_the_primary_and_reads_see_t
     assert_eq!(read_local(&on2, b"k"), b"v2");
 }
 
-#[test]
-fn an_all_replicas_write_returns_only_once_every_replica_has_it() {
-    let t = three("allrep");
+fn an_all_replicas_write_returns_only_once_every_replica_has_it(objects: Objects) {
+    let t = three("allrep", objects);
     let lib1 = library(&t.cluster, 1);
     let lib2 = library(&t.cluster, 2);
     let lib3 = library(&t.cluster, 3);
@@ -252,9 +253,8 @@ fn an_all_replicas_write_returns_only_once_every_replica_has_it() {
     assert_eq!(read_all(&on1, &id), b"generated");
 }
 
-#[test]
-fn active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up() {
-    let cluster = LocalCluster::create("catchup", &[1, 2], true, 600).expect("cluster files");
+fn active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up(objects: Objects) {
+    let cluster = local_cluster("catchup", &[1, 2], &[1, 2], true, 600, objects);
     let _n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
     let _n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
     let lib1 = library(&cluster, 1);
@@ -291,9 +291,8 @@ fn active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up() 
     assert_eq!(read_all(&new, b"s1"), b"after");
 }
 
-#[test]
-fn a_restarted_ckptd_keeps_its_agents_handles_and_opens() {
-    let mut t = three("restart");
+fn a_restarted_ckptd_keeps_its_agents_handles_and_opens(objects: Objects) {
+    let mut t = three("restart", objects);
     let lib3 = library(&t.cluster, 3);
     let lib2 = library(&t.cluster, 2);
     let attrs = CreationAttributes {
@@ -307,10 +306,7 @@ fn a_restarted_ckptd_keeps_its_agents_handles_and_opens() {
         .create_section(Some(b"c"), TIME_END, b"before")
         .expect("create");
     active.synchronize(10 * SECOND).expect("synchronize");
-    let object = t
-        .cluster
-        .shm_dir(3)
-        .join(ckptd::object_name(active.instance()));
+    let instance = active.instance();
 
     // Node 3's daemon restarts; its agent keeps its handle.
     t.n.pop().expect("node 3").stop();
@@ -318,6 +314,14 @@ fn a_restarted_ckptd_keeps_its_agents_handles_and_opens() {
     retry(|| active.overwrite(b"c", b"after the restart")).expect("overwrite");
     retry(|| active.synchronize(10 * SECOND)).expect("synchronize after the restart");
     assert_eq!(read_local(&standby, b"c"), b"after the restart");
+    // The restarted daemon holds the very replica its agent kept writing to (mapped
+    // again from the file, or handed back by the agent when sealed).
+    let on3 = replica_on(&t.cluster, 3, instance).expect("node 3's replica");
+    assert_eq!(
+        on3.read_to_vec(b"c").expect("read node 3's replica"),
+        b"after the restart"
+    );
+    drop(on3);
 
     // The cluster still counts node 3's open across the restart: an unlinked checkpoint
     // with retention 0 lives on until that open closes, then goes with its replica.
@@ -325,19 +329,18 @@ fn a_restarted_ckptd_keeps_its_agents_handles_and_opens() {
     drop(standby);
     drop(lib2);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(object.exists(), "still open on node 3");
+    assert!(holds(&t.cluster, 3, instance), "still open on node 3");
     drop(active);
     let start = Instant::now();
-    while object.exists() && start.elapsed() < Duration::from_secs(10) {
+    while holds(&t.cluster, 3, instance) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!object.exists(), "the last close deleted it");
+    assert!(!holds(&t.cluster, 3, instance), "the last close deleted it");
     drop(lib3);
 }
 
-#[test]
-fn a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies() {
-    let mut t = three("promote");
+fn a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies(objects: Objects) {
+    let mut t = three("promote", objects);
     let lib1 = library(&t.cluster, 1);
     let lib3 = library(&t.cluster, 3);
     let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
@@ -363,20 +366,6 @@ fn a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies() 
     assert_eq!(read_local(&on1, b"c"), b"after");
 }
 
-/// Node `node`'s replica object of `instance`, attached directly (as a process on that
-/// node would).
-fn replica_on(
-    cluster: &LocalCluster,
-    node: u32,
-    instance: u64,
-) -> Result<ckpt_engine::Replica, ckpt_engine::AttachError> {
-    ckpt_engine::Replica::attach(
-        &cluster.shm_dir(node),
-        &ckptd::object_name(instance),
-        ckpt_engine::Sharing::default(),
-    )
-}
-
 /// The replication position of node `node`'s replica of `instance`, read from its object.
 fn position(cluster: &LocalCluster, node: u32, instance: u64) -> (u64, u64) {
     replica_on(cluster, node, instance)
@@ -386,9 +375,8 @@ fn position(cluster: &LocalCluster, node: u32, instance: u64) -> (u64, u64) {
 
 /// Three nodes, directors 1 and 2, with a restart grace (idle timeout) long enough for a
 /// daemon to come back within it.
-fn three_with_grace(tag: &str) -> Three {
-    let cluster = LocalCluster::create_with_directors(tag, &[1, 2, 3], &[1, 2], false, 3000)
-        .expect("cluster files");
+fn three_with_grace(tag: &str, objects: Objects) -> Three {
+    let cluster = local_cluster(tag, &[1, 2, 3], &[1, 2], false, 3000, objects);
     let n = [1, 2, 3]
         .iter()
         .map(|&i| ckptd::spawn(cluster.config.clone(), i).expect("node"))
@@ -396,9 +384,10 @@ fn three_with_grace(tag: &str) -> Three {
     Three { n, cluster }
 }
 
-#[test]
-fn a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_state() {
-    let mut t = three_with_grace("wiped");
+fn a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_state(
+    objects: Objects,
+) {
+    let mut t = three_with_grace("wiped", objects);
     let lib1 = library(&t.cluster, 1);
     let lib3 = library(&t.cluster, 3);
     let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
@@ -418,9 +407,12 @@ fn a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_s
     drop(lib3);
 
     // Node 3 loses its replicas (its tmpfs) and its daemon comes back within the restart
-    // grace: the directory never saw it die and names it primary again.
+    // grace: the directory never saw it die and names it primary again. A sealed node
+    // loses them with its daemon alone: no agent of node 3 holds this one any more.
     t.n.pop().expect("node 3").stop();
-    std::fs::remove_dir_all(t.cluster.shm_dir(3)).expect("wipe node 3's shm");
+    if objects == Objects::Files {
+        std::fs::remove_dir_all(t.cluster.shm_dir(3)).expect("wipe node 3's shm");
+    }
     let _n3 = ckptd::spawn(t.cluster.config.clone(), 3).expect("node 3 again");
 
     // Its empty replica must not become the primary (its snapshot would erase the section
@@ -440,9 +432,8 @@ fn a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_s
     assert_eq!(held, b"after");
 }
 
-#[test]
-fn an_all_replicas_primary_that_restarts_hands_over_in_a_new_term() {
-    let mut t = three_with_grace("allrestart");
+fn an_all_replicas_primary_that_restarts_hands_over_in_a_new_term(objects: Objects) {
+    let mut t = three_with_grace("allrestart", objects);
     let lib1 = library(&t.cluster, 1);
     let lib3 = library(&t.cluster, 3);
     let attrs = replicated(CreationFlags::WR_ALL_REPLICAS);
@@ -507,9 +498,10 @@ impl StuckReaders {
     }
 }
 
-#[test]
-fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_to_resync() {
-    let t = three("evict");
+fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_to_resync(
+    objects: Objects,
+) {
+    let t = three("evict", objects);
     let lib1 = library(&t.cluster, 1);
     let attrs = replicated(CreationFlags::WR_ALL_REPLICAS);
     let on1 = open_on(&lib1, "safCkpt=evict", Some(&attrs));
@@ -572,10 +564,9 @@ fn a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_
     drop(stuck);
 }
 
-#[test]
-fn arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply() {
+fn arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply(objects: Objects) {
     use std::sync::{Arc, Mutex};
-    let t = three("arrive");
+    let t = three("arrive", objects);
     let lib1 = library(&t.cluster, 1);
     let lib2 = library(&t.cluster, 2);
     let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
@@ -622,4 +613,113 @@ fn arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply() {
         "{:?}",
         got.lock().unwrap()
     );
+}
+
+/// One `#[test]` per scenario and kind of replica object.
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        /// The nodes keep their replicas as files in their shm directories.
+        mod files {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Objects::Files);
+                }
+            )*
+        }
+        /// The nodes keep their replicas as sealed memfds (`sealed = true`).
+        mod sealed {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Objects::Sealed);
+                }
+            )*
+        }
+    };
+}
+
+scenarios!(
+    a_synchronized_write_is_on_the_standby_node_and_survives_the_active_nodes_death,
+    a_node_without_a_replica_writes_and_reads_through_the_primarys_node,
+    writes_on_a_replica_that_is_not_the_primary_go_to_the_primary_and_reads_see_them,
+    an_all_replicas_write_returns_only_once_every_replica_has_it,
+    active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up,
+    a_restarted_ckptd_keeps_its_agents_handles_and_opens,
+    a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies,
+    a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_state,
+    an_all_replicas_primary_that_restarts_hands_over_in_a_new_term,
+    a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_to_resync,
+    arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply,
+);
+
+/// Scenarios of sealed nodes alone.
+mod sealed_only {
+    use super::*;
+
+    /// Node 3's daemon stays down long enough that its agent reconnects (with its
+    /// back-off) well after the directory has assigned the node its replicas again: the
+    /// daemon waits for the agent's hand-back instead of making the replica anew.
+    #[test]
+    fn a_ckptd_down_for_a_while_waits_for_its_agent_to_hand_the_replica_back() {
+        let mut t = three_with_grace("slowback", Objects::Sealed);
+        let lib3 = library(&t.cluster, 3);
+        let lib1 = library(&t.cluster, 1);
+        let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+        // Created on node 3: its replica is the primary, 1 and 2 hold replicas.
+        let on3 = open_on(&lib3, "safCkpt=slowback", Some(&attrs));
+        let on1 = open_on(&lib1, "safCkpt=slowback", None);
+        let instance = on3.instance();
+        on3.create_section(Some(b"c"), TIME_END, b"before")
+            .expect("create");
+        on3.synchronize(10 * SECOND).expect("synchronize");
+
+        t.n.pop().expect("node 3").stop();
+        std::thread::sleep(Duration::from_millis(1500));
+        let _n3 = ckptd::spawn(t.cluster.config.clone(), 3).expect("node 3 again");
+
+        // The agent's handle still works on the same replica, which node 3 replicates.
+        retry(|| on3.overwrite(b"c", b"after")).expect("write on node 3 after the restart");
+        retry(|| on3.synchronize(10 * SECOND)).expect("synchronize after the restart");
+        assert_eq!(read_local(&on1, b"c"), b"after");
+        let held = replica_on(&t.cluster, 3, instance).expect("node 3 holds its replica");
+        assert_eq!(held.read_to_vec(b"c").expect("read"), b"after");
+    }
+
+    /// Each open's answer carries its own descriptor, so threads that open the same
+    /// checkpoint at once all map the node's replica; and nothing of it is in the node's
+    /// directory, not even a node registry.
+    #[test]
+    fn concurrent_opens_on_a_sealed_node_each_get_the_replicas_descriptor() {
+        let t = three("sealedopen", Objects::Sealed);
+        let lib1 = library(&t.cluster, 1);
+        let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+        let first = open_on(&lib1, "safCkpt=sealedopen", Some(&attrs));
+        first
+            .create_section(Some(b"s"), TIME_END, b"shared")
+            .expect("create");
+        let lib2 = std::sync::Arc::new(library(&t.cluster, 2));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let lib = std::sync::Arc::clone(&lib2);
+                std::thread::spawn(move || {
+                    let ck = open_on(&lib, "safCkpt=sealedopen", None);
+                    ck.synchronize(10 * SECOND).expect("synchronize");
+                    read_local(&ck, b"s")
+                })
+            })
+            .collect();
+        for th in threads {
+            assert_eq!(th.join().expect("an opening thread"), b"shared");
+        }
+        for node in [1, 2] {
+            let names: Vec<String> = std::fs::read_dir(t.cluster.shm_dir(node))
+                .expect("list the shm dir")
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| ckptd::store::parse_object_name(n).is_some() || n == "registry")
+                .collect();
+            assert_eq!(names, Vec::<String>::new(), "node {node}'s directory");
+        }
+    }
 }

@@ -98,12 +98,15 @@ const TMPFS_STANDALONE: &str =
     "full_dev_shm_gives_no_resources_at_open_and_existing_checkpoints_keep_working";
 const TMPFS_CLUSTER: &str =
     "full_dev_shm_under_ckptd_gives_no_resources_at_open_and_existing_checkpoints_keep_working";
+const TMPFS_SEALED: &str =
+    "a_sealed_ckptd_counts_its_memfds_against_a_full_dev_shm_and_existing_checkpoints_keep_working";
 
 const TESTS: &[(&str, TestFn)] = &[
     (TMPFS_STANDALONE, || {
         full_tmpfs(TMPFS_STANDALONE, "standalone")
     }),
     (TMPFS_CLUSTER, || full_tmpfs(TMPFS_CLUSTER, "cluster")),
+    (TMPFS_SEALED, || full_tmpfs(TMPFS_SEALED, "sealed")),
     (
         "every_limit_returns_its_error_through_the_cluster_and_loses_nothing",
         || limits_through_the_cluster().into(),
@@ -126,7 +129,8 @@ fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         let result = match role.as_str() {
             "standalone" => tmpfs_child(),
-            "cluster" => cluster_on_full_tmpfs(),
+            "cluster" => cluster_on_full_tmpfs(false),
+            "sealed" => cluster_on_full_tmpfs(true),
             other => Err(format!("unknown role {other}")),
         };
         let code = match result {
@@ -542,13 +546,15 @@ fn tmpfs_child() -> Result<(), String> {
 
 /// The same through ckptd (a one-node cluster in this process), whose replicas and
 /// directory live on the 1 MiB /dev/shm too.
-fn cluster_on_full_tmpfs() -> Result<(), String> {
+/// `sealed`: the node keeps its replicas as sealed memfds, which are in no tmpfs; ckptd
+/// counts them against its shm_dir's file system, so the 1 MiB bounds them all the same.
+fn cluster_on_full_tmpfs(sealed: bool) -> Result<(), String> {
     let total = rustix::fs::statvfs("/dev/shm").map_or(0, |st| st.f_blocks * st.f_frsize);
     ensure!(
         total <= 1 << 20,
         "/dev/shm is {total} bytes: not the 1 MiB tmpfs"
     );
-    let cluster = LocalCluster::create("r9-full", &[1], false, 1000)
+    let cluster = LocalCluster::create_with_options("r9-full", &[1], &[1], false, 1000, sealed)
         .map_err(|e| format!("cluster files: {e}"))?;
     let node = ckptd::spawn(cluster.config.clone(), 1).map_err(|e| format!("node 1: {e}"))?;
     let result = cluster_checks(&cluster);
@@ -557,7 +563,6 @@ fn cluster_on_full_tmpfs() -> Result<(), String> {
 }
 
 fn cluster_checks(cluster: &LocalCluster) -> Result<(), String> {
-    // The agents' node registry lives in ckptd's directory too: small limits.
     let config = Config {
         cluster: Some(cluster.socket(1)),
         limits: Limits {

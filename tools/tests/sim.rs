@@ -145,6 +145,7 @@ fn cluster_config(plan: &Plan) -> ClusterConfig {
                 shm_dir: PathBuf::new(),
                 socket: PathBuf::new(),
                 metrics: None,
+                sealed: false,
             })
             .collect(),
     }

@@ -2,6 +2,8 @@
 //!
 //! - [`wire`]: the frames node daemons exchange, with an explicit little-endian encoding
 //!   and a decoder that never panics on hostile bytes;
+//! - [`fdpass`]: those frames on a node's Unix socket with descriptors attached (a sealed
+//!   node's replica objects);
 //! - [`repl`]: the sans-IO replication state machines (a primary streaming its change
 //!   journal to replicas, a replica applying diffs and acknowledging them);
 //! - [`directory`]: the sans-IO directory (names, placement, terms, quorum);
@@ -14,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod directory;
+pub mod fdpass;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

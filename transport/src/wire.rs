@@ -41,12 +41,18 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// write limit twice, plus headroom.
 pub const DEFAULT_MAX_FRAME: usize = 96 << 20;
 
+/// The most descriptors one [`Frame::Descriptors`] carries (a receiver reserves room for
+/// this many per message; a longer list is sent as several frames).
+pub const MAX_DESCRIPTORS: usize = 64;
+
 /// Bytes of the length prefix in front of every frame.
 const PREFIX_LEN: usize = 4;
 
 // Frame kinds (DESIGN.md §2).
 const KIND_HELLO: u8 = 0x01;
 const KIND_WELCOME: u8 = 0x02;
+const KIND_DESCRIPTORS: u8 = 0x03;
+const KIND_LIST_DESCRIPTORS: u8 = 0x04;
 const KIND_REQUEST: u8 = 0x10;
 const KIND_REPLY: u8 = 0x11;
 const KIND_DIR_STATE: u8 = 0x12;
@@ -138,9 +144,31 @@ pub enum Frame {
         node: u32,
         /// The daemon's incarnation.
         incarnation: u64,
-        /// The directory of the node's replica objects, which agents map.
+        /// The node's directory: its replica objects, which agents map (unless `sealed`),
+        /// and the liveness lock files of every process that maps a replica.
         shm_dir: String,
+        /// The node keeps its replicas as sealed memfds: they are not in `shm_dir`, and
+        /// agents get them only as descriptors ([`Frame::Descriptors`]).
+        sealed: bool,
     },
+    /// `0x03`: sealed replica objects passed over the node's Unix socket, one descriptor
+    /// per instance, in order, as `SCM_RIGHTS` on the message that carries the frame's
+    /// first byte (at most [`MAX_DESCRIPTORS`]).
+    ///
+    /// ckptd sends it to an agent just before the [`Frame::Reply`] to an open whose
+    /// checkpoint has a replica on the node, and to a [`Frame::ListDescriptors`]; an
+    /// agent sends it to a sealed node's ckptd right after the [`Frame::Welcome`], with
+    /// every replica it holds (a restarted ckptd takes them back). A list of any length
+    /// ends with a frame whose `last` is true (empty, when there is nothing to pass).
+    Descriptors {
+        /// The checkpoint instances whose replicas the descriptors are.
+        instances: Vec<u64>,
+        /// No more `Descriptors` frames follow for this request or hand-back.
+        last: bool,
+    },
+    /// `0x04`: a tool (`ckpt ls`) asks a sealed node's ckptd for every replica it holds;
+    /// the answer is [`Frame::Descriptors`] frames.
+    ListDescriptors,
     /// `0x10`: a directory operation sent to the leader director.
     Request {
         /// The request id; a retry carries the same id so the operation is applied once.
@@ -968,6 +996,8 @@ impl Frame {
         match self {
             Self::Hello { .. } => KIND_HELLO,
             Self::Welcome { .. } => KIND_WELCOME,
+            Self::Descriptors { .. } => KIND_DESCRIPTORS,
+            Self::ListDescriptors => KIND_LIST_DESCRIPTORS,
             Self::Request { .. } => KIND_REQUEST,
             Self::Reply { .. } => KIND_REPLY,
             Self::DirState { .. } => KIND_DIR_STATE,
@@ -1033,7 +1063,19 @@ impl Frame {
                 node: dec.u32()?,
                 incarnation: dec.u64()?,
                 shm_dir: dec.string()?,
+                sealed: dec.bool()?,
             },
+            KIND_DESCRIPTORS => {
+                let instances = dec.vec(8, Dec::u64)?;
+                if instances.len() > MAX_DESCRIPTORS {
+                    return Err(WireError::CountTooLarge);
+                }
+                Self::Descriptors {
+                    instances,
+                    last: dec.bool()?,
+                }
+            }
+            KIND_LIST_DESCRIPTORS => Self::ListDescriptors,
             KIND_REQUEST => Self::Request {
                 req: dec.decode()?,
                 op: dec.decode()?,
@@ -1114,7 +1156,9 @@ impl Frame {
     fn fields_len(&self) -> usize {
         match self {
             Self::Hello { .. } => 2 + 4 + 8,
-            Self::Welcome { shm_dir, .. } => 4 + 8 + 4 + shm_dir.len(),
+            Self::Welcome { shm_dir, .. } => 4 + 8 + 4 + shm_dir.len() + 1,
+            Self::Descriptors { instances, .. } => 4 + 8 * instances.len() + 1,
+            Self::ListDescriptors => 0,
             Self::Request { req, op } => req.wire_len() + op.wire_len(),
             Self::Reply { req, result } => req.wire_len() + result.wire_len(),
             Self::DirState { state, .. } => 8 + 4 + bytes_len(state),
@@ -1149,11 +1193,18 @@ impl Frame {
                 node,
                 incarnation,
                 shm_dir,
+                sealed,
             } => {
                 enc.put_u32(*node);
                 enc.put_u64(*incarnation);
                 enc.put_str(shm_dir);
+                enc.put_bool(*sealed);
             }
+            Self::Descriptors { instances, last } => {
+                enc.put_vec(instances, |enc, i| enc.put_u64(*i));
+                enc.put_bool(*last);
+            }
+            Self::ListDescriptors => {}
             Self::Request { req, op } => {
                 enc.put(req);
                 enc.put(op);

@@ -238,7 +238,13 @@ fn frames() -> Vec<Frame> {
             node: 2,
             incarnation: 3,
             shm_dir: "/dev/shm/ckpt/n2".to_owned(),
+            sealed: true,
         },
+        Frame::Descriptors {
+            instances: vec![5, 6],
+            last: true,
+        },
+        Frame::ListDescriptors,
         Frame::DirState {
             term: 1,
             leader: 2,

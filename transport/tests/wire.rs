@@ -5,8 +5,8 @@ use std::cell::Cell;
 
 use ckpt_transport::wire::{
     Attrs, CkptAssign, DEFAULT_MAX_FRAME, Dec, DiffOp, DiffOpRef, DiffRef, DiffWriter, DirOp,
-    DirReply, Enc, Frame, FrameReader, PROTOCOL_VERSION, ReadElem, RemoteOp, RemoteResult, ReqId,
-    SectionEntry, TableVersion, WireError, WriteElem, split_frame,
+    DirReply, Enc, Frame, FrameReader, MAX_DESCRIPTORS, PROTOCOL_VERSION, ReadElem, RemoteOp,
+    RemoteResult, ReqId, SectionEntry, TableVersion, WireError, WriteElem, split_frame,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -352,13 +352,17 @@ fn frame() -> impl Strategy<Value = Frame> {
                 incarnation,
             }
         }),
-        (any::<u32>(), any::<u64>(), ".{0,24}").prop_map(|(node, incarnation, shm_dir)| {
-            Frame::Welcome {
+        (any::<u32>(), any::<u64>(), ".{0,24}", any::<bool>()).prop_map(
+            |(node, incarnation, shm_dir, sealed)| Frame::Welcome {
                 node,
                 incarnation,
                 shm_dir,
+                sealed,
             }
-        }),
+        ),
+        (vec(any::<u64>(), 0..=MAX_DESCRIPTORS), any::<bool>())
+            .prop_map(|(instances, last)| Frame::Descriptors { instances, last }),
+        Just(Frame::ListDescriptors),
         (req_id(), dir_op()).prop_map(|(req, op)| Frame::Request { req, op }),
         (req_id(), dir_reply()).prop_map(|(req, result)| Frame::Reply { req, result }),
         (any::<u64>(), any::<u32>(), bytes()).prop_map(|(term, leader, state)| Frame::DirState {
@@ -463,7 +467,13 @@ fn one_of_each_kind() -> Vec<Frame> {
             node: 2,
             incarnation: 3,
             shm_dir: "/dev/shm/ckpt/n2".to_owned(),
+            sealed: true,
         },
+        Frame::Descriptors {
+            instances: vec![5, u64::MAX],
+            last: true,
+        },
+        Frame::ListDescriptors,
         Frame::Request {
             req,
             op: DirOp::Open {
@@ -841,14 +851,45 @@ fn positions_count_beyond_the_frame_is_rejected_before_allocating() {
 }
 
 #[test]
+fn descriptor_frames_are_little_endian_and_at_most_max_descriptors_long() {
+    let sut = Frame::Descriptors {
+        instances: vec![0x0102_0304_0506_0708],
+        last: true,
+    };
+    let bytes = body(&sut);
+    assert_eq!(
+        bytes,
+        [
+            0x03, 1, 0, 0, 0, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 1
+        ]
+    );
+    assert_eq!(body(&Frame::ListDescriptors), [0x04]);
+
+    let full = Frame::Descriptors {
+        instances: (0..MAX_DESCRIPTORS as u64).collect(),
+        last: false,
+    };
+    assert_eq!(Frame::decode(&body(&full)), Ok(full));
+    let over = Frame::Descriptors {
+        instances: (0..=MAX_DESCRIPTORS as u64).collect(),
+        last: false,
+    };
+    assert_eq!(
+        Frame::decode(&body(&over)),
+        Err(WireError::CountTooLarge),
+        "a receiver reserves room for MAX_DESCRIPTORS descriptors per message"
+    );
+}
+
+#[test]
 fn every_frame_kind_round_trips() {
     let frames = one_of_each_kind();
     let kinds: Vec<u8> = frames.iter().map(Frame::kind).collect();
     assert_eq!(
         kinds,
         [
-            0x01, 0x02, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x20, 0x21,
-            0x22, 0x30, 0x31
+            0x01, 0x02, 0x03, 0x04, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19,
+            0x20, 0x21, 0x22, 0x30, 0x31
         ]
     );
     for sut in frames {
@@ -873,7 +914,7 @@ fn encode_appends_after_existing_bytes_with_one_reservation() {
 
 #[test]
 fn unknown_kind_is_rejected() {
-    assert_eq!(Frame::decode(&[0x03]), Err(WireError::UnknownKind(0x03)));
+    assert_eq!(Frame::decode(&[0x05]), Err(WireError::UnknownKind(0x05)));
     assert_eq!(
         Frame::decode(&[0xff, 0, 0]),
         Err(WireError::UnknownKind(0xff))
@@ -940,7 +981,7 @@ fn unknown_tags_are_rejected_with_their_type() {
 
 #[test]
 fn bool_other_than_zero_or_one_is_rejected() {
-    let Frame::Assign { ckpt, .. } = one_of_each_kind().swap_remove(5) else {
+    let Frame::Assign { ckpt, .. } = one_of_each_kind().swap_remove(7) else {
         unreachable!()
     };
     let mut sut = body(&Frame::Assign { dir_term: 1, ckpt });
@@ -1268,7 +1309,8 @@ proptest! {
     #[test]
     fn bytes_after_a_known_kind_never_panic_and_never_over_allocate(
         kind in prop::sample::select(vec![
-            0x01u8, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x20, 0x21, 0x22, 0x30, 0x31,
+            0x01u8, 0x02, 0x03, 0x04, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x20, 0x21,
+            0x22, 0x30, 0x31,
         ]),
         tail in vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(5), Just(0xff), any::<u8>()], 0..200),
     ) {

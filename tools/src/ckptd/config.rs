@@ -18,6 +18,7 @@
 //! socket = "/run/ckpt/ckptd.sock" # agents of this node connect here
 //! metrics = "127.0.0.1:9464"     # optional: Prometheus text on GET /metrics (off without)
 //! # metrics_allow_remote = true  # needed for a non-loopback metrics address
+//! # sealed = true                # replicas as sealed memfds passed to agents (see below)
 //! ```
 //!
 //! Relative paths are relative to the cluster file's directory.
@@ -27,6 +28,18 @@
 //! one): a scraper on the node, or a local proxy, reaches it. Any other address, the
 //! unspecified `0.0.0.0` and `[::]` included, is refused unless the node's table also says
 //! `metrics_allow_remote = true`, for a network where its exposure is acceptable.
+//!
+//! `sealed = true` makes the node keep its replicas as sealed memfds instead of files in
+//! `shm_dir` (engine/DESIGN.md §23.1, "Truncation and the trust boundary"): agents get
+//! each replica as a descriptor over the agent socket, and nobody holding one, the same
+//! uid or root, can shrink or grow it under the others' mappings. The price: replicas exist
+//! only while ckptd or an agent holds them. A restarted ckptd takes back those its agents
+//! hold (they hand them back when they reconnect); the others are lost on this node, which
+//! the cluster then treats like a node whose tmpfs was wiped (resynced from the primary,
+//! or given up). `ckpt ls`, `show`, `dump`, `fsck` and `watch` ask the running ckptd for
+//! the descriptors. `shm_dir` still holds ckptd's files and the processes' liveness locks,
+//! and its file system's size still bounds the node's replicas (counted, since memfds are
+//! not in it). Switching a node between the two modes needs its agents restarted.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -77,6 +90,9 @@ pub struct NodeConfig {
     pub socket: PathBuf,
     /// Where ckptd serves its metrics; `None`: nowhere (the default).
     pub metrics: Option<MetricsConfig>,
+    /// Replicas as sealed memfds passed to agents by descriptor (`sealed = true`), not
+    /// files in `shm_dir`.
+    pub sealed: bool,
 }
 
 /// A node's metrics endpoint: Prometheus text format on `GET /metrics`.
@@ -147,6 +163,8 @@ struct RawNode {
     metrics: Option<SocketAddr>,
     #[serde(default)]
     metrics_allow_remote: bool,
+    #[serde(default)]
+    sealed: bool,
 }
 
 impl ClusterConfig {
@@ -189,6 +207,7 @@ impl ClusterConfig {
                     address,
                     allow_remote: n.metrics_allow_remote,
                 }),
+                sealed: n.sealed,
             };
             if let Some(m) = &node.metrics {
                 m.check(node.id)?;
@@ -299,6 +318,21 @@ mod tests {
                 .0
                 .contains("two_node")
         );
+    }
+
+    #[test]
+    fn sealed_replicas_are_off_by_default_and_chosen_per_node() {
+        let c = ClusterConfig::parse(TWO, Path::new("/")).unwrap();
+        assert!(c.nodes.iter().all(|n| !n.sealed));
+        let on = TWO.replace(
+            "socket = \"s2.sock\"",
+            "socket = \"s2.sock\"\nsealed = true",
+        );
+        let c = ClusterConfig::parse(&on, Path::new("/")).unwrap();
+        assert!(!c.nodes[0].sealed);
+        assert!(c.nodes[1].sealed);
+        let bad = TWO.replace("socket = \"s2.sock\"", "socket = \"s2.sock\"\nsealed = 1");
+        assert!(ClusterConfig::parse(&bad, Path::new("/")).is_err());
     }
 
     #[test]

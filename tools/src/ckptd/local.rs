@@ -42,6 +42,19 @@ impl LocalCluster {
         two_node: bool,
         idle_timeout_ms: u64,
     ) -> io::Result<Self> {
+        Self::create_with_options(tag, nodes, directors, two_node, idle_timeout_ms, false)
+    }
+
+    /// As [`LocalCluster::create_with_directors`]; with `sealed`, every node keeps its
+    /// replicas as sealed memfds (`sealed = true`).
+    pub fn create_with_options(
+        tag: &str,
+        nodes: &[u32],
+        directors: &[u32],
+        two_node: bool,
+        idle_timeout_ms: u64,
+        sealed: bool,
+    ) -> io::Result<Self> {
         let unique = format!("ckpt-{tag}-{}-{}", std::process::id(), nanos());
         let root = std::env::temp_dir().join(&unique);
         let shm_root = Path::new("/dev/shm").join(&unique);
@@ -71,6 +84,7 @@ impl LocalCluster {
                 shm_root.join(format!("node-{n}")).display()
             );
             let _ = writeln!(toml, "socket = \"node-{n}.sock\"");
+            let _ = writeln!(toml, "sealed = {sealed}");
         }
         let config_path = root.join("cluster.toml");
         std::fs::write(&config_path, &toml)?;
@@ -102,6 +116,11 @@ impl LocalCluster {
     /// Where its files live.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Whether its nodes keep their replicas as sealed memfds.
+    pub fn is_sealed(&self) -> bool {
+        self.config.nodes.iter().any(|n| n.sealed)
     }
 }
 

@@ -7,13 +7,14 @@ pub mod config;
 pub mod local;
 mod metrics;
 mod node;
+pub mod sealed;
 pub mod serve;
 pub mod store;
 
 pub use config::{ClusterConfig, ConfigError, MetricsConfig, NodeConfig};
 pub use local::LocalCluster;
 pub use node::{LocalSession, NodeEnv, NodeHandle, StartError, object_name, run, run_in, spawn};
-pub use store::{MemoryStore, Store};
+pub use store::{MemoryStore, SealedStore, Store};
 
 /// The whole `ckptd` program: logs to stderr (`RUST_LOG`), runs node `node` of the
 /// cluster file until SIGTERM or SIGINT. `ckpt daemon` and the `ckptd` binary both call it.

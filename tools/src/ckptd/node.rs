@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,14 +18,15 @@ use ckpt_engine::{
     CreateOptions, Replica, ReplicaAttributes, ReplicaLimits, Role, SectionFilter, Sharing,
 };
 use ckpt_transport::directory::{DirConfig, Directory, Output};
+use ckpt_transport::fdpass::{self, FdReader};
 use ckpt_transport::net::{Mesh, MeshConfig, MeshEvent, MeshHandle, MeshSocket};
 use ckpt_transport::repl::{self, EncodedDiff, Primary, PrimaryEvent, ReplConfig, Transmit};
 use ckpt_transport::tls::{CaRoots, NodeIdentity, TransportSettings};
 use ckpt_transport::wire::{
-    CkptAssign, DiffOp, DiffRef, DirOp, DirReply, Frame, FrameReader, PROTOCOL_VERSION, RemoteOp,
-    RemoteResult, ReqId,
+    CkptAssign, DiffOp, DiffRef, DirOp, DirReply, Frame, MAX_DESCRIPTORS, PROTOCOL_VERSION,
+    RemoteOp, RemoteResult, ReqId,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -33,7 +35,7 @@ use tracing::{debug, info, warn};
 use super::config::{ClusterConfig, ConfigError};
 use super::metrics::{self, Gauges, Lag, Metrics, ReplicaGauges, SyncFailure};
 use super::serve::{self, code};
-use super::store::Store;
+use super::store::{SEALED_FILE, SealedStore, Store};
 /// The shm object name of a cluster instance's replica on a node.
 pub fn object_name(instance: u64) -> String {
     format!("c{instance:016x}")
@@ -107,7 +109,8 @@ pub struct LocalSession {
 }
 
 enum Msg {
-    Agent(u64, Frame),
+    /// A frame from an agent session, with the descriptors that came with it.
+    Agent(u64, Frame, Vec<OwnedFd>),
     AgentGone(u64),
     Moved(u64),
     /// The metrics endpoint wants a scrape's text.
@@ -115,10 +118,34 @@ enum Msg {
 }
 
 struct Session {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: SessionTx,
     /// The agent's session key from its `Hello` (its pid in the high bits).
     key: Option<u64>,
     opens: Vec<u64>,
+    /// Sealed node: the agent has not finished handing back the replicas it holds
+    /// (`Descriptors` with `last`), which a restarted daemon waits for (`awaiting`).
+    handback: bool,
+}
+
+/// Where a session's frames go: the Unix socket (frames may carry descriptors), or an
+/// in-memory session's channel (no descriptors: simulations keep no sealed replicas).
+enum SessionTx {
+    Socket(mpsc::UnboundedSender<(Bytes, Vec<OwnedFd>)>),
+    Channel(mpsc::UnboundedSender<Bytes>),
+}
+
+impl SessionTx {
+    fn send(&self, bytes: Bytes, fds: Vec<OwnedFd>) {
+        match self {
+            Self::Socket(tx) => {
+                let _ = tx.send((bytes, fds));
+            }
+            Self::Channel(tx) => {
+                debug_assert!(fds.is_empty(), "descriptors for an in-memory session");
+                let _ = tx.send(bytes);
+            }
+        }
+    }
 }
 
 /// The file, in the node's shm directory, where ckptd keeps which agent session holds
@@ -165,6 +192,10 @@ struct Forwarded {
     origin: Origin,
     node: u32,
     write: bool,
+    /// When it is answered anyway (TIMEOUT for a write, TRY_AGAIN for a read): the
+    /// primary's node answers every operation well before this, so passing it means the
+    /// answer was lost (a link made anew while it was sent) and no peer-down will come.
+    deadline: Duration,
 }
 
 /// A synchronize waiting for the replicas' acks.
@@ -321,8 +352,15 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long ActiveReplicaSet waits for the old active replica to bring this node's up to
 /// date before it switches anyway.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long past its own bound (WRITE_TIMEOUT, or a synchronize's timeout) a forwarded
+/// operation waits for the primary's node to answer.
+const FORWARD_SLACK: Duration = Duration::from_secs(2);
 /// How often a restarted daemon looks for agents of its previous run that died.
 const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+/// How long a restarted sealed daemon waits for agents of its previous run to hand back a
+/// replica the directory assigns it before it makes an empty one instead (the agents
+/// reconnect within a second of the restart; a stopped one may never).
+const RECLAIM_WAIT: Duration = Duration::from_secs(5);
 /// How often positions are reported when they change (and at least every second).
 const REPORT_EVERY: Duration = Duration::from_millis(100);
 const REPORT_ANYWAY: Duration = Duration::from_secs(1);
@@ -377,6 +415,10 @@ struct Node {
     /// dir is full): an open of this node that the directory answers for one of them
     /// gets NO_RESOURCES, and the open is undone.
     create_failed: std::collections::BTreeSet<u64>,
+    /// Sealed node: assignments of replicas this node does not hold yet while an agent of
+    /// its previous run that has the checkpoint open may still hand the replica back
+    /// (`awaiting`), with when to stop waiting ([`RECLAIM_WAIT`]).
+    deferred: BTreeMap<u64, (CkptAssign, Duration)>,
     /// How long a dropped connection may stay down before the directory counts the node
     /// as gone: the idle timeout, so a daemon that restarts (its peers see the clean close
     /// at once) keeps its opens and replicas, while a crashed one, which its peers notice
@@ -527,14 +569,22 @@ async fn start(
         idle_timeout: cluster.idle_timeout,
         ..TransportSettings::default()
     };
-    let store = env.store.unwrap_or_else(|| Store::Shm(me.shm_dir.clone()));
-    if let Store::Shm(dir) = &store {
+    let store = env.store.unwrap_or_else(|| {
+        if me.sealed {
+            Store::Sealed(SealedStore::new(me.shm_dir.clone()))
+        } else {
+            Store::Shm(me.shm_dir.clone())
+        }
+    });
+    if let Some(dir) = store.files_dir() {
         ckpt_engine::ensure_domain(dir).map_err(|errno| {
             io_err(
                 format!("shm dir {}", dir.display()),
                 io::Error::from_raw_os_error(errno),
             )
         })?;
+        mark_sealed(dir, store.is_sealed(), &me.socket)
+            .map_err(|err| io_err(format!("shm dir {}", dir.display()), err))?;
     }
     let listener = if env.agents {
         if let Some(parent) = me.socket.parent() {
@@ -623,6 +673,7 @@ async fn start(
         waiting_room: VecDeque::new(),
         resigned: std::collections::BTreeSet::new(),
         create_failed: std::collections::BTreeSet::new(),
+        deferred: BTreeMap::new(),
         restart_grace: cluster.idle_timeout,
         peers: cluster
             .nodes
@@ -648,6 +699,37 @@ async fn start(
 
 fn io_err(what: String, err: io::Error) -> StartError {
     StartError::Io { what, err }
+}
+
+/// A sealed node's directory says so ([`SEALED_FILE`], naming the agent socket `ckpt`
+/// asks for descriptors), and holds no replica files: any left by an unsealed run are
+/// removed (not adopted: the cluster resyncs or drops them like a wiped node's; agents
+/// still mapping them must be restarted). An unsealed node's directory has no marker.
+fn mark_sealed(dir: &std::path::Path, sealed: bool, socket: &std::path::Path) -> io::Result<()> {
+    let marker = dir.join(SEALED_FILE);
+    if !sealed {
+        return match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let socket = std::path::absolute(socket)?;
+    let tmp = dir.join(format!("{SEALED_FILE}.new"));
+    std::fs::write(&tmp, format!("{}\n", socket.display()))?;
+    std::fs::rename(&tmp, &marker)?;
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name();
+        if let Some(name) = name.to_str()
+            && super::store::parse_object_name(name).is_some()
+        {
+            warn!(
+                object = name,
+                "sealed node: removing a replica file of an unsealed run (not adopted)"
+            );
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    Ok(())
 }
 
 fn incarnation() -> u64 {
@@ -681,7 +763,9 @@ impl Node {
     /// The agent sessions of a previous run, with their opens: orphans until their
     /// agents reconnect.
     fn load_sessions(&mut self) {
-        let Store::Shm(dir) = &self.store else { return };
+        let Some(dir) = self.store.files_dir() else {
+            return;
+        };
         let Ok(text) = std::fs::read_to_string(dir.join(SESSIONS_FILE)) else {
             return;
         };
@@ -702,7 +786,9 @@ impl Node {
 
     /// Writes the sessions' opens (a new file renamed over the old one).
     fn save_sessions(&self) {
-        let Store::Shm(dir) = &self.store else { return };
+        let Some(dir) = self.store.files_dir() else {
+            return;
+        };
         let mut text = String::new();
         let live = self
             .sessions
@@ -746,6 +832,7 @@ impl Node {
             self.close_opens(opens);
         }
         self.save_sessions();
+        self.settle_deferred();
     }
 
     fn close_opens(&mut self, opens: Vec<u64>) {
@@ -766,7 +853,8 @@ impl Node {
     }
 
     /// Replicas left by a previous run of this daemon: map them again (their agents keep
-    /// using them); the directory's `Assign`s then say which are still ours.
+    /// using them); the directory's `Assign`s then say which are still ours. (A sealed
+    /// node has none here: its agents hand them back, `take_back`.)
     fn reattach(&mut self) {
         for name in self.store.names() {
             let Some(instance) = super::store::parse_object_name(&name) else {
@@ -775,20 +863,140 @@ impl Node {
             match self.store.attach(&name) {
                 Ok(r) => {
                     info!(instance, "reattached replica");
-                    let a = r.attributes();
-                    let assign = CkptAssign {
-                        instance,
-                        name: String::new(),
-                        attrs: wire_attrs(&a),
-                        replicas: vec![self.me],
-                        primary: None,
-                        term: 0,
-                        unlinked: false,
-                    };
-                    self.locals.insert(instance, Local::new(r, assign));
+                    self.hold(instance, r);
                 }
                 Err(e) => warn!(instance, "cannot reattach {name}: {e}"),
             }
+        }
+    }
+
+    /// Holds a replica of a previous run, with a placeholder placement until the
+    /// directory's `Assign`.
+    fn hold(&mut self, instance: u64, r: Arc<Replica>) {
+        let a = r.attributes();
+        let assign = CkptAssign {
+            instance,
+            name: String::new(),
+            attrs: wire_attrs(&a),
+            replicas: vec![self.me],
+            primary: None,
+            term: 0,
+            unlinked: false,
+        };
+        self.locals.insert(instance, Local::new(r, assign));
+    }
+
+    /// Whether an agent of this node's previous run that has `instance` open may still
+    /// hand its replica back: an orphaned session (not reconnected; reaped once its
+    /// process is gone), or one that reconnected and has not finished its hand-back.
+    fn awaiting(&self, instance: u64) -> bool {
+        self.orphans.values().any(|o| o.contains(&instance))
+            || self
+                .sessions
+                .values()
+                .any(|s| s.handback && s.opens.contains(&instance))
+    }
+
+    /// Applies the deferred assignments nobody is to hand back a replica for any more, or
+    /// that waited [`RECLAIM_WAIT`].
+    fn settle_deferred(&mut self) {
+        let now = self.now();
+        let ready: Vec<u64> = self
+            .deferred
+            .iter()
+            .filter(|(i, (_, until))| now >= *until || !self.awaiting(**i))
+            .map(|(i, _)| *i)
+            .collect();
+        for instance in ready {
+            if let Some((a, until)) = self.deferred.remove(&instance) {
+                if now >= until {
+                    warn!(
+                        instance,
+                        "no agent handed the replica back in time: making it anew"
+                    );
+                }
+                self.assign(a, false);
+            }
+        }
+    }
+
+    /// Descriptors of sealed replicas an agent handed back (`Descriptors` after its
+    /// `Welcome`): each one is untrusted, and taken only if it is a sealed replica of
+    /// that very instance, of a checkpoint this node may hold, and not another object
+    /// than the one the node holds already.
+    fn take_back(&mut self, session: u64, instances: Vec<u64>, fds: Vec<OwnedFd>, last: bool) {
+        for (instance, fd) in instances.into_iter().zip(fds) {
+            if !self.store.is_sealed() {
+                warn!(
+                    session,
+                    instance, "a replica handed back to an unsealed node: ignored"
+                );
+                continue;
+            }
+            if self.remotes.contains_key(&instance) {
+                debug!(
+                    instance,
+                    "a replica handed back that this node does not hold any more"
+                );
+                continue;
+            }
+            let known = self.locals.contains_key(&instance);
+            match self.store.adopt(&object_name(instance), fd) {
+                Ok(_) if known => {}
+                Ok(r) => {
+                    info!(session, instance, "an agent handed the replica back");
+                    self.hold(instance, r);
+                    if let Some((a, _)) = self.deferred.remove(&instance) {
+                        self.assign(a, false);
+                    }
+                }
+                Err(e) => warn!(
+                    session,
+                    instance, "refused a replica an agent handed back: {e}"
+                ),
+            }
+        }
+        if last {
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.handback = false;
+            }
+            self.settle_deferred();
+        }
+    }
+
+    /// Passes `session` the descriptors of `instances`' sealed replicas (those this node
+    /// holds), in `Descriptors` frames of at most [`MAX_DESCRIPTORS`], the last one
+    /// marked (an empty one when there are none).
+    fn pass_descriptors(&self, session: u64, instances: &[u64]) {
+        let fds: Vec<(u64, OwnedFd)> = instances
+            .iter()
+            .filter_map(|i| {
+                let fd = self.locals.get(i)?.replica.sealed_fd()?;
+                match rustix::io::fcntl_dupfd_cloexec(fd, 0) {
+                    Ok(d) => Some((*i, d)),
+                    Err(e) => {
+                        warn!(instance = *i, "cannot pass the replica's descriptor: {e}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let mut chunks: Vec<Vec<(u64, OwnedFd)>> = Vec::new();
+        let mut it = fds.into_iter().peekable();
+        while it.peek().is_some() {
+            chunks.push(it.by_ref().take(MAX_DESCRIPTORS).collect());
+        }
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        let n = chunks.len();
+        for (k, chunk) in chunks.into_iter().enumerate() {
+            let (instances, fds): (Vec<u64>, Vec<OwnedFd>) = chunk.into_iter().unzip();
+            let frame = Frame::Descriptors {
+                instances,
+                last: k + 1 == n,
+            };
+            self.to_session_with(session, &frame, fds);
         }
     }
 
@@ -844,21 +1052,39 @@ impl Node {
     }
 
     fn start_session(&mut self, id: u64, stream: UnixStream) {
-        let (mut rd, mut wr) = stream.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let (rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Bytes, Vec<OwnedFd>)>();
         let msgs = self.msgs.clone();
         tokio::spawn(async move {
-            let mut reader = FrameReader::new(ckpt_transport::wire::DEFAULT_MAX_FRAME);
+            let mut reader = FdReader::new(ckpt_transport::wire::DEFAULT_MAX_FRAME);
             let mut buf = vec![0u8; 64 * 1024];
+            let sock: &UnixStream = rd.as_ref();
             loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => reader.push(&buf[..n]),
+                let got = loop {
+                    if let Err(e) = sock.readable().await {
+                        break Err(e);
+                    }
+                    match sock.try_io(Interest::READABLE, || reader.recv(sock, &mut buf)) {
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) => {}
+                        other => break other,
+                    }
+                };
+                match got {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(session = id, "agent socket: {e}");
+                        break;
+                    }
                 }
                 loop {
                     match reader.next() {
-                        Ok(Some(f)) => {
-                            let _ = msgs.send(Msg::Agent(id, f));
+                        Ok(Some((f, fds))) => {
+                            let _ = msgs.send(Msg::Agent(id, f, fds));
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -872,8 +1098,30 @@ impl Node {
             let _ = msgs.send(Msg::AgentGone(id));
         });
         tokio::spawn(async move {
-            while let Some(b) = rx.recv().await {
-                if wr.write_all(&b).await.is_err() {
+            while let Some((b, fds)) = rx.recv().await {
+                let mut sent = 0;
+                if !fds.is_empty() {
+                    // The descriptors go with the frame's first byte (`fdpass`).
+                    let sock: &UnixStream = wr.as_ref();
+                    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+                    sent = loop {
+                        if sock.writable().await.is_err() {
+                            return;
+                        }
+                        match sock.try_io(Interest::WRITABLE, || {
+                            fdpass::send_frame(sock, &b, &borrowed)
+                        }) {
+                            Ok(n) => break n,
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                                ) => {}
+                            Err(_) => return,
+                        }
+                    };
+                }
+                if wr.write_all(&b[sent..]).await.is_err() {
                     break;
                 }
             }
@@ -881,9 +1129,10 @@ impl Node {
         self.sessions.insert(
             id,
             Session {
-                tx,
+                tx: SessionTx::Socket(tx),
                 key: None,
                 opens: Vec::new(),
+                handback: false,
             },
         );
         debug!(session = id, "agent connected");
@@ -897,7 +1146,7 @@ impl Node {
         let msgs = self.msgs.clone();
         tokio::spawn(async move {
             while let Some(f) = to_node.recv().await {
-                if msgs.send(Msg::Agent(id, f)).is_err() {
+                if msgs.send(Msg::Agent(id, f, Vec::new())).is_err() {
                     return;
                 }
             }
@@ -906,18 +1155,24 @@ impl Node {
         self.sessions.insert(
             id,
             Session {
-                tx: from_node,
+                tx: SessionTx::Channel(from_node),
                 key: None,
                 opens: Vec::new(),
+                handback: false,
             },
         );
     }
 
     fn to_session(&self, id: u64, frame: &Frame) {
+        self.to_session_with(id, frame, Vec::new());
+    }
+
+    /// Sends `frame` to session `id` with `fds` attached to its first byte.
+    fn to_session_with(&self, id: u64, frame: &Frame, fds: Vec<OwnedFd>) {
         if let Some(s) = self.sessions.get(&id) {
             let mut out = Vec::with_capacity(frame.encoded_len());
             frame.encode(&mut out);
-            let _ = s.tx.send(Bytes::from(out));
+            s.tx.send(Bytes::from(out), fds);
         }
     }
 
@@ -959,6 +1214,19 @@ impl Node {
         }
     }
 
+    /// An operation forwarded as `r` will get no answer: a write's outcome is unknown
+    /// (TIMEOUT), a read can be asked again (TRY_AGAIN).
+    fn forward_lost(&mut self, r: ReqId) {
+        if let Some(f) = self.forwarded.remove(&r) {
+            let c = if f.write {
+                code::TIMEOUT
+            } else {
+                code::TRY_AGAIN
+            };
+            self.finish_forward(f, fail(c));
+        }
+    }
+
     /// The answer to an operation this node forwarded.
     fn finish_forward(&mut self, f: Forwarded, result: RemoteResult) {
         match f.origin {
@@ -995,7 +1263,7 @@ impl Node {
 
     fn on_msg(&mut self, m: Msg) {
         match m {
-            Msg::Agent(s, f) => self.on_agent(s, f),
+            Msg::Agent(s, f, fds) => self.on_agent(s, f, fds),
             Msg::AgentGone(s) => {
                 if let Some(sess) = self.sessions.remove(&s) {
                     debug!(
@@ -1005,6 +1273,7 @@ impl Node {
                     );
                     self.close_opens(sess.opens);
                     self.save_sessions();
+                    self.settle_deferred();
                 }
             }
             Msg::Moved(instance) => {
@@ -1062,12 +1331,15 @@ impl Node {
         self.metrics.render(&g)
     }
 
-    fn on_agent(&mut self, session: u64, f: Frame) {
+    fn on_agent(&mut self, session: u64, f: Frame, fds: Vec<OwnedFd>) {
         match f {
             Frame::Hello { incarnation, .. } => {
                 let adopted = self.orphans.remove(&incarnation);
+                let sealed = self.store.is_sealed();
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.key = Some(incarnation);
+                    // Its hand-back follows the Welcome (transport/DESIGN.md §7).
+                    s.handback = sealed;
                     if let Some(opens) = adopted {
                         info!(
                             session = incarnation,
@@ -1082,8 +1354,16 @@ impl Node {
                     node: self.me,
                     incarnation: self.incarnation,
                     shm_dir: self.store.dir().to_string_lossy().into_owned(),
+                    sealed,
                 };
                 self.to_session(session, &welcome);
+            }
+            Frame::Descriptors { instances, last } => {
+                self.take_back(session, instances, fds, last);
+            }
+            Frame::ListDescriptors => {
+                let all: Vec<u64> = self.locals.keys().copied().collect();
+                self.pass_descriptors(session, &all);
             }
             Frame::Request { req, op } => {
                 let op = match op {
@@ -1140,7 +1420,8 @@ impl Node {
             .locals
             .get(&instance)
             .map(|l| &l.assign)
-            .or_else(|| self.remotes.get(&instance));
+            .or_else(|| self.remotes.get(&instance))
+            .or_else(|| self.deferred.get(&instance).map(|d| &d.0));
         let target = match placement {
             None => Err(code::NOT_EXIST),
             Some(a) => match a.primary {
@@ -1170,6 +1451,13 @@ impl Node {
             counter: self.counter,
         };
         let write = serve::is_write(&op) || matches!(op, RemoteOp::Synchronize { .. });
+        let bound = match &op {
+            RemoteOp::Synchronize { timeout_ns, .. } => {
+                Duration::from_nanos(u64::try_from(*timeout_ns).unwrap_or(0)).min(REQUEST_GIVE_UP)
+            }
+            _ => WRITE_TIMEOUT,
+        };
+        let deadline = self.now() + bound + FORWARD_SLACK;
         if !self.send(Transmit {
             node,
             frame: Frame::Remote { req, instance, op },
@@ -1183,6 +1471,7 @@ impl Node {
                 origin,
                 node,
                 write,
+                deadline,
             },
         );
     }
@@ -1230,6 +1519,7 @@ impl Node {
                 },
                 node: old,
                 write: false,
+                deadline: self.now() + CATCH_UP_TIMEOUT + FORWARD_SLACK,
             },
         );
         true
@@ -1400,6 +1690,25 @@ impl Node {
                     code: ckpt_transport::directory::code::NO_RESOURCES,
                 }
             }
+            DirReply::Opened { ckpt }
+                if self.store.is_sealed()
+                    && ckpt.replicas.contains(&self.me)
+                    && !self.locals.contains_key(&ckpt.instance) =>
+            {
+                // A sealed replica an agent of the previous run may still hand back
+                // (`deferred`): there is no descriptor to pass yet. Give the open back.
+                self.dir_request(
+                    None,
+                    p.agent_req,
+                    DirOp::Close {
+                        instance: ckpt.instance,
+                        node: self.me,
+                    },
+                );
+                DirReply::Failed {
+                    code: ckpt_transport::directory::code::TRY_AGAIN,
+                }
+            }
             other => other,
         };
         match (&p.op, &result) {
@@ -1430,6 +1739,14 @@ impl Node {
                 }
             }
             _ => {}
+        }
+        if let DirReply::Opened { ckpt } = &result
+            && self.store.is_sealed()
+            && ckpt.replicas.contains(&self.me)
+        {
+            // The agent maps the node's replica from this descriptor, which it has by the
+            // time it reads the answer.
+            self.pass_descriptors(session, &[ckpt.instance]);
         }
         self.to_session(
             session,
@@ -1491,6 +1808,12 @@ impl Node {
     }
 
     fn on_assign(&mut self, a: CkptAssign) {
+        self.assign(a, true);
+    }
+
+    /// The directory's `Assign`, which, with `may_defer`, a sealed node that does not
+    /// hold the replica yet puts off while an agent of its previous run may hand it back.
+    fn assign(&mut self, a: CkptAssign, may_defer: bool) {
         let instance = a.instance;
         // A directory leader acting on an older table than the one this replica has
         // heard of: its assignment would demote the primary named since, or make this
@@ -1512,12 +1835,27 @@ impl Node {
         self.resigned
             .retain(|(i, t)| *i != instance || *t >= a.term);
         if !a.replicas.contains(&self.me) {
+            self.deferred.remove(&instance);
             self.drop_replica(instance);
             self.remotes.insert(instance, a);
             return;
         }
         self.remotes.remove(&instance);
         let mut created = false;
+        if !self.locals.contains_key(&instance) && may_defer && self.awaiting(instance) {
+            // Newest placement; the wait runs from the first one.
+            let until = self
+                .deferred
+                .get(&instance)
+                .map_or(self.now() + RECLAIM_WAIT, |d| d.1);
+            debug!(
+                instance,
+                "an agent of the previous run may hand this replica back: waiting"
+            );
+            self.deferred.insert(instance, (a, until));
+            return;
+        }
+        self.deferred.remove(&instance);
         if !self.locals.contains_key(&instance) {
             let name = object_name(instance);
             let replica = match self.store.attach(&name) {
@@ -1803,6 +2141,7 @@ impl Node {
     /// deleted checkpoint, and the next directory answer (an open) or `Assign` replaces
     /// a placement that moved.
     fn on_unassign(&mut self, instance: u64) {
+        self.deferred.remove(&instance);
         let Some(mut a) = self.drop_replica(instance) else {
             return;
         };
@@ -1846,13 +2185,7 @@ impl Node {
                     .map(|(r, _)| *r)
                     .collect();
                 for r in lost {
-                    let f = self.forwarded.remove(&r).expect("listed");
-                    let c = if f.write {
-                        code::TIMEOUT
-                    } else {
-                        code::TRY_AGAIN
-                    };
-                    self.finish_forward(f, fail(c));
+                    self.forward_lost(r);
                 }
             }
             // A diff is applied straight from the received bytes.
@@ -2084,9 +2417,23 @@ impl Node {
             self.dir.request(req, op, now, &mut out);
             self.apply_outputs(out);
         }
+        // Forwarded operations whose answer never came (it was lost with a link).
+        let lost: Vec<ReqId> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| now >= f.deadline)
+            .map(|(r, _)| *r)
+            .collect();
+        for r in lost {
+            warn!(?r, "no answer to a forwarded operation: answered anyway");
+            self.forward_lost(r);
+        }
         if !self.orphans.is_empty() && now.saturating_sub(self.last_orphan_check) >= ORPHAN_CHECK {
             self.last_orphan_check = now;
             self.reap_orphans();
+        }
+        if !self.deferred.is_empty() {
+            self.settle_deferred();
         }
         // Deadlines of synchronizes and ALL_REPLICAS writes; reaping ordered here.
         let mut answers = Vec::new();

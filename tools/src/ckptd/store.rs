@@ -1,21 +1,73 @@
-//! Where a node keeps its replica objects: files in its shm directory (the daemon), or
-//! heap-backed replicas in a map (simulations and tests, where several simulated hosts
-//! share one process and must not share a directory).
+//! Where a node keeps its replica objects: files in its shm directory (the daemon),
+//! sealed memfds that only the daemon and its agents hold (the daemon with `sealed =
+//! true`), or heap-backed replicas in a map (simulations and tests, where several
+//! simulated hosts share one process and must not share a directory).
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ckpt_engine::{Clock, CreateOptions, Replica, ReplicaAttributes, Sharing};
+use ckpt_engine::{Clock, CreateError, CreateOptions, Replica, ReplicaAttributes, Sharing};
 
 /// A node's replica objects.
 #[derive(Clone, Debug)]
 pub enum Store {
     /// Objects in this shm directory, which agents map too.
     Shm(PathBuf),
+    /// Sealed memfds (engine/DESIGN.md §23.1): agents get them as descriptors over the
+    /// agent socket, and a restarted daemon takes them back from its agents.
+    Sealed(SealedStore),
     /// Heap-backed replicas, by object name; the map is shared with whoever made it.
     Memory(MemoryStore),
 }
+
+/// A sealed node's replicas, by object name. Nothing names them outside this map: the
+/// directory keeps only the daemon's files (directory state, sessions, the sealed marker)
+/// and the processes' liveness locks. What they may take of shared memory is bounded the
+/// way files in the directory would be: all of them together, plus what the directory's
+/// file system holds, stay within that file system's size (a `size=` tmpfs keeps bounding
+/// the node's replicas, although memfds are not in it).
+#[derive(Clone, Debug)]
+pub struct SealedStore {
+    dir: PathBuf,
+    objects: Arc<Mutex<BTreeMap<String, Arc<Replica>>>>,
+}
+
+impl SealedStore {
+    /// An empty store whose liveness locks and files live in `dir`.
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            objects: Arc::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Replica>>> {
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `needed` more bytes fit the budget (module docs).
+    fn fits(&self, objects: &BTreeMap<String, Arc<Replica>>, needed: u64) -> bool {
+        let Ok(st) = rustix::fs::statvfs(&self.dir) else {
+            return true;
+        };
+        if st.f_blocks == 0 {
+            return true; // a tmpfs without a size limit
+        }
+        let size = st.f_blocks.saturating_mul(st.f_frsize);
+        let files = st
+            .f_blocks
+            .saturating_sub(st.f_bfree)
+            .saturating_mul(st.f_frsize);
+        let held: u64 = objects.values().map(|r| r.object_size()).sum();
+        files.saturating_add(held).saturating_add(needed) <= size
+    }
+}
+
+/// The file, in a sealed node's shm directory, that says so: it holds the agent socket
+/// where `ckpt` asks ckptd for the replicas' descriptors.
+pub const SEALED_FILE: &str = "ckptd.sealed";
 
 /// Heap-backed replicas by object name, shared between a node and its test harness.
 #[derive(Clone, Debug, Default)]
@@ -74,7 +126,7 @@ impl Store {
     /// votes twice in a term. Written whole and renamed into place.
     pub fn save_directory(&self, state: &[u8]) -> Result<(), String> {
         match self {
-            Self::Shm(dir) => {
+            Self::Shm(dir) | Self::Sealed(SealedStore { dir, .. }) => {
                 let tmp = dir.join(format!("{DIRECTORY_FILE}.new"));
                 std::fs::write(&tmp, state)
                     .and_then(|()| std::fs::rename(&tmp, dir.join(DIRECTORY_FILE)))
@@ -90,7 +142,9 @@ impl Store {
     /// The directory state [`Store::save_directory`] kept, if any.
     pub fn load_directory(&self) -> Option<Vec<u8>> {
         match self {
-            Self::Shm(dir) => std::fs::read(dir.join(DIRECTORY_FILE)).ok(),
+            Self::Shm(dir) | Self::Sealed(SealedStore { dir, .. }) => {
+                std::fs::read(dir.join(DIRECTORY_FILE)).ok()
+            }
             Self::Memory(m) => m
                 .directory
                 .lock()
@@ -99,12 +153,26 @@ impl Store {
         }
     }
 
-    /// The directory agents map replicas from (empty for a memory store).
+    /// The directory agents map replicas from (sealed: where the liveness locks are;
+    /// empty for a memory store).
     pub fn dir(&self) -> &Path {
         match self {
-            Self::Shm(d) => d,
+            Self::Shm(d) | Self::Sealed(SealedStore { dir: d, .. }) => d,
             Self::Memory(_) => Path::new(""),
         }
+    }
+
+    /// The directory where the daemon keeps its own files (`None` for a memory store).
+    pub fn files_dir(&self) -> Option<&Path> {
+        match self {
+            Self::Shm(d) | Self::Sealed(SealedStore { dir: d, .. }) => Some(d),
+            Self::Memory(_) => None,
+        }
+    }
+
+    /// Whether replicas are sealed memfds, passed to agents as descriptors.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self, Self::Sealed(_))
     }
 
     /// Maps an existing object.
@@ -113,8 +181,39 @@ impl Store {
             Self::Shm(d) => Replica::attach(d, name, Sharing::default())
                 .map(Arc::new)
                 .map_err(|e| e.to_string()),
+            Self::Sealed(s) => s.lock().get(name).cloned().ok_or_else(|| "absent".into()),
             Self::Memory(m) => m.lock().get(name).cloned().ok_or_else(|| "absent".into()),
         }
+    }
+
+    /// Takes back a sealed replica an agent held across a restart of the daemon. The
+    /// descriptor is untrusted: it must be sealed, hold a valid replica of exactly the
+    /// instance `name` stands for, and, if the store has that object already, be the
+    /// same object. Returns the store's replica.
+    pub fn adopt(&self, name: &str, fd: OwnedFd) -> Result<Arc<Replica>, String> {
+        let Self::Sealed(s) = self else {
+            return Err("this node keeps no sealed replicas".into());
+        };
+        let instance = parse_object_name(name).ok_or("not a replica object name")?;
+        if let Some(have) = s.lock().get(name).cloned() {
+            return match have.sealed_fd() {
+                Some(mine) if same_object(mine, &fd) => Ok(have),
+                _ => Err("another object than the one this node holds".into()),
+            };
+        }
+        let r = Replica::attach_fd(&s.dir, fd).map_err(|e| e.to_string())?;
+        if r.instance() != instance {
+            return Err(format!(
+                "it holds instance {:#x}, not {instance:#x}",
+                r.instance()
+            ));
+        }
+        let r = Arc::new(r);
+        let mut objects = s.lock();
+        let kept = objects
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::clone(&r));
+        Ok(Arc::clone(kept))
     }
 
     /// Creates an object.
@@ -128,6 +227,22 @@ impl Store {
             Self::Shm(d) => Replica::create(d, name, attrs, opts)
                 .map(Arc::new)
                 .map_err(|e| e.to_string()),
+            Self::Sealed(s) => {
+                let needed = ckpt_engine::layout::object_size(attrs, &opts.limits)
+                    .ok_or_else(|| CreateError::InvalidAttributes.to_string())?;
+                if !s.fits(&s.lock(), needed) {
+                    return Err(format!(
+                        "{} (a sealed node's replicas count against {}'s file system)",
+                        CreateError::NoResources { needed },
+                        s.dir.display()
+                    ));
+                }
+                let r = Replica::create_sealed(&s.dir, name, attrs, opts)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())?;
+                s.lock().insert(name.to_owned(), Arc::clone(&r));
+                Ok(r)
+            }
             Self::Memory(m) => {
                 let mut r =
                     Replica::create_in_memory(attrs, &opts.limits).map_err(|e| e.to_string())?;
@@ -148,6 +263,9 @@ impl Store {
             Self::Shm(d) => {
                 let _ = Replica::remove(d, name);
             }
+            Self::Sealed(s) => {
+                s.lock().remove(name);
+            }
             Self::Memory(m) => {
                 m.lock().remove(name);
             }
@@ -165,7 +283,16 @@ impl Store {
                         .collect()
                 })
                 .unwrap_or_default(),
+            Self::Sealed(s) => s.lock().keys().cloned().collect(),
             Self::Memory(m) => m.lock().keys().cloned().collect(),
         }
+    }
+}
+
+/// Whether two descriptors are the same object (device and inode).
+pub fn same_object(a: impl AsFd, b: impl AsFd) -> bool {
+    match (rustix::fs::fstat(a), rustix::fs::fstat(b)) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use ckpt_engine::{AttachError, Replica, Report, Sharing};
+use ckpt_engine::{AttachError, Report};
 use serde::Serialize;
 
 use super::Error;
@@ -151,13 +151,11 @@ pub fn run(dir: &Path, args: &Args, out: &mut dyn Write) -> Result<ExitCode, Err
             .iter()
             .find(|c| c.object.as_ref() == Some(object))
             .and_then(|c| c.name.as_deref().map(format::name));
-        let checked = guarded(object, || {
-            Replica::attach(dir, object, Sharing::default()).map(|r| r.fsck())
-        });
+        let checked = guarded(object, || domain.attach_object(object).map(|r| r.fsck()));
         objects.push(match checked {
             Ok(Ok(report)) => ObjectJson::from_report(object.clone(), name, &report),
             // Deleted since the directory was listed.
-            Ok(Err(AttachError::NotFound)) if !dir.join(object).exists() => continue,
+            Ok(Err(AttachError::NotFound)) if domain.object_gone(object) => continue,
             Ok(Err(e)) => ObjectJson::failed(object.clone(), name, format!("cannot attach: {e}")),
             Err(e) => ObjectJson::failed(object.clone(), name, e),
         });

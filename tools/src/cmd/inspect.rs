@@ -5,26 +5,32 @@
 //!   checkpoint; replica objects are `r-<instance in hex>`;
 //! - **a ckptd node's shm directory**: replica objects are `c<instance in hex>`, and the
 //!   directory table ckptd keeps there (`ckptd.directory`, when this node holds one) gives
-//!   names, replica nodes, the active replica and opens per node.
+//!   names, replica nodes, the active replica and opens per node. A sealed node's
+//!   (`ckptd.sealed` in it) replica objects are sealed memfds that are not in the
+//!   directory: their descriptors come from the node's running ckptd, over the agent
+//!   socket the marker names (or `CKPT_CLUSTER_SOCKET`), and without it they cannot be
+//!   read at all.
 //!
 //! Nothing here creates anything: a directory without a registry is not given one. Every
 //! object is attached on its own, and anything that goes wrong with one (a damaged header,
 //! even a panic in code reading it) becomes an error string for that object alone.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ckpt_agent::CLUSTER_SOCKET_ENV;
 use ckpt_engine::registry::{EntryInfo, replica_name};
-use ckpt_engine::{Registry, RegistryError, Replica, Role, Sharing};
+use ckpt_engine::{AttachError, Registry, RegistryError, Replica, Role, Sharing};
 use ckpt_transport::directory::{DirConfig, Directory, Entry};
 use serde::Serialize;
 
 use super::Error;
 use super::format;
 use crate::ckptd::object_name;
-use crate::ckptd::store::{DIRECTORY_FILE, parse_object_name};
+use crate::ckptd::store::{DIRECTORY_FILE, SEALED_FILE, parse_object_name};
 
 /// File name of the node registry in a domain directory.
 const REGISTRY_FILE: &str = "registry";
@@ -67,6 +73,8 @@ pub(crate) struct Domain {
     table: Option<Result<Vec<Entry>, String>>,
     /// Replica object names (`r-…`, `c…`), sorted.
     objects: Vec<String>,
+    /// A sealed node's replicas, by object name: the descriptors its ckptd passed.
+    sealed: BTreeMap<String, OwnedFd>,
 }
 
 /// A checkpoint instance found in a domain, not yet attached.
@@ -146,7 +154,10 @@ impl Domain {
             .filter_map(|e| e.file_name().to_str().map(str::to_owned))
             .filter(|n| standalone_instance(n).is_some() || parse_object_name(n).is_some())
             .collect();
+        let sealed = sealed_objects(dir)?;
+        objects.extend(sealed.keys().cloned());
         objects.sort();
+        objects.dedup();
         let table = match std::fs::read(dir.join(DIRECTORY_FILE)) {
             Ok(bytes) => Some(guarded(DIRECTORY_FILE, || decode_table(&bytes))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -157,7 +168,27 @@ impl Domain {
             registry,
             table,
             objects,
+            sealed,
         })
+    }
+
+    /// Maps the replica object `name`: a sealed node's from the descriptor its ckptd
+    /// passed, any other from the directory.
+    pub(crate) fn attach_object(&self, name: &str) -> Result<Replica, AttachError> {
+        match self.sealed.get(name) {
+            Some(fd) => {
+                let own = rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 0)
+                    .map_err(|e| AttachError::Io(e.raw_os_error()))?;
+                Replica::attach_fd(&self.dir, own)
+            }
+            None => Replica::attach(&self.dir, name, Sharing::default()),
+        }
+    }
+
+    /// Whether the object `name` is gone from the directory (a sealed node's replicas are
+    /// not in it: they go only with their descriptors).
+    pub(crate) fn object_gone(&self, name: &str) -> bool {
+        !self.sealed.contains_key(name) && !self.dir.join(name).exists()
     }
 
     /// The node registry, when the directory has a readable one.
@@ -292,10 +323,8 @@ impl Checkpoint {
     /// Maps the local replica (`None`: this node holds none).
     pub(crate) fn attach(&self, domain: &Domain) -> Option<Result<Replica, String>> {
         let object = self.object.as_deref()?;
-        let attached = guarded(object, || {
-            Replica::attach(&domain.dir, object, Sharing::default())
-        })
-        .and_then(|r| r.map_err(|e| format!("{object}: cannot attach: {e}")));
+        let attached = guarded(object, || domain.attach_object(object))
+            .and_then(|r| r.map_err(|e| format!("{object}: cannot attach: {e}")));
         Some(match attached {
             Err(_) if self.entry.as_ref().is_some_and(|e| e.creating) => {
                 Err(format!("{object}: still being created"))
@@ -306,11 +335,15 @@ impl Checkpoint {
 
     /// Whether it is an object nothing accounts for that was deleted since the directory
     /// was listed (one being deleted: not worth a report).
-    pub(crate) fn vanished(&self, replica: Option<&Result<Replica, String>>, dir: &Path) -> bool {
+    pub(crate) fn vanished(
+        &self,
+        replica: Option<&Result<Replica, String>>,
+        domain: &Domain,
+    ) -> bool {
         self.entry.is_none()
             && self.placement.is_none()
             && replica.is_some_and(|r| r.is_err())
-            && self.object.as_ref().is_some_and(|o| !dir.join(o).exists())
+            && self.object.as_ref().is_some_and(|o| domain.object_gone(o))
     }
 
     /// Its registry or table state: `linked`, `unlinked`, `creating`, or `unregistered`
@@ -547,6 +580,52 @@ pub(crate) fn flag_names(flags: u32) -> Vec<&'static str> {
         .filter(|f| flags & f.0 != 0)
         .map(|f| f.1)
         .collect()
+}
+
+/// A sealed node's replicas, by object name, as its running ckptd passes them; none for
+/// any other directory. The ckptd asked is the one the directory's marker names, or the
+/// one at `CKPT_CLUSTER_SOCKET`; it must serve this very directory.
+fn sealed_objects(dir: &Path) -> Result<BTreeMap<String, OwnedFd>, Error> {
+    let marked = crate::ckptd::sealed::marked_socket(dir).map_err(|e| {
+        Error::System(format!(
+            "cannot read {}: {e}",
+            dir.join(SEALED_FILE).display()
+        ))
+    })?;
+    let Some(marked) = marked else {
+        return Ok(BTreeMap::new());
+    };
+    let socket = std::env::var_os(CLUSTER_SOCKET_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or(marked, PathBuf::from);
+    let held = crate::ckptd::sealed::descriptors(&socket, Duration::from_secs(5)).map_err(|e| {
+        Error::System(format!(
+            "{} is a sealed ckptd node's directory (sealed = true): its replicas are sealed \
+             memfds that only its ckptd and agents hold, not files, and the ckptd at {} does \
+             not answer ({e}); start the node's ckptd, or set {CLUSTER_SOCKET_ENV} to its \
+             agent socket",
+            dir.display(),
+            socket.display()
+        ))
+    })?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if !same(&held.shm_dir, dir) {
+        return Err(Error::Usage(format!(
+            "the ckptd at {} serves {}, not {}; set {CLUSTER_SOCKET_ENV} to the socket of \
+             the node whose directory this is",
+            socket.display(),
+            held.shm_dir.display(),
+            dir.display()
+        )));
+    }
+    Ok(held
+        .replicas
+        .into_iter()
+        .map(|(instance, fd)| (object_name(instance), fd))
+        .collect())
 }
 
 /// The instance a standalone object name (`r-` and 16 hex digits) stands for.

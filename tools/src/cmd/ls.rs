@@ -38,7 +38,7 @@ pub fn run(dir: &Path, args: &Args, out: &mut dyn Write) -> Result<ExitCode, Err
         .checkpoints()
         .iter()
         .map(|c| (c, c.attach(&domain)))
-        .filter(|(c, replica)| !c.vanished(replica.as_ref(), dir))
+        .filter(|(c, replica)| !c.vanished(replica.as_ref(), &domain))
         .map(|(c, replica)| c.summary(replica.as_ref()))
         .collect();
     let problems = domain.problems();

@@ -4,7 +4,8 @@
 //!
 //! The operator commands (`ls`, `show`, `dump`, `watch`, `fsck`, `rm`) work on any domain
 //! directory: a standalone one (`/dev/shm/ckpt/<domain>`, with the node registry) or a
-//! ckptd node's shm directory (cluster objects, and the directory table ckptd keeps there).
+//! ckptd node's shm directory (cluster objects, and the directory table ckptd keeps there;
+//! a `sealed = true` node's replicas are not in it, and come from its running ckptd).
 //! Everything they read from shared memory is untrusted: a damaged object is reported and
 //! the others are still shown. Exit codes: 0 ok, 1 a violation or something not found,
 //! 2 a usage or system error.

@@ -48,3 +48,73 @@ pub(crate) fn read_local(ck: &Checkpoint, id: &[u8]) -> Vec<u8> {
     buf.truncate(n);
     buf
 }
+
+/// How the nodes of a test cluster keep their replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Objects {
+    /// Files in each node's shm directory (the default).
+    Files,
+    /// Sealed memfds, passed to agents by descriptor (`sealed = true`).
+    Sealed,
+}
+
+/// A loopback cluster of `nodes`, `directors` leading the directory, keeping replicas as
+/// `objects` say.
+pub(crate) fn local_cluster(
+    tag: &str,
+    nodes: &[u32],
+    directors: &[u32],
+    two_node: bool,
+    idle_timeout_ms: u64,
+    objects: Objects,
+) -> LocalCluster {
+    LocalCluster::create_with_options(
+        tag,
+        nodes,
+        directors,
+        two_node,
+        idle_timeout_ms,
+        objects == Objects::Sealed,
+    )
+    .expect("cluster files")
+}
+
+/// Node `node`'s replica of `instance`, attached as a process on that node would: from
+/// its shm directory, or, on a sealed node, from the descriptor its ckptd passes.
+pub(crate) fn replica_on(
+    cluster: &LocalCluster,
+    node: u32,
+    instance: u64,
+) -> Result<ckpt_engine::Replica, String> {
+    let dir = cluster.shm_dir(node);
+    if !cluster.is_sealed() {
+        return ckpt_engine::Replica::attach(
+            &dir,
+            &ckpt_tools::ckptd::object_name(instance),
+            ckpt_engine::Sharing::default(),
+        )
+        .map_err(|e| e.to_string());
+    }
+    let held =
+        ckpt_tools::ckptd::sealed::descriptors(&cluster.socket(node), Duration::from_secs(5))
+            .map_err(|e| format!("ask node {node}'s ckptd: {e}"))?;
+    let (_, fd) = held
+        .replicas
+        .into_iter()
+        .find(|(i, _)| *i == instance)
+        .ok_or_else(|| format!("node {node} holds no replica of {instance:#x}"))?;
+    ckpt_engine::Replica::attach_fd(&dir, fd).map_err(|e| e.to_string())
+}
+
+/// Whether node `node` holds a replica of `instance` (a file in its shm directory, or a
+/// sealed replica its ckptd holds).
+pub(crate) fn holds(cluster: &LocalCluster, node: u32, instance: u64) -> bool {
+    if !cluster.is_sealed() {
+        return cluster
+            .shm_dir(node)
+            .join(ckpt_tools::ckptd::object_name(instance))
+            .exists();
+    }
+    ckpt_tools::ckptd::sealed::descriptors(&cluster.socket(node), Duration::from_secs(5))
+        .is_ok_and(|h| h.replicas.iter().any(|(i, _)| *i == instance))
+}
