@@ -1913,7 +1913,7 @@ impl Replica {
         // pin-free at the first try. Everything else is out of line, so this path keeps
         // its few values in registers.
         if let Some((d, cur)) = self.lookup_home(id)
-            && let Some(result) = self.read_optimistic(d, current_gen(cur), offset, buf)
+            && let Some(result) = self.read_optimistic_at(d, cur, offset, buf)
         {
             return result;
         }
@@ -1959,11 +1959,24 @@ impl Replica {
         offset: u64,
         buf: &mut [u8],
     ) -> Option<Result<usize, SectionError>> {
-        let current = self.region.desc(d, dw::CURRENT);
-        let cur = current.load(Acquire);
+        let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation || current_slot(cur) == NONE {
             return Some(Err(SectionError::NotExist));
         }
+        self.read_optimistic_at(d, cur, offset, buf)
+    }
+
+    /// [`Replica::read_optimistic`] from a `current` word of `d` already loaded (Acquire)
+    /// that names a slot.
+    #[inline]
+    fn read_optimistic_at(
+        &self,
+        d: Desc,
+        cur: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Option<Result<usize, SectionError>> {
+        let current = self.region.desc(d, dw::CURRENT);
         let Some(s) = self.region.slot_ix(current_slot(cur)) else {
             return Some(Err(SectionError::Corrupted(
                 "descriptor names a slot out of range",
