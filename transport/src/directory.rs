@@ -192,6 +192,11 @@ pub enum Output {
 }
 
 const REMEMBERED_REPLIES: usize = 1024;
+/// How long the answers to one requester incarnation are kept after its last request.
+/// A requester retries a request for at most 30 s (ckptd's give-up), so nothing asks
+/// for them after this; without the bound every daemon restart (a new incarnation)
+/// would leave up to [`REMEMBERED_REPLIES`] answers in the table for good.
+pub const REPLY_MEMORY: Duration = Duration::from_secs(120);
 
 /// This node's promise to follow one leader (or to vote for one candidate) and nobody
 /// else until `until`.
@@ -247,6 +252,9 @@ pub struct Directory {
     entries: BTreeMap<u64, Entry>,
     next_instance: u64,
     replies: BTreeMap<(u32, u64), VecDeque<(u64, DirReply)>>,
+    /// When each requester incarnation in `replies` last asked this director (this
+    /// node's clock; not replicated: a director stamps what it learns at its next tick).
+    replies_used: BTreeMap<(u32, u64), Duration>,
     /// Replication positions reported by nodes: (instance, node) → (term, seq).
     positions: BTreeMap<(u64, u32), (u64, u64)>,
     /// Leader: evicted directors to place again, (instance, node) → (not before, how many
@@ -297,6 +305,7 @@ impl Directory {
             entries: BTreeMap::new(),
             next_instance: 1,
             replies: BTreeMap::new(),
+            replies_used: BTreeMap::new(),
             positions: BTreeMap::new(),
             readmit: BTreeMap::new(),
             dirty: false,
@@ -903,6 +912,7 @@ impl Directory {
                     }
                     self.next_beat = now + self.cfg.heartbeat;
                 }
+                self.forget_old_replies(now);
                 let mut effects = Vec::new();
                 let expired = self.expire_retention(now, &mut effects);
                 let promoted = self.promote_pending(now, &mut effects);
@@ -1322,6 +1332,23 @@ impl Directory {
             .max_by_key(|n| rank(*n))
     }
 
+    /// Leader: drops the answers kept for requester incarnations that have not asked for
+    /// [`REPLY_MEMORY`] (those of daemons since restarted, mostly); the next table sent
+    /// and saved is smaller by them.
+    fn forget_old_replies(&mut self, now: Duration) {
+        let used = &mut self.replies_used;
+        used.retain(|k, _| self.replies.contains_key(k));
+        let before = self.replies.len();
+        self.replies.retain(|k, _| {
+            let last = *used.entry(*k).or_insert(now);
+            now.saturating_sub(last) < REPLY_MEMORY
+        });
+        if self.replies.len() != before {
+            used.retain(|k, _| self.replies.contains_key(k));
+            self.dirty = true;
+        }
+    }
+
     /// Leader: answers a request (from `from`, or made on this node) once the decision
     /// is on a quorum.
     fn handle(
@@ -1340,6 +1367,7 @@ impl Directory {
             None => Output::Reply { req, result },
         };
         let key = (req.node, req.incarnation);
+        self.replies_used.insert(key, now);
         if let Some((_, r)) = self
             .replies
             .get(&key)

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use ckpt_transport::directory::{DirConfig, Directory, Entry, Output, code, flags};
+use ckpt_transport::directory::{DirConfig, Directory, Entry, Output, REPLY_MEMORY, code, flags};
 use ckpt_transport::repl::INCOMPLETE;
 use ckpt_transport::wire::{Attrs, CkptAssign, DirOp, DirReply, Frame, ReqId};
 
@@ -640,6 +640,29 @@ fn retried_request_id_is_applied_once() {
     assert_eq!(c.dir(3).leader(), Some(2));
     assert_eq!(c.request_as(3, req, op), second);
     assert_eq!(c.entry(2, ckpt.instance).unwrap().openers[&3], 1);
+}
+
+#[test]
+fn answers_kept_for_retries_are_forgotten_once_their_requester_has_stopped_asking() {
+    let mut c = Cluster::three_with_leader();
+    let req = c.next_req(3);
+    let op = Cluster::open_op(3, "a", COLLOCATED, Duration::ZERO);
+    let DirReply::Opened { ckpt } = c.request_as(3, req, op.clone()) else {
+        panic!("open refused")
+    };
+    // Within the memory a retry is answered, not applied again, however late it comes.
+    c.run_for(REPLY_MEMORY / 2);
+    c.request_as(3, req, op.clone());
+    assert_eq!(c.entry(1, ckpt.instance).unwrap().openers[&3], 1);
+    // The retry counted as a use: the memory runs from it, then lapses.
+    c.run_for(REPLY_MEMORY / 2 + HEARTBEAT);
+    c.request_as(3, req, op.clone());
+    assert_eq!(c.entry(1, ckpt.instance).unwrap().openers[&3], 1);
+    c.run_for(REPLY_MEMORY + HEARTBEAT);
+    // Forgotten (no requester retries for this long: ckptd gives up after 30 s), so the
+    // same id is now a new request; its incarnation's answers no longer fill the table.
+    c.request_as(3, req, op);
+    assert_eq!(c.entry(1, ckpt.instance).unwrap().openers[&3], 2);
 }
 
 // Close, retention and unlink.
