@@ -119,18 +119,14 @@ impl Replica {
     /// `TryAgain` (a structural change kept the index busy past the bounded wait).
     #[inline]
     pub(crate) fn lookup(&self, id: &[u8]) -> Result<(Desc, u32), SectionError> {
-        if let Some((d, cur)) = self.lookup_home(id) {
-            return Ok((d, current_gen(cur)));
-        }
-        self.lookup_probing(id)
-    }
-
-    #[inline(never)]
-    fn lookup_probing(&self, id: &[u8]) -> Result<(Desc, u32), SectionError> {
         if id.len() as u64 > self.region.img.max_section_id_size {
             return Err(SectionError::NotExist);
         }
-        self.lookup_key(id, self.key_of(id))
+        let key = self.key_of(id);
+        if let Some((d, cur)) = self.lookup_home(id, key) {
+            return Ok((d, current_gen(cur)));
+        }
+        self.lookup_key(id, key)
     }
 
     /// The common lookup in one pass, for the read path: the section sits at its home
@@ -139,11 +135,8 @@ impl Replica {
     /// expiration time, an absent section), which [`Replica::lookup`] then answers. The
     /// same validation as `lookup_key`: `INDEX_SEQ` even and unchanged around the probe.
     #[inline]
-    pub(crate) fn lookup_home(&self, id: &[u8]) -> Option<(Desc, u64)> {
-        if id.len() as u64 > self.region.img.max_section_id_size {
-            return None;
-        }
-        let key = self.key_of(id);
+    /// `key` is [`Replica::key_of`] `id`, whose length the caller checked.
+    pub(crate) fn lookup_home(&self, id: &[u8], key: u64) -> Option<(Desc, u64)> {
         let seq = self.region.hdr(hdr::INDEX_SEQ);
         let before = seq.load(Acquire);
         let e = self
@@ -375,7 +368,7 @@ mod tests {
             assert_eq!(got, Ok(4), "{key}");
             assert_eq!(buf[..4], i.to_le_bytes(), "{key}");
             assert_eq!(r.read(key.as_bytes(), 5, &mut buf).map_err(|_| ()), Err(()));
-            match r.lookup_home(key.as_bytes()) {
+            match r.lookup_home(key.as_bytes(), r.key_of(key.as_bytes())) {
                 Some(_) => home += 1,
                 None => away += 1,
             }

@@ -1912,18 +1912,28 @@ impl Replica {
         // The common case in one straight pass: found at its home position and read
         // pin-free at the first try. Everything else is out of line, so this path keeps
         // its few values in registers.
-        if let Some((d, cur)) = self.lookup_home(id)
+        if id.len() as u64 > self.region.img.max_section_id_size {
+            return Err(SectionError::NotExist);
+        }
+        let key = self.key_of(id);
+        if let Some((d, cur)) = self.lookup_home(id, key)
             && let Some(result) = self.read_optimistic_at(d, cur, offset, buf)
         {
             return result;
         }
-        self.read_slow(id, offset, buf)
+        self.read_slow(id, key, offset, buf)
     }
 
     #[cold]
     #[inline(never)]
-    fn read_slow(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
-        let (d, generation) = self.lookup(id)?;
+    fn read_slow(
+        &self,
+        id: &[u8],
+        key: u64,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize, SectionError> {
+        let (d, generation) = self.lookup_key(id, key)?;
         self.read_desc(d, generation, offset, buf)
     }
 

@@ -868,12 +868,13 @@ fn ls_show_dump_and_fsck_read_the_checkpoint_the_c_example_created() {
 
 // ---- a ckptd node ----------------------------------------------------------------
 
-#[test]
-fn on_a_ckptd_node_ls_shows_replica_nodes_and_the_active_one_and_rm_goes_through_ckptd() {
-    let cluster = LocalCluster::create("cli", &[1, 2], true, 600).expect("cluster files");
-    let n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
-    let n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
-    let name = "safCkpt=cli-cluster";
+/// A collocated checkpoint `name` opened and made active on node 1 with a section
+/// "counter" = "42", opened for reading on node 2, and synchronized: (node 1's library, its
+/// handle, node 2's library, its handle).
+fn active_and_standby(
+    cluster: &LocalCluster,
+    name: &str,
+) -> (Library, Checkpoint, Library, Checkpoint) {
     let collocated = CreationAttributes {
         creation_flags: CreationFlags::WR_ACTIVE_REPLICA | CreationFlags::CHECKPOINT_COLLOCATED,
         checkpoint_size: 4 * 4096,
@@ -882,7 +883,7 @@ fn on_a_ckptd_node_ls_shows_replica_nodes_and_the_active_one_and_rm_goes_through
         max_section_size: 4096,
         max_section_id_size: 16,
     };
-    let lib1 = support::library(&cluster, 1);
+    let lib1 = support::library(cluster, 1);
     let active = support::retry(|| {
         lib1.open(
             name,
@@ -896,10 +897,20 @@ fn on_a_ckptd_node_ls_shows_replica_nodes_and_the_active_one_and_rm_goes_through
     active
         .create_section(Some(b"counter"), TIME_END, b"42")
         .expect("create section");
-    let lib2 = support::library(&cluster, 2);
+    let lib2 = support::library(cluster, 2);
     let standby = support::retry(|| lib2.open(name, None, OpenFlags::READ, 10 * SECOND))
         .expect("open on node 2");
     active.synchronize(10 * SECOND).expect("synchronize");
+    (lib1, active, lib2, standby)
+}
+
+#[test]
+fn on_a_ckptd_node_ls_shows_replica_nodes_and_the_active_one_and_rm_goes_through_ckptd() {
+    let cluster = LocalCluster::create("cli", &[1, 2], true, 600).expect("cluster files");
+    let n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
+    let n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
+    let name = "safCkpt=cli-cluster";
+    let (lib1, active, lib2, standby) = active_and_standby(&cluster, name);
 
     let dir = cluster.shm_dir(1);
     // The directory table reaches node 1's file once the decisions are made.
@@ -975,32 +986,7 @@ fn on_a_sealed_node_ls_show_dump_and_fsck_get_the_replicas_from_ckptd_and_say_so
     let n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
     let n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
     let name = "safCkpt=cli-sealed";
-    let collocated = CreationAttributes {
-        creation_flags: CreationFlags::WR_ACTIVE_REPLICA | CreationFlags::CHECKPOINT_COLLOCATED,
-        checkpoint_size: 4 * 4096,
-        retention_duration: 10 * SECOND,
-        max_sections: 4,
-        max_section_size: 4096,
-        max_section_id_size: 16,
-    };
-    let lib1 = support::library(&cluster, 1);
-    let active = support::retry(|| {
-        lib1.open(
-            name,
-            Some(&collocated),
-            OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE,
-            10 * SECOND,
-        )
-    })
-    .expect("open on node 1");
-    active.set_active_replica().expect("active on node 1");
-    active
-        .create_section(Some(b"counter"), TIME_END, b"42")
-        .expect("create section");
-    let lib2 = support::library(&cluster, 2);
-    let standby = support::retry(|| lib2.open(name, None, OpenFlags::READ, 10 * SECOND))
-        .expect("open on node 2");
-    active.synchronize(10 * SECOND).expect("synchronize");
+    let (lib1, active, lib2, standby) = active_and_standby(&cluster, name);
     let object = ckptd::object_name(active.instance());
 
     let dir = cluster.shm_dir(1);
