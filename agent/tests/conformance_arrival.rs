@@ -7,11 +7,13 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ckpt_agent::{
     ArrivalElement, Callbacks, Checkpoint, CheckpointHandle, DispatchFlags, Library, OpenFlags,
     TIME_END, Version, WriteElement,
 };
+use ckpt_engine::{Replica, Sharing};
 use common::*;
 
 const B02: Version = Version::B_02_02;
@@ -67,6 +69,35 @@ fn setup(lib: &Library) -> Checkpoint {
     ck
 }
 
+/// A writer and, in another library, a reader handle with a recording arrival callback:
+/// what most tests here start from.
+struct Subscribed {
+    d: Domain,
+    lib: Library,
+    /// The writer's library (kept open while the test runs).
+    _writer_lib: Library,
+    writer: Checkpoint,
+    reader: Checkpoint,
+    got: Arrivals,
+}
+
+fn subscribed() -> Subscribed {
+    let d = Domain::new();
+    let lib = d.lib(B02);
+    let writer_lib = d.lib(B02);
+    let writer = setup(&writer_lib);
+    let reader = open(&lib, NAME, OpenFlags::READ);
+    let got = record(&lib);
+    Subscribed {
+        d,
+        lib,
+        _writer_lib: writer_lib,
+        writer,
+        reader,
+        got,
+    }
+}
+
 #[test]
 fn another_handles_write_delivers_exactly_the_elements_written() {
     let d = Domain::new();
@@ -103,12 +134,8 @@ fn another_handles_write_delivers_exactly_the_elements_written() {
 
 #[test]
 fn another_handles_overwrite_and_section_create_are_delivered_with_the_new_size() {
-    let d = Domain::new();
-    let reader_lib = d.lib(B02);
-    let writer_lib = d.lib(B02);
-    let writer = setup(&writer_lib);
-    let reader = open(&reader_lib, NAME, OpenFlags::READ);
-    let got = record(&reader_lib);
+    let t = subscribed();
+    let (reader_lib, writer, reader, got) = (&t.lib, &t.writer, &t.reader, &t.got);
     writer.overwrite(b"s", b"four").unwrap();
     writer
         .create_section(Some(b"new"), TIME_END, b"initial")
@@ -284,15 +311,11 @@ fn section_deletes_and_expiration_changes_are_not_arrivals() {
 
 #[test]
 fn arrivals_run_only_inside_dispatch() {
-    let d = Domain::new();
-    let lib = d.lib(B02);
-    let writer_lib = d.lib(B02);
-    let writer = setup(&writer_lib);
-    let reader = open(&lib, NAME, OpenFlags::READ);
-    let got = record(&lib);
+    let t = subscribed();
+    let (lib, writer, reader, got) = (&t.lib, &t.writer, &t.reader, &t.got);
     writer.overwrite(b"s", b"x").unwrap();
     wait_readable(&lib);
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(50));
     assert!(got.lock().unwrap().is_empty(), "ran outside dispatch");
     lib.dispatch(DispatchFlags::All).unwrap();
     assert_eq!(elements(&got, reader.handle()), [element(b"s", 0, 1)]);
@@ -301,12 +324,8 @@ fn arrivals_run_only_inside_dispatch() {
 
 #[test]
 fn close_cancels_pending_arrival_callbacks() {
-    let d = Domain::new();
-    let lib = d.lib(B02);
-    let writer_lib = d.lib(B02);
-    let writer = setup(&writer_lib);
-    let reader = open(&lib, NAME, OpenFlags::READ);
-    let got = record(&lib);
+    let t = subscribed();
+    let (lib, writer, reader, got) = (&t.lib, &t.writer, &t.reader, &t.got);
     writer.overwrite(b"s", b"x").unwrap();
     wait_readable(&lib);
     reader.close().unwrap();
@@ -361,4 +380,47 @@ fn another_processes_writes_are_delivered() {
     let mut buf = [0u8; 5];
     assert_eq!(ck.read_into(b"s", 5, &mut buf), Ok(5));
     assert_eq!(&buf, b"child");
+}
+
+#[test]
+fn writes_in_a_burst_rarely_find_the_arrival_watcher_waiting_to_be_woken() {
+    let t = subscribed();
+    let (reader_lib, writer, reader, got) = (&t.lib, &t.writer, &t.reader, &t.got);
+    let d = &t.d;
+    settle(&reader_lib, &got, reader.handle(), &writer);
+    let replica = Replica::attach(
+        d.path(),
+        &format!("r-{:016x}", writer.instance()),
+        Sharing::default(),
+    )
+    .unwrap();
+    // Idle, the watcher waits on the futex: the next write wakes it at once.
+    eventually("the idle watcher waits", || replica.change_waiters() == 1);
+    // One write every 20 µs for 100 ms: after each delivery the watcher looks again after
+    // a while instead of waiting, so a write rarely finds a waiter it must wake.
+    let mut woke = 0u32;
+    let mut writes = 0u32;
+    let end = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < end {
+        let next = Instant::now() + Duration::from_micros(20);
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+        if replica.change_waiters() != 0 {
+            woke += 1;
+        }
+        writer.overwrite(b"s", &[writes as u8; 16]).unwrap();
+        writes += 1;
+    }
+    assert!(
+        woke * 4 < writes,
+        "{woke} of {writes} writes found a waiter to wake"
+    );
+    // And every one of them was still delivered.
+    settle(&reader_lib, &got, reader.handle(), &writer);
+    let arrived = elements(&got, reader.handle())
+        .iter()
+        .filter(|e| e.section_id == b"s")
+        .count();
+    assert_eq!(arrived, writes as usize);
 }

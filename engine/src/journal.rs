@@ -462,11 +462,20 @@ impl Replica {
             return None;
         }
         let id = self.read_id(d);
+        // The same section throughout (its id cannot change while it lives). Only the
+        // generation counts: an overwrite meanwhile moves the slot, not the section.
         let cur2 = self
             .region
             .desc(d, crate::layout::desc::CURRENT)
             .load(Acquire);
-        (cur2 == cur).then_some(id)
+        (crate::layout::current_gen(cur2) == now).then_some(id)
+    }
+
+    /// How many threads are announced as blocked in [`Replica::wait_for_changes`]: while
+    /// this is zero a write makes no wake-up syscall. (A waiter killed while waiting counts
+    /// until it is recovered.)
+    pub fn change_waiters(&self) -> u32 {
+        self.region.hdr32(hdr::WAITERS).load(SeqCst)
     }
 
     /// Wakes waiters of [`Replica::wait_for_changes`], if there are any: no syscall on the
@@ -586,8 +595,8 @@ mod tests {
         assert_eq!(cell_agent(w), 4095);
     }
 
-    #[test]
-    fn dropping_a_waiter_discounts_each_kind_it_waits_for_once() {
+    /// A heap-backed replica of two sections of 32 bytes.
+    fn small() -> Replica {
         let attrs = crate::ReplicaAttributes {
             creation_flags: 0,
             checkpoint_size: 64,
@@ -596,7 +605,12 @@ mod tests {
             max_section_size: 32,
             max_section_id_size: 8,
         };
-        let sut = Replica::create_in_memory(&attrs, &crate::ReplicaLimits::default()).unwrap();
+        Replica::create_in_memory(&attrs, &crate::ReplicaLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn dropping_a_waiter_discounts_each_kind_it_waits_for_once() {
+        let sut = small();
         let a = sut.agent().unwrap();
         let flag = sut.region.agent(a.ix, crate::layout::agent::WAITING);
         for kind in [WAIT_CHANGES, WAIT_ACK] {
@@ -611,5 +625,39 @@ mod tests {
         assert_eq!(flag.load(SeqCst), 0);
         assert_eq!(sut.region.hdr32(hdr::WAITERS).load(SeqCst), 0);
         assert_eq!(sut.region.hdr32(hdr::ACK_WAITERS).load(SeqCst), 1);
+    }
+
+    #[test]
+    fn changes_name_their_section_while_it_is_being_overwritten() {
+        let sut = small();
+        sut.create_section(Some(b"s"), crate::TIME_END, b"0")
+            .unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let mut named = 0usize;
+        let mut unnamed = None;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Relaxed) {
+                    sut.overwrite(b"s", b"1").unwrap();
+                }
+            });
+            let mut after = sut.commit_seq();
+            let mut out = Vec::new();
+            while named < 20_000 && unnamed.is_none() {
+                out.clear();
+                match sut.changes_since(after, &mut out, 64) {
+                    Changes::UpTo(s) => after = s,
+                    Changes::Resync(s) => after = s,
+                }
+                for ch in &out {
+                    if ch.kind != ChangeKind::Overwrite || ch.id.as_deref() != Some(&b"s"[..]) {
+                        unnamed.get_or_insert(ch.clone());
+                    }
+                    named += 1;
+                }
+            }
+            stop.store(true, Relaxed);
+        });
+        assert_eq!(unnamed, None, "after {named} changes");
     }
 }
