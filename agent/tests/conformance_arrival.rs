@@ -141,9 +141,9 @@ fn another_handles_overwrite_and_section_create_are_delivered_with_the_new_size(
         .create_section(Some(b"new"), TIME_END, b"initial")
         .unwrap();
     let generated = writer.create_section(None, TIME_END, b"").unwrap();
-    settle(&reader_lib, &got, reader.handle(), &writer);
+    settle(reader_lib, got, reader.handle(), writer);
     assert_eq!(
-        elements(&got, reader.handle()),
+        elements(got, reader.handle()),
         [
             element(b"s", 0, 4),
             element(b"new", 0, 7),
@@ -314,11 +314,11 @@ fn arrivals_run_only_inside_dispatch() {
     let t = subscribed();
     let (lib, writer, reader, got) = (&t.lib, &t.writer, &t.reader, &t.got);
     writer.overwrite(b"s", b"x").unwrap();
-    wait_readable(&lib);
+    wait_readable(lib);
     std::thread::sleep(Duration::from_millis(50));
     assert!(got.lock().unwrap().is_empty(), "ran outside dispatch");
     lib.dispatch(DispatchFlags::All).unwrap();
-    assert_eq!(elements(&got, reader.handle()), [element(b"s", 0, 1)]);
+    assert_eq!(elements(got, reader.handle()), [element(b"s", 0, 1)]);
     assert!(!readable(lib.selection_object().unwrap()));
 }
 
@@ -327,7 +327,7 @@ fn close_cancels_pending_arrival_callbacks() {
     let t = subscribed();
     let (lib, writer, reader, got) = (&t.lib, &t.writer, &t.reader, &t.got);
     writer.overwrite(b"s", b"x").unwrap();
-    wait_readable(&lib);
+    wait_readable(lib);
     reader.close().unwrap();
     assert!(!readable(lib.selection_object().unwrap()));
     lib.dispatch(DispatchFlags::All).unwrap();
@@ -387,7 +387,7 @@ fn writes_in_a_burst_rarely_find_the_arrival_watcher_waiting_to_be_woken() {
     let t = subscribed();
     let (reader_lib, writer, reader, got) = (&t.lib, &t.writer, &t.reader, &t.got);
     let d = &t.d;
-    settle(&reader_lib, &got, reader.handle(), &writer);
+    settle(reader_lib, got, reader.handle(), writer);
     let replica = Replica::attach(
         d.path(),
         &format!("r-{:016x}", writer.instance()),
@@ -417,8 +417,8 @@ fn writes_in_a_burst_rarely_find_the_arrival_watcher_waiting_to_be_woken() {
         "{woke} of {writes} writes found a waiter to wake"
     );
     // And every one of them was still delivered.
-    settle(&reader_lib, &got, reader.handle(), &writer);
-    let arrived = elements(&got, reader.handle())
+    settle(reader_lib, got, reader.handle(), writer);
+    let arrived = elements(got, reader.handle())
         .iter()
         .filter(|e| e.section_id == b"s")
         .count();
