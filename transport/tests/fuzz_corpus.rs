@@ -10,11 +10,13 @@
 use std::panic::{catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 
+mod support;
+
 use ckpt_transport::fuzzing::wire_decode;
 use ckpt_transport::wire::{
-    Attrs, CkptAssign, DiffOp, DirOp, DirReply, Enc, Encode, Frame, PROTOCOL_VERSION, ReadElem,
-    RemoteOp, RemoteResult, ReqId, SectionEntry, TableVersion, WriteElem,
+    DirOp, DirReply, Enc, Encode, Frame, ReadElem, RemoteOp, RemoteResult, SectionEntry, WriteElem,
 };
+use support::{ATTRS, REQ, VERSION, ckpt, diff_ops, one_of_each_kind};
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/wire_decode")
@@ -45,39 +47,6 @@ fn wire_decode_corpus_replays_cleanly() {
 }
 
 // ---- seed files ---------------------------------------------------------------------------
-
-const REQ: ReqId = ReqId {
-    node: 3,
-    incarnation: 9,
-    counter: 27,
-};
-
-const ATTRS: Attrs = Attrs {
-    creation_flags: 2,
-    checkpoint_size: 1 << 20,
-    retention: 1_000,
-    max_sections: 4,
-    max_section_size: 4096,
-    max_section_id_size: 16,
-};
-
-const VERSION: TableVersion = TableVersion {
-    term: 8,
-    leader: 1,
-    n: 40,
-};
-
-fn ckpt() -> CkptAssign {
-    CkptAssign {
-        instance: 5,
-        name: "safCkpt=a".to_owned(),
-        attrs: ATTRS,
-        replicas: vec![1, 2, 3],
-        primary: Some(2),
-        term: 4,
-        unlinked: true,
-    }
-}
 
 fn entry() -> SectionEntry {
     SectionEntry {
@@ -132,29 +101,6 @@ fn dir_replies() -> Vec<DirReply> {
         DirReply::Failed { code: 7 },
         DirReply::NotLeader { leader: Some(1) },
         DirReply::NotLeader { leader: None },
-    ]
-}
-
-fn diff_ops() -> Vec<DiffOp> {
-    vec![
-        DiffOp::Put {
-            id: b"a".to_vec(),
-            expiration: -1,
-            data: vec![0; 10],
-        },
-        DiffOp::Write {
-            id: b"a".to_vec(),
-            offset: 3,
-            data: vec![9; 3],
-        },
-        DiffOp::Delete { id: b"b".to_vec() },
-        DiffOp::Expire {
-            id: vec![],
-            expiration: 77,
-        },
-        DiffOp::Retain {
-            ids: vec![b"a".to_vec(), vec![]],
-        },
     ]
 }
 
@@ -227,78 +173,21 @@ fn remote_results() -> Vec<RemoteResult> {
     ]
 }
 
+/// One frame of each kind (its diff has every kind of op), those carrying a directory or
+/// remote operation once per operation.
 fn frames() -> Vec<Frame> {
-    let mut frames = vec![
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            node: 2,
-            incarnation: 3,
-        },
-        Frame::Welcome {
-            node: 2,
-            incarnation: 3,
-            shm_dir: "/dev/shm/ckpt/n2".to_owned(),
-            sealed: true,
-        },
-        Frame::Descriptors {
-            instances: vec![5, 6],
-            last: true,
-        },
-        Frame::ListDescriptors,
-        Frame::DirState {
-            term: 1,
-            leader: 2,
-            state: vec![1, 2, 3],
-        },
-        Frame::Assign {
-            dir_term: 8,
-            ckpt: ckpt(),
-        },
-        Frame::Unassign {
-            dir_term: 8,
-            instance: 5,
-        },
-        Frame::Leader {
-            dir_term: 8,
-            leader: 1,
-            members: vec![1, 2],
-            sent: 123_456_789,
-        },
-        Frame::Positions {
-            node: 2,
-            items: vec![(5, 4, 15), (6, 1, u64::MAX)],
-        },
-        Frame::Vote {
-            term: 9,
-            version: VERSION,
-        },
-        Frame::VoteReply {
-            term: 9,
-            granted: true,
-            state: vec![4, 5],
-        },
-        Frame::LeaderAck {
-            dir_term: 9,
-            sent: 123_456_789,
-            version: VERSION,
-        },
-        Frame::Diff {
-            instance: 5,
-            term: 4,
-            base: 10,
-            mark: 15,
-            ops: diff_ops(),
-        },
-        Frame::Ack {
-            instance: 5,
-            term: 4,
-            seq: 15,
-        },
-        Frame::Stale {
-            instance: 5,
-            term: 6,
-        },
-    ];
+    let mut frames: Vec<Frame> = one_of_each_kind()
+        .into_iter()
+        .filter(|f| {
+            !matches!(
+                f,
+                Frame::Request { .. }
+                    | Frame::Reply { .. }
+                    | Frame::Remote { .. }
+                    | Frame::RemoteReply { .. }
+            )
+        })
+        .collect();
     frames.extend(
         dir_ops()
             .into_iter()

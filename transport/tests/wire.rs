@@ -5,12 +5,15 @@ use std::cell::Cell;
 
 use ckpt_transport::wire::{
     Attrs, CkptAssign, DEFAULT_MAX_FRAME, Dec, DiffOp, DiffOpRef, DiffRef, DiffWriter, DirOp,
-    DirReply, Enc, Frame, FrameReader, MAX_DESCRIPTORS, PROTOCOL_VERSION, ReadElem, RemoteOp,
-    RemoteResult, ReqId, SectionEntry, TableVersion, WireError, WriteElem, split_frame,
+    DirReply, Enc, Frame, FrameReader, MAX_DESCRIPTORS, ReadElem, RemoteOp, RemoteResult, ReqId,
+    SectionEntry, TableVersion, WireError, WriteElem, split_frame,
 };
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
+
+mod support;
+use support::one_of_each_kind;
 
 /// Counts the bytes the current thread allocates, so tests can bound what decoding reserves.
 struct CountingAlloc;
@@ -431,160 +434,6 @@ fn frame() -> impl Strategy<Value = Frame> {
             op
         }),
         (req_id(), remote_result()).prop_map(|(req, result)| Frame::RemoteReply { req, result }),
-    ]
-}
-
-/// One frame of every kind, for tests that want them all at once.
-fn one_of_each_kind() -> Vec<Frame> {
-    let req = ReqId {
-        node: 3,
-        incarnation: 9,
-        counter: 27,
-    };
-    let ckpt = CkptAssign {
-        instance: 5,
-        name: "safCkpt=a".to_owned(),
-        attrs: Attrs {
-            creation_flags: 2,
-            checkpoint_size: 1 << 20,
-            retention: 1_000,
-            max_sections: 4,
-            max_section_size: 4096,
-            max_section_id_size: 16,
-        },
-        replicas: vec![1, 2, 3],
-        primary: Some(2),
-        term: 4,
-        unlinked: true,
-    };
-    vec![
-        Frame::Hello {
-            version: PROTOCOL_VERSION,
-            node: 2,
-            incarnation: 3,
-        },
-        Frame::Welcome {
-            node: 2,
-            incarnation: 3,
-            shm_dir: "/dev/shm/ckpt/n2".to_owned(),
-            sealed: true,
-        },
-        Frame::Descriptors {
-            instances: vec![5, u64::MAX],
-            last: true,
-        },
-        Frame::ListDescriptors,
-        Frame::Request {
-            req,
-            op: DirOp::Open {
-                name: "n".to_owned(),
-                attrs: Some(ckpt.attrs),
-                flags: 7,
-                node: 1,
-            },
-        },
-        Frame::Reply {
-            req,
-            result: DirReply::Opened { ckpt: ckpt.clone() },
-        },
-        Frame::DirState {
-            term: 1,
-            leader: 2,
-            state: vec![1, 2, 3],
-        },
-        Frame::Assign { dir_term: 8, ckpt },
-        Frame::Unassign {
-            dir_term: 8,
-            instance: 5,
-        },
-        Frame::Leader {
-            dir_term: 8,
-            leader: 1,
-            members: vec![1, 2],
-            sent: 123_456_789,
-        },
-        Frame::Positions {
-            node: 2,
-            items: vec![(5, 4, 15), (6, 1, u64::MAX)],
-        },
-        Frame::Vote {
-            term: 9,
-            version: TableVersion {
-                term: 8,
-                leader: 1,
-                n: 40,
-            },
-        },
-        Frame::VoteReply {
-            term: 9,
-            granted: true,
-            state: vec![4, 5],
-        },
-        Frame::LeaderAck {
-            dir_term: 9,
-            sent: 123_456_789,
-            version: TableVersion {
-                term: 9,
-                leader: 2,
-                n: 1,
-            },
-        },
-        Frame::Diff {
-            instance: 5,
-            term: 4,
-            base: 10,
-            mark: 15,
-            ops: vec![
-                DiffOp::Put {
-                    id: b"a".to_vec(),
-                    expiration: -1,
-                    data: vec![0; 100],
-                },
-                DiffOp::Write {
-                    id: b"a".to_vec(),
-                    offset: 3,
-                    data: vec![9; 3],
-                },
-                DiffOp::Delete { id: b"b".to_vec() },
-                DiffOp::Expire {
-                    id: vec![],
-                    expiration: 77,
-                },
-                DiffOp::Retain {
-                    ids: vec![b"a".to_vec(), vec![]],
-                },
-            ],
-        },
-        Frame::Ack {
-            instance: 5,
-            term: 4,
-            seq: 15,
-        },
-        Frame::Stale {
-            instance: 5,
-            term: 6,
-        },
-        Frame::Remote {
-            req,
-            instance: 5,
-            op: RemoteOp::CreateSection {
-                id: None,
-                expiration: i64::MAX,
-                data: vec![1],
-            },
-        },
-        Frame::RemoteReply {
-            req,
-            result: RemoteResult::Sections {
-                items: vec![SectionEntry {
-                    id: b"s".to_vec(),
-                    expiration: 1,
-                    size: 2,
-                    last_update: 3,
-                    state: 1,
-                }],
-            },
-        },
     ]
 }
 
