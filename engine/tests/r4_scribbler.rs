@@ -65,18 +65,18 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ExitStatus};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ckpt_engine::{
     AttachError, Changes, CreateOptions, ReadElement, Replica, ReplicaAttributes, ReplicaLimits,
     SectionError, SectionFilter, Sharing, TIME_END, wall_clock,
 };
+use support::tier::{Kid, Test, Verdict, describe, env, run_tests, say};
 use support::{
     Domain, HDR, Layout, ROLE, Rng, SECTION_SIZE, Sect, child_command, decode, die_with_parent,
     do_create, do_multi_element, do_overwrite, do_txn, encode, future_expiration,
@@ -104,10 +104,6 @@ fn attrs() -> ReplicaAttributes {
     }
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("child started without {name}"))
-}
-
 fn env_u64(name: &str) -> u64 {
     env(name)
         .parse()
@@ -126,16 +122,6 @@ fn is_root() -> bool {
 }
 
 // ---- main ------------------------------------------------------------------------------
-
-/// What a test concluded.
-enum Verdict {
-    Pass,
-    Fail(String),
-    /// Could not run here; never counted as passed.
-    Skipped(String),
-    /// Ran, and showed a documented limit; counted neither way.
-    KnownLimit(String),
-}
 
 type TestFn = fn(u64) -> Verdict;
 
@@ -189,41 +175,16 @@ fn main() {
         "running {} tests (seed {seed}; replay with SEED={seed})",
         chosen.len()
     );
-    let (mut passed, mut failed, mut skipped, mut limits) = (0, 0, 0, 0);
-    for (k, (name, test)) in chosen.iter().enumerate() {
-        let t0 = Instant::now();
-        let verdict = std::panic::catch_unwind(|| test(support::mix64(seed ^ k as u64)))
-            .unwrap_or_else(|_| Verdict::Fail("panicked".into()));
-        let secs = t0.elapsed().as_secs_f64();
-        match verdict {
-            Verdict::Pass => {
-                passed += 1;
-                println!("test {name} ... ok ({secs:.1} s)");
-            }
-            Verdict::Fail(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({secs:.1} s)\n{why}");
-            }
-            Verdict::Skipped(why) => {
-                skipped += 1;
-                println!("test {name} ... SKIPPED\nSKIPPED: {why}");
-            }
-            Verdict::KnownLimit(what) => {
-                limits += 1;
-                println!("test {name} ... KNOWN LIMIT ({secs:.1} s)\nKNOWN LIMIT: {what}");
-            }
-        }
-    }
-    if skipped > 0 {
-        println!("{skipped} skipped (not counted as passed)");
-    }
-    if limits > 0 {
-        println!("{limits} known limit(s) shown (not counted as passed)");
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_tests(
+        chosen
+            .iter()
+            .enumerate()
+            .map(|(k, (name, test))| {
+                let run: Test<'_> = Box::new(move || test(support::mix64(seed ^ k as u64)));
+                (*name, run)
+            })
+            .collect(),
+    );
 }
 
 // ---- the object, as the chaos process sees it --------------------------------------------
@@ -454,12 +415,6 @@ fn next_object() -> Option<String> {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 /// Exits the child with a HANG line when one call runs longer than `limit`.
@@ -1225,114 +1180,6 @@ impl ShrinkTally {
 // ---- the parent side ---------------------------------------------------------------------
 
 /// How a child ended.
-fn describe(st: ExitStatus) -> (bool, String) {
-    match (st.signal(), st.code()) {
-        (Some(sig), _) => {
-            let name = match sig {
-                libc::SIGSEGV => "SIGSEGV",
-                libc::SIGBUS => "SIGBUS",
-                libc::SIGABRT => "SIGABRT",
-                libc::SIGKILL => "SIGKILL",
-                _ => "a signal",
-            };
-            (false, format!("died by {name} ({sig})"))
-        }
-        (_, Some(0)) => (true, "exited cleanly".into()),
-        (_, Some(3)) => (false, "hung in a call (its watchdog fired)".into()),
-        (_, Some(101)) => (false, "panicked".into()),
-        (_, code) => (false, format!("exited with {code:?}")),
-    }
-}
-
-/// A child process whose stdout lines arrive on a channel.
-struct Kid {
-    who: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Kid {
-    fn spawn(role: &str, who: String, vars: &[(&str, String)]) -> Self {
-        let mut cmd = child_command(role, vars);
-        cmd.stdin(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn a child");
-        let stdin = child.stdin.take();
-        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            who,
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits up to `limit` for a line starting with `prefix`.
-    fn expect(&mut self, prefix: &str, limit: Duration) -> Result<String, String> {
-        let end = Instant::now() + limit;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.starts_with(prefix) {
-                        return Ok(l);
-                    }
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "{}: no {prefix:?} line within {limit:?} (got {:?})",
-                        self.who, self.seen
-                    ));
-                }
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        if let Some(stdin) = self.stdin.as_mut() {
-            let _ = writeln!(stdin, "{line}");
-            let _ = stdin.flush();
-        }
-    }
-
-    /// Tells it to stop, collects its report and reaps it. Returns its lines and how it
-    /// ended (`None`: it did not end within `limit` and was killed).
-    fn stop(&mut self, limit: Duration) -> (Vec<String>, Option<ExitStatus>) {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"q\n");
-        }
-        let end = Instant::now() + limit;
-        let status = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break Some(st);
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        // The reader thread sees end of file once the child is gone.
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push(l);
-        }
-        (std::mem::take(&mut self.seen), status)
-    }
-}
-
 /// Parsed report of a reader or writer.
 #[derive(Default)]
 struct Report {
@@ -1453,13 +1300,15 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, chaos_is: Chaos) -> R
     let mut kids: Vec<Kid> = (0..READERS)
         .map(|k| {
             Kid::spawn(
-                "reader",
+                child_command("reader", &vars(support::mix64(seed + k as u64))),
                 format!("reader {k}"),
-                &vars(support::mix64(seed + k as u64)),
             )
         })
         .collect();
-    kids.push(Kid::spawn("writer", "writer".into(), &vars(seed ^ 0x5eed)));
+    kids.push(Kid::spawn(
+        child_command("writer", &vars(seed ^ 0x5eed)),
+        "writer",
+    ));
     let mut chaos_vars = vars(support::mix64(seed ^ 0xc4a05));
     chaos_vars.push((
         "CKPT_R4_DURATION_MS",
@@ -1473,7 +1322,7 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, chaos_is: Chaos) -> R
         "CKPT_R4_SEALED",
         if chaos_is == Chaos::Sealed { "1" } else { "0" }.into(),
     ));
-    let mut chaos = Kid::spawn("chaos", "chaos".into(), &chaos_vars);
+    let mut chaos = Kid::spawn(child_command("chaos", &chaos_vars), "chaos");
     for k in &mut kids {
         if let Err(e) = k.expect("R", Duration::from_secs(20)) {
             problems.push(e);
@@ -1515,7 +1364,7 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, chaos_is: Chaos) -> R
         for k in &mut kids {
             match k.expect("A", Duration::from_secs(20)) {
                 Ok(l) if l == format!("A {name}") => {}
-                Ok(l) => problems.push(format!("{}: {l}", k.who)),
+                Ok(l) => problems.push(format!("{}: {l}", k.who())),
                 Err(e) => problems.push(e),
             }
         }
@@ -1550,18 +1399,18 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, chaos_is: Chaos) -> R
                 let (clean, how) = describe(st);
                 if !clean {
                     let hang = rep.hang.clone().unwrap_or_default();
-                    problems.push(format!("{} {how} {hang}", k.who));
+                    problems.push(format!("{} {how} {hang}", k.who()));
                 }
             }
             None => problems.push(format!(
                 "{} did not stop within {limit:?} (a call hung past its watchdog)",
-                k.who
+                k.who()
             )),
         }
         if !rep.complete {
-            problems.push(format!("{} printed no complete report", k.who));
+            problems.push(format!("{} printed no complete report", k.who()));
         }
-        reports.push((k.who.clone(), rep));
+        reports.push((k.who().to_owned(), rep));
     }
     summarize(&reports, &chaos_lines, &mut problems);
     // Whatever is left must not crash a fresh attach, fsck or a sweep of reads (nor, for
@@ -1820,9 +1669,9 @@ fn same_uid_shrink(seed: u64) -> Verdict {
         ]
     };
     let mut kids = vec![
-        Kid::spawn("reader", "reader 0".into(), &vars(seed)),
-        Kid::spawn("reader", "reader 1".into(), &vars(seed + 1)),
-        Kid::spawn("writer", "writer".into(), &vars(seed + 2)),
+        Kid::spawn(child_command("reader", &vars(seed)), "reader 0"),
+        Kid::spawn(child_command("reader", &vars(seed + 1)), "reader 1"),
+        Kid::spawn(child_command("writer", &vars(seed + 2)), "writer"),
     ];
     for k in &mut kids {
         if let Err(e) = k.expect("R", Duration::from_secs(20)) {
@@ -1848,9 +1697,9 @@ fn same_uid_shrink(seed: u64) -> Verdict {
     for k in &mut kids {
         let (_, st) = k.stop(Duration::from_secs(10));
         match st {
-            Some(st) if st.signal() == Some(libc::SIGBUS) => sigbus.push(k.who.clone()),
-            Some(st) => other.push(format!("{} {}", k.who, describe(st).1)),
-            None => other.push(format!("{} did not stop", k.who)),
+            Some(st) if st.signal() == Some(libc::SIGBUS) => sigbus.push(k.who().to_owned()),
+            Some(st) => other.push(format!("{} {}", k.who(), describe(st).1)),
+            None => other.push(format!("{} did not stop", k.who())),
         }
     }
     // The cheap protection: attach compares the header's size with the file's.

@@ -19,15 +19,17 @@
 //!
 //! `R4S_DURATION` (seconds, default 6) sets how long the agents run.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+#[path = "../../engine/tests/support/tier.rs"]
+mod tier;
 
 use ckpt_agent::{
     Callbacks, Checkpoint, Config, CreationAttributes, CreationFlags, Error, Library, OpenFlags,
@@ -37,17 +39,11 @@ use ckpt_tools::ckptd::{LocalCluster, sealed};
 use ckpt_transport::fdpass::{FdReader, send_frame_blocking};
 use ckpt_transport::wire::{DEFAULT_MAX_FRAME, Frame, PROTOCOL_VERSION};
 use rustix::fs::{FallocateFlags, SealFlags};
+use tier::{Kid, TestFn, Verdict, chosen, describe, env, run_tests, say};
 
 const ROLE: &str = "CKPT_R4S_ROLE";
 const NAME: &str = "safCkpt=r4-sealed";
 const SECOND: i64 = 1_000_000_000;
-
-enum Verdict {
-    Pass,
-    Fail(String),
-}
-
-type TestFn = fn() -> Verdict;
 
 const TESTS: &[(&str, TestFn)] = &[
     (
@@ -73,54 +69,9 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in TESTS {
-            println!("{name}: test");
-        }
-        return;
-    }
-    if args.iter().any(|a| a == "--ignored") {
-        println!("0 passed, 0 failed");
-        return;
-    }
-    let exact = args.iter().any(|a| a == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let chosen: Vec<_> = TESTS
-        .iter()
-        .filter(|(n, _)| {
-            filters.is_empty()
-                || filters.iter().any(|f| {
-                    if exact {
-                        f.as_str() == *n
-                    } else {
-                        n.contains(f.as_str())
-                    }
-                })
-        })
-        .collect();
+    let chosen = chosen(TESTS);
     println!("running {} tests", chosen.len());
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in chosen {
-        let t0 = Instant::now();
-        let verdict =
-            std::panic::catch_unwind(test).unwrap_or_else(|_| Verdict::Fail("panicked".into()));
-        let secs = t0.elapsed().as_secs_f64();
-        match verdict {
-            Verdict::Pass => {
-                passed += 1;
-                println!("test {name} ... ok ({secs:.1} s)");
-            }
-            Verdict::Fail(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({secs:.1} s)\n  {why}");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_tests(chosen);
 }
 
 // ---- the cluster -----------------------------------------------------------------------
@@ -200,7 +151,7 @@ impl Daemons {
                 let log =
                     std::fs::read_to_string(self.cluster.root().join(format!("ckptd-{n}.log")))
                         .unwrap_or_default();
-                return Err(format!("ckptd {n} {}\n{log}", describe(st)));
+                return Err(format!("ckptd {n} {}\n{log}", describe(st).1));
             }
         }
         Ok(())
@@ -216,14 +167,14 @@ impl Drop for Daemons {
     }
 }
 
-fn describe(st: ExitStatus) -> String {
-    match (st.signal(), st.code()) {
-        (Some(sig), _) if sig == rustix::process::Signal::BUS.as_raw() => "died by SIGBUS".into(),
-        (Some(sig), _) if sig == rustix::process::Signal::SEGV.as_raw() => "died by SIGSEGV".into(),
-        (Some(sig), _) => format!("died by signal {sig}"),
-        (_, Some(code)) => format!("exited with {code}"),
-        _ => "ended".into(),
+/// This test binary again, as a child in `role` with `vars` set.
+fn child_command(role: &str, vars: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("own path"));
+    cmd.env(ROLE, role).stderr(Stdio::inherit());
+    for (k, v) in vars {
+        cmd.env(k, v);
     }
+    cmd
 }
 
 fn library(socket: &Path) -> Result<Library, String> {
@@ -276,108 +227,6 @@ fn open(lib: &Library, flags: OpenFlags) -> Result<Checkpoint, String> {
 // ---- child processes -------------------------------------------------------------------
 
 /// A child agent whose stdout lines arrive on a channel.
-struct Kid {
-    who: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Kid {
-    fn spawn(role: &str, who: &str, vars: &[(&str, String)]) -> Self {
-        let mut cmd = Command::new(std::env::current_exe().expect("own path"));
-        cmd.env(ROLE, role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn a child");
-        let stdin = child.stdin.take();
-        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            who: who.to_owned(),
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn expect(&mut self, prefix: &str, limit: Duration) -> Result<String, String> {
-        let end = Instant::now() + limit;
-        loop {
-            match self
-                .lines
-                .recv_timeout(end.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.starts_with(prefix) {
-                        return Ok(l);
-                    }
-                }
-                Err(_) => {
-                    return Err(format!(
-                        "{}: no {prefix:?} line within {limit:?} (got {:?})",
-                        self.who, self.seen
-                    ));
-                }
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        if let Some(s) = self.stdin.as_mut() {
-            let _ = writeln!(s, "{line}");
-            let _ = s.flush();
-        }
-    }
-
-    /// Tells it to stop; its lines and how it ended (`None`: killed after `limit`).
-    fn stop(&mut self, limit: Duration) -> (Vec<String>, Option<ExitStatus>) {
-        if let Some(mut s) = self.stdin.take() {
-            let _ = s.write_all(b"q\n");
-        }
-        let end = Instant::now() + limit;
-        let status = loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                break Some(st);
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
-            self.seen.push(l);
-        }
-        (std::mem::take(&mut self.seen), status)
-    }
-}
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("child started without {name}"))
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
 /// Reads the parent's commands (`q`: stop; `ckptd PID`: node 1's daemon is now PID).
 fn listen(ckptd: Option<Arc<Mutex<u32>>>) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -682,16 +531,31 @@ fn run_descriptor_holder() -> Result<(), String> {
         ]
     };
     let mut kids = vec![
-        Kid::spawn("writer", "writer on node 1", &vars(&s1, false)),
-        Kid::spawn("reader", "reader 1 on node 1", &vars(&s1, false)),
-        Kid::spawn("reader", "reader 2 on node 1", &vars(&s1, true)),
-        Kid::spawn("reader", "reader on node 2", &vars(&s2, true)),
+        Kid::spawn(
+            child_command("writer", &vars(&s1, false)),
+            "writer on node 1",
+        ),
+        Kid::spawn(
+            child_command("reader", &vars(&s1, false)),
+            "reader 1 on node 1",
+        ),
+        Kid::spawn(
+            child_command("reader", &vars(&s1, true)),
+            "reader 2 on node 1",
+        ),
+        Kid::spawn(
+            child_command("reader", &vars(&s2, true)),
+            "reader on node 2",
+        ),
     ];
-    let mut chaos = Kid::spawn("chaos", "chaos agent on node 1", &vars(&s1, false));
+    let mut chaos = Kid::spawn(
+        child_command("chaos", &vars(&s1, false)),
+        "chaos agent on node 1",
+    );
     let mut problems = Vec::new();
     for k in kids.iter_mut().chain(std::iter::once(&mut chaos)) {
         match k.expect("R", Duration::from_secs(30)) {
-            Ok(l) if k.who.starts_with("chaos") => println!("  chaos agent ready: {l}"),
+            Ok(l) if k.who().starts_with("chaos") => println!("  chaos agent ready: {l}"),
             Ok(_) => {}
             Err(e) => problems.push(e),
         }
@@ -711,8 +575,7 @@ fn run_descriptor_holder() -> Result<(), String> {
     // The writer synchronizes after the restart (give it the restart's few seconds).
     let mut synced_after = None;
     while synced_after.is_none() && restarted.elapsed() < Duration::from_secs(secs + 20) {
-        while let Ok(l) = kids[0].lines.recv_timeout(Duration::from_millis(100)) {
-            kids[0].seen.push(l.clone());
+        while let Some(l) = kids[0].line(Duration::from_millis(100)) {
             if restarted.elapsed() > Duration::from_millis(500)
                 && let Some(k) = l.strip_prefix("S ")
             {
@@ -733,26 +596,26 @@ fn run_descriptor_holder() -> Result<(), String> {
         let (lines, st) = k.stop(Duration::from_secs(30));
         match st {
             Some(st) if st.success() => {}
-            Some(st) => problems.push(format!("{} {}", k.who, describe(st))),
-            None => problems.push(format!("{} did not stop", k.who)),
+            Some(st) => problems.push(format!("{} {}", k.who(), describe(st).1)),
+            None => problems.push(format!("{} did not stop", k.who())),
         }
         for l in &lines {
             if l.starts_with("BAD") || l.starts_with("ERR") {
-                problems.push(format!("{}: {l}", k.who));
+                problems.push(format!("{}: {l}", k.who()));
             }
         }
         let end = lines
             .iter()
             .find_map(|l| l.strip_prefix("END "))
             .unwrap_or("");
-        if k.who.starts_with("writer") {
+        if k.who().starts_with("writer") {
             last_written = end.parse().unwrap_or(0);
         }
-        println!("  {}: END {end}", k.who);
+        println!("  {}: END {end}", k.who());
     }
     match chaos_end {
         Some(st) if st.success() => {}
-        Some(st) => problems.push(format!("chaos agent {}", describe(st))),
+        Some(st) => problems.push(format!("chaos agent {}", describe(st).1)),
         None => problems.push("chaos agent did not stop".into()),
     }
     let resize = chaos_lines

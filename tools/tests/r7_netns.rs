@@ -74,13 +74,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+#[path = "../../engine/tests/support/tier.rs"]
+mod tier;
 
 use ckpt_agent::{
     Callbacks, Checkpoint, Config, CreationAttributes, CreationFlags, Error, Library, OpenFlags,
@@ -89,6 +92,7 @@ use ckpt_agent::{
 use ckpt_engine::{Replica, SectionFilter, Sharing};
 use ckpt_tools::ckptd;
 use ckpt_transport::tls::write_cluster_certs;
+use tier::{collect, select};
 
 const ROLE: &str = "CKPT_R7_ROLE";
 const TEST_NAME: &str = "r7_real_daemons_in_netns_under_faults_lose_no_acknowledged_write";
@@ -339,43 +343,6 @@ fn exited(child: &mut Child) -> Option<ExitStatus> {
     }
 }
 
-/// Waits for `child` (killing it after `limit`); its stdout, stderr and status.
-fn collect(child: &mut Child, limit: Duration) -> (String, String, Option<ExitStatus>) {
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    let o = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut out) = out {
-            let _ = out.read_to_string(&mut s);
-        }
-        s
-    });
-    let e = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut err) = err {
-            let _ = err.read_to_string(&mut s);
-        }
-        s
-    });
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break Some(st);
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (
-        o.join().unwrap_or_default(),
-        e.join().unwrap_or_default(),
-        status,
-    )
-}
-
 /// Runs a command to completion within `limit`; its stdout, or why it failed.
 fn run_cmd(program: &str, args: &[&str], limit: Duration) -> Result<String, String> {
     let mut child = Command::new(tool(program))
@@ -478,23 +445,9 @@ fn main() {
             }
         }
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("{TEST_NAME}: test");
-        return;
-    }
-    let exact = args.iter().any(|a| a == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let chosen = filters.is_empty()
-        || filters.iter().any(|f| {
-            if exact {
-                f.as_str() == TEST_NAME
-            } else {
-                TEST_NAME.contains(f.as_str())
-            }
-        });
-    if !chosen || args.iter().any(|a| a == "--ignored") {
-        // No ignored variant: the long run is selected by R7_DURATION.
+    // `--list` and name filters as libtest has them; no ignored variant (the long run is
+    // selected by R7_DURATION).
+    if !select(&[(TEST_NAME, false)])[0] {
         println!("0 passed, 0 failed");
         return;
     }

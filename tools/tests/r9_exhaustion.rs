@@ -34,9 +34,10 @@
 //!   duplicate.
 
 mod support;
+#[path = "../../engine/tests/support/tier.rs"]
+mod tier;
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,7 @@ use ckpt_agent::{
 use ckpt_tools::ckptd::{self, LocalCluster};
 use ckpt_transport::tls;
 use quinn::rustls;
+use tier::{TestFn, Verdict, chosen, collect, run_tests};
 
 const ROLE: &str = "CKPT_R9_ROLE";
 const SECOND: i64 = 1_000_000_000;
@@ -63,26 +65,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// What a test concluded.
-enum Verdict {
-    Pass,
-    Fail(String),
-    /// Could not run here; never counted as passed.
-    Skipped(String),
-    /// Showed a reported bug outside this tier's files (its exact signature); never
-    /// counted as passed. Any other wrong outcome is a failure.
-    KnownBug(String),
-}
-
-impl From<Result<(), String>> for Verdict {
-    fn from(r: Result<(), String>) -> Self {
-        match r {
-            Ok(()) => Self::Pass,
-            Err(why) => Self::Fail(why),
-        }
-    }
-}
-
 /// Fails the test with a message unless `cond` holds.
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
@@ -91,8 +73,6 @@ macro_rules! ensure {
         }
     };
 }
-
-type TestFn = fn() -> Verdict;
 
 const TMPFS_STANDALONE: &str =
     "full_dev_shm_gives_no_resources_at_open_and_existing_checkpoints_keep_working";
@@ -145,69 +125,10 @@ fn main() {
         };
         std::process::exit(code);
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let exact = args.iter().any(|a| a == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    if args.iter().any(|a| a == "--list") {
-        for (name, _) in TESTS {
-            println!("{name}: test");
-        }
-        return;
-    }
-    let chosen: Vec<_> = TESTS
-        .iter()
-        .filter(|(n, _)| {
-            filters.is_empty()
-                || filters.iter().any(|f| {
-                    if exact {
-                        f.as_str() == *n
-                    } else {
-                        n.contains(f.as_str())
-                    }
-                })
-        })
-        .collect();
-    if args.iter().any(|a| a == "--ignored") {
-        // No stress variants: the long settings are environment variables.
-        println!("0 passed, 0 failed");
-        return;
-    }
+    // No ignored (stress) variants: the long settings are environment variables.
+    let chosen = chosen(TESTS);
     println!("running {} tests", chosen.len());
-    let (mut passed, mut failed, mut skipped, mut bugs) = (0, 0, 0, 0);
-    for (name, test) in chosen {
-        let t0 = Instant::now();
-        let verdict =
-            std::panic::catch_unwind(test).unwrap_or_else(|_| Verdict::Fail("panicked".into()));
-        let secs = t0.elapsed().as_secs_f64();
-        match verdict {
-            Verdict::Pass => {
-                passed += 1;
-                println!("test {name} ... ok ({secs:.1} s)");
-            }
-            Verdict::Fail(why) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({secs:.1} s)\n  {why}");
-            }
-            Verdict::Skipped(why) => {
-                skipped += 1;
-                println!("test {name} ... SKIPPED\nSKIPPED: {why}");
-            }
-            Verdict::KnownBug(what) => {
-                bugs += 1;
-                println!("test {name} ... KNOWN BUG ({secs:.1} s)\nKNOWN BUG: {what}");
-            }
-        }
-    }
-    if skipped > 0 {
-        println!("{skipped} skipped (not counted as passed)");
-    }
-    if bugs > 0 {
-        println!("{bugs} showed a known, reported bug (not counted as passed)");
-    }
-    println!("{passed} passed, {failed} failed");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    run_tests(chosen);
 }
 
 // ---- helpers -------------------------------------------------------------------------
@@ -354,42 +275,6 @@ fn full_tmpfs(name: &str, role: &str) -> Verdict {
     } else {
         Verdict::Fail(format!("tmpfs child: {status}\n{out}\n--- stderr\n{err}"))
     }
-}
-
-/// Waits for `child` (killing it after `limit`); its stdout, stderr and status.
-fn collect(
-    child: &mut Child,
-    limit: Duration,
-) -> (String, String, Option<std::process::ExitStatus>) {
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let o = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let e = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + limit;
-    let status = loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            break Some(st);
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        o.join().unwrap_or_default(),
-        e.join().unwrap_or_default(),
-        status,
-    )
 }
 
 /// Writes `path` until the file system is full; returns the bytes left (< a page).

@@ -10,6 +10,9 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+pub(crate) mod tier;
+pub(crate) use tier::select;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -943,47 +946,6 @@ impl Drop for Domain {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Command-line handling shared by the `harness = false` tests, after libtest: `--list`
-/// (for cargo nextest and friends), name filters (`--exact` too), `--ignored` (only the
-/// ignored tests: stress tests) and `--include-ignored`. `names` pairs each test's name
-/// with whether it is ignored. Returns which to run.
-pub(crate) fn select(names: &[(&str, bool)]) -> Vec<bool> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    let (only_ignored, include_ignored) = (has("--ignored"), has("--include-ignored"));
-    let exact = has("--exact");
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let matches = |n: &str| {
-        filters.is_empty()
-            || filters.iter().any(|f| {
-                if exact {
-                    f.as_str() == n
-                } else {
-                    n.contains(f.as_str())
-                }
-            })
-    };
-    if has("--list") {
-        for (n, ignored) in names {
-            if matches(n) && (!only_ignored || *ignored) {
-                println!("{n}: test");
-            }
-        }
-        std::process::exit(0);
-    }
-    names
-        .iter()
-        .map(|(n, ignored)| {
-            let wanted = if only_ignored {
-                *ignored
-            } else {
-                include_ignored || !*ignored
-            };
-            wanted && matches(n)
-        })
-        .collect()
 }
 
 /// Waits at most `d`, polling `f`.
