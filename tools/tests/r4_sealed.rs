@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod support;
 #[path = "../../engine/tests/support/tier.rs"]
 mod tier;
 
@@ -104,16 +105,7 @@ impl Daemons {
             .append(true)
             .open(self.log_path(n))
             .map_err(|e| format!("log file: {e}"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_ckptd"))
-            .arg("--config")
-            .arg(&self.cluster.config_path)
-            .arg("--node")
-            .arg(n.to_string())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
+        let child = support::ckptd_command(&self.cluster.config_path, n, "info", log)
             .spawn()
             .map_err(|e| format!("spawn ckptd: {e}"))?;
         self.children.retain(|(m, _)| *m != n);
@@ -218,6 +210,19 @@ fn attrs() -> CreationAttributes {
         max_section_size: 4096,
         max_section_id_size: 16,
     }
+}
+
+/// Creates the checkpoint through `lib` (read and write).
+fn create(lib: &Library) -> Result<Checkpoint, String> {
+    retry(|| {
+        lib.open(
+            NAME,
+            Some(&attrs()),
+            OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE,
+            10 * SECOND,
+        )
+    })
+    .map_err(|e| format!("create: {e}"))
 }
 
 fn open(lib: &Library, flags: OpenFlags) -> Result<Checkpoint, String> {
@@ -496,15 +501,7 @@ fn run_descriptor_holder() -> Result<(), String> {
     let mut d = Daemons::start("r4s")?;
     let (s1, s2) = (d.cluster.socket(1), d.cluster.socket(2));
     let lib1 = library(&s1)?;
-    let ck = retry(|| {
-        lib1.open(
-            NAME,
-            Some(&attrs()),
-            OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE,
-            10 * SECOND,
-        )
-    })
-    .map_err(|e| format!("create: {e}"))?;
+    let ck = create(&lib1)?;
     let instance = ck.instance();
     retry(|| ck.create_section(Some(b"counter"), TIME_END, b"0")).map_err(|e| e.to_string())?;
     retry(|| ck.synchronize(10 * SECOND)).map_err(|e| format!("synchronize: {e}"))?;
@@ -756,15 +753,7 @@ fn run_refused_hand_backs() -> Result<(), String> {
     let mut d = Daemons::start("r4s-refuse")?;
     let s1 = d.cluster.socket(1);
     let lib1 = library(&s1)?;
-    let ck = retry(|| {
-        lib1.open(
-            NAME,
-            Some(&attrs()),
-            OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE,
-            10 * SECOND,
-        )
-    })
-    .map_err(|e| format!("create: {e}"))?;
+    let ck = create(&lib1)?;
     let instance = ck.instance();
     retry(|| ck.create_section(Some(b"s"), TIME_END, b"kept")).map_err(|e| e.to_string())?;
     // A copy of the replica's bytes (what any holder of its descriptor can make).

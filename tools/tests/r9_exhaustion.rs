@@ -778,16 +778,7 @@ impl Daemons {
         for &n in nodes {
             let log = std::fs::File::create(d.cluster.root().join(format!("ckptd-{n}.log")))
                 .map_err(|e| format!("log file: {e}"))?;
-            let child = Command::new(env!("CARGO_BIN_EXE_ckptd"))
-                .arg("--config")
-                .arg(&d.cluster.config_path)
-                .arg("--node")
-                .arg(n.to_string())
-                .env("RUST_LOG", "warn")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
+            let child = support::ckptd_command(&d.cluster.config_path, n, "warn", log)
                 .spawn()
                 .map_err(|e| format!("spawn ckptd: {e}"))?;
             d.children.push((n, child));

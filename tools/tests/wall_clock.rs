@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ckpt_agent::{
@@ -78,11 +78,7 @@ impl Daemons {
         d.set_clock("+0");
         for &n in nodes {
             let log = File::create(d.log_path(n)).expect("log file");
-            let child = Command::new(env!("CARGO_BIN_EXE_ckptd"))
-                .arg("--config")
-                .arg(&d.cluster.config_path)
-                .arg("--node")
-                .arg(n.to_string())
+            let child = support::ckptd_command(&d.cluster.config_path, n, "info", log)
                 .env("LD_PRELOAD", lib)
                 .env("FAKETIME_TIMESTAMP_FILE", &d.clock)
                 .env("FAKETIME_NO_CACHE", "1")
@@ -90,11 +86,6 @@ impl Daemons {
                 .env("DONT_FAKE_MONOTONIC", "1") // the name before libfaketime 0.9.8
                 .env_remove("FAKETIME")
                 .env_remove("FAKETIME_SHARED")
-                .env("RUST_LOG", "info")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
                 .spawn()
                 .expect("spawn ckptd");
             d.children.push((n, child));

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ckpt_agent::{Callbacks, Checkpoint, Config, Error, Library, ReadElement, Version};
@@ -117,4 +120,21 @@ pub(crate) fn holds(cluster: &LocalCluster, node: u32, instance: u64) -> bool {
     }
     ckpt_tools::ckptd::sealed::descriptors(&cluster.socket(node), Duration::from_secs(5))
         .is_ok_and(|h| h.replicas.iter().any(|(i, _)| *i == instance))
+}
+
+/// A real ckptd process for node `node` of the cluster file `config`: logs at `rust_log`
+/// (plain text) into `log`, no stdin or stdout. The caller may add to the environment,
+/// then spawns it.
+pub(crate) fn ckptd_command(config: &Path, node: u32, rust_log: &str, log: File) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckptd"));
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--node")
+        .arg(node.to_string())
+        .env("RUST_LOG", rust_log)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    cmd
 }
