@@ -33,13 +33,14 @@ mod support;
 mod tier;
 
 use ckpt_agent::{
-    Callbacks, Checkpoint, Config, CreationAttributes, CreationFlags, Error, Library, OpenFlags,
-    TIME_END, Version,
+    Callbacks, Checkpoint, Config, CreationAttributes, CreationFlags, Library, OpenFlags, TIME_END,
+    Version,
 };
 use ckpt_tools::ckptd::{LocalCluster, sealed};
 use ckpt_transport::fdpass::{FdReader, send_frame_blocking};
 use ckpt_transport::wire::{DEFAULT_MAX_FRAME, Frame, PROTOCOL_VERSION};
 use rustix::fs::{FallocateFlags, SealFlags};
+use support::retry;
 use tier::{Kid, TestFn, Verdict, chosen, describe, env, run_tests, say};
 
 const ROLE: &str = "CKPT_R4S_ROLE";
@@ -186,21 +187,6 @@ fn library(socket: &Path) -> Result<Library, String> {
     }
 }
 
-/// Retries `f` while the cluster says TryAgain (forming, or a daemon restarting).
-fn retry<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Err(Error::TryAgain | Error::Unavailable)
-                if start.elapsed() < Duration::from_secs(20) =>
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            r => return r,
-        }
-    }
-}
-
 fn attrs() -> CreationAttributes {
     CreationAttributes {
         creation_flags: CreationFlags::WR_ACTIVE_REPLICA,
@@ -249,19 +235,28 @@ fn listen(ckptd: Option<Arc<Mutex<u32>>>) -> Arc<AtomicBool> {
     stop
 }
 
-/// Overwrites `counter` with 1, 2, 3, … and synchronizes every fifth value; prints
-/// `S k` after each synchronize that succeeded and `END k` at the end.
-fn writer() -> i32 {
-    let stop = listen(None);
+/// A child's library on the node of `CKPT_R4S_SOCKET` and the checkpoint opened there
+/// with `flags`; `None` after saying `ERR …` to the parent.
+fn child_checkpoint(flags: OpenFlags) -> Option<(Library, Checkpoint)> {
     let lib = match library(Path::new(&env("CKPT_R4S_SOCKET"))) {
         Ok(l) => l,
         Err(e) => {
             say(&format!("ERR {e}"));
-            return 1;
+            return None;
         }
     };
-    let Ok(ck) = open(&lib, OpenFlags::READ | OpenFlags::WRITE) else {
+    let Ok(ck) = open(&lib, flags) else {
         say("ERR open");
+        return None;
+    };
+    Some((lib, ck))
+}
+
+/// Overwrites `counter` with 1, 2, 3, … and synchronizes every fifth value; prints
+/// `S k` after each synchronize that succeeded and `END k` at the end.
+fn writer() -> i32 {
+    let stop = listen(None);
+    let Some((_lib, ck)) = child_checkpoint(OpenFlags::READ | OpenFlags::WRITE) else {
         return 1;
     };
     say("R");
@@ -288,15 +283,7 @@ fn writer() -> i32 {
 /// errors last`.
 fn reader() -> i32 {
     let stop = listen(None);
-    let lib = match library(Path::new(&env("CKPT_R4S_SOCKET"))) {
-        Ok(l) => l,
-        Err(e) => {
-            say(&format!("ERR {e}"));
-            return 1;
-        }
-    };
-    let Ok(ck) = open(&lib, OpenFlags::READ) else {
-        say("ERR open");
+    let Some((_lib, ck)) = child_checkpoint(OpenFlags::READ) else {
         return 1;
     };
     let local = env("CKPT_R4S_LOCAL") == "1";
@@ -444,15 +431,7 @@ fn chaos() -> i32 {
         env("CKPT_R4S_CKPTD").parse::<u32>().unwrap_or(0),
     ));
     let stop = listen(Some(Arc::clone(&ckptd)));
-    let lib = match library(Path::new(&env("CKPT_R4S_SOCKET"))) {
-        Ok(l) => l,
-        Err(e) => {
-            say(&format!("ERR {e}"));
-            return 1;
-        }
-    };
-    let Ok(ck) = open(&lib, OpenFlags::READ) else {
-        say("ERR open");
+    let Some((_lib, ck)) = child_checkpoint(OpenFlags::READ) else {
         return 1;
     };
     say(&format!(

@@ -1630,6 +1630,14 @@ impl Node {
         }
     }
 
+    /// Closes, in the directory, an open this node took for an agent but cannot serve; the
+    /// agent gets `code` instead.
+    fn give_open_back(&mut self, agent_req: ReqId, instance: u64, code: u32) -> DirReply {
+        let node = self.me;
+        self.dir_request(None, agent_req, DirOp::Close { instance, node });
+        DirReply::Failed { code }
+    }
+
     fn dir_request(&mut self, session: Option<u64>, agent_req: ReqId, op: DirOp) {
         self.counter += 1;
         let req = ReqId {
@@ -1702,17 +1710,7 @@ impl Node {
             {
                 // Its replica here could not be made: the agent would find no object
                 // (NOT_EXIST). Say why, and give the open back.
-                self.dir_request(
-                    None,
-                    p.agent_req,
-                    DirOp::Close {
-                        instance: ckpt.instance,
-                        node: self.me,
-                    },
-                );
-                DirReply::Failed {
-                    code: ckpt_transport::directory::code::NO_RESOURCES,
-                }
+                self.give_open_back(p.agent_req, ckpt.instance, code::NO_RESOURCES)
             }
             DirReply::Opened { ckpt }
                 if self.store.is_sealed()
@@ -1721,17 +1719,7 @@ impl Node {
             {
                 // A sealed replica an agent of the previous run may still hand back
                 // (`deferred`): there is no descriptor to pass yet. Give the open back.
-                self.dir_request(
-                    None,
-                    p.agent_req,
-                    DirOp::Close {
-                        instance: ckpt.instance,
-                        node: self.me,
-                    },
-                );
-                DirReply::Failed {
-                    code: ckpt_transport::directory::code::TRY_AGAIN,
-                }
+                self.give_open_back(p.agent_req, ckpt.instance, code::TRY_AGAIN)
             }
             other => other,
         };
