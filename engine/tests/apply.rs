@@ -304,7 +304,7 @@ fn applier_reaps_expired_sections_on_a_replica_role_object() {
 
 #[test]
 fn replication_position_survives_detach_and_reattach() {
-    let domain = Domain::new("apply", "position");
+    let domain = Domain::new("apply-position");
     let opts = CreateOptions {
         role: Role::Replica,
         ..CreateOptions::default()

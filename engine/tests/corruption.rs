@@ -1147,7 +1147,7 @@ fn corrupt_and_sweep(
 
 #[test]
 fn random_words_anywhere_in_a_live_object_give_errors_or_in_bounds_bytes() {
-    let domain = Domain::new("corruption", "random");
+    let domain = Domain::new("corruption-random");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let seed = seed();
@@ -1188,7 +1188,7 @@ fn random_words_anywhere_in_a_live_object_give_errors_or_in_bounds_bytes() {
 
 #[test]
 fn transaction_chains_that_cycle_through_slot_metadata_are_recovered_in_bounded_time() {
-    let domain = Domain::new("corruption", "txn-cycle");
+    let domain = Domain::new("corruption-txn-cycle");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     for (k, (len, phase)) in [
@@ -1245,7 +1245,7 @@ fn transaction_chains_that_cycle_through_slot_metadata_are_recovered_in_bounded_
 
 #[test]
 fn dead_agents_with_pins_intents_and_op_records_pointing_anywhere_are_recovered() {
-    let domain = Domain::new("corruption", "dead-agents");
+    let domain = Domain::new("corruption-dead-agents");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let mut rng = Rng(seed());
@@ -1340,7 +1340,7 @@ fn dead_agents_with_pins_intents_and_op_records_pointing_anywhere_are_recovered(
 
 #[test]
 fn allocation_hints_all_clear_refuse_writes_and_all_set_still_allocate() {
-    let domain = Domain::new("corruption", "hints");
+    let domain = Domain::new("corruption-hints");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     for (k, fill) in [0u64, u64::MAX].into_iter().enumerate() {
@@ -1389,7 +1389,7 @@ fn allocation_hints_all_clear_refuse_writes_and_all_set_still_allocate() {
 
 #[test]
 fn slot_states_owned_by_agents_that_do_not_exist_give_try_again_not_a_hang() {
-    let domain = Domain::new("corruption", "owned-slots");
+    let domain = Domain::new("corruption-owned-slots");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let r = populated(&domain.0, "o");
@@ -1426,7 +1426,7 @@ fn slot_states_owned_by_agents_that_do_not_exist_give_try_again_not_a_hang() {
 
 #[test]
 fn journal_cells_and_head_with_impossible_seqs_give_errors_not_panics() {
-    let domain = Domain::new("corruption", "journal");
+    let domain = Domain::new("corruption-journal");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let heads = [u64::MAX, u64::MAX - 1, MAX_SEQ, MAX_SEQ + 1, 0, 1];
@@ -1468,7 +1468,7 @@ fn journal_cells_and_head_with_impossible_seqs_give_errors_not_panics() {
 
 #[test]
 fn generated_id_counter_at_its_maximum_gives_an_id_or_an_error() {
-    let domain = Domain::new("corruption", "genid");
+    let domain = Domain::new("corruption-genid");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let r = populated(&domain.0, "g");
@@ -1493,7 +1493,7 @@ fn generated_id_counter_at_its_maximum_gives_an_id_or_an_error() {
 
 #[test]
 fn index_full_of_garbage_is_rebuilt_and_sections_created_then_are_reachable() {
-    let domain = Domain::new("corruption", "index");
+    let domain = Domain::new("corruption-index");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let r = populated(&domain.0, "i");
@@ -1537,7 +1537,7 @@ fn index_full_of_garbage_is_rebuilt_and_sections_created_then_are_reachable() {
 
 #[test]
 fn locks_and_seqcounts_held_forever_give_try_again_in_bounded_time() {
-    let domain = Domain::new("corruption", "locks");
+    let domain = Domain::new("corruption-locks");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     // The holder is the creating thread's own (live) agent, which never lets go.
@@ -1637,7 +1637,7 @@ fn locks_and_seqcounts_held_forever_give_try_again_in_bounded_time() {
 
 #[test]
 fn leases_held_by_owners_that_do_not_exist_are_taken_over() {
-    let domain = Domain::new("corruption", "leases");
+    let domain = Domain::new("corruption-leases");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let r = populated(&domain.0, "l");
@@ -1673,7 +1673,7 @@ fn leases_held_by_owners_that_do_not_exist_are_taken_over() {
 /// shared memory that a caller sizes a buffer by must not exceed the attributes.
 #[test]
 fn reported_sizes_lengths_and_ids_stay_within_the_attributes() {
-    let domain = Domain::new("corruption", "reported");
+    let domain = Domain::new("corruption-reported");
     let note = CaseNote::claim();
     let stats = Arc::new(Stats::default());
     let r = populated(&domain.0, "p");
@@ -1805,7 +1805,7 @@ fn header_bytes(domain: &Path, name: &str) -> Vec<u8> {
 
 #[test]
 fn attach_refuses_garbage_bytes_of_any_length() {
-    let domain = Domain::new("corruption", "garbage");
+    let domain = Domain::new("corruption-garbage");
     let stats = Arc::new(Stats::default());
     let mut rng = Rng(seed());
     let real = {
@@ -1865,7 +1865,7 @@ fn attach_refuses_garbage_bytes_of_any_length() {
 
 #[test]
 fn attach_refuses_a_truncated_or_grown_object() {
-    let domain = Domain::new("corruption", "truncated");
+    let domain = Domain::new("corruption-truncated");
     let stats = Arc::new(Stats::default());
     drop(populated(&domain.0, "t"));
     let full = header_bytes(&domain.0, "t");
@@ -1904,7 +1904,7 @@ fn attach_refuses_a_truncated_or_grown_object() {
 
 #[test]
 fn attach_refuses_a_wrong_magic_or_layout_version() {
-    let domain = Domain::new("corruption", "magic");
+    let domain = Domain::new("corruption-magic");
     let stats = Arc::new(Stats::default());
     drop(populated(&domain.0, "m"));
     let full = header_bytes(&domain.0, "m");
@@ -1931,7 +1931,7 @@ fn attach_refuses_a_wrong_magic_or_layout_version() {
 
 #[test]
 fn attach_refuses_each_header_field_changed_one_at_a_time() {
-    let domain = Domain::new("corruption", "fields");
+    let domain = Domain::new("corruption-fields");
     let stats = Arc::new(Stats::default());
     drop(populated(&domain.0, "f"));
     let full = header_bytes(&domain.0, "f");
@@ -2009,7 +2009,7 @@ fn random_bytes_in_the_registry_give_an_error_or_a_working_registry() {
     };
     let mut opened_ok = 0;
     for case in 0..40u64 {
-        let domain = Domain::new("corruption", &format!("registry{case}"));
+        let domain = Domain::new(&format!("corruption-{}", &format!("registry{case}")));
         let token;
         let size;
         {
@@ -2136,7 +2136,7 @@ fn random_bytes_in_the_registry_give_an_error_or_a_working_registry() {
 #[test]
 fn registry_lock_word_naming_a_live_process_gives_try_again_in_bounded_time() {
     let stats = Arc::new(Stats::default());
-    let domain = Domain::new("corruption", "registry-lock");
+    let domain = Domain::new("corruption-registry-lock");
     let reg = Registry::open_with(
         &domain.0,
         Sharing::default(),
@@ -2194,7 +2194,7 @@ fn registry_lock_word_naming_a_live_process_gives_try_again_in_bounded_time() {
 #[test]
 fn registry_with_garbage_header_is_refused_not_trusted() {
     let stats = Arc::new(Stats::default());
-    let domain = Domain::new("corruption", "registry-header");
+    let domain = Domain::new("corruption-registry-header");
     drop(
         Registry::open_with(
             &domain.0,

@@ -9,13 +9,16 @@
 //! attach refuses:
 //! `cargo test -p ckpt-engine --test fuzz_corpus -- --ignored write_seed_corpus`.
 
+mod domain;
+
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 
 use ckpt_engine::{
     CreateOptions, Registry, RegistryLimits, Replica, ReplicaAttributes, ReplicaLimits, Role,
-    Sharing, TIME_END, WriteElement, ensure_domain, fuzzing, wall_clock,
+    Sharing, TIME_END, WriteElement, fuzzing, wall_clock,
 };
+use domain::Domain;
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,24 +68,6 @@ fn registry_corpus_replays_cleanly() {
 }
 
 // ---- seed files ---------------------------------------------------------------------------
-
-/// A private domain for the seed writer.
-struct Domain(PathBuf);
-
-impl Domain {
-    fn new() -> Self {
-        let dir = Path::new("/dev/shm").join(format!("ckpt-fuzz-seeds-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        ensure_domain(&dir).expect("seed domain");
-        Self(dir)
-    }
-}
-
-impl Drop for Domain {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The object without its trailing zeros: the harnesses zero-extend an input to the total
 /// size its header names, so the seed need not carry them.
@@ -234,7 +219,7 @@ fn registry_seeds(domain: &Path) -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 #[ignore = "writes the seed files of fuzz/corpus; run by hand after a layout change"]
 fn write_seed_corpus() {
-    let domain = Domain::new();
+    let domain = Domain::new("fuzz-seeds");
     let targets = [
         ("arena_attach", replica_seeds(&domain.0)),
         ("registry", registry_seeds(&domain.0)),

@@ -10,6 +10,8 @@
 //! `nobody` with `setpriv`. Where the machine truly cannot (not root, no `unshare`), the
 //! test prints `SKIPPED: <why>`.
 
+mod domain;
+
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -21,6 +23,7 @@ use ckpt_engine::{
     AttachError, CreateError, CreateOptions, Registry, RegistryError, RegistryLimits, Replica,
     ReplicaAttributes, ReplicaLimits, Sharing, TIME_END, WriteElement,
 };
+use domain::Domain;
 
 /// Environment variable that turns a re-executed test binary into a child role.
 const ROLE: &str = "CKPT_HYGIENE_ROLE";
@@ -28,33 +31,6 @@ const ROLE: &str = "CKPT_HYGIENE_ROLE";
 const DIR: &str = "CKPT_HYGIENE_DIR";
 /// uid and gid of `nobody` (used for chown and setpriv; need not exist in /etc/passwd).
 const NOBODY: u32 = 65534;
-
-/// A private domain directory under /dev/shm, removed at the end.
-struct Domain(PathBuf);
-
-impl Domain {
-    fn new(tag: &str) -> Self {
-        let root = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = root.join(format!("ckpt-hygiene-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        ckpt_engine::ensure_domain(&dir).expect("create the test domain");
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Domain {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn attrs() -> ReplicaAttributes {
     ReplicaAttributes {
@@ -155,8 +131,8 @@ fn mkfifo(path: &Path) {
 
 #[test]
 fn symlink_at_target_name_fails_create_and_leaves_victim_untouched() {
-    let domain = Domain::new("symlink");
-    let elsewhere = Domain::new("victim");
+    let domain = Domain::new("hygiene-symlink");
+    let elsewhere = Domain::new("hygiene-victim");
     let victim = elsewhere.path("victim");
     write_file(&victim, b"precious bytes that must survive", 0o640);
     let before = snapshot(&victim);
@@ -209,7 +185,7 @@ fn symlink_at_target_name_fails_create_and_leaves_victim_untouched() {
 
 #[test]
 fn pre_existing_object_at_target_name_fails_create_and_leaves_it_untouched() {
-    let domain = Domain::new("preexisting");
+    let domain = Domain::new("hygiene-preexisting");
     write_file(&domain.path("plain"), b"someone else's object", 0o600);
     let before = snapshot(&domain.path("plain"));
 
@@ -236,7 +212,7 @@ fn pre_existing_object_at_target_name_fails_create_and_leaves_it_untouched() {
 
 #[test]
 fn fifo_directory_or_socket_at_the_name_is_refused_by_create_and_attach() {
-    let domain = Domain::new("types");
+    let domain = Domain::new("hygiene-types");
     mkfifo(&domain.path("fifo"));
     fs::create_dir(domain.path("dir")).unwrap();
     let _listener = std::os::unix::net::UnixListener::bind(domain.path("sock")).unwrap();
@@ -281,7 +257,7 @@ fn fifo_directory_or_socket_at_the_name_is_refused_by_create_and_attach() {
     );
 
     // A symlink to a real replica elsewhere is refused at attach too.
-    let elsewhere = Domain::new("types-real");
+    let elsewhere = Domain::new("hygiene-types-real");
     drop(create(&elsewhere.0, "real").unwrap());
     std::os::unix::fs::symlink(elsewhere.path("real"), domain.path("link")).unwrap();
     let link = Replica::attach(&domain.0, "link", Sharing::default()).err();
@@ -309,7 +285,7 @@ impl FifoLike for fs::FileType {
 
 #[test]
 fn created_objects_are_owner_only_or_exactly_group_shared() {
-    let domain = Domain::new("modes-created");
+    let domain = Domain::new("hygiene-modes-created");
     let sut = create(&domain.0, "private").unwrap();
     let m = fs::metadata(domain.path("private")).unwrap();
     assert!(m.file_type().is_file());
@@ -335,7 +311,7 @@ fn created_objects_are_owner_only_or_exactly_group_shared() {
 
 #[test]
 fn attach_refuses_an_object_with_a_mode_wider_than_allowed() {
-    let domain = Domain::new("modes");
+    let domain = Domain::new("hygiene-modes");
     drop(create(&domain.0, "obj").unwrap());
     let path = domain.path("obj");
     let gid = fs::metadata(&path).unwrap().gid();
@@ -396,7 +372,7 @@ fn attach_refuses_an_object_owned_by_another_uid() {
         println!("SKIPPED: chown to another uid needs root");
         return;
     }
-    let domain = Domain::new("owner");
+    let domain = Domain::new("hygiene-owner");
     drop(create(&domain.0, "obj").unwrap());
     chown(&domain.path("obj"), NOBODY, NOBODY);
     let got = Replica::attach(&domain.0, "obj", Sharing::default()).err();
@@ -426,7 +402,7 @@ fn attach_refuses_an_object_owned_by_another_uid() {
 
 #[test]
 fn domain_directory_that_is_a_symlink_shared_or_foreign_is_refused() {
-    let real = Domain::new("domain-real");
+    let real = Domain::new("hygiene-domain-real");
     let link = real
         .0
         .with_file_name(format!("ckpt-hygiene-domain-link-{}", std::process::id()));
@@ -562,7 +538,7 @@ fn full_shm_gives_no_resources_leaves_nothing_behind_and_reserved_space_never_fa
         println!("SKIPPED: mounting a tmpfs in a private mount namespace needs root");
         return;
     }
-    let mnt = Domain::new("tmpfs");
+    let mnt = Domain::new("hygiene-tmpfs");
     let wrapper = ["unshare", "--mount", "--propagation", "private"];
     let run = match std::panic::catch_unwind(|| {
         run_child(
@@ -802,7 +778,7 @@ fn another_uid_can_neither_attach_nor_create_in_our_domain() {
     }
     // A domain traversable by others (0711 is allowed: nobody can list or write it), with
     // a private object, a mistakenly world-writable one and the registry.
-    let domain = Domain::new("other-uid");
+    let domain = Domain::new("hygiene-other-uid");
     chmod(&domain.0, 0o711);
     drop(create(&domain.0, "private").unwrap());
     drop(create(&domain.0, "widened").unwrap());

@@ -100,7 +100,7 @@ const ALL: SealFlags = SealFlags::SHRINK
 
 #[test]
 fn a_sealed_replica_lives_in_a_sealed_memfd_and_a_second_attach_by_descriptor_shares_it() {
-    let domain = Domain::new("sealed", "share");
+    let domain = Domain::new("sealed-share");
     let sut = sut(&domain);
     assert_eq!(sut.path(), None, "no name in any directory");
     let fd = sut
@@ -127,7 +127,7 @@ fn a_sealed_replica_lives_in_a_sealed_memfd_and_a_second_attach_by_descriptor_sh
 
 #[test]
 fn every_resize_of_a_sealed_replica_by_a_holder_of_its_descriptor_is_refused() {
-    let domain = Domain::new("sealed", "resize");
+    let domain = Domain::new("sealed-resize");
     let sut = sut(&domain);
     let holder = dup(sut.sealed_fd().expect("fd"));
     let size = len(&holder);
@@ -195,7 +195,7 @@ fn every_resize_of_a_sealed_replica_by_a_holder_of_its_descriptor_is_refused() {
 
 #[test]
 fn attach_fd_refuses_a_copy_that_is_unsealed_or_sealed_only_in_part() {
-    let domain = Domain::new("sealed", "unsealed");
+    let domain = Domain::new("sealed-unsealed");
     let sut = sut(&domain);
     let image = bytes_of(sut.sealed_fd().expect("fd"));
     for seals in [
@@ -226,7 +226,7 @@ fn attach_fd_refuses_a_copy_that_is_unsealed_or_sealed_only_in_part() {
 
 #[test]
 fn attach_fd_refuses_a_tmpfs_file_a_pipe_a_write_sealed_memfd_and_a_wrong_length() {
-    let domain = Domain::new("sealed", "refuse");
+    let domain = Domain::new("sealed-refuse");
     let sut = sut(&domain);
     let image = bytes_of(sut.sealed_fd().expect("fd"));
 
@@ -283,7 +283,7 @@ fn attach_fd_refuses_a_tmpfs_file_a_pipe_a_write_sealed_memfd_and_a_wrong_length
 
 #[test]
 fn a_sealed_replica_with_one_section_has_its_default_section_and_refuses_misuse_as_others_do() {
-    let domain = Domain::new("sealed", "default");
+    let domain = Domain::new("sealed-default");
     let one = ReplicaAttributes {
         max_sections: 1,
         checkpoint_size: 1024,

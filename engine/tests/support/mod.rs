@@ -10,12 +10,16 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
+#[path = "../domain/mod.rs"]
+mod domain;
 pub(crate) mod tier;
+
+pub(crate) use domain::Domain;
 pub(crate) use tier::select;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -912,39 +916,6 @@ impl Proc {
         let _ = self.child.kill();
         let st = self.child.wait().expect("reap a child");
         st.signal().ok_or(st.code())
-    }
-}
-
-/// A fresh private domain directory under /dev/shm (removed by [`Domain`]'s drop). Never
-/// the same path twice in one process: the engine caches a process's liveness lock by
-/// domain path, so in a recreated directory this process would look dead to the others.
-#[derive(Debug)]
-pub(crate) struct Domain(pub(crate) PathBuf);
-
-static DOMAINS: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
-
-impl Domain {
-    pub(crate) fn new(tag: &str) -> Self {
-        let root = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let n = {
-            let mut n = DOMAINS.lock().unwrap_or_else(|p| p.into_inner());
-            *n += 1;
-            *n
-        };
-        let dir = root.join(format!("ckpt-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        ckpt_engine::ensure_domain(&dir).expect("create the test domain");
-        Self(dir)
-    }
-}
-
-impl Drop for Domain {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
