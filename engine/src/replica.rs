@@ -219,7 +219,8 @@ pub struct Replica {
     pub(crate) region: Region,
     pub(crate) domain: Option<PathBuf>,
     path: Option<PathBuf>,
-    uid: u64,
+    /// Process-unique, never reused: names this mapping in thread-local state.
+    pub(crate) uid: u64,
     registered: Mutex<Vec<(u32, u64, u64)>>,
     /// Serialises this process's writers of the replication position (DESIGN.md §18).
     pub(crate) position_writer: Mutex<()>,
@@ -1909,19 +1910,22 @@ impl Replica {
     /// end of the section), `TryAgain`.
     #[inline]
     pub fn read(&self, id: &[u8], offset: u64, buf: &mut [u8]) -> Result<usize, SectionError> {
-        // The common case in one straight pass: found at its home position and read
-        // pin-free at the first try. Everything else is out of line, so this path keeps
-        // its few values in registers.
+        // The common case in one straight pass: found where this thread last found it
+        // (or else at its home position) and read pin-free at the first try. Everything
+        // else is out of line, so this path keeps its few values in registers.
         if id.len() as u64 > self.region.img.max_section_id_size {
             return Err(SectionError::NotExist);
         }
-        let key = self.key_of(id);
-        if let Some((d, cur)) = self.lookup_home(id, key)
+        let found = match self.lookup_cached(id) {
+            Some(hit) => Some(hit),
+            None => self.lookup_home(id, self.key_of(id)),
+        };
+        if let Some((d, cur)) = found
             && let Some(result) = self.read_optimistic_at(d, cur, offset, buf)
         {
             return result;
         }
-        self.read_slow(id, key, offset, buf)
+        self.read_slow(id, self.key_of(id), offset, buf)
     }
 
     #[cold]
