@@ -136,6 +136,11 @@ pub struct Entry {
     /// one that comes back is promoted only if it holds at least as much as each of these
     /// (cleared when a primary is named).
     pub departed: BTreeMap<u32, (u64, u64)>,
+    /// Evicted directors the leader will place again (to resync): node → (evictions since
+    /// it last resynced, not before). The time is on this node's clock; the table carries
+    /// what is left of the wait, like `idle_since`, so a new leader keeps both the
+    /// schedule and the doubling backoff ([`READMIT_AFTER`]).
+    pub readmit: BTreeMap<u32, (u32, Duration)>,
 }
 
 impl Entry {
@@ -257,9 +262,6 @@ pub struct Directory {
     replies_used: BTreeMap<(u32, u64), Duration>,
     /// Replication positions reported by nodes: (instance, node) → (term, seq).
     positions: BTreeMap<(u64, u32), (u64, u64)>,
-    /// Leader: evicted directors to place again, (instance, node) → (not before, how many
-    /// evictions since it last resynced). Not durable: a new leader schedules them anew.
-    readmit: BTreeMap<(u64, u32), (Duration, u32)>,
     /// The table changed outside a call that can publish it
     /// ([`Directory::report_position`]); the next tick does.
     dirty: bool,
@@ -307,7 +309,6 @@ impl Directory {
             replies: BTreeMap::new(),
             replies_used: BTreeMap::new(),
             positions: BTreeMap::new(),
-            readmit: BTreeMap::new(),
             dirty: false,
             unpublished: Vec::new(),
             durable_dirty: false,
@@ -1544,11 +1545,11 @@ impl Directory {
         e.term = term;
         e.replicas.retain(|n| *n != node);
         e.evicted.insert(node, term);
+        let times = e.readmit.get(&node).map_or(0, |r| r.0).saturating_add(1);
+        let delay = READMIT_AFTER * (1u32 << (times - 1).min(5));
+        e.readmit.insert(node, (times, now + delay));
         let a = e.assign();
         self.positions.remove(&(instance, node));
-        let times = self.readmit.get(&(instance, node)).map_or(0, |r| r.1) + 1;
-        let delay = READMIT_AFTER * (1u32 << (times - 1).min(5));
-        self.readmit.insert((instance, node), (now + delay, times));
         self.assign_everywhere(&a, out);
         // The node learns it holds no replica and where the primary is.
         self.assign_to(node, a, out);
@@ -1689,6 +1690,7 @@ impl Directory {
                         idle_since: None,
                         evicted: BTreeMap::new(),
                         departed: BTreeMap::new(),
+                        readmit: BTreeMap::new(),
                     },
                 );
                 instance
@@ -1742,6 +1744,14 @@ impl Directory {
     /// ran out ([`READMIT_AFTER`]); each comes back marked to resync. Returns whether the
     /// table changed.
     fn readmit_evicted(&mut self, now: Duration, out: &mut Vec<Output>) -> bool {
+        let mut changed = false;
+        // A node that resynced (or was dropped) is off the schedule, its backoff reset.
+        for e in self.entries.values_mut() {
+            let before = e.readmit.len();
+            let evicted = &e.evicted;
+            e.readmit.retain(|n, _| evicted.contains_key(n));
+            changed |= e.readmit.len() != before;
+        }
         let due: Vec<(u64, u32)> = self
             .entries
             .values()
@@ -1757,21 +1767,21 @@ impl Directory {
                     && (*n == self.cfg.node || self.reachable.contains(n))
             })
             .collect();
-        let mut changed = false;
-        for key in due {
-            let (not_before, _) = *self.readmit.entry(key).or_insert((now + READMIT_AFTER, 1));
+        for (instance, node) in due {
+            let e = self.entries.get_mut(&instance).expect("listed");
+            let (_, not_before) = *e.readmit.entry(node).or_insert_with(|| {
+                // Evicted by an older version of the table, or dropped another way.
+                changed = true;
+                (1, now + READMIT_AFTER)
+            });
             if now < not_before {
                 continue;
             }
-            let (instance, node) = key;
             self.add_replica(instance, node);
             let a = self.entries[&instance].assign();
             self.assign_everywhere(&a, out);
             changed = true;
         }
-        let entries = &self.entries;
-        self.readmit
-            .retain(|(i, n), _| entries.get(i).is_some_and(|e| e.evicted.contains_key(n)));
         changed
     }
 
@@ -1965,6 +1975,13 @@ fn encode_table(d: &Directory, now: Duration) -> Vec<u8> {
             e.put_u64(*t);
             e.put_u64(*s);
         }
+        e.put_u32(x.readmit.len() as u32);
+        for (n, (times, not_before)) in &x.readmit {
+            e.put_u32(*n);
+            e.put_u32(*times);
+            let wait = not_before.saturating_sub(now);
+            e.put_u64(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
+        }
     }
     e.put_u32(d.replies.len() as u32);
     for ((node, inc), list) in &d.replies {
@@ -2018,6 +2035,14 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
             let node = d.u32()?;
             departed.insert(node, (d.u64()?, d.u64()?));
         }
+        let mut readmit = BTreeMap::new();
+        for _ in 0..d.u32()? {
+            let node = d.u32()?;
+            let times = d.u32()?;
+            // What was left of the wait when the table was sent: never early.
+            let not_before = now.saturating_add(Duration::from_nanos(d.u64()?));
+            readmit.insert(node, (times, not_before));
+        }
         entries.insert(
             ckpt.instance,
             Entry {
@@ -2035,6 +2060,7 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
                 idle_since: idle.then(|| now.saturating_sub(idle_for)),
                 evicted,
                 departed,
+                readmit,
             },
         );
     }

@@ -1093,6 +1093,47 @@ fn an_evicted_director_still_connected_is_placed_again_later_and_must_resync() {
     assert_eq!(c.entry(1, a.instance).unwrap().replicas, [1, 2, 3]);
 }
 
+/// The readmit schedule and its doubling backoff are part of the replicated table: a
+/// standby that takes over neither readmits early nor forgets how often the node was
+/// evicted since it last resynced.
+#[test]
+fn a_new_leader_keeps_the_readmit_schedule_and_backoff_of_an_evicted_director() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    let in_set =
+        |c: &Cluster, leader: u32| c.entry(leader, a.instance).unwrap().replicas.contains(&2);
+    // Evicted, placed again after 5 s, evicted again at once: the next pause is 10 s.
+    assert_eq!(c.evict(3, a.instance, 2, a.term), DirReply::Done);
+    c.run_for(Duration::from_secs(6));
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.replicas, [1, 2, 3]);
+    assert_eq!(c.evict(3, a.instance, 2, e.term), DirReply::Done);
+    let copy = c.entry(2, a.instance).unwrap();
+    assert_eq!(
+        copy.readmit.get(&2).map(|r| r.0),
+        Some(2),
+        "the standby's copy counts both evictions: {copy:?}"
+    );
+
+    // The leader dies a second later. Node 2 leads, and places itself again only once
+    // the 10 s are up, not 5 s after it took over.
+    c.run_for(Duration::from_secs(1));
+    c.kill(1);
+    c.run_for(Duration::from_secs(7));
+    assert_eq!(c.leaders(), [Some(2), Some(2)]);
+    assert!(!in_set(&c, 2), "readmitted before its 10 s were up");
+    c.run_for(Duration::from_secs(3));
+    assert!(in_set(&c, 2), "placed again after 10 s");
+
+    // Evicted once more before it resynced: the count survived, so 20 s now.
+    let e = c.entry(2, a.instance).unwrap();
+    assert_eq!(c.evict(3, a.instance, 2, e.term), DirReply::Done);
+    c.run_for(Duration::from_secs(18));
+    assert!(!in_set(&c, 2), "readmitted before its 20 s were up");
+    c.run_for(Duration::from_secs(3));
+    assert!(in_set(&c, 2), "placed again after 20 s");
+}
+
 #[test]
 fn evict_refuses_stale_terms_non_members_and_non_primaries_and_is_idempotent() {
     let mut c = Cluster::three_with_leader();
