@@ -30,6 +30,9 @@
 //!   new domain, from creating and from opening a checkpoint, and succeeds at all three
 //!   once it has closed a few.
 
+#[path = "../../engine/tests/support/tier.rs"]
+mod tier;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -69,70 +72,7 @@ fn main() {
         (TEST_ARRIVAL, arrival_test),
         (TEST_FDS, fds_test),
     ];
-    let chosen: Vec<(&str, Check)> = tests.into_iter().filter(|t| selected(t.0)).collect();
-    if std::env::args().any(|a| a == "--list") {
-        return;
-    }
-    println!("running {} tests", chosen.len());
-    let t_all = Instant::now();
-    let mut failed = Vec::new();
-    for (name, test) in &chosen {
-        let t0 = Instant::now();
-        let result = std::panic::catch_unwind(test);
-        let secs = t0.elapsed().as_secs_f64();
-        match result {
-            Ok(Ok(())) => println!("test {name} ... ok ({secs:.1} s)"),
-            Ok(Err(why)) => {
-                println!("test {name} ... FAILED ({secs:.1} s)\n    {why}");
-                failed.push(*name);
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED (panicked, {secs:.1} s)");
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed; finished in {:.1} s",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        chosen.len() - failed.len(),
-        failed.len(),
-        t_all.elapsed().as_secs_f64()
-    );
-    for (name, _) in &chosen {
-        let verdict = if failed.contains(name) {
-            "FAIL"
-        } else {
-            "PASS"
-        };
-        println!("{verdict}: {name}");
-    }
-    if !failed.is_empty() {
-        std::process::exit(1);
-    }
-}
-
-/// libtest's command line, as far as it applies: `--list`, name filters (`--exact`),
-/// `--ignored` (there are no ignored checks); other flags are accepted and ignored.
-fn selected(name: &str) -> bool {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-    let matches = filters.is_empty()
-        || filters.iter().any(|f| {
-            if has("--exact") {
-                f.as_str() == name
-            } else {
-                name.contains(f.as_str())
-            }
-        });
-    if has("--list") {
-        if matches && !has("--ignored") {
-            println!("{name}: test");
-        }
-        return false;
-    }
-    matches && !has("--ignored")
+    tier::run_tests(tier::chosen(&tests));
 }
 
 // ---- plumbing ---------------------------------------------------------------------------

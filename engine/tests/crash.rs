@@ -47,8 +47,8 @@ use ckpt_engine::{
     SectionFilter, Sharing, TIME_END,
 };
 use support::{
-    Cmd, Domain, Event, Layout, Proc, ROLE, ReadStats, Rng, SECTION_SIZE, Sect, child_command,
-    decode, do_create, do_multi_element, do_overwrite, do_txn, do_txn_mask, encode,
+    Cmd, Domain, Event, Layout, Proc, ROLE, ReadStats, Rng, SECTION_SIZE, Sect, SeededTest,
+    child_command, decode, do_create, do_multi_element, do_overwrite, do_txn, do_txn_mask, encode,
     future_expiration,
 };
 
@@ -288,9 +288,6 @@ fn env_u64(name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{name} is not a number"))
 }
 
-/// A test: runs with a seed, describes what failed.
-type TestFn = Box<dyn Fn(u64) -> Result<(), String>>;
-
 fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("writer") => writer_child(),
@@ -305,61 +302,12 @@ fn main() {
         Err(_) => {}
     }
     // Every test runs as a function of a seed: the kill scenarios, then the forged ones.
-    let mut all: Vec<(&'static str, bool, TestFn)> = Vec::new();
+    let mut all: Vec<(&'static str, bool, SeededTest)> = Vec::new();
     for sc in scenarios() {
         all.push((sc.name, sc.ignored, Box::new(move |seed| run(&sc, seed))));
     }
     all.push((FORGED_EXPIRATION, false, Box::new(forged_half_written_cell)));
-    let names: Vec<(&str, bool)> = all.iter().map(|t| (t.0, t.1)).collect();
-    let chosen: Vec<_> = support::select(&names)
-        .into_iter()
-        .zip(all)
-        .filter(|(on, _)| *on)
-        .map(|(_, t)| (t.0, t.2))
-        .collect();
-    let seed = support::run_seed();
-    println!(
-        "running {} tests (seed {seed}; replay with SEED={seed})",
-        chosen.len()
-    );
-    let mut failed = Vec::new();
-    let t_all = Instant::now();
-    for (k, (name, test)) in chosen.iter().enumerate() {
-        let t0 = Instant::now();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            test(support::mix64(seed ^ k as u64))
-        }));
-        let secs = t0.elapsed().as_secs_f64();
-        match result {
-            Ok(Ok(())) => println!("test {name} ... ok ({secs:.1} s)"),
-            Ok(Err(why)) => {
-                println!("test {name} ... FAILED ({secs:.1} s)\n{why}");
-                failed.push(*name);
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED (panicked, {secs:.1} s)");
-                failed.push(*name);
-            }
-        }
-    }
-    let secs = t_all.elapsed().as_secs_f64();
-    println!(
-        "\ntest result: {}. {} passed; {} failed; finished in {secs:.1} s",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        chosen.len() - failed.len(),
-        failed.len()
-    );
-    for (name, _) in &chosen {
-        let verdict = if failed.contains(name) {
-            "FAIL"
-        } else {
-            "PASS"
-        };
-        println!("{verdict}: {name}");
-    }
-    if !failed.is_empty() {
-        std::process::exit(1);
-    }
+    support::run_seeded(all);
 }
 
 // ---- the idle child --------------------------------------------------------------------

@@ -91,9 +91,6 @@ fn attrs(max_sections: u32) -> ReplicaAttributes {
     }
 }
 
-/// A test: runs with a seed, describes what failed.
-type TestFn = fn(u64) -> Result<(), String>;
-
 fn main() {
     match std::env::var(ROLE).as_deref() {
         Ok("writer") => writer_child(),
@@ -106,57 +103,10 @@ fn main() {
         Ok(other) => panic!("unknown role {other}"),
         Err(_) => {}
     }
-    let tests: [(&str, TestFn); 2] = [(TEST_WRITERS, writers_test), (TEST_SLOTS, race_test)];
-    let names: Vec<(&str, bool)> = tests.iter().map(|t| (t.0, false)).collect();
-    let chosen: Vec<_> = support::select(&names)
-        .into_iter()
-        .zip(tests)
-        .filter(|(on, _)| *on)
-        .map(|(_, t)| t)
-        .collect();
-    let seed = support::run_seed();
-    println!(
-        "running {} tests (seed {seed}; replay with SEED={seed})",
-        chosen.len()
-    );
-    let t_all = Instant::now();
-    let mut failed = Vec::new();
-    for (k, (name, test)) in chosen.iter().enumerate() {
-        let t0 = Instant::now();
-        let result = std::panic::catch_unwind(|| test(support::mix64(seed ^ k as u64)));
-        let secs = t0.elapsed().as_secs_f64();
-        match result {
-            Ok(Ok(())) => println!("test {name} ... ok ({secs:.1} s)"),
-            Ok(Err(why)) => {
-                println!("test {name} ... FAILED ({secs:.1} s)\n{why}");
-                failed.push(*name);
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED (panicked, {secs:.1} s)");
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed; finished in {:.1} s",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        chosen.len() - failed.len(),
-        failed.len(),
-        t_all.elapsed().as_secs_f64()
-    );
-    for (name, _) in &chosen {
-        println!(
-            "{}: {name}",
-            if failed.contains(name) {
-                "FAIL"
-            } else {
-                "PASS"
-            }
-        );
-    }
-    if !failed.is_empty() {
-        std::process::exit(1);
-    }
+    support::run_seeded(vec![
+        (TEST_WRITERS, false, Box::new(writers_test)),
+        (TEST_SLOTS, false, Box::new(race_test)),
+    ]);
 }
 
 // ---- the writer child ------------------------------------------------------------------

@@ -88,6 +88,32 @@ pub(crate) fn run_seed() -> u64 {
     mix64(t.as_nanos() as u64 ^ u64::from(std::process::id()))
 }
 
+/// A seeded test: runs with a seed, describes what failed.
+pub(crate) type SeededTest = Box<dyn Fn(u64) -> Result<(), String>>;
+
+/// The runner of the multi-process test binaries: the tests the command line selects
+/// ([`select`]; `ignored` marks the stress tests), each run with a seed mixed from the
+/// run's ([`run_seed`], printed for replay), by [`tier::run_tests`].
+pub(crate) fn run_seeded(tests: Vec<(&'static str, bool, SeededTest)>) {
+    let names: Vec<(&str, bool)> = tests.iter().map(|t| (t.0, t.1)).collect();
+    let seed = run_seed();
+    let chosen: Vec<(&str, tier::Test<'_>)> = select(&names)
+        .into_iter()
+        .zip(tests)
+        .enumerate()
+        .filter(|(_, (on, _))| *on)
+        .map(|(k, (_, (name, _, test)))| {
+            let run = move || tier::Verdict::from(test(mix64(seed ^ k as u64)));
+            (name, Box::new(run) as tier::Test<'_>)
+        })
+        .collect();
+    println!(
+        "running {} tests (seed {seed}; replay with SEED={seed})",
+        chosen.len()
+    );
+    tier::run_tests(chosen);
+}
+
 // ---- records ---------------------------------------------------------------------------
 
 /// A decoded, validated section value.

@@ -77,21 +77,23 @@ impl From<Result<(), String>> for Verdict {
     }
 }
 
-/// A tier test: its verdict.
-pub(crate) type TestFn = fn() -> Verdict;
+/// A tier test: its verdict (or a `Result`, `Err` meaning failed).
+pub(crate) type TestFn<V = Verdict> = fn() -> V;
 
 /// A test ready to run.
 pub(crate) type Test<'a> = Box<dyn FnOnce() -> Verdict + 'a>;
 
 /// The tests of `tests` (none ignored) that the command line selects ([`select`]), ready
-/// for [`run_tests`].
-pub(crate) fn chosen(tests: &[(&'static str, TestFn)]) -> Vec<(&'static str, Test<'static>)> {
+/// for [`run_tests`]. A test returns a [`Verdict`], or a `Result` (`Err`: failed).
+pub(crate) fn chosen<V: Into<Verdict> + 'static>(
+    tests: &[(&'static str, TestFn<V>)],
+) -> Vec<(&'static str, Test<'static>)> {
     let names: Vec<(&str, bool)> = tests.iter().map(|t| (t.0, false)).collect();
     select(&names)
         .into_iter()
         .zip(tests)
         .filter(|(on, _)| *on)
-        .map(|(_, &(name, test))| (name, Box::new(test) as Test<'static>))
+        .map(|(_, &(name, test))| (name, Box::new(move || test().into()) as Test<'static>))
         .collect()
 }
 
