@@ -58,6 +58,8 @@ mod diagnose;
 mod plan;
 #[path = "sim/trace.rs"]
 mod trace;
+#[path = "../../transport/tests/support/turmoil_udp.rs"]
+mod turmoil_udp;
 #[path = "sim/udp.rs"]
 mod udp;
 
@@ -80,7 +82,7 @@ use tokio::sync::{mpsc, watch};
 use app::{Answer, App, Client, Goal, Kind, Log, Op, Outcome, Slot, Slots};
 use diagnose::{Diagnosis, View};
 use plan::{NetFault, Plan, Target};
-use udp::{Noise, SimUdp};
+use udp::Noise;
 
 const PORT: u16 = 7100;
 const TICK: Duration = Duration::from_millis(1);
@@ -183,7 +185,7 @@ fn add_host(sim: &mut turmoil::Sim<'_>, node: u32, seed: u64, shared: &Shared) {
             let udp = turmoil::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, PORT)).await?;
             let env = NodeEnv {
                 socket: Some(MeshSocket::Abstract {
-                    socket: Arc::new(SimUdp::new(udp, noise)),
+                    socket: Arc::new(udp::noisy_socket(udp, noise)),
                     runtime: Arc::new(quinn::TokioRuntime),
                     rng_seed: Some(quinn_seed(seed, node, boot)),
                 }),

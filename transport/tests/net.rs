@@ -5,12 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::future::Future;
-use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -469,96 +465,22 @@ fn node_id_from_cert_round_trips_and_rejects_a_certificate_with_another_name() {
     }
 }
 
+#[path = "support/turmoil_udp.rs"]
+mod turmoil_udp;
+
 /// quinn over turmoil's simulated UDP (reliability.md §2.1).
 mod sim {
     use super::*;
 
-    /// A pending `turmoil::net::UdpSocket::readable()`.
-    type Readable = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
-
-    /// A quinn socket over `turmoil::net::UdpSocket`: no GSO/GRO, ECN or backpressure.
-    struct TurmoilUdp {
-        socket: Arc<turmoil::net::UdpSocket>,
-        /// The pending `readable()` future of a receive that found nothing.
-        readable: Mutex<Option<Readable>>,
-    }
-
-    impl std::fmt::Debug for TurmoilUdp {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("TurmoilUdp")
-                .field("socket", &self.socket)
-                .finish_non_exhaustive()
-        }
-    }
-
-    /// turmoil's UDP never pushes back, so the socket is always writable.
-    #[derive(Debug)]
-    struct AlwaysWritable;
-
-    impl quinn::UdpPoller for AlwaysWritable {
-        fn poll_writable(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    impl quinn::AsyncUdpSocket for TurmoilUdp {
-        fn create_io_poller(self: Arc<Self>) -> Pin<Box<dyn quinn::UdpPoller>> {
-            Box::pin(AlwaysWritable)
-        }
-
-        fn try_send(&self, transmit: &quinn::udp::Transmit<'_>) -> io::Result<()> {
-            self.socket
-                .try_send_to(transmit.contents, transmit.destination)
-                .map(drop)
-        }
-
-        fn poll_recv(
-            &self,
-            cx: &mut Context<'_>,
-            bufs: &mut [IoSliceMut<'_>],
-            meta: &mut [quinn::udp::RecvMeta],
-        ) -> Poll<io::Result<usize>> {
-            loop {
-                match self.socket.try_recv_from(&mut bufs[0]) {
-                    Ok((len, addr)) => {
-                        meta[0] = quinn::udp::RecvMeta::default();
-                        meta[0].addr = addr;
-                        meta[0].len = len;
-                        meta[0].stride = len;
-                        return Poll::Ready(Ok(1));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-                let mut readable = self.readable.lock().unwrap();
-                let future = readable.get_or_insert_with(|| {
-                    let socket = self.socket.clone();
-                    Box::pin(async move { socket.readable().await })
-                });
-                match future.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    // Ready (or failed): drop the future, which holds the socket's receive
-                    // lock, and try again.
-                    Poll::Ready(_) => *readable = None,
-                }
-            }
-        }
-
-        fn local_addr(&self) -> io::Result<SocketAddr> {
-            self.socket.local_addr()
-        }
-    }
+    use super::turmoil_udp::TurmoilUdp;
 
     const PORT: u16 = 4433;
     const FRAMES: u32 = 100;
 
     async fn start(config: MeshConfig, seed: u8) -> (MeshHandle, UnboundedReceiver<MeshEvent>) {
         let bind = SocketAddr::from((Ipv4Addr::UNSPECIFIED, PORT));
-        let socket = Arc::new(turmoil::net::UdpSocket::bind(bind).await.unwrap());
-        let socket = Arc::new(TurmoilUdp {
-            socket,
-            readable: Mutex::new(None),
-        });
+        let socket = turmoil::net::UdpSocket::bind(bind).await.unwrap();
+        let socket = Arc::new(TurmoilUdp::new(socket, None));
         let socket = MeshSocket::Abstract {
             socket,
             runtime: Arc::new(quinn::TokioRuntime),
