@@ -1916,16 +1916,19 @@ impl Replica {
         if id.len() as u64 > self.region.img.max_section_id_size {
             return Err(SectionError::NotExist);
         }
+        // The keyed hash only when the hint missed, and at most once.
+        let mut key = None;
         let found = match self.lookup_cached(id) {
             Some(hit) => Some(hit),
-            None => self.lookup_home(id, self.key_of(id)),
+            None => self.lookup_home(id, *key.insert(self.key_of(id))),
         };
         if let Some((d, cur)) = found
             && let Some(result) = self.read_optimistic_at(d, cur, offset, buf)
         {
             return result;
         }
-        self.read_slow(id, self.key_of(id), offset, buf)
+        let key = key.unwrap_or_else(|| self.key_of(id));
+        self.read_slow(id, key, offset, buf)
     }
 
     #[cold]
