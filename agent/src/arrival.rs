@@ -4,13 +4,21 @@
 //! writers make no system call unless a watcher waits (DESIGN.md property 8), reads the
 //! changes since it last looked, and queues one callback per run of changes by one
 //! writer to each subscribed handle except the writer's own.
+//!
+//! In cluster mode on a node without a replica there is no journal here to watch: the
+//! watcher asks the primary's journal instead, through ckptd (`RemoteOp::Changes`, a long
+//! poll the primary's daemon holds until a change comes). Its seqs count in one primary's
+//! term; when the primary changes, or its journal lapped the watcher, every subscriber
+//! gets every section (changes may have been lost with the old primary).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ckpt_engine::{Change, ChangeKind, Changes};
+use ckpt_transport::wire::{ArrivalItem, RemoteOp, RemoteResult};
 
 use crate::checkpoint::CkptInner;
+use crate::cluster::Client;
 use crate::library::{Pending, lib_of};
 use crate::shared::Instance;
 use crate::types::{ArrivalElement, CheckpointHandle};
@@ -25,6 +33,16 @@ const BATCH: usize = 1024;
 /// a local overwrite): at most one per quiet spell, at the cost of up to this much delay
 /// in delivering changes that arrive during a burst.
 const LINGER: Duration = Duration::from_micros(200);
+/// How long the primary's daemon may hold a remote watcher's question with no change.
+const REMOTE_POLL_MS: u32 = 1000;
+/// How long a remote watcher waits for the answer to its question (ckptd answers well
+/// before: after `REMOTE_POLL_MS`, or when the forwarding gives up).
+const REMOTE_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How long the watcher waits for the answer to where the primary's journal is, when a
+/// handle subscribes.
+const POSITION_WAIT: Duration = Duration::from_secs(2);
+/// The pause before a remote watcher asks again after a failed question.
+const REMOTE_RETRY: Duration = Duration::from_millis(100);
 
 struct Sub {
     ckpt: Weak<CkptInner>,
@@ -32,6 +50,9 @@ struct Sub {
     tag: u32,
     /// Changes up to this seq happened before the subscription.
     from: u64,
+    /// Remote watchers: the primary term `from` counts in (0: not known yet, from the
+    /// watcher's next answer on).
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -57,6 +78,36 @@ impl core::fmt::Debug for Watch {
 }
 
 impl Watch {
+    fn subscribed(&self, handle: CheckpointHandle) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .subs
+            .iter()
+            .any(|s| s.handle == handle)
+    }
+
+    /// The subscribers whose handles are still open, each as `f` makes it; `None` (and
+    /// the watcher marked stopped) when there are none left.
+    fn live<T>(&self, f: impl Fn(&Sub, Arc<CkptInner>) -> T) -> Option<Vec<T>> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.subs.retain(|x| {
+            x.ckpt
+                .upgrade()
+                .is_some_and(|c| !c.closed.load(std::sync::atomic::Ordering::Acquire))
+        });
+        if s.subs.is_empty() {
+            s.running = false;
+            return None;
+        }
+        Some(
+            s.subs
+                .iter()
+                .filter_map(|x| x.ckpt.upgrade().map(|c| f(x, c)))
+                .collect(),
+        )
+    }
+
     pub(crate) fn unsubscribe(&self, handle: CheckpointHandle) {
         self.state
             .lock()
@@ -69,16 +120,29 @@ impl Watch {
 impl Instance {
     /// Subscribes `ck` to the changes made from now on; starts the watcher if needed.
     pub(crate) fn subscribe(this: &Arc<Self>, ck: &Arc<CkptInner>) {
+        let remote = match &this.cluster {
+            Some(client) if !this.local => Some(Arc::clone(client)),
+            _ => None,
+        };
+        if remote.is_some() && this.watch.subscribed(ck.handle) {
+            return;
+        }
+        // Where the journal the watcher follows is now (asked before the lock: a remote
+        // answer takes a round trip).
+        let (epoch, from) = match &remote {
+            None => (0, this.replica.commit_seq()),
+            Some(client) => primary_position(client, this.id).unwrap_or((0, 0)),
+        };
         let mut s = this.watch.state.lock().unwrap_or_else(|p| p.into_inner());
         if s.subs.iter().any(|x| x.handle == ck.handle) {
             return;
         }
-        let from = this.replica.commit_seq();
         s.subs.push(Sub {
             ckpt: Arc::downgrade(ck),
             handle: ck.handle,
             tag: ck.tag,
             from,
+            epoch,
         });
         if !s.running {
             s.running = true;
@@ -87,7 +151,10 @@ impl Instance {
                 .name("ckpt-arrival".into())
                 // It starts where the subscription does: a change committed before the
                 // thread runs is still reported.
-                .spawn(move || watch(&inst, from));
+                .spawn(move || match remote {
+                    None => watch(&inst, from),
+                    Some(client) => watch_remote(&inst, &client, epoch, from),
+                });
             if spawned.is_err() {
                 // No thread: no callbacks; the subscription stays for the next attempt.
                 s.running = false;
@@ -103,21 +170,8 @@ fn watch(inst: &Arc<Instance>, from: u64) {
     // Whether the last pass delivered changes (then the next empty one lingers).
     let mut busy = false;
     loop {
-        let subs: Vec<(Arc<CkptInner>, u32, u64)> = {
-            let mut s = inst.watch.state.lock().unwrap_or_else(|p| p.into_inner());
-            s.subs.retain(|x| {
-                x.ckpt
-                    .upgrade()
-                    .is_some_and(|c| !c.closed.load(std::sync::atomic::Ordering::Acquire))
-            });
-            if s.subs.is_empty() {
-                s.running = false;
-                return;
-            }
-            s.subs
-                .iter()
-                .filter_map(|x| x.ckpt.upgrade().map(|c| (c, x.tag, x.from)))
-                .collect()
+        let Some(subs) = inst.watch.live(|x, c| (c, x.tag, x.from)) else {
+            return;
         };
         out.clear();
         match r.changes_since(seen, &mut out, BATCH) {
@@ -152,14 +206,9 @@ fn watch(inst: &Arc<Instance>, from: u64) {
 /// it subscribed.
 fn deliver(inst: &Instance, subs: &[(Arc<CkptInner>, u32, u64)], changes: &[Change]) {
     for (ck, tag, from) in subs {
-        let Some(lib) = lib_of(&ck.lib) else {
-            continue;
-        };
-        let mut run: Vec<ArrivalElement> = Vec::new();
-        let mut writer = None;
-        for ch in changes {
+        let arrivals = changes.iter().filter_map(|ch| {
             if ch.seq <= *from {
-                continue;
+                return None;
             }
             let element = match (ch.kind, &ch.id) {
                 (ChangeKind::Create | ChangeKind::Overwrite, Some(id)) => ArrivalElement {
@@ -174,20 +223,111 @@ fn deliver(inst: &Instance, subs: &[(Arc<CkptInner>, u32, u64)], changes: &[Chan
                 },
                 // Deletes and expiration changes are not arrivals; a change whose
                 // section was deleted since has nothing left to read.
-                _ => continue,
+                _ => return None,
             };
             if ch.tag == *tag && inst.replica.is_own_agent(ch.agent) {
-                continue;
+                return None;
             }
-            let w = (ch.agent, ch.tag);
-            if writer.is_some_and(|x| x != w) && !run.is_empty() {
-                lib.push(Pending::Arrival(ck.handle, core::mem::take(&mut run)));
-            }
-            writer = Some(w);
-            run.push(element);
+            Some(((u64::from(ch.agent) << 32) | u64::from(ch.tag), element))
+        });
+        queue_runs(ck, arrivals);
+    }
+}
+
+/// Queues for `ck` one callback per run of consecutive arrivals by one writer.
+fn queue_runs(ck: &CkptInner, arrivals: impl Iterator<Item = (u64, ArrivalElement)>) {
+    let Some(lib) = lib_of(&ck.lib) else {
+        return;
+    };
+    let mut run: Vec<ArrivalElement> = Vec::new();
+    let mut writer = None;
+    for (w, element) in arrivals {
+        if writer.is_some_and(|x| x != w) && !run.is_empty() {
+            lib.push(Pending::Arrival(ck.handle, core::mem::take(&mut run)));
         }
-        if !run.is_empty() {
-            lib.push(Pending::Arrival(ck.handle, run));
+        writer = Some(w);
+        run.push(element);
+    }
+    if !run.is_empty() {
+        lib.push(Pending::Arrival(ck.handle, run));
+    }
+}
+
+/// Where the journal of `instance`'s primary is now: (its term, its commit seq).
+fn primary_position(client: &Arc<Client>, instance: u64) -> Option<(u64, u64)> {
+    let op = RemoteOp::Changes {
+        epoch: 0,
+        since: 0,
+        wait_ms: 0,
+    };
+    match client.remote(instance, op, Some(POSITION_WAIT)) {
+        Ok(RemoteResult::Changes { epoch, upto, .. }) => Some((epoch, upto)),
+        _ => None,
+    }
+}
+
+/// The watcher of an instance this node holds no replica of: it follows the primary's
+/// journal through ckptd, starting after `from` in primary term `epoch` (0: from where
+/// the first answer says the journal is).
+fn watch_remote(inst: &Arc<Instance>, client: &Arc<Client>, mut epoch: u64, mut seen: u64) {
+    loop {
+        let Some(subs) = inst.watch.live(|x, c| (c, x.epoch, x.from)) else {
+            return;
+        };
+        let op = RemoteOp::Changes {
+            epoch,
+            since: seen,
+            wait_ms: REMOTE_POLL_MS,
+        };
+        let ans = client.remote(inst.id, op, Some(REMOTE_ANSWER_WAIT));
+        let Ok(RemoteResult::Changes {
+            epoch: now_epoch,
+            upto,
+            lapped,
+            items,
+        }) = ans
+        else {
+            // ckptd unreachable, no primary now, or the checkpoint has no active replica
+            // yet: ask again (the subscribers may be gone by then).
+            std::thread::sleep(REMOTE_RETRY);
+            continue;
+        };
+        if lapped {
+            for (ck, _, _) in &subs {
+                if let Some(lib) = lib_of(&ck.lib) {
+                    lib.push(Pending::ArrivalAll(ck.handle));
+                }
+            }
+        } else if now_epoch == epoch {
+            for (ck, sub_epoch, from) in &subs {
+                // A subscriber that knows no position yet starts after this answer; one
+                // from an older term got every section when the term changed.
+                let from = match *sub_epoch {
+                    0 => continue,
+                    e if e == now_epoch => *from,
+                    _ => 0,
+                };
+                let arrivals = items
+                    .iter()
+                    .filter(|i| i.seq > from)
+                    .map(|i: &ArrivalItem| {
+                        let element = ArrivalElement {
+                            section_id: i.id.clone(),
+                            offset: i.offset,
+                            size: i.size,
+                        };
+                        (i.writer, element)
+                    });
+                queue_runs(ck, arrivals);
+            }
+        }
+        epoch = now_epoch;
+        seen = upto;
+        // Subscribers that knew no position start from here.
+        let mut s = inst.watch.state.lock().unwrap_or_else(|p| p.into_inner());
+        for x in s.subs.iter_mut().filter(|x| x.epoch == 0) {
+            x.epoch = epoch;
+            x.from = seen;
         }
     }
 }

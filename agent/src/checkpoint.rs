@@ -154,8 +154,27 @@ impl CkptInner {
         }
     }
 
-    /// Every section now, as arrival elements (a resync).
+    /// Every section now, as arrival elements (a resync): from the replica the handle's
+    /// reads come from (the active one, through ckptd, when that is elsewhere; nothing
+    /// when it cannot be reached now).
     pub(crate) fn every_section(&self) -> Vec<ArrivalElement> {
+        if self.remote_reads() {
+            let op = RemoteOp::Sections {
+                filter: 5, // SA_CKPT_SECTIONS_ANY
+                time: 0,
+            };
+            return match self.remote(op, Some(REMOTE_WAIT)) {
+                Ok(RemoteResult::Sections { items }) => items
+                    .into_iter()
+                    .map(|s| ArrivalElement {
+                        section_id: s.id,
+                        offset: 0,
+                        size: s.size,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+        }
         self.inst
             .replica
             .sections(SectionFilter::Any)

@@ -461,8 +461,12 @@ impl Library {
     /// `ncsCkptRegisterCkptArrivalCallback`: from now on, every write, overwrite and
     /// section create made through another handle (of this or another process) to a
     /// checkpoint this library has open for READ is reported through dispatch with the
-    /// elements written. The writer's own handle is not called back. Registering again
-    /// replaces the callback.
+    /// elements written. The writer's own handle is not called back for the writes it
+    /// makes directly on a replica mapped in its process; in cluster mode a write that
+    /// goes through ckptd (off the primary) is reported to every subscriber, the writer's
+    /// handle included. On a node without a replica the changes come from the primary's
+    /// journal; when the primary changes, each subscriber gets every section once.
+    /// Registering again replaces the callback.
     pub fn register_arrival_callback(&self, cb: ArrivalCallback) -> Result<()> {
         self.alive()?;
         *self

@@ -366,6 +366,32 @@ fn a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies(ob
     assert_eq!(read_local(&on1, b"c"), b"after");
 }
 
+fn a_node_without_a_replica_writes_through_the_new_primary_after_a_promotion(objects: Objects) {
+    let mut t = three("farpromo", objects);
+    let lib1 = library(&t.cluster, 1);
+    let lib2 = library(&t.cluster, 2);
+    let lib3 = library(&t.cluster, 3);
+    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    // Created on node 1: node 1 is the primary, node 2 (a director) holds a replica, and
+    // node 3 only has it open.
+    let on1 = open_on(&lib1, "safCkpt=farpromo", Some(&attrs));
+    let on3 = open_on(&lib3, "safCkpt=farpromo", None);
+    assert!(!holds(&t.cluster, 3, on1.instance()));
+    retry(|| on3.create_section(Some(b"c"), TIME_END, b"before")).expect("create from node 3");
+    on3.synchronize(10 * SECOND).expect("synchronize");
+    drop(on1);
+    std::mem::forget(lib1); // its node dies under it
+    t.n.remove(0).stop();
+
+    // Node 3's daemon learns the new primary (node 2) and sends its operations there.
+    retry(|| on3.overwrite(b"c", b"after")).expect("write from node 3 after the promotion");
+    assert_eq!(read_all(&on3, b"c"), b"after");
+    on3.synchronize(10 * SECOND)
+        .expect("synchronize after the promotion");
+    let on2 = open_on(&lib2, "safCkpt=farpromo", None);
+    assert_eq!(read_local(&on2, b"c"), b"after");
+}
+
 /// The replication position of node `node`'s replica of `instance`, read from its object.
 fn position(cluster: &LocalCluster, node: u32, instance: u64) -> (u64, u64) {
     replica_on(cluster, node, instance)
@@ -615,6 +641,110 @@ fn arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply(objects
     );
 }
 
+fn arrival_callbacks_fire_on_a_node_without_a_replica_and_resync_when_the_primary_changes(
+    objects: Objects,
+) {
+    use ckpt_agent::ArrivalElement;
+    use std::sync::{Arc, Mutex};
+    let mut t = three("arrfar", objects);
+    let lib1 = library(&t.cluster, 1);
+    let lib2 = library(&t.cluster, 2);
+    let lib3 = library(&t.cluster, 3);
+    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    // Created on node 1: node 1 is the primary, node 2 (a director) holds a replica.
+    let on1 = open_on(&lib1, "safCkpt=arrfar", Some(&attrs));
+    retry(|| on1.create_section(Some(b"s"), TIME_END, b"initial")).expect("create");
+    let on3 = open_on(&lib3, "safCkpt=arrfar", None);
+    assert!(
+        !holds(&t.cluster, 3, on1.instance()),
+        "node 3 is not a director and did not create it: no replica there"
+    );
+    let calls: Arc<Mutex<Vec<Vec<ArrivalElement>>>> = Arc::default();
+    let c = Arc::clone(&calls);
+    lib3.register_arrival_callback(Box::new(move |_, elems| {
+        c.lock().unwrap().push(elems.to_vec());
+    }))
+    .expect("register the arrival callback on node 3");
+    let element = |id: &[u8], offset: u64, size: u64| ArrivalElement {
+        section_id: id.to_vec(),
+        offset,
+        size,
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&[Vec<ArrivalElement>]) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            lib3.dispatch(ckpt_agent::DispatchFlags::All)
+                .expect("dispatch on node 3");
+            if done(&calls.lock().unwrap()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never reached node 3: {:?}",
+                calls.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // Writes on the primary reach node 3's callback: overwrites, a creation, and a write
+    // at an offset, each as it was made.
+    for i in 10..=30u32 {
+        on1.overwrite(b"s", i.to_string().as_bytes())
+            .expect("overwrite on the primary");
+    }
+    on1.create_section(Some(b"t"), TIME_END, b"01234567")
+        .expect("create t");
+    on1.write(&[ckpt_agent::WriteElement {
+        section_id: b"t",
+        offset: 4,
+        data: b"xy",
+    }])
+    .expect("write into t");
+    let last = [
+        element(b"s", 0, 2),
+        element(b"t", 0, 8),
+        element(b"t", 4, 2),
+    ];
+    wait_for("the primary's writes", &|calls| {
+        let all: Vec<&ArrivalElement> = calls.iter().flatten().collect();
+        last.iter().all(|e| all.contains(&e))
+    });
+    {
+        let calls = calls.lock().unwrap();
+        let all: Vec<&ArrivalElement> = calls.iter().flatten().collect();
+        // The section's creation came before the callback was registered: not reported.
+        assert!(
+            !all.contains(&&element(b"s", 0, 7)),
+            "a change from before the subscription was reported: {all:?}"
+        );
+        assert_eq!(
+            all.iter().filter(|e| e.section_id == b"s").count(),
+            21,
+            "one arrival per overwrite: {all:?}"
+        );
+    }
+
+    // The primary's node dies: the directory promotes node 2's replica in a new term, and
+    // node 3's subscriber gets every section (changes may have been lost in between).
+    let before = calls.lock().unwrap().len();
+    drop(on1);
+    std::mem::forget(lib1); // its node dies under it
+    t.n.remove(0).stop();
+    wait_for("every section after the promotion", &|calls| {
+        calls[before..].iter().any(|c| {
+            c.len() == 2 && c.contains(&element(b"s", 0, 2)) && c.contains(&element(b"t", 0, 8))
+        })
+    });
+    // And follows the new primary's journal.
+    let on2 = open_on(&lib2, "safCkpt=arrfar", None);
+    retry(|| on2.overwrite(b"t", b"after")).expect("overwrite on the new primary");
+    wait_for("the new primary's write", &|calls| {
+        calls.iter().flatten().any(|e| *e == element(b"t", 0, 5))
+    });
+    drop(on3);
+}
+
 /// One `#[test]` per scenario and kind of replica object.
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
@@ -647,10 +777,12 @@ scenarios!(
     active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up,
     a_restarted_ckptd_keeps_its_agents_handles_and_opens,
     a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies,
+    a_node_without_a_replica_writes_through_the_new_primary_after_a_promotion,
     a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_state,
     an_all_replicas_primary_that_restarts_hands_over_in_a_new_term,
     a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_to_resync,
     arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply,
+    arrival_callbacks_fire_on_a_node_without_a_replica_and_resync_when_the_primary_changes,
 );
 
 /// Scenarios of sealed nodes alone.

@@ -188,7 +188,8 @@ pub enum Output {
         /// The answer.
         result: DirReply,
     },
-    /// This node holds (or now holds differently) a replica of a checkpoint.
+    /// The placement of a checkpoint this node holds a replica of, or has open: new, or
+    /// changed (a node without a replica learns where the primary is).
     Assign(CkptAssign),
     /// This node no longer holds a replica of the instance.
     Unassign(u64),
@@ -1867,8 +1868,15 @@ impl Directory {
         }
     }
 
+    /// Tells every node the placement concerns: those holding a replica, and those with
+    /// the checkpoint open without one, whose daemons send its operations to the primary
+    /// (without this, a promotion would leave them asking the dead one).
     fn assign_everywhere(&mut self, a: &CkptAssign, out: &mut Vec<Output>) {
-        for &n in &a.replicas {
+        let mut nodes = a.replicas.clone();
+        if let Some(e) = self.entries.get(&a.instance) {
+            nodes.extend(e.openers.keys().filter(|n| !a.replicas.contains(n)));
+        }
+        for n in nodes {
             if n == self.cfg.node {
                 out.push(Output::Assign(a.clone()));
             } else {

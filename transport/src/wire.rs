@@ -78,6 +78,7 @@ const MIN_DIFF_OP: usize = 1 + 4;
 const MIN_WRITE_ELEM: usize = 4 + 8 + 4;
 const MIN_READ_ELEM: usize = 4 + 8 + 8;
 const MIN_SECTION_ENTRY: usize = 4 + 8 + 8 + 8 + 1;
+const MIN_ARRIVAL_ITEM: usize = 8 + 8 + 4 + 8 + 8;
 /// One `(instance, term, seq)` of [`Frame::Positions`].
 const MIN_POSITION: usize = 8 + 8 + 8;
 
@@ -404,6 +405,23 @@ pub struct SectionEntry {
     pub last_update: i64,
     /// The `SaCkptSectionStateT` value.
     pub state: u8,
+}
+
+/// One change in a [`RemoteResult::Changes`]: a write, an overwrite or a section
+/// creation, as the arrival callback reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArrivalItem {
+    /// Its seq in the primary's journal.
+    pub seq: u64,
+    /// Who made it, as the primary's journal tells writers apart (agent and write tag):
+    /// equal for consecutive changes of one writer, opaque otherwise.
+    pub writer: u64,
+    /// The section id.
+    pub id: Vec<u8>,
+    /// The byte offset written (0 for an overwrite or a creation).
+    pub offset: u64,
+    /// The bytes written (for an overwrite or a creation, the section's new size).
+    pub size: u64,
 }
 
 /// One element of a [`RemoteOp::Write`].
@@ -944,6 +962,19 @@ pub enum RemoteOp {
     },
     /// Tag 9: `saCkptCheckpointStatusGet`.
     Status,
+    /// Tag 10: the arrivals the primary's journal holds after `since` (arrival callbacks
+    /// on a node without a replica). Answered at once when there are some, when `epoch`
+    /// is not the primary's current one (0 asks where the journal is), or when the
+    /// journal lapped `since`; otherwise when the next change comes, or after `wait_ms`
+    /// with none.
+    Changes {
+        /// The primary term `since` counts in (0: none yet).
+        epoch: u64,
+        /// The last seq already seen.
+        since: u64,
+        /// How long the primary may hold the question, in milliseconds.
+        wait_ms: u32,
+    },
 }
 
 /// The answer to a [`RemoteOp`], carried by [`Frame::RemoteReply`].
@@ -987,6 +1018,18 @@ pub enum RemoteResult {
         term: u64,
         /// The primary's commit seq after the write.
         seq: u64,
+    },
+    /// Tag 8: the answer to [`RemoteOp::Changes`].
+    Changes {
+        /// The primary's term, which the seqs count in.
+        epoch: u64,
+        /// The seq the next question starts after.
+        upto: u64,
+        /// Changes after the asked seq were lost (the journal lapped it, or `epoch`
+        /// changed): read every section again.
+        lapped: bool,
+        /// The arrivals after the asked seq, up to `upto`, oldest first.
+        items: Vec<ArrivalItem>,
     },
 }
 
@@ -1820,6 +1863,32 @@ impl Decode for SectionEntry {
     }
 }
 
+impl Encode for ArrivalItem {
+    fn wire_len(&self) -> usize {
+        8 + 8 + bytes_len(&self.id) + 8 + 8
+    }
+
+    fn encode_to(&self, enc: &mut Enc<'_>) {
+        enc.put_u64(self.seq);
+        enc.put_u64(self.writer);
+        enc.put_bytes(&self.id);
+        enc.put_u64(self.offset);
+        enc.put_u64(self.size);
+    }
+}
+
+impl Decode for ArrivalItem {
+    fn decode_from(dec: &mut Dec<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            seq: dec.u64()?,
+            writer: dec.u64()?,
+            id: dec.byte_vec()?,
+            offset: dec.u64()?,
+            size: dec.u64()?,
+        })
+    }
+}
+
 impl Encode for WriteElem {
     fn wire_len(&self) -> usize {
         bytes_len(&self.id) + 8 + bytes_len(&self.data)
@@ -2120,6 +2189,7 @@ impl Encode for RemoteOp {
             Self::Synchronize { after, .. } => 8 + 4 + 16 * after.len(),
             Self::Sections { .. } => 1 + 8,
             Self::Status => 0,
+            Self::Changes { .. } => 8 + 8 + 4,
         }
     }
 
@@ -2171,6 +2241,16 @@ impl Encode for RemoteOp {
                 enc.put_i64(*time);
             }
             Self::Status => enc.put_u8(9),
+            Self::Changes {
+                epoch,
+                since,
+                wait_ms,
+            } => {
+                enc.put_u8(10);
+                enc.put_u64(*epoch);
+                enc.put_u64(*since);
+                enc.put_u32(*wait_ms);
+            }
         }
     }
 }
@@ -2209,6 +2289,11 @@ impl Decode for RemoteOp {
                 time: dec.i64()?,
             },
             9 => Self::Status,
+            10 => Self::Changes {
+                epoch: dec.u64()?,
+                since: dec.u64()?,
+                wait_ms: dec.u32()?,
+            },
             tag => {
                 return Err(WireError::UnknownTag {
                     what: "RemoteOp",
@@ -2229,6 +2314,9 @@ impl Encode for RemoteResult {
             Self::Sections { items } => 4 + items.iter().map(SectionEntry::wire_len).sum::<usize>(),
             Self::Status { .. } => 4 + 8,
             Self::Applied { .. } => 8 + 8,
+            Self::Changes { items, .. } => {
+                8 + 8 + 1 + 4 + items.iter().map(ArrivalItem::wire_len).sum::<usize>()
+            }
         }
     }
 
@@ -2265,6 +2353,18 @@ impl Encode for RemoteResult {
                 enc.put_u64(*term);
                 enc.put_u64(*seq);
             }
+            Self::Changes {
+                epoch,
+                upto,
+                lapped,
+                items,
+            } => {
+                enc.put_u8(8);
+                enc.put_u64(*epoch);
+                enc.put_u64(*upto);
+                enc.put_bool(*lapped);
+                enc.put_vec(items, Enc::put);
+            }
         }
     }
 }
@@ -2293,6 +2393,12 @@ impl Decode for RemoteResult {
             7 => Self::Applied {
                 term: dec.u64()?,
                 seq: dec.u64()?,
+            },
+            8 => Self::Changes {
+                epoch: dec.u64()?,
+                upto: dec.u64()?,
+                lapped: dec.bool()?,
+                items: dec.vec(MIN_ARRIVAL_ITEM, Dec::decode)?,
             },
             tag => {
                 return Err(WireError::UnknownTag {

@@ -14,7 +14,8 @@ mod support;
 
 use ckpt_transport::fuzzing::wire_decode;
 use ckpt_transport::wire::{
-    DirOp, DirReply, Enc, Encode, Frame, ReadElem, RemoteOp, RemoteResult, SectionEntry, WriteElem,
+    ArrivalItem, DirOp, DirReply, Enc, Encode, Frame, ReadElem, RemoteOp, RemoteResult,
+    SectionEntry, WriteElem,
 };
 use support::{ATTRS, REQ, VERSION, ckpt, diff_ops, one_of_each_kind};
 
@@ -148,6 +149,11 @@ fn remote_ops() -> Vec<RemoteOp> {
             time: 10,
         },
         RemoteOp::Status,
+        RemoteOp::Changes {
+            epoch: 3,
+            since: 40,
+            wait_ms: 500,
+        },
     ]
 }
 
@@ -170,6 +176,18 @@ fn remote_results() -> Vec<RemoteResult> {
             memory_used: 30,
         },
         RemoteResult::Applied { term: 4, seq: 15 },
+        RemoteResult::Changes {
+            epoch: 3,
+            upto: 42,
+            lapped: false,
+            items: vec![ArrivalItem {
+                seq: 41,
+                writer: 7,
+                id: b"s".to_vec(),
+                offset: 4,
+                size: 2,
+            }],
+        },
     ]
 }
 

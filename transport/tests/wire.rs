@@ -4,9 +4,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use ckpt_transport::wire::{
-    Attrs, CkptAssign, DEFAULT_MAX_FRAME, Dec, DiffOp, DiffOpRef, DiffRef, DiffWriter, DirOp,
-    DirReply, Enc, Frame, FrameReader, MAX_DESCRIPTORS, ReadElem, RemoteOp, RemoteResult, ReqId,
-    SectionEntry, TableVersion, WireError, WriteElem, split_frame,
+    ArrivalItem, Attrs, CkptAssign, DEFAULT_MAX_FRAME, Dec, DiffOp, DiffOpRef, DiffRef, DiffWriter,
+    DirOp, DirReply, Enc, Frame, FrameReader, MAX_DESCRIPTORS, ReadElem, RemoteOp, RemoteResult,
+    ReqId, SectionEntry, TableVersion, WireError, WriteElem, split_frame,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -310,6 +310,13 @@ fn remote_op() -> impl Strategy<Value = RemoteOp> {
             .prop_map(|(timeout_ns, after)| RemoteOp::Synchronize { timeout_ns, after }),
         (any::<u8>(), any::<i64>()).prop_map(|(filter, time)| RemoteOp::Sections { filter, time }),
         Just(RemoteOp::Status),
+        (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(epoch, since, wait_ms)| {
+            RemoteOp::Changes {
+                epoch,
+                since,
+                wait_ms,
+            }
+        }),
     ]
 }
 
@@ -330,6 +337,23 @@ fn section_entry() -> impl Strategy<Value = SectionEntry> {
         })
 }
 
+fn arrival_item() -> impl Strategy<Value = ArrivalItem> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        bytes(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(seq, writer, id, offset, size)| ArrivalItem {
+            seq,
+            writer,
+            id,
+            offset,
+            size,
+        })
+}
+
 fn remote_result() -> impl Strategy<Value = RemoteResult> {
     prop_oneof![
         Just(RemoteResult::Done),
@@ -343,6 +367,18 @@ fn remote_result() -> impl Strategy<Value = RemoteResult> {
             memory_used
         }),
         (any::<u64>(), any::<u64>()).prop_map(|(term, seq)| RemoteResult::Applied { term, seq }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+            vec(arrival_item(), 0..4)
+        )
+            .prop_map(|(epoch, upto, lapped, items)| RemoteResult::Changes {
+                epoch,
+                upto,
+                lapped,
+                items
+            }),
     ]
 }
 

@@ -207,6 +207,14 @@ struct SyncWait {
     since: Duration,
 }
 
+/// A question for the arrivals after `since` (`RemoteOp::Changes`), held until the
+/// journal has some or `deadline` passes.
+struct ChangesWait {
+    since: u64,
+    deadline: Duration,
+    origin: Origin,
+}
+
 /// An ALL_REPLICAS write applied to the staging copy, waiting for every replica's ack
 /// before it is published (applied to the node's replica) and answered.
 struct Staged {
@@ -239,6 +247,8 @@ struct Local {
     waker: Option<Arc<Waker>>,
     staging: Option<Staging>,
     syncs: Vec<SyncWait>,
+    /// Arrival questions from nodes without a replica, waiting for a change.
+    changes: Vec<ChangesWait>,
     /// Since when each other replica of the set could have acknowledged in the current
     /// term: when this node's `Primary` started (a new term probes every replica from
     /// scratch) or when the replica joined the set. An ALL_REPLICAS write stalls a replica
@@ -269,6 +279,7 @@ impl Local {
             waker: None,
             staging: None,
             syncs: Vec::new(),
+            changes: Vec::new(),
             waiting_since: BTreeMap::new(),
             empty: None,
             vet: std::collections::BTreeSet::new(),
@@ -319,6 +330,27 @@ impl Local {
             metrics.sync_failed(SyncFailure::Demoted);
             out.push((w.origin, fail(code::TRY_AGAIN)));
         }
+        // Asked again, the next primary answers from its own journal (lapped).
+        for w in self.changes.drain(..) {
+            out.push((w.origin, fail(code::TRY_AGAIN)));
+        }
+    }
+
+    /// Answers the held arrival questions the journal now has changes for, or whose
+    /// wait is over (`now`), in primary term `term`.
+    fn answer_changes(&mut self, term: u64, now: Duration, out: &mut Vec<(Origin, RemoteResult)>) {
+        let replica = &self.replica;
+        self.changes.retain(|w| {
+            if let Some(r) = serve::changes(replica, term, term, w.since) {
+                out.push((w.origin, r));
+                false
+            } else if now >= w.deadline {
+                out.push((w.origin, serve::no_changes(term, w.since)));
+                false
+            } else {
+                true
+            }
+        });
     }
 }
 
@@ -373,6 +405,9 @@ const REAP_EVERY: Duration = Duration::from_millis(100);
 /// How long an ALL_REPLICAS write waits for every replica before it is answered TIMEOUT
 /// (it is still published once they ack).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a primary holds an arrival question (`RemoteOp::Changes`) with no change
+/// to answer; below the forwarding node's bound for it (`WRITE_TIMEOUT`).
+const CHANGES_WAIT_MAX: Duration = Duration::from_secs(2);
 /// How long ActiveReplicaSet waits for the old active replica to bring this node's up to
 /// date before it switches anyway.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1590,6 +1625,27 @@ impl Node {
                     since: now,
                 });
             }
+            RemoteOp::Changes {
+                epoch,
+                since,
+                wait_ms,
+            } => {
+                let Some(term) = l.primary.as_ref().map(Primary::term) else {
+                    self.answer(origin, fail(code::TRY_AGAIN));
+                    return;
+                };
+                let result = serve::changes(&l.replica, term, epoch, since);
+                let wait = Duration::from_millis(u64::from(wait_ms)).min(CHANGES_WAIT_MAX);
+                match result {
+                    Some(r) => self.answer(origin, r),
+                    None if wait.is_zero() => self.answer(origin, serve::no_changes(term, since)),
+                    None => l.changes.push(ChangesWait {
+                        since,
+                        deadline: now + wait,
+                        origin,
+                    }),
+                }
+            }
             op if serve::is_write(&op) => {
                 if let Some(st) = l.staging.as_mut() {
                     let (result, replay) = serve::apply_write(&st.replica, &op);
@@ -2368,6 +2424,8 @@ impl Node {
                     });
                 }
             }
+            let term = p.term();
+            l.answer_changes(term, now, &mut answers);
         }
         let place = self.waiting_room.iter().position(|i| *i == instance);
         match place {

@@ -2,8 +2,16 @@
 //! §7): writes it orders as the primary's daemon, and reads of the replica it holds.
 //! Pure functions over a [`Replica`]; the event loop decides where an operation runs.
 
-use ckpt_engine::{Replica, SectionError, SectionFilter, VectorError, WriteElement};
-use ckpt_transport::wire::{RemoteOp, RemoteResult, SectionEntry};
+use ckpt_engine::{
+    Change, ChangeKind, Changes, Replica, SectionError, SectionFilter, VectorError, WriteElement,
+};
+use ckpt_transport::wire::{ArrivalItem, RemoteOp, RemoteResult, SectionEntry};
+
+/// Most journal changes one answer to [`RemoteOp::Changes`] covers.
+const CHANGES_BATCH: usize = 1024;
+/// Most bytes of section ids one answer to [`RemoteOp::Changes`] carries (ids may be long;
+/// the frame stays far below the wire's limit).
+const CHANGES_ID_BYTES: usize = 1 << 20;
 
 /// `SaAisErrorT` values of remote answers.
 pub mod code {
@@ -223,4 +231,79 @@ pub fn read(replica: &Replica, op: &RemoteOp) -> RemoteResult {
             index: None,
         },
     }
+}
+
+/// The answer to `Changes { since }` in primary term `term` when nothing came after it.
+pub fn no_changes(term: u64, since: u64) -> RemoteResult {
+    RemoteResult::Changes {
+        epoch: term,
+        upto: since,
+        lapped: false,
+        items: Vec::new(),
+    }
+}
+
+/// The answer to `Changes { epoch, since }` from `replica`, the primary's replica in term
+/// `term`; `None` while nothing was committed after `since` (the question waits).
+///
+/// Seqs count in one primary's journal, so a question in another term (or the first, in
+/// term 0) gets where the journal is now, `lapped` unless it is the first: changes may
+/// have been lost with the old primary. A `since` ahead of the journal is lapped too.
+pub fn changes(replica: &Replica, term: u64, epoch: u64, since: u64) -> Option<RemoteResult> {
+    let head = replica.commit_seq();
+    let restart = |lapped: bool, upto: u64| RemoteResult::Changes {
+        epoch: term,
+        upto,
+        lapped,
+        items: Vec::new(),
+    };
+    if epoch != term {
+        return Some(restart(epoch != 0, head));
+    }
+    if since > head {
+        return Some(restart(true, head));
+    }
+    let mut out: Vec<Change> = Vec::new();
+    let upto = match replica.changes_since(since, &mut out, CHANGES_BATCH) {
+        Changes::Resync(from) => return Some(restart(true, from)),
+        Changes::UpTo(s) if s == since => return None,
+        Changes::UpTo(s) => s,
+    };
+    let mut items = Vec::new();
+    let mut id_bytes = 0usize;
+    for ch in out {
+        let (offset, size) = match ch.kind {
+            ChangeKind::Create | ChangeKind::Overwrite => (0, ch.len),
+            ChangeKind::Write => (ch.offset, ch.len),
+            // Deletes and expiration changes are not arrivals.
+            _ => continue,
+        };
+        // A change whose section was deleted (or recreated) since has nothing to read.
+        let Some(id) = ch.id else { continue };
+        id_bytes += id.len();
+        if id_bytes > CHANGES_ID_BYTES && !items.is_empty() {
+            // The rest comes with the next question.
+            let last: &ArrivalItem = items.last().expect("not empty");
+            let upto = last.seq;
+            return Some(RemoteResult::Changes {
+                epoch: term,
+                upto,
+                lapped: false,
+                items,
+            });
+        }
+        items.push(ArrivalItem {
+            seq: ch.seq,
+            writer: (u64::from(ch.agent) << 32) | u64::from(ch.tag),
+            id,
+            offset,
+            size,
+        });
+    }
+    Some(RemoteResult::Changes {
+        epoch: term,
+        upto,
+        lapped: false,
+        items,
+    })
 }
