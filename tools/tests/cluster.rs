@@ -392,6 +392,42 @@ fn a_node_without_a_replica_writes_through_the_new_primary_after_a_promotion(obj
     assert_eq!(read_local(&on2, b"c"), b"after");
 }
 
+fn a_daemon_away_longer_than_the_grace_gets_its_agents_opens_back(objects: Objects) {
+    let mut t = three("regrace", objects);
+    let lib1 = library(&t.cluster, 1);
+    let lib3 = library(&t.cluster, 3);
+    // Created on node 1 (node 3 holds no replica), with a retention of 8 s.
+    let attrs = CreationAttributes {
+        retention_duration: 8 * SECOND,
+        ..replicated(CreationFlags::WR_ACTIVE_REPLICA)
+    };
+    let on1 = open_on(&lib1, "safCkpt=regrace", Some(&attrs));
+    retry(|| on1.create_section(Some(b"c"), TIME_END, b"kept")).expect("create");
+    on1.synchronize(10 * SECOND).expect("synchronize");
+    let on3 = open_on(&lib3, "safCkpt=regrace", None);
+    // Node 3's agent now holds the only open.
+    drop(on1);
+
+    // Node 3's daemon is away for well over the grace (its idle timeout, 600 ms): the
+    // directory closes node 3's opens, and the checkpoint's retention starts.
+    t.n.pop().expect("node 3").stop();
+    std::thread::sleep(Duration::from_millis(2500));
+    let _n3 = ckptd::spawn(t.cluster.config.clone(), 3).expect("node 3 again");
+    let back = Instant::now();
+    assert_eq!(
+        retry(|| on3.read_vec(b"c", 0)).expect("read after the restart"),
+        b"kept"
+    );
+
+    // Back, node 3's daemon gives the directory its agent's open again: past the time
+    // retention would have deleted the checkpoint, it is still there.
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(back.elapsed()));
+    let again = retry(|| lib1.open("safCkpt=regrace", None, OpenFlags::READ, 10 * SECOND))
+        .expect("the checkpoint outlived its retention: node 3 holds it open");
+    assert_eq!(read_all(&again, b"c"), b"kept");
+    assert_eq!(read_all(&on3, b"c"), b"kept");
+}
+
 /// The replication position of node `node`'s replica of `instance`, read from its object.
 fn position(cluster: &LocalCluster, node: u32, instance: u64) -> (u64, u64) {
     replica_on(cluster, node, instance)
@@ -776,6 +812,7 @@ scenarios!(
     an_all_replicas_write_returns_only_once_every_replica_has_it,
     active_replica_set_while_the_old_active_lives_first_catches_the_new_one_up,
     a_restarted_ckptd_keeps_its_agents_handles_and_opens,
+    a_daemon_away_longer_than_the_grace_gets_its_agents_opens_back,
     a_non_collocated_checkpoint_gets_a_new_primary_when_its_primarys_node_dies,
     a_node_without_a_replica_writes_through_the_new_primary_after_a_promotion,
     a_primary_whose_replicas_were_lost_gives_the_role_to_a_replica_that_has_the_state,

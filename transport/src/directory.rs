@@ -1432,6 +1432,42 @@ impl Directory {
                 }
                 DirReply::Done
             }
+            DirOp::Opens {
+                instance,
+                node,
+                count,
+            } => {
+                let Some(e) = self.entries.get_mut(&instance) else {
+                    return DirReply::Failed {
+                        code: code::NOT_EXIST,
+                    };
+                };
+                let held = e.openers.get(&node).copied().unwrap_or(0);
+                if count == 0 {
+                    e.openers.remove(&node);
+                } else {
+                    e.openers.insert(node, count);
+                }
+                if count > held {
+                    // As for an open: the checkpoint is in use, and placed on the node
+                    // where an open would place it.
+                    e.idle_since = None;
+                    let placed = e.collocated()
+                        || self.cfg.directors.contains(&node)
+                        || e.evicted.contains_key(&node);
+                    if placed {
+                        self.add_replica(instance, node);
+                    }
+                    let a = self.entries[&instance].assign();
+                    self.assign_everywhere(&a, out);
+                } else if count < held && e.open_count() == 0 {
+                    e.idle_since = Some(now);
+                    if e.unlinked {
+                        self.delete(instance, out);
+                    }
+                }
+                DirReply::Done
+            }
             DirOp::Unlink { name } => {
                 let Some(id) = self.by_name(&name) else {
                     return DirReply::Failed {

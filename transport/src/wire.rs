@@ -496,6 +496,17 @@ pub enum DirOp {
         /// The checkpoint term the requester is primary in.
         term: u64,
     },
+    /// Tag 8: node `node`'s agents hold `count` opens of the checkpoint: the table's count
+    /// for that node becomes `count`. The node's daemon sends it when the table and its
+    /// agents disagree (the table lost the node's opens while it was away).
+    Opens {
+        /// The checkpoint instance.
+        instance: u64,
+        /// The node whose opens these are.
+        node: u32,
+        /// How many its agents hold.
+        count: u32,
+    },
     /// Tag 7: a node's replica does not hold the checkpoint's state (it was lost with the
     /// node's tmpfs and made anew): the directory keeps the node as a replica that must
     /// resync before it can be promoted, and when it was named primary names another.
@@ -1944,6 +1955,7 @@ impl Encode for DirOp {
             Self::SetRetention { .. } => 8 + 8,
             Self::SetActive { .. } => 8 + 4,
             Self::Evict { .. } | Self::Resign { .. } => 8 + 4 + 8,
+            Self::Opens { .. } => 8 + 4 + 4,
         }
     }
 
@@ -2003,6 +2015,16 @@ impl Encode for DirOp {
                 enc.put_u32(*node);
                 enc.put_u64(*term);
             }
+            Self::Opens {
+                instance,
+                node,
+                count,
+            } => {
+                enc.put_u8(8);
+                enc.put_u64(*instance);
+                enc.put_u32(*node);
+                enc.put_u32(*count);
+            }
         }
     }
 }
@@ -2040,6 +2062,11 @@ impl Decode for DirOp {
                 instance: dec.u64()?,
                 node: dec.u32()?,
                 term: dec.u64()?,
+            },
+            8 => Self::Opens {
+                instance: dec.u64()?,
+                node: dec.u32()?,
+                count: dec.u32()?,
             },
             tag => return Err(WireError::UnknownTag { what: "DirOp", tag }),
         })

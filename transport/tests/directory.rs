@@ -816,6 +816,61 @@ fn unlink_frees_the_name_while_the_instance_lives_until_its_last_close() {
 // Node death, promotion and positions.
 
 #[test]
+fn opens_sets_a_nodes_count_which_stops_or_starts_retention_and_places_like_an_open() {
+    let mut c = Cluster::three_with_leader();
+    let retention = ms(1000);
+    let pay = c.open_retained(3, "pay", NON_COLLOCATED, retention);
+    assert_eq!(c.close(3, pay.instance), DirReply::Done);
+    assert_eq!(c.entry(1, pay.instance).unwrap().idle_since, Some(c.now));
+    let opens = |instance, node, count| DirOp::Opens {
+        instance,
+        node,
+        count,
+    };
+
+    // Node 3's agents still hold two opens (the table lost them): the count comes back,
+    // and retention stops.
+    assert_eq!(c.request(3, opens(pay.instance, 3, 2)), DirReply::Done);
+    let e = c.entry(1, pay.instance).unwrap();
+    assert_eq!(e.openers, BTreeMap::from([(3, 2)]));
+    assert_eq!(e.idle_since, None);
+    c.run_for(retention * 2);
+    assert!(c.entry(1, pay.instance).is_some(), "still open on node 3");
+    assert_eq!(c.table(2), c.table(1), "the standby has the same table");
+
+    // Down to none: retention starts from then, and deletes it.
+    assert_eq!(c.request(3, opens(pay.instance, 3, 0)), DirReply::Done);
+    let e = c.entry(1, pay.instance).unwrap();
+    assert!(e.openers.is_empty());
+    assert_eq!(e.idle_since, Some(c.now));
+    c.run_for(retention);
+    assert!(c.entry(1, pay.instance).is_none(), "retention deleted it");
+    assert_eq!(
+        c.request(3, opens(pay.instance, 3, 1)),
+        DirReply::Failed {
+            code: code::NOT_EXIST
+        },
+        "a deleted checkpoint stays deleted"
+    );
+
+    // A collocated checkpoint gets a replica on the node, as an open would give it.
+    let col = c.open(2, "col", COLLOCATED);
+    assert_eq!(col.replicas, [2]);
+    assert_eq!(c.request(3, opens(col.instance, 3, 1)), DirReply::Done);
+    assert_eq!(c.entry(1, col.instance).unwrap().replicas, [2, 3]);
+    assert_eq!(c.held(3, col.instance).unwrap().replicas, [2, 3]);
+
+    // An unlinked checkpoint whose last opens go is deleted at once.
+    assert_eq!(
+        c.request(1, DirOp::Unlink { name: "col".into() }),
+        DirReply::Done
+    );
+    assert_eq!(c.close(2, col.instance), DirReply::Done);
+    assert_eq!(c.request(3, opens(col.instance, 3, 0)), DirReply::Done);
+    assert!(c.entry(1, col.instance).is_none());
+}
+
+#[test]
 fn node_death_closes_its_opens_and_removes_its_replicas_cluster_wide() {
     let mut c = Cluster::three_with_leader();
     let col = c.open(3, "col", COLLOCATED);

@@ -92,6 +92,11 @@ fn dir_ops() -> Vec<DirOp> {
             node: 2,
             term: 4,
         },
+        DirOp::Opens {
+            instance: 5,
+            node: 3,
+            count: 2,
+        },
     ]
 }
 

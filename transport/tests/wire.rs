@@ -245,6 +245,13 @@ fn dir_op() -> impl Strategy<Value = DirOp> {
                 term,
             }
         }),
+        (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(instance, node, count)| {
+            DirOp::Opens {
+                instance,
+                node,
+                count,
+            }
+        }),
     ]
 }
 
@@ -828,12 +835,12 @@ fn unknown_tags_are_rejected_with_their_type() {
             name: String::new(),
         },
     });
-    sut[21] = 8;
+    sut[21] = 9;
     assert_eq!(
         Frame::decode(&sut),
         Err(WireError::UnknownTag {
             what: "DirOp",
-            tag: 8
+            tag: 9
         })
     );
 

@@ -414,8 +414,17 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long past its own bound (WRITE_TIMEOUT, or a synchronize's timeout) a forwarded
 /// operation waits for the primary's node to answer.
 const FORWARD_SLACK: Duration = Duration::from_secs(2);
+/// The agent request id of the directory requests a daemon makes on its own behalf.
+const NO_AGENT: ReqId = ReqId {
+    node: 0,
+    incarnation: 0,
+    counter: 0,
+};
 /// How often a restarted daemon looks for agents of its previous run that died.
 const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+/// How often the daemon compares the opens its agents hold with the directory's table
+/// (`reconcile_opens`); a difference seen twice in a row is corrected.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 /// How long a restarted sealed daemon waits for agents of its previous run to hand back a
 /// replica the directory assigns it before it makes an empty one instead (the agents
 /// reconnect within a second of the restart; a stopped one may never).
@@ -447,6 +456,9 @@ struct Node {
     /// Opens of agent sessions of a previous run of this daemon that have not reconnected.
     orphans: HashMap<u64, Vec<u64>>,
     last_orphan_check: Duration,
+    /// When the opens were last compared with the table, and the differences found then
+    /// (instance → (opens here, the table's count)).
+    reconciled: (Duration, BTreeMap<u64, (u32, u32)>),
     pending: HashMap<ReqId, PendingReq>,
     forwarded: HashMap<ReqId, Forwarded>,
     counter: u64,
@@ -713,6 +725,7 @@ async fn start(
         sessions: HashMap::new(),
         orphans: HashMap::new(),
         last_orphan_check: Duration::ZERO,
+        reconciled: (Duration::ZERO, BTreeMap::new()),
         pending: HashMap::new(),
         forwarded: HashMap::new(),
         counter: 0,
@@ -894,15 +907,83 @@ impl Node {
         self.settle_deferred();
     }
 
+    /// Makes the directory's count of this node's opens match what its agents hold (the
+    /// live sessions, and those of a previous run that may reconnect). They differ when
+    /// the directory closed the node's opens while it was away for longer than the grace
+    /// (a long restart, a partition), though its agents kept their handles; then each
+    /// checkpoint that still exists gets them back, before its retention deletes it.
+    ///
+    /// The table on a node is a heartbeat behind, and a count changes between an agent's
+    /// open or close and its answer: so nothing is compared while an open, a close or a
+    /// correction of this node waits for its answer, and only a difference seen at two
+    /// checks in a row, unchanged, is corrected.
+    fn reconcile_opens(&mut self) {
+        let busy = self.pending.values().any(|p| {
+            matches!(
+                p.op,
+                DirOp::Open { .. } | DirOp::Close { .. } | DirOp::Opens { .. }
+            )
+        });
+        if busy || !self.dir.in_cluster() {
+            self.reconciled.1.clear();
+            return;
+        }
+        let mut held: BTreeMap<u64, u32> = BTreeMap::new();
+        let opens = self.sessions.values().flat_map(|s| s.opens.iter());
+        for instance in opens.chain(self.orphans.values().flatten()) {
+            *held.entry(*instance).or_default() += 1;
+        }
+        let me = self.me;
+        let differ: BTreeMap<u64, (u32, u32)> = self
+            .dir
+            .entries()
+            .filter_map(|e| {
+                let here = held.get(&e.instance).copied().unwrap_or(0);
+                let table = e.openers.get(&me).copied().unwrap_or(0);
+                (here != table).then_some((e.instance, (here, table)))
+            })
+            .collect();
+        let before = std::mem::replace(&mut self.reconciled.1, differ);
+        let due: Vec<(u64, u32, u32)> = self
+            .reconciled
+            .1
+            .iter()
+            .filter(|(i, d)| before.get(i) == Some(d))
+            .map(|(i, (here, table))| (*i, *here, *table))
+            .collect();
+        for (instance, count, table) in due {
+            warn!(
+                instance,
+                count,
+                table,
+                "the directory's count of this node's opens is not what its agents hold: correcting it"
+            );
+            self.dir_request(
+                None,
+                NO_AGENT,
+                DirOp::Opens {
+                    instance,
+                    node: me,
+                    count,
+                },
+            );
+        }
+        if !self.reconciled.1.is_empty()
+            && self
+                .pending
+                .values()
+                .any(|p| matches!(p.op, DirOp::Opens { .. }))
+        {
+            // Compared afresh once the corrections are answered.
+            self.reconciled.1.clear();
+        }
+    }
+
     fn close_opens(&mut self, opens: Vec<u64>) {
         for instance in opens {
             self.dir_request(
                 None,
-                ReqId {
-                    node: 0,
-                    incarnation: 0,
-                    counter: 0,
-                },
+                NO_AGENT,
                 DirOp::Close {
                     instance,
                     node: self.me,
@@ -1482,6 +1563,15 @@ impl Node {
             .or_else(|| self.remotes.get(&instance))
             .or_else(|| self.deferred.get(&instance).map(|d| &d.0));
         let target = match placement {
+            // Open here without a placement: a restarted daemon whose node's opens the
+            // directory closed meanwhile gets it back once `reconcile_opens` restored
+            // them, if the checkpoint still exists.
+            None if self.open_here(instance)
+                && (!self.dir.in_cluster()
+                    || self.dir.entries().any(|e| e.instance == instance)) =>
+            {
+                Err(code::TRY_AGAIN)
+            }
             None => Err(code::NOT_EXIST),
             Some(a) => match a.primary {
                 None if collocated_async(a) => Err(code::NOT_EXIST),
@@ -1798,7 +1888,15 @@ impl Node {
                     return;
                 }
             }
-            (DirOp::Close { instance, .. }, DirReply::Done) => {
+            // Not open in the directory (it closed this node's opens while the node was
+            // away, or the checkpoint is gone): closed here too.
+            (
+                DirOp::Close { instance, .. },
+                DirReply::Done
+                | DirReply::Failed {
+                    code: code::NOT_EXIST,
+                },
+            ) => {
                 if let Some(s) = self.sessions.get_mut(&session)
                     && let Some(i) = s.opens.iter().position(|x| x == instance)
                 {
@@ -1862,11 +1960,7 @@ impl Node {
         }
         self.dir_request(
             None,
-            ReqId {
-                node: 0,
-                incarnation: 0,
-                counter: 0,
-            },
+            NO_AGENT,
             DirOp::Resign {
                 instance,
                 node: self.me,
@@ -2502,6 +2596,10 @@ impl Node {
             self.last_orphan_check = now;
             self.reap_orphans();
         }
+        if now.saturating_sub(self.reconciled.0) >= RECONCILE_EVERY {
+            self.reconciled.0 = now;
+            self.reconcile_opens();
+        }
         if !self.deferred.is_empty() {
             self.settle_deferred();
         }
@@ -2652,11 +2750,7 @@ impl Node {
             self.evicting.insert((instance, node, term));
             self.dir_request(
                 None,
-                ReqId {
-                    node: 0,
-                    incarnation: 0,
-                    counter: 0,
-                },
+                NO_AGENT,
                 DirOp::Evict {
                     instance,
                     node,
