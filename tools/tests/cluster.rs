@@ -680,13 +680,23 @@ fn arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply(objects
 fn arrival_callbacks_fire_on_a_node_without_a_replica_and_resync_when_the_primary_changes(
     objects: Objects,
 ) {
+    arrivals_far_from_the_replicas(objects, CreationFlags::WR_ACTIVE_REPLICA);
+}
+
+fn all_replicas_arrivals_reach_a_node_without_a_replica_as_they_are_published(objects: Objects) {
+    arrivals_far_from_the_replicas(objects, CreationFlags::WR_ALL_REPLICAS);
+}
+
+/// Arrival callbacks on node 3, which holds no replica of a checkpoint with `flags`
+/// created on node 1, before and after node 1 dies.
+fn arrivals_far_from_the_replicas(objects: Objects, flags: CreationFlags) {
     use ckpt_agent::ArrivalElement;
     use std::sync::{Arc, Mutex};
     let mut t = three("arrfar", objects);
     let lib1 = library(&t.cluster, 1);
     let lib2 = library(&t.cluster, 2);
     let lib3 = library(&t.cluster, 3);
-    let attrs = replicated(CreationFlags::WR_ACTIVE_REPLICA);
+    let attrs = replicated(flags);
     // Created on node 1: node 1 is the primary, node 2 (a director) holds a replica.
     let on1 = open_on(&lib1, "safCkpt=arrfar", Some(&attrs));
     retry(|| on1.create_section(Some(b"s"), TIME_END, b"initial")).expect("create");
@@ -820,6 +830,7 @@ scenarios!(
     a_replica_that_stops_acknowledging_is_evicted_writes_go_on_and_it_comes_back_to_resync,
     arrival_callbacks_fire_on_a_replica_node_as_the_primarys_writes_apply,
     arrival_callbacks_fire_on_a_node_without_a_replica_and_resync_when_the_primary_changes,
+    all_replicas_arrivals_reach_a_node_without_a_replica_as_they_are_published,
 );
 
 /// Scenarios of sealed nodes alone.
