@@ -200,11 +200,28 @@ impl Cluster {
 
     /// Closes `cks` and unlinks `name` (its replicas go with the last close), then lets
     /// the nodes remove the replica objects before anything else is timed.
+    ///
+    /// Freeing a large replica's pages costs its daemon tens of milliseconds: had it run
+    /// during the next timed part, it would have slowed that part (the quinn baseline
+    /// after a catch-up). So this waits until both nodes' objects are gone (for up to
+    /// 5 s), and then a little longer for the pages.
     fn remove(&self, name: &str, cks: impl IntoIterator<Item = Checkpoint>) {
+        let mut instance = None;
         for ck in cks {
+            instance = Some(ck.instance());
             let _ = ck.close();
         }
         let _ = retry(|| self.lib(1).unlink(name));
+        if let Some(instance) = instance {
+            let objects: Vec<_> = [1, 2]
+                .iter()
+                .map(|n| self.files.shm_dir(*n).join(ckptd::object_name(instance)))
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while objects.iter().any(|o| o.exists()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 
