@@ -279,6 +279,7 @@ fn watch_remote(inst: &Arc<Instance>, client: &Arc<Client>, mut epoch: u64, mut 
             since: seen,
             wait_ms: REMOTE_POLL_MS,
         };
+        let asked = std::time::Instant::now();
         let ans = client.remote(inst.id, op, Some(REMOTE_ANSWER_WAIT));
         let Ok(RemoteResult::Changes {
             epoch: now_epoch,
@@ -321,13 +322,21 @@ fn watch_remote(inst: &Arc<Instance>, client: &Arc<Client>, mut epoch: u64, mut 
                 queue_runs(ck, arrivals);
             }
         }
+        // Nothing new, answered at once (the primary holds no more questions): ask again
+        // after a pause rather than at once.
+        let idle = upto == seen && now_epoch == epoch && !lapped;
         epoch = now_epoch;
         seen = upto;
-        // Subscribers that knew no position start from here.
-        let mut s = inst.watch.state.lock().unwrap_or_else(|p| p.into_inner());
-        for x in s.subs.iter_mut().filter(|x| x.epoch == 0) {
-            x.epoch = epoch;
-            x.from = seen;
+        {
+            // Subscribers that knew no position start from here.
+            let mut s = inst.watch.state.lock().unwrap_or_else(|p| p.into_inner());
+            for x in s.subs.iter_mut().filter(|x| x.epoch == 0) {
+                x.epoch = epoch;
+                x.from = seen;
+            }
+        }
+        if idle && asked.elapsed() < REMOTE_RETRY {
+            std::thread::sleep(REMOTE_RETRY);
         }
     }
 }

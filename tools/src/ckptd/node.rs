@@ -408,6 +408,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest a primary holds an arrival question (`RemoteOp::Changes`) with no change
 /// to answer; below the forwarding node's bound for it (`WRITE_TIMEOUT`).
 const CHANGES_WAIT_MAX: Duration = Duration::from_secs(2);
+/// The most arrival questions a primary holds per checkpoint (one per watching process on
+/// the nodes without a replica, normally).
+const CHANGES_HELD_MAX: usize = 4096;
 /// How long ActiveReplicaSet waits for the old active replica to bring this node's up to
 /// date before it switches anyway.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1728,7 +1731,10 @@ impl Node {
                 let wait = Duration::from_millis(u64::from(wait_ms)).min(CHANGES_WAIT_MAX);
                 match result {
                     Some(r) => self.answer(origin, r),
-                    None if wait.is_zero() => self.answer(origin, serve::no_changes(term, since)),
+                    // Beyond the bound the question is answered at once: the asker polls.
+                    None if wait.is_zero() || l.changes.len() >= CHANGES_HELD_MAX => {
+                        self.answer(origin, serve::no_changes(term, since));
+                    }
                     None => l.changes.push(ChangesWait {
                         since,
                         deadline: now + wait,
