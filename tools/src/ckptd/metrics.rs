@@ -114,6 +114,8 @@ pub(crate) struct Metrics {
     instances: BTreeMap<u64, Counters>,
     sync: Histogram,
     sync_failures: [u64; SyncFailure::ALL.len()],
+    /// Corrections of the directory's count of this node's opens (`DirOp::Opens`).
+    open_corrections: u64,
 }
 
 impl Metrics {
@@ -177,6 +179,11 @@ impl Metrics {
     }
 
     /// A synchronize this node served succeeded after `latency`.
+    /// This node sent the directory a correction of its count of the node's opens.
+    pub(crate) fn open_corrected(&mut self) {
+        self.open_corrections += 1;
+    }
+
     pub(crate) fn synchronized(&mut self, latency: Duration) {
         self.sync.observe(latency);
     }
@@ -281,6 +288,10 @@ impl Metrics {
         for r in &g.replicas {
             COMMIT_SEQ.sample(o, &inst(r.instance), r.commit_seq);
         }
+        QUESTIONS.head(o);
+        for r in g.replicas.iter().filter(|r| r.primary) {
+            QUESTIONS.sample(o, &inst(r.instance), r.questions);
+        }
         let per_replica = |o: &mut String, f: &Family, value: &dyn Fn(&Lag) -> u64| {
             f.head(o);
             for r in &g.replicas {
@@ -302,6 +313,7 @@ impl Metrics {
             (&SESSIONS, g.agent_sessions),
             (&HELD, g.replicas.len() as u64),
             (&PRIMARIES, primaries as u64),
+            (&OPEN_CORRECTIONS, self.open_corrections),
         ];
         for (f, v) in node_wide {
             f.head(o);
@@ -393,6 +405,12 @@ const COMMIT_SEQ: Family = Family {
     help: "Head of this node's replica's change journal: it moves with every write, agents' \
            direct writes to shared memory included.",
 };
+const QUESTIONS: Family = Family {
+    name: "ckptd_arrival_questions_held",
+    kind: "gauge",
+    help: "On the primary's node: questions for arrivals (from agents with arrival callbacks \
+           on nodes without a replica) held until the next change.",
+};
 const LAG_SEQ: Family = Family {
     name: "ckptd_replication_lag_seq",
     kind: "gauge",
@@ -440,6 +458,12 @@ const HELD: Family = Family {
     kind: "gauge",
     help: "Checkpoint replicas this node holds.",
 };
+const OPEN_CORRECTIONS: Family = Family {
+    name: "ckptd_open_corrections_total",
+    kind: "counter",
+    help: "Corrections of the directory's count of this node's opens, sent when it differed \
+           from what the node's agents hold (after the node was away longer than the grace).",
+};
 const PRIMARIES: Family = Family {
     name: "ckptd_checkpoints_primary",
     kind: "gauge",
@@ -467,6 +491,8 @@ pub(crate) struct ReplicaGauges {
     pub(crate) commit_seq: u64,
     /// This node orders its writes.
     pub(crate) primary: bool,
+    /// Arrival questions held (on the primary's node).
+    pub(crate) questions: u64,
     /// On the primary's node: each other replica.
     pub(crate) lag: Vec<Lag>,
 }
@@ -710,6 +736,7 @@ mod tests {
         m.synchronized(Duration::from_micros(70));
         m.synchronized(Duration::from_secs(20));
         m.sync_failed(SyncFailure::TimedOut);
+        m.open_corrected();
         let g = Gauges {
             leader: true,
             directory_term: 4,
@@ -720,6 +747,7 @@ mod tests {
                 name: "safCkpt=a \"b\"\\c".into(),
                 commit_seq: 9,
                 primary: true,
+                questions: 3,
                 lag: vec![Lag {
                     node: 3,
                     seq: 2,
@@ -749,6 +777,8 @@ mod tests {
             format!("ckptd_replication_lag_seq{{{l},node=\"3\"}} 2"),
             format!("ckptd_replication_lag_bytes{{{l},node=\"3\"}} 100"),
             format!("ckptd_replica_commit_seq{{{l}}} 9"),
+            format!("ckptd_arrival_questions_held{{{l}}} 3"),
+            "ckptd_open_corrections_total 1".into(),
             "ckptd_synchronize_duration_seconds_bucket{le=\"0.00005\"} 0".into(),
             "ckptd_synchronize_duration_seconds_bucket{le=\"0.0001\"} 1".into(),
             "ckptd_synchronize_duration_seconds_bucket{le=\"10\"} 1".into(),

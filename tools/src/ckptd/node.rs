@@ -955,6 +955,7 @@ impl Node {
             .map(|(i, (here, table))| (*i, *here, *table))
             .collect();
         for (instance, count, table) in due {
+            self.metrics.open_corrected();
             warn!(
                 instance,
                 count,
@@ -1468,6 +1469,7 @@ impl Node {
                 name: l.assign.name.clone(),
                 commit_seq: l.replica.commit_seq(),
                 primary: l.primary.is_some(),
+                questions: l.changes.len() as u64,
                 lag: lag.collect(),
             });
         }
