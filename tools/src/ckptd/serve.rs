@@ -307,3 +307,173 @@ pub fn changes(replica: &Replica, term: u64, epoch: u64, since: u64) -> Option<R
         items,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ckpt_engine::{ReplicaAttributes, ReplicaLimits, TIME_END};
+    use proptest::prelude::*;
+
+    /// Journal cells of the replica under test: small, so the ring laps.
+    const CELLS: u64 = 64;
+    const TERM: u64 = 7;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Create(u8, u8),
+        Overwrite(u8, u8),
+        Write(u8, u8, u8),
+        Delete(u8),
+        Expire(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..4u8, 1..16u8).prop_map(|(k, n)| Op::Create(k, n)),
+            (0..4u8, 0..16u8).prop_map(|(k, n)| Op::Overwrite(k, n)),
+            (0..4u8, 0..8u8, 1..8u8).prop_map(|(k, o, n)| Op::Write(k, o, n)),
+            (0..4u8).prop_map(Op::Delete),
+            (0..4u8).prop_map(Op::Expire),
+        ]
+    }
+
+    /// One journal change as the model expects it: its section (id, incarnation) and,
+    /// for an arrival, the offset and size reported.
+    struct Expected {
+        seq: u64,
+        section: (u8, u32),
+        arrival: Option<(u64, u64)>,
+    }
+
+    fn replica() -> Replica {
+        let attrs = ReplicaAttributes {
+            creation_flags: 2, // SA_CKPT_WR_ACTIVE_REPLICA
+            checkpoint_size: 8 * 64,
+            retention_ns: 0,
+            max_sections: 8,
+            max_section_size: 64,
+            max_section_id_size: 8,
+        };
+        let limits = ReplicaLimits {
+            journal_cells: CELLS as u32,
+            ..ReplicaLimits::default()
+        };
+        Replica::create_in_memory(&attrs, &limits).expect("an in-memory replica")
+    }
+
+    /// Applies `ops` that the model says succeed (the others are skipped), returning the
+    /// changes they made and the live incarnation of each section.
+    fn run(r: &Replica, ops: &[Op]) -> (Vec<Expected>, [Option<u32>; 4]) {
+        let mut live: [Option<u32>; 4] = [None; 4];
+        let mut next = 0u32;
+        let mut out = Vec::new();
+        let mut note = |section, arrival| {
+            out.push(Expected {
+                seq: r.commit_seq(),
+                section,
+                arrival,
+            });
+        };
+        for op in ops {
+            match *op {
+                Op::Create(k, n) if live[k as usize].is_none() => {
+                    r.create_section(Some(&[b'a' + k]), TIME_END, &vec![k; n as usize])
+                        .expect("create");
+                    next += 1;
+                    live[k as usize] = Some(next);
+                    note((k, next), Some((0, u64::from(n))));
+                }
+                Op::Overwrite(k, n) if live[k as usize].is_some() => {
+                    r.overwrite(&[b'a' + k], &vec![k; n as usize])
+                        .expect("overwrite");
+                    note((k, live[k as usize].unwrap()), Some((0, u64::from(n))));
+                }
+                Op::Write(k, o, n) if live[k as usize].is_some() => {
+                    let size = r.section_info(&[b'a' + k]).expect("info").size;
+                    let offset = u64::from(o).min(size);
+                    let data = vec![k; n as usize];
+                    r.write(&[WriteElement {
+                        id: &[b'a' + k],
+                        offset,
+                        data: &data,
+                    }])
+                    .expect("write");
+                    note((k, live[k as usize].unwrap()), Some((offset, u64::from(n))));
+                }
+                Op::Delete(k) if live[k as usize].is_some() => {
+                    r.delete_section(&[b'a' + k]).expect("delete");
+                    note((k, live[k as usize].take().unwrap()), None);
+                }
+                Op::Expire(k) if live[k as usize].is_some() => {
+                    r.set_expiration(&[b'a' + k], TIME_END - 1)
+                        .expect("expiration");
+                    note((k, live[k as usize].unwrap()), None);
+                }
+                _ => {}
+            }
+        }
+        (out, live)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// `changes` answers with exactly the arrivals after `since` whose section still
+        /// lives, in order, up to the journal's head; lapped when the ring lapped `since`,
+        /// when `since` is ahead of the journal or the term is another; nothing (the
+        /// question waits) when nothing came after `since`.
+        #[test]
+        fn changes_are_the_live_arrivals_after_since_or_lapped(
+            ops in proptest::collection::vec(op(), 0..150),
+            pick in any::<u64>(),
+            other_epoch in any::<bool>(),
+        ) {
+            let r = replica();
+            let (expected, live) = run(&r, &ops);
+            let head = r.commit_seq();
+            let since = pick % (head + 2);
+            let epoch = if other_epoch { TERM + 1 } else { TERM };
+            let got = changes(&r, TERM, epoch, since);
+            if other_epoch {
+                prop_assert_eq!(got, Some(RemoteResult::Changes {
+                    epoch: TERM, upto: head, lapped: true, items: vec![],
+                }));
+                return Ok(());
+            }
+            if since > head {
+                prop_assert_eq!(got, Some(RemoteResult::Changes {
+                    epoch: TERM, upto: head, lapped: true, items: vec![],
+                }));
+                return Ok(());
+            }
+            if since == head {
+                prop_assert_eq!(got, None);
+                return Ok(());
+            }
+            let Some(RemoteResult::Changes { epoch: e, upto, lapped, items }) = got else {
+                return Err(TestCaseError::fail("not a Changes answer"));
+            };
+            prop_assert_eq!(e, TERM);
+            if head - since > CELLS {
+                prop_assert!(lapped, "the ring lapped seq {since} (head {head})");
+                prop_assert!(items.is_empty());
+                prop_assert!(upto > since && upto <= head);
+                return Ok(());
+            }
+            prop_assert!(!lapped);
+            prop_assert_eq!(upto, head);
+            let want: Vec<(u64, Vec<u8>, u64, u64)> = expected
+                .iter()
+                .filter(|x| x.seq > since && live[x.section.0 as usize] == Some(x.section.1))
+                .filter_map(|x| {
+                    x.arrival.map(|(o, n)| (x.seq, vec![b'a' + x.section.0], o, n))
+                })
+                .collect();
+            let got: Vec<(u64, Vec<u8>, u64, u64)> = items
+                .into_iter()
+                .map(|i| (i.seq, i.id, i.offset, i.size))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}
