@@ -340,8 +340,14 @@ impl Local {
     /// wait is over (`now`), in primary term `term`.
     fn answer_changes(&mut self, term: u64, now: Duration, out: &mut Vec<(Origin, RemoteResult)>) {
         let replica = &self.replica;
+        let head = replica.commit_seq();
         self.changes.retain(|w| {
-            if let Some(r) = serve::changes(replica, term, term, w.since) {
+            // Nothing committed after it (the usual case on a tick): no journal read.
+            let quiet = head == w.since;
+            if let Some(r) = (!quiet)
+                .then(|| serve::changes(replica, term, term, w.since))
+                .flatten()
+            {
                 out.push((w.origin, r));
                 false
             } else if now >= w.deadline {
