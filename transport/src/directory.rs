@@ -1449,17 +1449,23 @@ impl Directory {
                     e.openers.insert(node, count);
                 }
                 if count > held {
-                    // As for an open: the checkpoint is in use, and placed on the node
-                    // where an open would place it.
+                    // The checkpoint is in use again. A collocated one has a replica on
+                    // every opener's node; the directors of another one come back as the
+                    // directory places them (on its readmit schedule), not because their
+                    // opens were counted again (placing them here too, with a new term,
+                    // steered the simulation into a stuck promotion: seed 1682).
                     e.idle_since = None;
-                    let placed = e.collocated()
-                        || self.cfg.directors.contains(&node)
-                        || e.evicted.contains_key(&node);
-                    if placed {
+                    let grows = e.collocated() && !e.replicas.contains(&node);
+                    if grows {
                         self.add_replica(instance, node);
                     }
                     let a = self.entries[&instance].assign();
-                    self.assign_everywhere(&a, out);
+                    if grows {
+                        self.assign_everywhere(&a, out);
+                    } else {
+                        // Only the node may lack the placement (its daemon restarted).
+                        self.assign_to(node, a, out);
+                    }
                 } else if count < held && e.open_count() == 0 {
                     e.idle_since = Some(now);
                     if e.unlinked {
