@@ -28,7 +28,7 @@
 //! Each write sets its own byte of a log section, so no later write hides a lost one.
 //!
 //! ```sh
-//! cargo test -p ckpt-tools --test sim                            # seeds 0..100
+//! cargo test -p ckpt-tools --test sim                            # seeds 0..100 and REGRESSIONS
 //! SIM_SEEDS=1000 cargo test -p ckpt-tools --test sim             # seeds 0..1000
 //! SIM_SEED=42 cargo test -p ckpt-tools --test sim -- --nocapture  # one seed: plan, events, report
 //! SIM_SEED=42 SIM_KEEP=net0,crash1 cargo test ...                 # only those faults of its plan
@@ -1163,7 +1163,16 @@ fn quiet_failures() {
     });
 }
 
-/// Seeds to run: `SIM_SEED=<n>` alone, else `0..SIM_SEEDS` (100 by default).
+/// Seeds beyond the default range that once failed and are fixed: they run every time.
+/// 1050 and 2311: a primary whose set had shrunk to itself (so a synchronize confirmed
+/// writes only it held) ranked, once demoted or restarted, below a replica that held
+/// less, and the promotion lost those writes. 337: the first attempt at that fix (ranking
+/// a primary by what its set acknowledged while it leads) steered it into the
+/// ALL_REPLICAS restart fault (transport/DESIGN.md §8).
+const REGRESSIONS: &[u64] = &[337, 1050, 2311];
+
+/// Seeds to run: `SIM_SEED=<n>` alone, else `0..SIM_SEEDS` (100 by default) and
+/// [`REGRESSIONS`].
 fn seeds() -> Vec<u64> {
     if let Some(s) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         return vec![s];
@@ -1172,7 +1181,9 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    (0..n).collect()
+    let mut seeds: Vec<u64> = (0..n).collect();
+    seeds.extend(REGRESSIONS.iter().copied().filter(|s| *s >= n));
+    seeds
 }
 
 /// Runs the seeds `s` with `s % of == part` (the seeds are split over a few tests so that

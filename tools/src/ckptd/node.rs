@@ -372,6 +372,32 @@ fn collocated_async(a: &CkptAssign) -> bool {
     a.attrs.creation_flags & ckpt_transport::directory::flags::COLLOCATED != 0 && !all_replicas(a)
 }
 
+/// Makes `replica` a replica in `term`. The primary of an asynchronous checkpoint first
+/// records, as its replication position, what every replica of its set acknowledged in
+/// its term (what a synchronize confirmed): its position still said where it became the
+/// primary, and it is what the node reports, and what a promotion ranks it by, from then
+/// on (after a restart too). Catching it up later is unchanged: a replica in an older term
+/// gets a snapshot whatever its seq.
+fn step_down(replica: &Replica, term: u64) {
+    let (role, role_term) = replica.role();
+    let (at_term, at) = replica.replication_position();
+    let asynchronous = replica.attributes().creation_flags
+        & ckpt_transport::directory::flags::WR_ALL_REPLICAS
+        == 0;
+    if role == Role::Primary
+        && role_term != 0
+        && at_term == role_term
+        && at != repl::INCOMPLETE
+        && asynchronous
+    {
+        let held = replica.acked_seq().min(replica.commit_seq());
+        if held > at {
+            replica.set_replication_position(role_term, held);
+        }
+    }
+    replica.set_role(Role::Replica, term);
+}
+
 /// The tail thread of a primary's journal (see [`start_waker`]) and what ckptd tells it.
 struct Waker {
     stop: AtomicBool,
@@ -2088,7 +2114,7 @@ impl Node {
             l.waiting_since.clear();
             let (role, role_term) = l.replica.role();
             if role != Role::Replica {
-                l.replica.set_role(Role::Replica, role_term);
+                step_down(&l.replica, role_term);
             }
             self.answer_all(answers);
             self.resign(instance, term);
@@ -2168,7 +2194,7 @@ impl Node {
             l.demote(&mut answers, &mut self.metrics);
             l.waiting_since.clear();
             if l.replica.role().0 != Role::Replica {
-                l.replica.set_role(Role::Replica, a.term);
+                step_down(&l.replica, a.term);
             }
             if let Some(p) = a.primary {
                 // Answer the primary's probe now rather than at its next one: its first
@@ -2290,7 +2316,7 @@ impl Node {
         l.demote(&mut answers, &mut self.metrics);
         l.waiting_since.clear();
         if l.replica.role().0 != Role::Replica {
-            l.replica.set_role(Role::Replica, ours);
+            step_down(&l.replica, ours);
         }
         // Its own position (set when it became primary) names nothing the others hold.
         l.empty = Some(ours + 1);
@@ -2426,7 +2452,7 @@ impl Node {
                 {
                     warn!(instance, newer = t, "fenced: a replica is in a newer term");
                     l.demote(&mut answers, &mut self.metrics);
-                    l.replica.set_role(Role::Replica, term);
+                    step_down(&l.replica, term);
                 }
                 self.answer_all(answers);
                 self.poll_primary(instance);
@@ -2454,7 +2480,7 @@ impl Node {
             // A primary in a newer term exists: stop taking local writes.
             warn!(instance, newer = term, "fenced by a newer primary");
             l.demote(&mut answers, &mut self.metrics);
-            l.replica.set_role(Role::Replica, term);
+            step_down(&l.replica, term);
         }
         if let Some(t) = l.primary.as_ref().map(Primary::term) {
             // We are its primary: whoever sends this is stale.
@@ -2682,6 +2708,29 @@ impl Node {
             .iter_mut()
             .map(|(i, l)| {
                 let (term, seq) = l.replica.replication_position();
+                // The primary's replica holds its own journal, in which its replicas'
+                // positions count. It reports what every replica of the set acknowledged
+                // (what a synchronize confirmed), not only the position it became the
+                // primary at. (Reported as that position, the primary of an asynchronous
+                // checkpoint whose set had shrunk to itself, so that a synchronize had
+                // confirmed writes only it held, ranked below a replica that held less,
+                // and a promotion lost them: simulation seeds 2311 and 1050. Its commit
+                // seq would rank an unacknowledged tail: seeds 0..1000 then lost writes.)
+                // An ALL_REPLICAS primary's replicas count in its staging copy's journal,
+                // not in this one.
+                let (role, role_term) = l.replica.role();
+                let orders_here = role == Role::Primary
+                    && role_term == term
+                    && term != 0
+                    && seq != repl::INCOMPLETE
+                    && l.replica.attributes().creation_flags
+                        & ckpt_transport::directory::flags::WR_ALL_REPLICAS
+                        == 0;
+                let seq = if orders_here {
+                    seq.max(l.replica.acked_seq().min(l.replica.commit_seq()))
+                } else {
+                    seq
+                };
                 if l.synced() {
                     l.empty = None;
                 }
