@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use ckpt_engine::{Change, ChangeKind, Changes};
+use ckpt_engine::{Change, Changes};
 use ckpt_transport::wire::{ArrivalItem, RemoteOp, RemoteResult};
 
 use crate::checkpoint::CkptInner;
@@ -190,11 +190,7 @@ fn watch(inst: &Arc<Instance>, from: u64) {
                 seen = s;
             }
             Changes::Resync(from) => {
-                for (ck, _, _) in &subs {
-                    if let Some(lib) = lib_of(&ck.lib) {
-                        lib.push(Pending::ArrivalAll(ck.handle));
-                    }
-                }
+                resync(subs.iter().map(|(ck, _, _)| ck));
                 seen = from;
             }
         }
@@ -210,27 +206,27 @@ fn deliver(inst: &Instance, subs: &[(Arc<CkptInner>, u32, u64)], changes: &[Chan
             if ch.seq <= *from {
                 return None;
             }
-            let element = match (ch.kind, &ch.id) {
-                (ChangeKind::Create | ChangeKind::Overwrite, Some(id)) => ArrivalElement {
-                    section_id: id.clone(),
-                    offset: 0,
-                    size: ch.len,
-                },
-                (ChangeKind::Write, Some(id)) => ArrivalElement {
-                    section_id: id.clone(),
-                    offset: ch.offset,
-                    size: ch.len,
-                },
-                // Deletes and expiration changes are not arrivals; a change whose
-                // section was deleted since has nothing left to read.
-                _ => return None,
-            };
+            let (id, offset, size) = ch.arrival()?;
             if ch.tag == *tag && inst.replica.is_own_agent(ch.agent) {
                 return None;
             }
-            Some(((u64::from(ch.agent) << 32) | u64::from(ch.tag), element))
+            let element = ArrivalElement {
+                section_id: id.to_vec(),
+                offset,
+                size,
+            };
+            Some((ch.writer(), element))
         });
         queue_runs(ck, arrivals);
+    }
+}
+
+/// Queues for each of `subs` one callback with every section: changes were lost.
+fn resync<'a>(subs: impl Iterator<Item = &'a Arc<CkptInner>>) {
+    for ck in subs {
+        if let Some(lib) = lib_of(&ck.lib) {
+            lib.push(Pending::ArrivalAll(ck.handle));
+        }
     }
 }
 
@@ -294,11 +290,7 @@ fn watch_remote(inst: &Arc<Instance>, client: &Arc<Client>, mut epoch: u64, mut 
             continue;
         };
         if lapped {
-            for (ck, _, _) in &subs {
-                if let Some(lib) = lib_of(&ck.lib) {
-                    lib.push(Pending::ArrivalAll(ck.handle));
-                }
-            }
+            resync(subs.iter().map(|(ck, _, _)| ck));
         } else if now_epoch == epoch {
             for (ck, sub_epoch, from) in &subs {
                 // A subscriber that knows no position yet starts after this answer; one

@@ -133,6 +133,27 @@ pub struct Change {
     pub tag: u32,
 }
 
+impl Change {
+    /// What an arrival callback reports of this change: the section id, the offset and
+    /// the size written. `None` for deletes and expiration changes, which are not
+    /// arrivals, and for a change whose section was deleted or recreated since (nothing
+    /// of it is left to read). An overwrite or a creation reports the whole section.
+    pub fn arrival(&self) -> Option<(&[u8], u64, u64)> {
+        let offset = match self.kind {
+            ChangeKind::Create | ChangeKind::Overwrite => 0,
+            ChangeKind::Write => self.offset,
+            ChangeKind::Delete | ChangeKind::Expiration => return None,
+        };
+        Some((self.id.as_deref()?, offset, self.len))
+    }
+
+    /// Who made it, as one number: equal for the changes of one agent under one write
+    /// tag, opaque otherwise.
+    pub fn writer(&self) -> u64 {
+        (u64::from(self.agent) << 32) | u64::from(self.tag)
+    }
+}
+
 /// Answer of [`Replica::changes_since`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Changes {

@@ -343,11 +343,12 @@ impl Local {
         let head = replica.commit_seq();
         self.changes.retain(|w| {
             // Nothing committed after it (the usual case on a tick): no journal read.
-            let quiet = head == w.since;
-            if let Some(r) = (!quiet)
-                .then(|| serve::changes(replica, term, term, w.since))
-                .flatten()
-            {
+            let answer = if head == w.since {
+                None
+            } else {
+                serve::changes(replica, term, term, w.since)
+            };
+            if let Some(r) = answer {
                 out.push((w.origin, r));
                 false
             } else if now >= w.deadline {
@@ -372,28 +373,42 @@ fn collocated_async(a: &CkptAssign) -> bool {
     a.attrs.creation_flags & ckpt_transport::directory::flags::COLLOCATED != 0 && !all_replicas(a)
 }
 
-/// Makes `replica` a replica in `term`. The primary of an asynchronous checkpoint first
-/// records, as its replication position, what every replica of its set acknowledged in
-/// its term (what a synchronize confirmed): its position still said where it became the
-/// primary, and it is what the node reports, and what a promotion ranks it by, from then
-/// on (after a restart too). Catching it up later is unchanged: a replica in an older term
-/// gets a snapshot whatever its seq.
-fn step_down(replica: &Replica, term: u64) {
+/// The position `replica` holds, as a promotion ranks it (what the node reports).
+///
+/// A replica holds what it applied: its replication position. The primary of an
+/// asynchronous checkpoint holds its own journal, in which its replicas' positions count,
+/// and its replication position only says where it became the primary: it holds what
+/// every replica of its set acknowledged (what a synchronize confirmed), its acked seq.
+/// (Ranked by the position it became the primary at, a primary whose set had shrunk to
+/// itself, so that a synchronize had confirmed writes only it held, lost to a replica
+/// holding less, and the promotion lost those writes: simulation seeds 2311 and 1050.
+/// Ranked by its commit seq, it would count a tail no replica acknowledged: seeds 0..1000
+/// then lost writes.) An ALL_REPLICAS primary's replicas count in its staging copy's
+/// journal, not in this one.
+fn held_position(replica: &Replica) -> (u64, u64) {
+    let (term, seq) = replica.replication_position();
     let (role, role_term) = replica.role();
-    let (at_term, at) = replica.replication_position();
-    let asynchronous = replica.attributes().creation_flags
-        & ckpt_transport::directory::flags::WR_ALL_REPLICAS
-        == 0;
-    if role == Role::Primary
-        && role_term != 0
-        && at_term == role_term
-        && at != repl::INCOMPLETE
-        && asynchronous
-    {
-        let held = replica.acked_seq().min(replica.commit_seq());
-        if held > at {
-            replica.set_replication_position(role_term, held);
-        }
+    let orders_here = role == Role::Primary
+        && role_term == term
+        && term != 0
+        && seq != repl::INCOMPLETE
+        && replica.attributes().creation_flags & ckpt_transport::directory::flags::WR_ALL_REPLICAS
+            == 0;
+    if orders_here {
+        (term, seq.max(replica.acked_seq().min(replica.commit_seq())))
+    } else {
+        (term, seq)
+    }
+}
+
+/// Makes `replica` a replica in `term`, first recording what it holds as its replication
+/// position ([`held_position`]: it differs for a primary), so the node keeps reporting
+/// that, after a restart too. Catching it up later is unchanged: a replica in an older
+/// term gets a snapshot whatever its seq.
+fn step_down(replica: &Replica, term: u64) {
+    let held = held_position(replica);
+    if held != replica.replication_position() {
+        replica.set_replication_position(held.0, held.1);
     }
     replica.set_role(Role::Replica, term);
 }
@@ -1007,15 +1022,6 @@ impl Node {
                     count,
                 },
             );
-        }
-        if !self.reconciled.1.is_empty()
-            && self
-                .pending
-                .values()
-                .any(|p| matches!(p.op, DirOp::Opens { .. }))
-        {
-            // Compared afresh once the corrections are answered.
-            self.reconciled.1.clear();
         }
     }
 
@@ -2707,30 +2713,7 @@ impl Node {
             .locals
             .iter_mut()
             .map(|(i, l)| {
-                let (term, seq) = l.replica.replication_position();
-                // The primary's replica holds its own journal, in which its replicas'
-                // positions count. It reports what every replica of the set acknowledged
-                // (what a synchronize confirmed), not only the position it became the
-                // primary at. (Reported as that position, the primary of an asynchronous
-                // checkpoint whose set had shrunk to itself, so that a synchronize had
-                // confirmed writes only it held, ranked below a replica that held less,
-                // and a promotion lost them: simulation seeds 2311 and 1050. Its commit
-                // seq would rank an unacknowledged tail: seeds 0..1000 then lost writes.)
-                // An ALL_REPLICAS primary's replicas count in its staging copy's journal,
-                // not in this one.
-                let (role, role_term) = l.replica.role();
-                let orders_here = role == Role::Primary
-                    && role_term == term
-                    && term != 0
-                    && seq != repl::INCOMPLETE
-                    && l.replica.attributes().creation_flags
-                        & ckpt_transport::directory::flags::WR_ALL_REPLICAS
-                        == 0;
-                let seq = if orders_here {
-                    seq.max(l.replica.acked_seq().min(l.replica.commit_seq()))
-                } else {
-                    seq
-                };
+                let (term, seq) = held_position(&l.replica);
                 if l.synced() {
                     l.empty = None;
                 }

@@ -3,7 +3,7 @@
 //! Pure functions over a [`Replica`]; the event loop decides where an operation runs.
 
 use ckpt_engine::{
-    Change, ChangeKind, Changes, Replica, SectionError, SectionFilter, VectorError, WriteElement,
+    Change, Changes, Replica, SectionError, SectionFilter, VectorError, WriteElement,
 };
 use ckpt_transport::wire::{ArrivalItem, RemoteOp, RemoteResult, SectionEntry};
 
@@ -235,11 +235,15 @@ pub fn read(replica: &Replica, op: &RemoteOp) -> RemoteResult {
 
 /// The answer to `Changes { since }` in primary term `term` when nothing came after it.
 pub fn no_changes(term: u64, since: u64) -> RemoteResult {
+    changes_answer(term, since, false, Vec::new())
+}
+
+fn changes_answer(term: u64, upto: u64, lapped: bool, items: Vec<ArrivalItem>) -> RemoteResult {
     RemoteResult::Changes {
         epoch: term,
-        upto: since,
-        lapped: false,
-        items: Vec::new(),
+        upto,
+        lapped,
+        items,
     }
 }
 
@@ -251,61 +255,41 @@ pub fn no_changes(term: u64, since: u64) -> RemoteResult {
 /// have been lost with the old primary. A `since` ahead of the journal is lapped too.
 pub fn changes(replica: &Replica, term: u64, epoch: u64, since: u64) -> Option<RemoteResult> {
     let head = replica.commit_seq();
-    let restart = |lapped: bool, upto: u64| RemoteResult::Changes {
-        epoch: term,
-        upto,
-        lapped,
-        items: Vec::new(),
-    };
     if epoch != term {
-        return Some(restart(epoch != 0, head));
+        return Some(changes_answer(term, head, epoch != 0, Vec::new()));
     }
     if since > head {
-        return Some(restart(true, head));
+        return Some(changes_answer(term, head, true, Vec::new()));
     }
     let mut out: Vec<Change> = Vec::new();
-    let upto = match replica.changes_since(since, &mut out, CHANGES_BATCH) {
-        Changes::Resync(from) => return Some(restart(true, from)),
+    let mut upto = match replica.changes_since(since, &mut out, CHANGES_BATCH) {
+        Changes::Resync(from) => return Some(changes_answer(term, from, true, Vec::new())),
         Changes::UpTo(s) if s == since => return None,
         Changes::UpTo(s) => s,
     };
-    let mut items = Vec::new();
+    let mut items: Vec<ArrivalItem> = Vec::new();
     let mut id_bytes = 0usize;
-    for ch in out {
-        let (offset, size) = match ch.kind {
-            ChangeKind::Create | ChangeKind::Overwrite => (0, ch.len),
-            ChangeKind::Write => (ch.offset, ch.len),
-            // Deletes and expiration changes are not arrivals.
-            _ => continue,
+    for ch in &out {
+        let Some((id, offset, size)) = ch.arrival() else {
+            continue;
         };
-        // A change whose section was deleted (or recreated) since has nothing to read.
-        let Some(id) = ch.id else { continue };
         id_bytes += id.len();
-        if id_bytes > CHANGES_ID_BYTES && !items.is_empty() {
+        if id_bytes > CHANGES_ID_BYTES
+            && let Some(last) = items.last()
+        {
             // The rest comes with the next question.
-            let last: &ArrivalItem = items.last().expect("not empty");
-            let upto = last.seq;
-            return Some(RemoteResult::Changes {
-                epoch: term,
-                upto,
-                lapped: false,
-                items,
-            });
+            upto = last.seq;
+            break;
         }
         items.push(ArrivalItem {
             seq: ch.seq,
-            writer: (u64::from(ch.agent) << 32) | u64::from(ch.tag),
-            id,
+            writer: ch.writer(),
+            id: id.to_vec(),
             offset,
             size,
         });
     }
-    Some(RemoteResult::Changes {
-        epoch: term,
-        upto,
-        lapped: false,
-        items,
-    })
+    Some(changes_answer(term, upto, false, items))
 }
 
 #[cfg(test)]
