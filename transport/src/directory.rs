@@ -1424,12 +1424,7 @@ impl Directory {
                         };
                     }
                 }
-                if e.open_count() == 0 {
-                    e.idle_since = Some(now);
-                    if e.unlinked {
-                        self.delete(instance, out);
-                    }
-                }
+                self.after_close(instance, now, out);
                 DirReply::Done
             }
             DirOp::Opens {
@@ -1466,11 +1461,8 @@ impl Directory {
                         // Only the node may lack the placement (its daemon restarted).
                         self.assign_to(node, a, out);
                     }
-                } else if count < held && e.open_count() == 0 {
-                    e.idle_since = Some(now);
-                    if e.unlinked {
-                        self.delete(instance, out);
-                    }
+                } else if count < held {
+                    self.after_close(instance, now, out);
                 }
                 DirReply::Done
             }
@@ -1907,6 +1899,20 @@ impl Directory {
                 },
                 out,
             );
+        }
+    }
+
+    /// After opens of `instance` were closed: with none left, retention starts, and an
+    /// unlinked checkpoint goes now.
+    fn after_close(&mut self, instance: u64, now: Duration, out: &mut Vec<Output>) {
+        let Some(e) = self.entries.get_mut(&instance) else {
+            return;
+        };
+        if e.open_count() == 0 {
+            e.idle_since = Some(now);
+            if e.unlinked {
+                self.delete(instance, out);
+            }
         }
     }
 
