@@ -1168,8 +1168,14 @@ fn quiet_failures() {
 /// writes only it held) ranked, once demoted or restarted, below a replica that held
 /// less, and the promotion lost those writes. 337: the first attempt at that fix (ranking
 /// a primary by what its set acknowledged while it leads) steered it into the
-/// ALL_REPLICAS restart fault (transport/DESIGN.md §8).
-const REGRESSIONS: &[u64] = &[337, 1050, 2311];
+/// ALL_REPLICAS restart fault (transport/DESIGN.md §8). 1917: a daemon whose replica was
+/// made empty resigned the primary role of one term and took it in the next (a change of
+/// the set), erasing the others' state with its snapshot. 2625: a primary left alone by a
+/// death confirmed synchronizes by itself in the term the replica that had left before
+/// held a prefix of, which was then promoted. 1032: a restarted ALL_REPLICAS primary
+/// acknowledged the diffs of the primary it had replaced, which confirmed a write nobody
+/// promoted held.
+const REGRESSIONS: &[u64] = &[337, 1050, 2311, 1917, 2625, 1032];
 
 /// Seeds to run: `SIM_SEED=<n>` alone, else `0..SIM_SEEDS` (100 by default) and
 /// [`REGRESSIONS`].

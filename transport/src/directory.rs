@@ -1184,6 +1184,15 @@ impl Directory {
         let ids: Vec<u64> = self.entries.keys().copied().collect();
         for id in ids {
             let mut changed = false;
+            let e = &self.entries[&id];
+            // A set that shrinks under a live primary goes on in a new term, as one that
+            // grows does (`add_replica`): what the smaller set acknowledges is then told
+            // apart by its term from what the node that left held. In the same term, a
+            // primary left alone confirmed synchronizes by itself, and once it was cut
+            // off too, the replica that had left before it, holding less in that term,
+            // met the floor the primary left and was promoted.
+            let shrinks = e.replicas.contains(&node) && e.primary.is_some_and(|p| p != node);
+            let new_term = shrinks.then(|| self.mint_term());
             {
                 let last = self.positions.get(&(id, node)).copied();
                 let e = self.entries.get_mut(&id).expect("listed");
@@ -1195,6 +1204,9 @@ impl Directory {
                 }
                 if e.replicas.contains(&node) {
                     e.replicas.retain(|n| *n != node);
+                    if let Some(t) = new_term {
+                        e.term = t;
+                    }
                     // A primary may have written in its term whatever its last report
                     // says (it may have been cut off since, confirming writes to replicas
                     // that all died, or to nobody when it was alone in the set): a

@@ -855,11 +855,18 @@ pub fn apply_diff_checked(replica: &Replica, diff: &DiffRef<'_>) -> (Frame, Opti
         ref ops,
     } = *diff;
     let (pterm, pseq) = replica.replication_position();
+    // A node named primary in a term holds that term in its replica's role (an
+    // ALL_REPLICAS primary publishes into its replica, which keeps the position it was
+    // named at until a write is published): a primary of an older term is fenced, even if
+    // this replica's position is still of that term (a restarted ALL_REPLICAS primary
+    // acknowledged the diffs of the primary it had replaced, which then confirmed a write
+    // the promoted replica never had).
+    let fence = pterm.max(replica.role().1);
     let stale = Frame::Stale {
         instance,
-        term: pterm,
+        term: fence,
     };
-    if term < pterm {
+    if term < fence {
         return (stale, None);
     }
     let ack = |seq| Frame::Ack {

@@ -981,6 +981,66 @@ fn primary_death_promotes_the_highest_reported_position_not_the_lowest_id() {
 }
 
 #[test]
+fn a_set_that_shrinks_by_a_death_under_a_live_primary_goes_on_in_a_new_term() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    let col = c.open(3, "col", COLLOCATED);
+    c.open(2, "col", COLLOCATED);
+    c.request(
+        3,
+        DirOp::SetActive {
+            instance: col.instance,
+            node: 3,
+        },
+    );
+    let col_term = c.entry(1, col.instance).unwrap().term;
+    c.report(2, &[(a.instance, a.term, 5)]);
+
+    c.kill(2);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(
+        (e.replicas.as_slice(), e.primary),
+        ([1, 3].as_slice(), Some(3))
+    );
+    assert!(
+        e.term > a.term,
+        "what the smaller set acknowledges must be told apart from what node 2 held"
+    );
+    assert_eq!(
+        e.departed.get(&2),
+        Some(&(a.term, 5)),
+        "node 2 left holding its last report, of the old term"
+    );
+    for n in [1, 3] {
+        assert_eq!(c.held(n, a.instance).unwrap().term, e.term);
+        assert_eq!(c.held(n, a.instance).unwrap().primary, Some(3));
+    }
+    let e = c.entry(1, col.instance).unwrap();
+    assert_eq!(
+        (e.replicas.as_slice(), e.primary),
+        ([3].as_slice(), Some(3))
+    );
+    assert!(e.term > col_term, "a collocated set shrinks the same way");
+
+    // The primary dies: the replica in sync takes over in a new term; node 2, placed
+    // back meanwhile, resyncs from it.
+    let before = c.entry(1, a.instance).unwrap().term;
+    c.report(1, &[(a.instance, before, 9)]);
+    c.start(2);
+    c.connect_all();
+    c.run_for(ELECTION * 4);
+    let t = c.entry(1, a.instance).unwrap().term;
+    c.kill(3);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(1), "the replica in sync takes over: {e:?}");
+    assert!(e.term > t);
+    assert!(
+        e.evicted.contains_key(&2),
+        "node 2, back since, resyncs from the new primary: {e:?}"
+    );
+}
+
+#[test]
 fn collocated_checkpoint_waits_for_active_replica_set_after_its_primary_dies() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", COLLOCATED);
@@ -1374,10 +1434,10 @@ fn standby_director_leads_after_the_leader_dies_with_the_same_table() {
         [3],
         "the dead leader's replica is dropped"
     );
-    assert_eq!(pay_now.primary, Some(3));
-    assert_eq!(
-        pay_now.term, pay_before.term,
-        "its primary lives: same term"
+    assert_eq!(pay_now.primary, Some(3), "its primary lives");
+    assert!(
+        pay_now.term > pay_before.term && pay_now.term >> 32 == 2,
+        "the set shrank under its live primary: a new term, minted by the new leader"
     );
     assert_eq!(
         pay_now.evicted, pay_before.evicted,

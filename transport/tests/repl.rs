@@ -165,6 +165,38 @@ fn a_diff_of_an_older_term_is_refused_and_fences_the_old_primary() {
 }
 
 #[test]
+fn a_replica_whose_node_was_named_primary_in_a_newer_term_fences_the_older_primary() {
+    // Node 2 was the primary of term 5 (an ALL_REPLICAS one publishes into its replica,
+    // whose position stays where it was named until a write is published) and restarted:
+    // its replica is at (3, 1) of the primary it replaced, its role says term 5.
+    let old_primary = replica(4096);
+    old_primary
+        .create_section(Some(b"x"), TIME_END, b"held")
+        .unwrap();
+    let rep = replica(4096);
+    rep.set_role(Role::Replica, 0);
+    let mut old = Primary::new(7, 3, ReplConfig::default());
+    old.set_replicas(&[2], |_| true);
+    old.peer_up(2);
+    let now = Duration::from_secs(1);
+    assert_eq!(pump(&mut old, &old_primary, 2, &rep, now), None);
+    let held = old_primary.commit_seq();
+    assert_eq!(rep.replication_position(), (3, held));
+    rep.set_role(Role::Replica, 5);
+
+    // The primary of term 3, cut off meanwhile, goes on: its diffs are refused.
+    old_primary.overwrite(b"x", b"confirmed by nobody").unwrap();
+    let event = pump(&mut old, &old_primary, 2, &rep, now);
+    assert_eq!(event, Some(PrimaryEvent::Fenced { term: 5 }));
+    assert_eq!(
+        rep.read_to_vec(b"x").unwrap(),
+        b"held",
+        "a write of a primary older than this node's own term reached its replica"
+    );
+    assert_eq!(old.acked_by(2), Some(held), "it acknowledged nothing more");
+}
+
+#[test]
 fn a_new_primary_term_brings_an_old_replica_up_by_snapshot_and_truncates_its_divergent_tail() {
     let primary = replica(4096);
     let rep = replica(4096);

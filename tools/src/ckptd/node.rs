@@ -2274,6 +2274,18 @@ impl Node {
             );
             return true;
         }
+        if l.empty.is_some() && !l.synced() && !collocated_async(a) {
+            // Made empty here by an earlier assignment and not synced since: the
+            // resignation of that term may have crossed a change of the set, which named
+            // this node again in a new term (the directory refuses a resignation of
+            // another term). Leading would erase the state the others hold.
+            warn!(
+                instance = a.instance,
+                term = a.term,
+                "named the primary again before a primary synced the replica made empty here: resigning"
+            );
+            return true;
+        }
         if all_replicas(a) && l.staging.is_none() && l.led_in(a.term) {
             warn!(
                 instance = a.instance,
