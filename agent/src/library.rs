@@ -1,7 +1,7 @@
 //! The library handle (`SaCkptHandleT`): initialize, finalize, open, unlink, the
 //! selection object and dispatch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -92,7 +92,7 @@ pub(crate) enum Pending {
 pub(crate) struct LibState {
     pub(crate) finalized: bool,
     pub(crate) queue: VecDeque<Pending>,
-    pub(crate) checkpoints: HashMap<CheckpointHandle, Arc<CkptInner>>,
+    pub(crate) checkpoints: BTreeMap<CheckpointHandle, Arc<CkptInner>>,
     arrival_backlog: usize,
     event: Option<OwnedFd>,
 }

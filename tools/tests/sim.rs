@@ -41,14 +41,18 @@
 //!
 //! Reproducibility: the seed decides the cluster shape, the fault schedule, the writers'
 //! choices, turmoil's latencies and link failures, datagram loss and duplication, and
-//! quinn's endpoint RNG; hosts run one at a time on the test's thread in simulated time,
-//! so a replay applies the same schedule at the same simulated instants. Most seeds replay
-//! identically (same event digest); not all, because rustls draws its handshake randomness
-//! from *ring*'s system RNG (ckpt-transport builds its own crypto provider, so a test
-//! cannot seed it; sizes do not change, bytes do), tokio's `select!` in the ckptd loop
-//! picks among ready branches at random, and ckptd retries pending directory requests in
-//! `HashMap` order. Not simulated: `ckpt_engine::wall_clock()`, which ckptd reads to reap
-//! expired sections (the writers' sections never expire).
+//! every draw quinn makes (its endpoint RNG, the connection ids it issues and dials with,
+//! its stateless-reset key: `MeshSocket::Abstract::rng_seed`); hosts run one at a time on
+//! the test's thread in simulated time, ckptd's loop polls its inputs in a fixed order and
+//! keeps its maps ordered, so a replay applies the same schedule at the same simulated
+//! instants. Most seeds replay identically (same event digest). Not all: rustls draws its
+//! handshake randomness (hello randoms, ECDHE keys) from *ring*'s system RNG, which a test
+//! cannot seed, and that shows where a late handshake datagram reaches an endpoint that
+//! no longer knows its connection: quinn reads the packet with keys it derives from the
+//! connection id, and whether the garbage it unmasks has valid reserved bits (dropped at
+//! once) or not (an `Incoming` that fails) depends on those bytes. About one seed in
+//! thirty went two ways over a few runs. Not simulated: `ckpt_engine::wall_clock()`,
+//! which ckptd reads to reap expired sections (the writers' sections never expire).
 
 #[path = "sim/app.rs"]
 mod app;

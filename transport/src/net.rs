@@ -117,8 +117,10 @@ pub enum MeshSocket {
         socket: Arc<dyn quinn::AsyncUdpSocket>,
         /// The runtime that drives quinn's timers and tasks.
         runtime: Arc<dyn quinn::Runtime>,
-        /// Seed of quinn's endpoint RNG (connection ids, reset tokens), for
-        /// reproducible simulations; `None` seeds from the OS.
+        /// Seed of every draw quinn makes (its endpoint RNG, the connection ids it issues
+        /// and the ones it dials with, its stateless-reset key), for reproducible
+        /// simulations; `None` draws from the OS. Not for production: a seeded endpoint's
+        /// ids and resets are predictable.
         rng_seed: Option<[u8; 32]>,
     },
 }
@@ -181,7 +183,8 @@ impl Mesh {
             return Err(MeshError::MaxFrameOutOfRange(config.max_frame));
         }
         let server = tls::quinn_server_config(&config.identity, &config.roots, &config.transport)?;
-        let client = tls::quinn_client_config(&config.identity, &config.roots, &config.transport)?;
+        let mut client =
+            tls::quinn_client_config(&config.identity, &config.roots, &config.transport)?;
         let endpoint = match socket {
             MeshSocket::Bind(addr) => {
                 let udp = std::net::UdpSocket::bind(addr).map_err(MeshError::Bind)?;
@@ -193,8 +196,13 @@ impl Mesh {
                 runtime,
                 rng_seed,
             } => {
-                let mut endpoint_config = EndpointConfig::default();
-                endpoint_config.rng_seed(rng_seed);
+                let endpoint_config = match rng_seed {
+                    Some(seed) => {
+                        seeded_client(&mut client, seed);
+                        seeded_endpoint_config(seed)
+                    }
+                    None => EndpointConfig::default(),
+                };
                 Endpoint::new_with_abstract_socket(endpoint_config, Some(server), socket, runtime)
                     .map_err(MeshError::Bind)?
             }
@@ -379,6 +387,80 @@ impl Shared {
     fn emit(&self, event: MeshEvent) {
         // The receiver may be gone; nothing to do then.
         let _ = self.events.send(event);
+    }
+}
+
+/// An endpoint configuration whose every draw comes from `seed`: quinn's own RNG, the
+/// connection ids it issues and the key of its stateless resets. quinn draws the last two
+/// from the thread's RNG otherwise, and a simulation's replay then went another way where
+/// a datagram's fate depended on those bytes (a late Initial's header protection is keyed
+/// by the connection id).
+fn seeded_endpoint_config(seed: [u8; 32]) -> EndpointConfig {
+    let mut draw = SplitMix::new(&seed, 0);
+    let mut reset_key = [0u8; 32];
+    for chunk in reset_key.chunks_mut(8) {
+        chunk.copy_from_slice(&draw.next().to_le_bytes());
+    }
+    let mut config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset_key,
+    )));
+    config.rng_seed(Some(seed));
+    let ids = Arc::new(Mutex::new(SplitMix::new(&seed, 1)));
+    config.cid_generator(move || {
+        let seed = lock(&ids).next();
+        Box::new(SeededCids(SplitMix(seed)))
+    });
+    config
+}
+
+/// Makes `client` draw the connection ids of its first Initials from `seed`.
+fn seeded_client(client: &mut quinn::ClientConfig, seed: [u8; 32]) {
+    let ids = Mutex::new(SplitMix::new(&seed, 2));
+    client.initial_dst_cid_provider(Arc::new(move || {
+        let id = lock(&ids).next().to_le_bytes();
+        quinn_proto::ConnectionId::new(&id)
+    }));
+}
+
+/// SplitMix64: a seeded sequence for simulations (not for secrets).
+struct SplitMix(u64);
+
+impl SplitMix {
+    /// The sequence of `seed` numbered `stream`.
+    fn new(seed: &[u8; 32], stream: u64) -> Self {
+        let folded = seed
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+            .fold(stream.wrapping_mul(0xa076_1d64_78bd_642f), |a, x| {
+                a.rotate_left(17) ^ x
+            });
+        Self(folded)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Connection ids of 8 bytes from a seeded sequence.
+struct SeededCids(SplitMix);
+
+impl quinn_proto::ConnectionIdGenerator for SeededCids {
+    fn generate_cid(&mut self) -> quinn_proto::ConnectionId {
+        quinn_proto::ConnectionId::new(&self.0.next().to_le_bytes())
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
     }
 }
 
@@ -680,4 +762,27 @@ async fn read_body(stream: &mut RecvStream, len: usize) -> Result<Bytes, FrameEr
         body.extend_from_slice(&chunk.bytes);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use quinn_proto::ConnectionIdGenerator;
+
+    use super::*;
+
+    fn ids(seed: [u8; 32]) -> Vec<quinn_proto::ConnectionId> {
+        let mut draw = SplitMix::new(&seed, 1);
+        let mut cids = SeededCids(SplitMix(draw.next()));
+        (0..4).map(|_| cids.generate_cid()).collect()
+    }
+
+    #[test]
+    fn a_seeded_endpoint_issues_the_same_connection_ids_for_one_seed_and_others_for_another() {
+        let a = ids([7; 32]);
+        assert_eq!(a, ids([7; 32]), "a replay draws the same ids");
+        assert_ne!(a, ids([8; 32]));
+        let distinct: std::collections::BTreeSet<_> = a.iter().map(|c| c.to_vec()).collect();
+        assert_eq!(distinct.len(), a.len(), "the ids of one endpoint differ");
+        assert!(a.iter().all(|c| c.len() == 8));
+    }
 }

@@ -6,7 +6,7 @@
 //! the state needs no locks; blocking waits on replica journals run on small threads that
 //! only post "instance N moved" into the loop.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -501,16 +501,16 @@ struct Node {
     dir: Directory,
     locals: BTreeMap<u64, Local>,
     /// Placements of checkpoints opened here without a replica here.
-    remotes: HashMap<u64, CkptAssign>,
-    sessions: HashMap<u64, Session>,
+    remotes: BTreeMap<u64, CkptAssign>,
+    sessions: BTreeMap<u64, Session>,
     /// Opens of agent sessions of a previous run of this daemon that have not reconnected.
-    orphans: HashMap<u64, Vec<u64>>,
+    orphans: BTreeMap<u64, Vec<u64>>,
     last_orphan_check: Duration,
     /// When the opens were last compared with the table, and the differences found then
     /// (instance → (opens here, the table's count)).
     reconciled: (Duration, BTreeMap<u64, (u32, u32)>),
-    pending: HashMap<ReqId, PendingReq>,
-    forwarded: HashMap<ReqId, Forwarded>,
+    pending: BTreeMap<ReqId, PendingReq>,
+    forwarded: BTreeMap<ReqId, Forwarded>,
     counter: u64,
     msgs: mpsc::UnboundedSender<Msg>,
     repl: ReplConfig,
@@ -771,13 +771,13 @@ async fn start(
         mesh,
         dir,
         locals: BTreeMap::new(),
-        remotes: HashMap::new(),
-        sessions: HashMap::new(),
-        orphans: HashMap::new(),
+        remotes: BTreeMap::new(),
+        sessions: BTreeMap::new(),
+        orphans: BTreeMap::new(),
         last_orphan_check: Duration::ZERO,
         reconciled: (Duration::ZERO, BTreeMap::new()),
-        pending: HashMap::new(),
-        forwarded: HashMap::new(),
+        pending: BTreeMap::new(),
+        forwarded: BTreeMap::new(),
         counter: 0,
         msgs,
         repl: ReplConfig::default(),
@@ -859,6 +859,17 @@ fn incarnation() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     t ^ (u64::from(std::process::id()) << 40)
+}
+
+/// What woke the daemon's loop.
+enum Wake {
+    Stop,
+    Tick,
+    Drained,
+    Mesh(Option<MeshEvent>),
+    Msg(Option<Msg>),
+    Accept(io::Result<UnixStream>),
+    Session(Option<LocalSession>),
 }
 
 async fn accept(l: &Option<UnixListener>) -> io::Result<UnixStream> {
@@ -1196,33 +1207,65 @@ impl Node {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_id = 1u64;
         let mesh = self.mesh.clone();
+        // Branches are polled in a fixed order (`biased`), so a run depends only on what
+        // happens and when: tokio's default picks among ready branches at random, from a
+        // seed a simulation cannot set, and two replays of one seed went apart at the
+        // first instant two inputs were ready together. The peers' frames and the local
+        // messages take turns at being first, so neither starves the other under load;
+        // the tick and a stop come first (the tick is ready once per period).
+        let mut mesh_first = true;
         loop {
-            tokio::select! {
-                _ = stop.changed() => break,
-                () = mesh.drained() => self.on_drained(),
-                ev = inputs.mesh.recv() => match ev {
-                    Some(ev) => self.on_mesh(ev),
-                    None => break,
-                },
-                msg = inputs.msgs.recv() => if let Some(m) = msg { self.on_msg(m) },
-                acc = accept(&listener) => if let Ok(stream) = acc {
-                    if peer_allowed(&stream) {
-                        let id = next_id;
-                        next_id += 1;
-                        self.start_session(id, stream);
-                    } else {
-                        warn!("refused an agent connection from another user");
+            mesh_first = !mesh_first;
+            let wake = if mesh_first {
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => Wake::Stop,
+                    _ = tick.tick() => Wake::Tick,
+                    () = mesh.drained() => Wake::Drained,
+                    ev = inputs.mesh.recv() => Wake::Mesh(ev),
+                    msg = inputs.msgs.recv() => Wake::Msg(msg),
+                    acc = accept(&listener) => Wake::Accept(acc),
+                    s = next_session(&mut inputs.sessions) => Wake::Session(s),
+                }
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => Wake::Stop,
+                    _ = tick.tick() => Wake::Tick,
+                    () = mesh.drained() => Wake::Drained,
+                    msg = inputs.msgs.recv() => Wake::Msg(msg),
+                    acc = accept(&listener) => Wake::Accept(acc),
+                    s = next_session(&mut inputs.sessions) => Wake::Session(s),
+                    ev = inputs.mesh.recv() => Wake::Mesh(ev),
+                }
+            };
+            match wake {
+                Wake::Stop | Wake::Mesh(None) => break,
+                Wake::Tick => self.on_tick(),
+                Wake::Drained => self.on_drained(),
+                Wake::Mesh(Some(ev)) => self.on_mesh(ev),
+                Wake::Msg(msg) => {
+                    if let Some(m) = msg {
+                        self.on_msg(m);
                     }
-                },
-                s = next_session(&mut inputs.sessions) => match s {
-                    Some(s) => {
-                        let id = next_id;
-                        next_id += 1;
-                        self.start_local_session(id, s);
+                }
+                Wake::Accept(acc) => {
+                    if let Ok(stream) = acc {
+                        if peer_allowed(&stream) {
+                            let id = next_id;
+                            next_id += 1;
+                            self.start_session(id, stream);
+                        } else {
+                            warn!("refused an agent connection from another user");
+                        }
                     }
-                    None => inputs.sessions = None,
-                },
-                _ = tick.tick() => self.on_tick(),
+                }
+                Wake::Session(Some(s)) => {
+                    let id = next_id;
+                    next_id += 1;
+                    self.start_local_session(id, s);
+                }
+                Wake::Session(None) => inputs.sessions = None,
             }
         }
         for l in self.locals.values() {
