@@ -165,6 +165,21 @@ impl Entry {
         self.openers.values().sum()
     }
 
+    /// Whether `node`, not in the set, left it in sync while this non-collocated
+    /// checkpoint still waits for a primary: what it holds may be what the promotion waits
+    /// for (the primary it was, cut off, confirmed writes nobody else has), so it is
+    /// placed again when it shows up (a report, an open, a corrected open count) rather
+    /// than told the placement without it, which made its daemon drop that state and left
+    /// the checkpoint without a primary for good (simulation seed 861).
+    fn awaits(&self, node: u32) -> bool {
+        !self.collocated()
+            && !self.unlinked
+            && self.primary.is_none()
+            && self.departed.contains_key(&node)
+            && !self.evicted.contains_key(&node)
+            && !self.replicas.contains(&node)
+    }
+
     /// When retention deletes the checkpoint, if nobody has it open.
     fn retention_due(&self) -> Option<Duration> {
         let since = self.idle_since.filter(|_| self.open_count() == 0)?;
@@ -867,9 +882,12 @@ impl Directory {
                 return false;
             }
             let director = self.cfg.directors.contains(&node);
-            if director && !e.collocated() && !e.unlinked && !e.evicted.contains_key(&node) {
-                // A director dropped while away: placed again (what it holds may be all
-                // that is left; `promotion_choice` decides).
+            if (director && !e.collocated() && !e.unlinked && !e.evicted.contains_key(&node))
+                || e.awaits(node)
+            {
+                // A director dropped while away, or a replica the promotion awaits
+                // (`Entry::awaits`): placed again (what it holds may be all that is left;
+                // `promotion_choice` decides).
                 self.add_replica(instance, node);
                 self.positions.insert((instance, node), (term, seq));
                 let a = self.entries[&instance].assign();
@@ -1462,7 +1480,7 @@ impl Directory {
                     // opens were counted again (placing them here too, with a new term,
                     // steered the simulation into a stuck promotion: seed 1682).
                     e.idle_since = None;
-                    let grows = e.collocated() && !e.replicas.contains(&node);
+                    let grows = (e.collocated() || e.awaits(node)) && !e.replicas.contains(&node);
                     if grows {
                         self.add_replica(instance, node);
                     }
@@ -1751,7 +1769,7 @@ impl Directory {
         // evicted node) come back by opening. A node added to a checkpoint that has a
         // primary must resync from it before it can be promoted; without a primary,
         // `promotion_choice` decides whether what it holds is enough.
-        let placed = e.collocated() || director || e.evicted.contains_key(&node);
+        let placed = e.collocated() || director || e.evicted.contains_key(&node) || e.awaits(node);
         if placed {
             self.add_replica(id, node);
         }
@@ -1762,18 +1780,27 @@ impl Directory {
     }
 
     /// Adds `node`'s replica to the set of `instance`. It counts as in sync only when the
-    /// checkpoint has no state anywhere else (no primary, no replica that died in sync):
-    /// otherwise it must resync from the primary, or (without one) hold at least what the
-    /// departed ones held, before it can be promoted.
+    /// checkpoint has no state anywhere else (no primary, no replica that died in sync,
+    /// no other replica in the set of a non-collocated one): otherwise it must resync from
+    /// the primary, or (without one) hold at least what the departed ones held, before it
+    /// can be promoted.
     fn add_replica(&mut self, instance: u64, node: u32) {
         let e = &self.entries[&instance];
         if e.replicas.contains(&node) {
             return;
         }
-        // With a primary, the set changes in a new term: a position in it can only come
-        // from that primary, so it proves the replica caught up (a position in the old
-        // term proves nothing: the node may have left it before its end).
-        let term = if e.primary.is_some() {
+        // Without a primary, the others (in sync or marked) hold the checkpoint's state,
+        // whatever the new one holds: ranked with them as if in sync, a director placed
+        // again with an old copy was promoted over the set's former primary, marked
+        // after it resigned, holding an acknowledged write nobody else had (simulation
+        // seed 1297). A collocated set's replicas are the openers' and wait for
+        // ActiveReplicaSet, which refuses a marked one.
+        let joins = !e.collocated() && !e.replicas.is_empty();
+        // With a primary (or others to rank it against), the set changes in a new term:
+        // a position in it can only come from a primary, so it proves the replica caught
+        // up (a position in the old term proves nothing: the node may have left it before
+        // its end).
+        let term = if e.primary.is_some() || joins {
             self.mint_term()
         } else {
             e.term
@@ -1782,7 +1809,7 @@ impl Directory {
         e.term = term;
         e.replicas.push(node);
         e.replicas.sort_unstable();
-        if e.primary.is_some() || !e.departed.is_empty() || e.evicted.contains_key(&node) {
+        if e.primary.is_some() || joins || !e.departed.is_empty() || e.evicted.contains_key(&node) {
             e.evicted.insert(node, term);
         }
     }

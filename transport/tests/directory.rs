@@ -1178,6 +1178,84 @@ fn a_lone_primary_that_dies_is_never_replaced_by_a_replica_from_an_older_term() 
 }
 
 #[test]
+fn a_lone_primary_that_comes_back_with_its_state_is_placed_again_and_promoted() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    c.report(1, &[(a.instance, a.term, 5)]);
+    c.report(2, &[(a.instance, a.term, 5)]);
+    // Node 3, the primary, evicts both others: alone, it confirms writes nobody else has.
+    assert_eq!(c.evict(3, a.instance, 2, a.term), DirReply::Done);
+    let t = c.entry(1, a.instance).unwrap().term;
+    assert_eq!(c.evict(3, a.instance, 1, t), DirReply::Done);
+    let lone = c.entry(1, a.instance).unwrap().term;
+    c.report(3, &[(a.instance, lone, 9)]);
+
+    // It is cut off long enough to be declared dead; the directors wait for it.
+    c.isolate(3);
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("nodes 1 and 2 keep a leader");
+    let e = c.entry(leader, a.instance).unwrap();
+    assert!(!e.replicas.contains(&3) && e.primary.is_none(), "{e:?}");
+
+    // Back, with what it held: a payload node is no director, yet the checkpoint waits
+    // for it. Told the placement without it, its daemon would drop that state.
+    c.connect_all();
+    c.run_for(ELECTION * 4);
+    c.report(3, &[(a.instance, lone, 9)]);
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("a leader");
+    let e = c.entry(leader, a.instance).unwrap();
+    assert!(e.replicas.contains(&3), "not placed again: {e:?}");
+    assert_eq!(e.primary, Some(3), "what it holds is all there is: {e:?}");
+    assert!(c.held(3, a.instance).unwrap().replicas.contains(&3));
+}
+
+#[test]
+fn a_director_placed_again_in_a_set_without_primary_is_not_ranked_as_in_sync() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    c.report(2, &[(a.instance, a.term, 5)]);
+    // Node 2 is cut off and dropped; node 3 gives the role up and node 1 takes it.
+    c.isolate(2);
+    c.run_for(ELECTION * 4);
+    let t = c.entry(1, a.instance).unwrap().term;
+    let resign = |node, term| DirOp::Resign {
+        instance: a.instance,
+        node,
+        term,
+    };
+    assert_eq!(c.request(3, resign(3, t)), DirReply::Done);
+    c.run_for(HEARTBEAT);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(
+        (e.primary, e.replicas.as_slice()),
+        (Some(1), [1, 3].as_slice())
+    );
+    // Both hold more than node 2; then node 1 gives the role up too (it is marked; node 3,
+    // which resynced from it, stays in sync).
+    c.report(1, &[(a.instance, e.term, 20)]);
+    c.report(3, &[(a.instance, e.term, 20)]);
+    assert_eq!(c.request(1, resign(1, e.term)), DirReply::Done);
+
+    // Node 2 comes back before the next promotion, with what it held when it left.
+    c.connect(1, 2);
+    c.connect(2, 3);
+    c.report(2, &[(a.instance, a.term, 5)]);
+    let e = c.entry(1, a.instance).unwrap();
+    assert!(e.replicas.contains(&2));
+    assert!(
+        e.evicted.contains_key(&2),
+        "a director placed again among others must resync: {e:?}"
+    );
+    c.run_for(POSITIONS_WAIT + HEARTBEAT);
+    let e = c.entry(1, a.instance).unwrap();
+    assert!(
+        matches!(e.primary, Some(1 | 3)),
+        "node 2, holding less, was promoted: {e:?}"
+    );
+}
+
+#[test]
 fn an_evicted_director_still_connected_is_placed_again_later_and_must_resync() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);

@@ -235,7 +235,7 @@ pub(crate) enum Kind {
 }
 
 /// What an attempt wrote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Op {
     /// `counter` := v in place and `log[v]` := 1, in one write.
     Write,
