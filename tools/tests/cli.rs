@@ -1053,3 +1053,105 @@ fn on_a_sealed_node_ls_show_dump_and_fsck_get_the_replicas_from_ckptd_and_say_so
     drop((active, standby, lib1, lib2));
     n2.stop();
 }
+
+#[test]
+fn watch_on_a_node_without_a_replica_prints_the_arrivals_through_its_ckptd() {
+    let cluster =
+        LocalCluster::create_with_options("cli-watch", &[1, 2, 3], &[1, 2], false, 600, false)
+            .expect("cluster files");
+    let nodes: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|&n| ckptd::spawn(cluster.config.clone(), n).expect("node"))
+        .collect();
+    let name = "safCkpt=cli-watch-remote";
+    let attrs = CreationAttributes {
+        creation_flags: CreationFlags::WR_ACTIVE_REPLICA,
+        checkpoint_size: 4 * 4096,
+        retention_duration: 10 * SECOND,
+        max_sections: 4,
+        max_section_size: 4096,
+        max_section_id_size: 16,
+    };
+    let lib1 = support::library(&cluster, 1);
+    let ck = support::retry(|| {
+        lib1.open(
+            name,
+            Some(&attrs),
+            OpenFlags::CREATE | OpenFlags::READ | OpenFlags::WRITE,
+            10 * SECOND,
+        )
+    })
+    .expect("open on node 1");
+    ck.create_section(Some(b"s"), TIME_END, b"before").unwrap();
+    let dir3 = cluster.shm_dir(3);
+
+    // Node 3 (no director) holds no replica: without ckptd's socket, the error says how.
+    let refused = ckpt(&dir3, &["watch", name, "--count", "1"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("--socket"),
+        "{}",
+        refused.describe()
+    );
+    let socket = cluster.socket(3);
+    let socket = socket.to_str().expect("a UTF-8 socket path");
+    let since = ckpt(&dir3, &["watch", name, "--since", "0", "--socket", socket]);
+    assert_eq!(since.code, Some(2), "{}", since.describe());
+
+    let mut child = ckpt_command(&dir3)
+        .args(["watch", name, "--socket", socket])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ckpt watch");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let _child = Reaped(child);
+    let ready = lines_of(stderr)
+        .recv_timeout(Duration::from_secs(20))
+        .expect("watch says it is watching");
+    assert!(ready.contains("through ckptd"), "{ready}");
+    let out = lines_of(stdout);
+    // Its subscription starts after the open answered: write until the first arrival
+    // shows, then let the stragglers come.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        ck.overwrite(b"s", b"warm").unwrap();
+        if let Ok(line) = out.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(line, "kind=arrival section=s offset=0 size=4");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no arrival printed");
+    }
+    while let Ok(line) = out.recv_timeout(Duration::from_millis(1500)) {
+        assert_eq!(line, "kind=arrival section=s offset=0 size=4");
+    }
+
+    ck.overwrite(b"s", b"first").unwrap();
+    ck.write(&[WriteElement {
+        section_id: b"s",
+        offset: 2,
+        data: b"xyz",
+    }])
+    .unwrap();
+    ck.create_section(Some(b"t"), TIME_END, b"new").unwrap();
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        match out.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("watch printed only {lines:#?}"),
+        }
+    }
+    assert_eq!(
+        lines,
+        [
+            "kind=arrival section=s offset=0 size=5",
+            "kind=arrival section=s offset=2 size=3",
+            "kind=arrival section=t offset=0 size=3",
+        ]
+    );
+    drop((ck, lib1));
+    for n in nodes {
+        n.stop();
+    }
+}

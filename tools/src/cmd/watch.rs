@@ -1,14 +1,24 @@
 //! `ckpt watch NAME`: the checkpoint's changes as they commit, one line each, from the
 //! replica's change journal — the same arrival notification the hot-standby callback
 //! uses: the watcher sleeps on the replica's futex and writers wake it, no polling.
+//!
+//! On a ckptd node without a replica of the checkpoint, the watch goes through the node's
+//! ckptd (`--socket`, or `CKPT_CLUSTER_SOCKET`): it opens the checkpoint for reading and
+//! prints what the arrival callback reports (the primary's journal, through ckptd), which
+//! names the section, offset and size of each change, not its seq, kind or time.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ckpt_agent::{
+    ArrivalElement, CLUSTER_SOCKET_ENV, Callbacks, Config, DispatchFlags, Library, OpenFlags,
+    Version,
+};
 use ckpt_engine::{Change, ChangeKind, Changes};
 use serde::Serialize;
 
@@ -30,6 +40,10 @@ pub struct Args {
     /// One JSON object per line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Watch through this ckptd agent socket when this node holds no replica of the
+    /// checkpoint (cluster mode; default: $CKPT_CLUSTER_SOCKET).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
 }
 
 /// How long one wait on the replica lasts before the watcher looks at Ctrl-C and at
@@ -137,7 +151,18 @@ fn stop_flag() -> Arc<AtomicBool> {
 /// changes, or the checkpoint's deletion (exit 1).
 pub fn run(dir: &Path, args: &Args, out: &mut dyn Write) -> Result<ExitCode, Error> {
     let domain = Domain::open(dir)?;
-    let ck = domain.find(&args.name)?;
+    let socket = args
+        .socket
+        .clone()
+        .or_else(|| std::env::var_os(CLUSTER_SOCKET_ENV).map(PathBuf::from));
+    let ck = match domain.find(&args.name) {
+        Ok(ck) => ck,
+        // The node may not know it yet: its ckptd asks the cluster.
+        Err(Error::NotFound(_)) if args.since.is_none() && socket.is_some() => {
+            return through_ckptd(socket.as_deref().expect("checked"), &args.name, args, out);
+        }
+        Err(e) => return Err(e),
+    };
     let shown = ck.display_name();
     let replica = match ck.attach(&domain) {
         Some(Ok(r)) => r,
@@ -147,10 +172,20 @@ pub fn run(dir: &Path, args: &Args, out: &mut dyn Write) -> Result<ExitCode, Err
             )));
         }
         None => {
-            return Err(Error::NotFound(format!(
-                "{shown} has no replica on this node; watch it on a node that has one \
-                 (`ckpt show {shown}` lists them)"
-            )));
+            let Some(socket) = socket else {
+                return Err(Error::NotFound(format!(
+                    "{shown} has no replica on this node; watch it on a node that has one \
+                     (`ckpt show {shown}` lists them), or through this node's ckptd: pass \
+                     --socket PATH (`socket` in the cluster file) or set {CLUSTER_SOCKET_ENV}"
+                )));
+            };
+            if args.since.is_some() {
+                return Err(Error::Usage(format!(
+                    "--since reads a replica's journal, and this node holds no replica of \
+                     {shown}; watch without it, or on a node that has one"
+                )));
+            }
+            return through_ckptd(&socket, &args.name, args, out);
         }
     };
     let object = ck.object.as_deref().map(|o| dir.join(o));
@@ -199,4 +234,104 @@ pub fn run(dir: &Path, args: &Args, out: &mut dyn Write) -> Result<ExitCode, Err
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct ArrivalJson {
+    kind: &'static str,
+    section: String,
+    section_hex: String,
+    offset: u64,
+    size: u64,
+}
+
+fn arrival_line(e: &ArrivalElement, json: bool) -> Result<String, Error> {
+    if json {
+        let j = ArrivalJson {
+            kind: "arrival",
+            section: format::section_id(&e.section_id),
+            section_hex: format::hex(&e.section_id),
+            offset: e.offset,
+            size: e.size,
+        };
+        return serde_json::to_string(&j).map_err(|e| Error::Output(e.into()));
+    }
+    Ok(format!(
+        "kind=arrival section={} offset={} size={}",
+        format::section_id(&e.section_id),
+        e.offset,
+        e.size
+    ))
+}
+
+/// Watches `name` through the ckptd at `socket`: an open for reading with an arrival
+/// callback, dispatched on a thread of its own, until Ctrl-C or `--count` arrivals.
+fn through_ckptd(
+    socket: &Path,
+    name: &str,
+    args: &Args,
+    out: &mut dyn Write,
+) -> Result<ExitCode, Error> {
+    let config = Config {
+        cluster: Some(socket.to_path_buf()),
+        ..Config::default()
+    };
+    // B.01 takes any name; B.02 only `safCkpt=` DNs, and a name is what the user typed.
+    let lib =
+        Library::initialize_with(config, Version::B_01_01, Callbacks::default()).map_err(|e| {
+            Error::System(format!(
+                "cannot reach ckptd at {} ({e}); is it running, and is that the `socket` of \
+                 this node in the cluster file?",
+                socket.display()
+            ))
+        })?;
+    let (tx, rx) = mpsc::channel();
+    lib.register_arrival_callback(Box::new(move |_, elements| {
+        for e in elements {
+            let _ = tx.send(e.clone());
+        }
+    }))
+    .map_err(|e| Error::System(format!("ckptd refused the arrival callback: {e}")))?;
+    let ck = match lib.open(name, None, OpenFlags::READ, 10 * 1_000_000_000) {
+        Ok(ck) => ck,
+        Err(ckpt_agent::Error::NotExist) => {
+            return Err(Error::NotFound(format!(
+                "no checkpoint named {name:?} in the cluster of {}",
+                socket.display()
+            )));
+        }
+        Err(e) => return Err(Error::System(format!("ckptd refused the open: {e}"))),
+    };
+    eprintln!(
+        "watching {name} through ckptd at {} (no replica on this node); Ctrl-C stops",
+        socket.display()
+    );
+    let lib = Arc::new(lib);
+    let dispatcher = {
+        let lib = Arc::clone(&lib);
+        std::thread::spawn(move || lib.dispatch(DispatchFlags::Blocking))
+    };
+    let stop = stop_flag();
+    let mut seen = 0u64;
+    let mut result = Ok(ExitCode::SUCCESS);
+    while args.count.is_none_or(|n| seen < n) && !stop.load(Ordering::SeqCst) {
+        match rx.recv_timeout(WAIT) {
+            Ok(e) => {
+                let written = arrival_line(&e, args.json)
+                    .and_then(|l| writeln!(out, "{l}").and_then(|()| out.flush()).map_err(Error::from));
+                if let Err(e) = written {
+                    result = Err(e);
+                    break;
+                }
+                seen += 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = ck.close();
+    // Ends the dispatcher's blocking dispatch.
+    let _ = lib.finalize();
+    let _ = dispatcher.join();
+    result
 }
