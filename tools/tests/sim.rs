@@ -30,6 +30,7 @@
 //! ```sh
 //! cargo test -p ckpt-tools --test sim                            # seeds 0..100 and REGRESSIONS
 //! SIM_SEEDS=1000 cargo test -p ckpt-tools --test sim             # seeds 0..1000
+//! SIM_FROM=6000 SIM_SEEDS=9000 cargo test -p ckpt-tools --test sim # seeds 6000..9000
 //! SIM_SEED=42 cargo test -p ckpt-tools --test sim -- --nocapture  # one seed: plan, events, report
 //! SIM_SEED=42 SIM_KEEP=net0,crash1 cargo test ...                 # only those faults of its plan
 //! SIM_SEED=42 RUST_LOG=ckpt_tools=info,turmoil=info cargo test ... # with ckptd's logs
@@ -1245,11 +1246,19 @@ fn quiet_failures() {
 /// when it came back, dropped the state the promotion waited for. 1297: a director placed
 /// again in a set without a primary ranked as in sync and was promoted over the replica
 /// holding an acknowledged write. 2077: writes only a wiped node held (not a fault; the
-/// check once counted them).
-const REGRESSIONS: &[u64] = &[337, 1050, 2311, 1917, 2625, 1032, 861, 1297, 2077];
+/// check once counted them). 4887: a replica made empty, its daemon restarted again,
+/// resumed as the primary (the knowledge that it was empty died with the run). 3998: an
+/// agent kept writing straight into a primary's replica its daemon had dropped. 5122: a
+/// promotion without a replica in sync, made without the report of one that held an
+/// acknowledged write. 3034: a two-node leader whose table never got a decision the
+/// other node made alone. 5966: a wiped node whose writer reopened with CREATE counted
+/// its new, empty replica as in sync.
+const REGRESSIONS: &[u64] = &[
+    337, 1050, 2311, 1917, 2625, 1032, 861, 1297, 2077, 4887, 3998, 5122, 3034, 5966,
+];
 
-/// Seeds to run: `SIM_SEED=<n>` alone, else `0..SIM_SEEDS` (100 by default) and
-/// [`REGRESSIONS`].
+/// Seeds to run: `SIM_SEED=<n>` alone, else `SIM_FROM..SIM_SEEDS` (0..100 by default)
+/// and [`REGRESSIONS`].
 fn seeds() -> Vec<u64> {
     if let Some(s) = std::env::var("SIM_SEED").ok().and_then(|s| s.parse().ok()) {
         return vec![s];
@@ -1258,8 +1267,12 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    let mut seeds: Vec<u64> = (0..n).collect();
-    seeds.extend(REGRESSIONS.iter().copied().filter(|s| *s >= n));
+    let from: u64 = std::env::var("SIM_FROM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut seeds: Vec<u64> = (from..n).collect();
+    seeds.extend(REGRESSIONS.iter().copied().filter(|s| *s >= n || *s < from));
     seeds
 }
 

@@ -267,6 +267,9 @@ pub struct Directory {
     /// Leader: effects of decisions not yet on a quorum, released in order once they are.
     held: VecDeque<(TableVersion, Output)>,
     leader_since: Duration,
+    /// Leader: since when each non-collocated checkpoint without a primary has waited
+    /// for one (this leader's view; not part of the table).
+    orphaned: BTreeMap<u64, Duration>,
     version: TableVersion,
     /// Term counter within `dir_term` for checkpoint terms.
     minted: u32,
@@ -318,6 +321,7 @@ impl Directory {
             state_sent: BTreeMap::new(),
             held: VecDeque::new(),
             leader_since: now,
+            orphaned: BTreeMap::new(),
             version: TableVersion::default(),
             minted: 0,
             entries: BTreeMap::new(),
@@ -865,6 +869,8 @@ impl Directory {
             }
             return false;
         };
+        // Whether the promotion waits for it, as it was before its report.
+        let awaited = e.awaits(node);
         // A departed replica back without what it last held (its shm was wiped, it was
         // made anew, or it holds less than its floor): nobody can bring that back, so it
         // no longer holds promotion up (the checkpoint would stay without a primary).
@@ -883,7 +889,7 @@ impl Directory {
             }
             let director = self.cfg.directors.contains(&node);
             if (director && !e.collocated() && !e.unlinked && !e.evicted.contains_key(&node))
-                || e.awaits(node)
+                || awaited
             {
                 // A director dropped while away, or a replica the promotion awaits
                 // (`Entry::awaits`): placed again (what it holds may be all that is left;
@@ -901,6 +907,37 @@ impl Directory {
             return changed;
         }
         self.positions.insert((instance, node), (term, seq));
+        if leads
+            && term > e.term
+            && seq != INCOMPLETE
+            && term >> 32 <= self.dir_term
+            && !e.collocated()
+            && !e.unlinked
+        {
+            // A replica holds a term this table never recorded: a decision of a leader
+            // whose table did not reach this one (two-node mode, where one node decides
+            // alone, then lost its state). Its primary, placement and marks are out of
+            // date, and the node it names primary ignores an assignment older than its
+            // replica (simulation seed 3034: the checkpoint stayed without a primary for
+            // good). Decided again from the replicas' reports, in a new term: every one
+            // must resync from the primary named then. (A term of a later directory
+            // term means this leader is the one out of date: left to the next election.)
+            if term >> 32 == self.dir_term {
+                self.minted = self
+                    .minted
+                    .max(u32::try_from(term & u64::from(u32::MAX)).unwrap_or(u32::MAX));
+            }
+            let t = self.mint_term();
+            let e = self.entries.get_mut(&instance).expect("present");
+            e.term = t;
+            e.primary = None;
+            for n in e.replicas.clone() {
+                e.evicted.insert(n, t);
+            }
+            let a = e.assign();
+            self.assign_everywhere(&a, effects);
+            return true;
+        }
         let resynced = seq != INCOMPLETE && e.evicted.get(&node).is_some_and(|t| term >= *t);
         if leads && resynced {
             e.evicted.remove(&node);
@@ -1230,8 +1267,19 @@ impl Directory {
                     // that all died, or to nobody when it was alone in the set): a
                     // replica that takes over must hold a position in that term at least.
                     let floor = (e.primary == Some(node) && e.term != 0).then_some((e.term, 0));
+                    // Without a primary, a replica that never reported to this leader may
+                    // hold anything up to the current term: the promotion waits for it as
+                    // for a primary (it died with the only copy of an acknowledged write,
+                    // the others all marked, in simulation seed 5122).
+                    let floor = floor.or_else(|| {
+                        (e.primary.is_none() && last.is_none() && !e.collocated() && e.term != 0)
+                            .then_some((e.term, 0))
+                    });
                     let reported = last.filter(|p| p.1 != INCOMPLETE);
-                    if !e.evicted.contains_key(&node)
+                    // A replica marked to resync leaves nothing to wait for, unless the
+                    // checkpoint has no primary: then what it reported may be the most
+                    // there is (it may hold writes the others never got).
+                    if (!e.evicted.contains_key(&node) || e.primary.is_none())
                         && let Some(p) = reported.max(floor)
                     {
                         // What it held may be needed if nobody better comes back.
@@ -1277,6 +1325,7 @@ impl Directory {
             .filter(|e| e.primary.is_none() && !e.collocated() && !e.replicas.is_empty())
             .map(|e| e.instance)
             .collect();
+        self.orphaned.retain(|i, _| ids.contains(i));
         let mut any = false;
         for id in ids {
             let e = &self.entries[&id];
@@ -1297,7 +1346,19 @@ impl Directory {
             let missing = ranked
                 .iter()
                 .any(|n| !self.positions.contains_key(&(id, *n)));
-            if missing && patient {
+            // Without a replica in sync, nothing says who holds what but the reports, and
+            // a replica added back since holds what it held when it left, perhaps the
+            // most there is: every report is waited for, for longer (a choice made
+            // without the report of one whose packets were held lost a write only it
+            // and a wiped node had acknowledged: simulation seed 5122).
+            let since = *self.orphaned.entry(id).or_insert(now);
+            let waited = now.saturating_sub(since.max(self.leader_since));
+            let wait = if synced.is_empty() {
+                waited < POSITIONS_WAIT * 4
+            } else {
+                patient
+            };
+            if missing && wait {
                 continue;
             }
             let Some(best) = self.promotion_choice(id) else {

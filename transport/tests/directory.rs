@@ -1256,6 +1256,51 @@ fn a_director_placed_again_in_a_set_without_primary_is_not_ranked_as_in_sync() {
 }
 
 #[test]
+fn a_replica_in_a_term_the_table_never_recorded_makes_the_leader_decide_again_from_reports() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    // Node 2 holds a term this table does not know (a decision of a leader whose table
+    // did not reach this one).
+    c.report(2, &[(a.instance, a.term + 1, 7)]);
+    let e = c.entry(1, a.instance).unwrap();
+    assert!(
+        e.term > a.term + 1,
+        "a new term, above the unknown one: {e:?}"
+    );
+    assert_eq!(e.primary, None, "{e:?}");
+    assert_eq!(e.evicted.len(), 3, "every replica must resync: {e:?}");
+    assert_eq!(c.held(3, a.instance).unwrap().primary, None);
+
+    // Nobody is in sync: the choice waits for every replica's report, longer than for
+    // replicas in sync, then takes the most up to date.
+    c.run_for(POSITIONS_WAIT * 2);
+    assert_eq!(
+        c.entry(1, a.instance).unwrap().primary,
+        None,
+        "node 1 and 3 unheard"
+    );
+    c.report(1, &[(a.instance, a.term, 9)]);
+    c.report(3, &[(a.instance, a.term, 9)]);
+    c.run_for(HEARTBEAT);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(2), "the newest term wins: {e:?}");
+    assert_eq!(c.held(1, a.instance).unwrap().primary, Some(2));
+}
+
+#[test]
+fn without_replicas_in_sync_a_choice_is_made_at_last_without_a_missing_report() {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    c.report(2, &[(a.instance, a.term + 1, 7)]);
+    c.report(1, &[(a.instance, a.term, 9)]);
+    // Node 3 never reports (its replica could not be made): the checkpoint is not left
+    // without a primary for good.
+    c.run_for(POSITIONS_WAIT * 5);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(2), "{e:?}");
+}
+
+#[test]
 fn an_evicted_director_still_connected_is_placed_again_later_and_must_resync() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);

@@ -1080,7 +1080,16 @@ impl Node {
             term: 0,
             unlinked: false,
         };
-        self.locals.insert(instance, Local::new(r, assign));
+        let never_synced = r.replication_position() == (0, 0) && r.role().1 == 0;
+        let mut l = Local::new(r, assign);
+        if never_synced {
+            // Made empty by a run before this one (its tmpfs lost, then the daemon
+            // restarted again before a primary synced it): that run's knowledge is gone
+            // with it, but the replica shows it, and still holds nothing to lead with
+            // (simulation seed 4887: it resumed as the primary and erased the others).
+            l.empty = Some(1);
+        }
+        self.locals.insert(instance, l);
     }
 
     /// Whether an agent of this node's previous run that has `instance` open may still
@@ -2140,7 +2149,12 @@ impl Node {
             // The directory mints a term when it names a primary, so a checkpoint with a
             // term may hold state elsewhere, unless this very assignment is the one its
             // creation by this node's open sends.
-            l.empty = (created && a.term != 0 && !self.creating(&a.name)).then_some(a.term);
+            // An open of this node with CREATE vouches for that only when it makes this
+            // node the primary: a replica placed under another primary is empty whatever
+            // an agent here asked (a wiped node whose writer reopened with CREATE counted
+            // as in sync, and was promoted with nothing: simulation seed 5966).
+            let fresh = self.creating(&a.name) && a.primary == Some(self.me);
+            l.empty = (created && a.term != 0 && !fresh).then_some(a.term);
             let lost = l.empty.is_some();
             self.locals.insert(instance, l);
             self.create_failed.remove(&instance);
@@ -2394,6 +2408,14 @@ impl Node {
         let mut answers = Vec::new();
         l.demote(&mut answers, &mut self.metrics);
         self.answer_all(answers);
+        let (role, term) = l.replica.role();
+        if role != Role::Replica {
+            // Agents that mapped it keep their mappings: as a primary's, it took their
+            // writes straight in and confirmed their synchronizes, with nobody ordering or
+            // replicating them (simulation seed 3998). As a replica's, their writes are
+            // refused and go through ckptd to the primary.
+            step_down(&l.replica, term);
+        }
         info!(instance, "replica removed");
         self.store.remove(&object_name(instance));
         self.resigned.retain(|(i, _)| *i != instance);

@@ -317,8 +317,11 @@ fn through_ckptd(
     while args.count.is_none_or(|n| seen < n) && !stop.load(Ordering::SeqCst) {
         match rx.recv_timeout(WAIT) {
             Ok(e) => {
-                let written = arrival_line(&e, args.json)
-                    .and_then(|l| writeln!(out, "{l}").and_then(|()| out.flush()).map_err(Error::from));
+                let written = arrival_line(&e, args.json).and_then(|l| {
+                    writeln!(out, "{l}")
+                        .and_then(|()| out.flush())
+                        .map_err(Error::from)
+                });
                 if let Err(e) = written {
                     result = Err(e);
                     break;
