@@ -102,20 +102,25 @@ pub fn run(dir: &Path, args: &Args, out: &mut dyn Write) -> Result<ExitCode, Err
     Ok(ExitCode::SUCCESS)
 }
 
-fn in_cluster(socket: &Path, name: &str, out: &mut dyn Write) -> Result<ExitCode, Error> {
+/// A library handle on the ckptd whose agent socket is `socket`, for a command run by hand:
+/// B.01, which takes any name (B.02 only `safCkpt=` DNs), since a name is what the user
+/// typed.
+pub(super) fn ckptd_library(socket: &Path) -> Result<Library, Error> {
     let config = Config {
         cluster: Some(socket.to_path_buf()),
         ..Config::default()
     };
-    // B.01 takes any name; B.02 only `safCkpt=` DNs, and a name is what the user typed.
-    let lib =
-        Library::initialize_with(config, Version::B_01_01, Callbacks::default()).map_err(|e| {
-            Error::System(format!(
-                "cannot reach ckptd at {} ({e}); is it running, and is that the `socket` of \
-                 this node in the cluster file?",
-                socket.display()
-            ))
-        })?;
+    Library::initialize_with(config, Version::B_01_01, Callbacks::default()).map_err(|e| {
+        Error::System(format!(
+            "cannot reach ckptd at {} ({e}); is it running, and is that the `socket` of this \
+             node in the cluster file?",
+            socket.display()
+        ))
+    })
+}
+
+fn in_cluster(socket: &Path, name: &str, out: &mut dyn Write) -> Result<ExitCode, Error> {
+    let lib = ckptd_library(socket)?;
     match lib.unlink(name) {
         Ok(()) => {
             writeln!(

@@ -15,10 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ckpt_agent::{
-    ArrivalElement, CLUSTER_SOCKET_ENV, Callbacks, Config, DispatchFlags, Library, OpenFlags,
-    Version,
-};
+use ckpt_agent::{ArrivalElement, CLUSTER_SOCKET_ENV, DispatchFlags, OpenFlags};
 use ckpt_engine::{Change, ChangeKind, Changes};
 use serde::Serialize;
 
@@ -272,19 +269,7 @@ fn through_ckptd(
     args: &Args,
     out: &mut dyn Write,
 ) -> Result<ExitCode, Error> {
-    let config = Config {
-        cluster: Some(socket.to_path_buf()),
-        ..Config::default()
-    };
-    // B.01 takes any name; B.02 only `safCkpt=` DNs, and a name is what the user typed.
-    let lib =
-        Library::initialize_with(config, Version::B_01_01, Callbacks::default()).map_err(|e| {
-            Error::System(format!(
-                "cannot reach ckptd at {} ({e}); is it running, and is that the `socket` of \
-                 this node in the cluster file?",
-                socket.display()
-            ))
-        })?;
+    let lib = super::rm::ckptd_library(socket)?;
     let (tx, rx) = mpsc::channel();
     lib.register_arrival_callback(Box::new(move |_, elements| {
         for e in elements {
