@@ -888,9 +888,8 @@ impl Directory {
                 return false;
             }
             let director = self.cfg.directors.contains(&node);
-            if (director && !e.collocated() && !e.unlinked && !e.evicted.contains_key(&node))
-                || awaited
-            {
+            let placeable = !e.collocated() && !e.unlinked && !e.evicted.contains_key(&node);
+            if placeable && (director || awaited) {
                 // A director dropped while away, or a replica the promotion awaits
                 // (`Entry::awaits`): placed again (what it holds may be all that is left;
                 // `promotion_choice` decides).
@@ -1541,7 +1540,7 @@ impl Directory {
                     // opens were counted again (placing them here too, with a new term,
                     // steered the simulation into a stuck promotion: seed 1682).
                     e.idle_since = None;
-                    let grows = (e.collocated() || e.awaits(node)) && !e.replicas.contains(&node);
+                    let grows = e.awaits(node) || (e.collocated() && !e.replicas.contains(&node));
                     if grows {
                         self.add_replica(instance, node);
                     }
