@@ -1252,9 +1252,14 @@ fn quiet_failures() {
 /// promotion without a replica in sync, made without the report of one that held an
 /// acknowledged write. 3034: a two-node leader whose table never got a decision the
 /// other node made alone. 5966: a wiped node whose writer reopened with CREATE counted
-/// its new, empty replica as in sync.
+/// its new, empty replica as in sync. 6961 and 10016: a replica that had not heard from
+/// a new primary kept applying the deposed one's diffs. 11041: a wiped node alone in the
+/// set led, and erased the copy a node added back held. 3953: an ALL_REPLICAS primary
+/// named again alone in a term it led numbered its journal anew. 3248: a wiped node's
+/// floor kept a checkpoint without a primary for good.
 const REGRESSIONS: &[u64] = &[
-    337, 1050, 2311, 1917, 2625, 1032, 861, 1297, 2077, 4887, 3998, 5122, 3034, 5966,
+    337, 1050, 2311, 1917, 2625, 1032, 861, 1297, 2077, 4887, 3998, 5122, 3034, 5966, 6961, 10016,
+    11041, 3953, 3248,
 ];
 
 /// Seeds to run: `SIM_SEED=<n>` alone, else `SIM_FROM..SIM_SEEDS` (0..100 by default)

@@ -889,8 +889,17 @@ pub fn apply_diff_checked(replica: &Replica, diff: &DiffRef<'_>) -> (Frame, Opti
         return (ack(INCOMPLETE), None);
     }
     if term > pterm {
-        // A new primary's journal means nothing to this replica: ask for a snapshot.
-        return (stale, None);
+        // A new primary's journal means nothing to this replica: ask for a snapshot,
+        // naming the term of the position held (not the role's: a replica named in this
+        // term holds nothing of it yet, and a primary vetting its replicas reads the
+        // term as the state they hold).
+        return (
+            Frame::Stale {
+                instance,
+                term: pterm,
+            },
+            None,
+        );
     }
     if base != pseq || mark < base {
         return (ack(pseq), None);

@@ -164,11 +164,9 @@ fn a_diff_of_an_older_term_is_refused_and_fences_the_old_primary() {
     );
 }
 
-#[test]
-fn a_replica_whose_node_was_named_primary_in_a_newer_term_fences_the_older_primary() {
-    // Node 2 was the primary of term 5 (an ALL_REPLICAS one publishes into its replica,
-    // whose position stays where it was named until a write is published) and restarted:
-    // its replica is at (3, 1) of the primary it replaced, its role says term 5.
+/// A primary of term 3 (instance 7) holding section `x` = "held", and node 2's replica,
+/// synced by it.
+fn synced_by_a_primary_of_term_3() -> (Replica, Primary, Replica) {
     let old_primary = replica(4096);
     old_primary
         .create_section(Some(b"x"), TIME_END, b"held")
@@ -178,8 +176,20 @@ fn a_replica_whose_node_was_named_primary_in_a_newer_term_fences_the_older_prima
     let mut old = Primary::new(7, 3, ReplConfig::default());
     old.set_replicas(&[2], |_| true);
     old.peer_up(2);
+    assert_eq!(
+        pump(&mut old, &old_primary, 2, &rep, Duration::from_secs(1)),
+        None
+    );
+    (old_primary, old, rep)
+}
+
+#[test]
+fn a_replica_whose_node_was_named_primary_in_a_newer_term_fences_the_older_primary() {
+    // Node 2 was the primary of term 5 (an ALL_REPLICAS one publishes into its replica,
+    // whose position stays where it was named until a write is published) and restarted:
+    // its replica is at (3, 1) of the primary it replaced, its role says term 5.
+    let (old_primary, mut old, rep) = synced_by_a_primary_of_term_3();
     let now = Duration::from_secs(1);
-    assert_eq!(pump(&mut old, &old_primary, 2, &rep, now), None);
     let held = old_primary.commit_seq();
     assert_eq!(rep.replication_position(), (3, held));
     rep.set_role(Role::Replica, 5);
@@ -194,6 +204,48 @@ fn a_replica_whose_node_was_named_primary_in_a_newer_term_fences_the_older_prima
         "a write of a primary older than this node's own term reached its replica"
     );
     assert_eq!(old.acked_by(2), Some(held), "it acknowledged nothing more");
+}
+
+#[test]
+fn a_replica_named_under_a_new_primary_asks_it_for_a_snapshot_naming_the_term_it_holds() {
+    // The replica holds (3, n) of the primary of term 3; the directory then named it a
+    // replica under another primary in term 5, and its role says so.
+    let (_, _, rep) = synced_by_a_primary_of_term_3();
+    let now = Duration::from_secs(1);
+    let held = rep.replication_position();
+    rep.set_role(Role::Replica, 5);
+
+    // The new primary's probe: the answer names the term of what the replica holds (a
+    // primary vetting its replicas reads it as the state they hold), not its role's.
+    let answer = apply_diff(&rep, 7, 5, 0, 0, &[]);
+    assert_eq!(
+        answer,
+        Frame::Stale {
+            instance: 7,
+            term: held.0
+        }
+    );
+    // The replaced primary's diffs are refused with the newer term, which fences it.
+    let answer = apply_diff(&rep, 7, 3, held.1, held.1, &[]);
+    assert_eq!(
+        answer,
+        Frame::Stale {
+            instance: 7,
+            term: 5
+        }
+    );
+
+    // And the new primary brings it up by snapshot.
+    let primary = replica(4096);
+    primary
+        .create_section(Some(b"x"), TIME_END, b"newer")
+        .unwrap();
+    let mut p = Primary::new(7, 5, ReplConfig::default());
+    p.set_replicas(&[2], |_| true);
+    p.peer_up(2);
+    assert_eq!(pump(&mut p, &primary, 2, &rep, now), None);
+    assert_eq!(contents(&rep), contents(&primary));
+    assert_eq!(rep.replication_position().0, 5);
 }
 
 #[test]

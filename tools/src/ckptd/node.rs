@@ -259,6 +259,13 @@ struct Local {
     /// primary of this term or a later one has synced it since: its position says
     /// nothing (`report_positions`).
     empty: Option<u64>,
+    /// Set while this node leads with a replica made empty (`empty`), alone in the set
+    /// (nobody else to take the role): the commit seq of the replica that orders writes
+    /// when it began. Leading does not sync it: until an agent's write commits there, the
+    /// replica still holds nothing, and a replica that joins may hold the state (seed
+    /// 11041: a wiped node alone in the set led, and its empty snapshot erased the copy
+    /// a node added back held). Once one commits, the replica is the checkpoint.
+    led_empty: Option<u64>,
     /// Replicas whose first answer this primary must see before it acts on it: its own
     /// replica was made empty when it was named primary, which is right only for a
     /// checkpoint that was just created (see `must_not_lead`). A replica that answers
@@ -282,6 +289,7 @@ impl Local {
             changes: Vec::new(),
             waiting_since: BTreeMap::new(),
             empty: None,
+            led_empty: None,
             vet: std::collections::BTreeSet::new(),
             base: None,
         }
@@ -306,6 +314,10 @@ impl Local {
 
     /// Whether a primary has synced this replica since it was made empty.
     fn synced(&self) -> bool {
+        if let Some(at) = self.led_empty {
+            let orders = self.staging.as_ref().map_or(&self.replica, |s| &s.replica);
+            return orders.commit_seq() > at;
+        }
         let (term, seq) = self.replica.replication_position();
         self.empty
             .is_none_or(|since| term != 0 && term >= since && seq != repl::INCOMPLETE)
@@ -316,6 +328,21 @@ impl Local {
     fn demote(&mut self, out: &mut Vec<(Origin, RemoteResult)>, metrics: &mut Metrics) {
         self.primary = None;
         self.vet.clear();
+        if let Some(at) = self.led_empty.take() {
+            let orders = self.staging.as_ref().map_or(&self.replica, |s| &s.replica);
+            if orders.commit_seq() > at {
+                self.empty = None;
+            } else {
+                // It led with nothing and nothing was written: it still holds nothing,
+                // and says so after a restart too (`hold`), as a replica in the middle
+                // of a snapshot does (positions never go back).
+                let (_, role_term) = self.replica.role();
+                let (term, _) = self.replica.replication_position();
+                self.replica.set_role(Role::Replica, role_term);
+                self.replica
+                    .set_replication_position(term.max(role_term), repl::INCOMPLETE);
+            }
+        }
         if let Some(w) = self.waker.take() {
             w.stop();
         }
@@ -1080,13 +1107,16 @@ impl Node {
             term: 0,
             unlinked: false,
         };
-        let never_synced = r.replication_position() == (0, 0) && r.role().1 == 0;
+        let position = r.replication_position();
+        let never_synced =
+            (position == (0, 0) && r.role().0 == Role::Replica) || position.1 == repl::INCOMPLETE;
         let mut l = Local::new(r, assign);
         if never_synced {
             // Made empty by a run before this one (its tmpfs lost, then the daemon
-            // restarted again before a primary synced it): that run's knowledge is gone
-            // with it, but the replica shows it, and still holds nothing to lead with
-            // (simulation seed 4887: it resumed as the primary and erased the others).
+            // restarted again before a primary synced it), or left in the middle of a
+            // snapshot: that run's knowledge is gone with it, but the replica shows it,
+            // and still holds nothing to lead with (simulation seed 4887: it resumed as
+            // the primary and erased the others).
             l.empty = Some(1);
         }
         self.locals.insert(instance, l);
@@ -2194,6 +2224,12 @@ impl Node {
         l.assign = a.clone();
         if a.primary == Some(me) {
             let fresh = l.primary.as_ref().is_none_or(|p| p.term() != a.term);
+            // Alone in the set with a replica made empty (`must_not_lead` lets it lead).
+            let leads_empty = fresh
+                && l.led_empty.is_none()
+                && l.empty.is_some()
+                && !l.synced()
+                && !collocated_async(&a);
             if fresh {
                 l.base = Some(match l.replica.role() {
                     (Role::Primary, t) => (t, l.replica.commit_seq()),
@@ -2229,6 +2265,10 @@ impl Node {
                         .set_replication_position(a.term, l.replica.commit_seq());
                 }
                 l.primary = Some(Primary::new(instance, a.term, repl_cfg));
+                if leads_empty {
+                    let orders = l.staging.as_ref().map_or(&l.replica, |s| &s.replica);
+                    l.led_empty = Some(orders.commit_seq());
+                }
                 // Every replica starts from a probe in the new term.
                 l.waiting_since.clear();
                 if created && a.term != 0 && !collocated_async(&a) {
@@ -2258,6 +2298,11 @@ impl Node {
             l.waiting_since.clear();
             if l.replica.role().0 != Role::Replica {
                 step_down(&l.replica, a.term);
+            } else if a.primary.is_some() && l.replica.role().1 < a.term {
+                // The role's term fences older primaries (`repl::apply_diff_checked`):
+                // a replica named in this term must refuse the diffs of the primary
+                // it replaced, which may still be writing (simulation seed 10016).
+                l.replica.set_role(Role::Replica, a.term);
             }
             if let Some(p) = a.primary {
                 // Answer the primary's probe now rather than at its next one: its first
@@ -2276,7 +2321,8 @@ impl Node {
     /// Whether this node, named the primary of `a` (its replica `created` by this
     /// assignment or not), must give the role back instead (`resign`): only while
     /// another replica of the set can take it — alone, this node's replica is the
-    /// checkpoint, whatever it holds.
+    /// checkpoint, whatever it holds (then only an ALL_REPLICAS primary named again in a
+    /// term it led resigns, to be named in a new term, as below).
     ///
     /// - **Its replica was lost** (its tmpfs died with the node, which restarted within the
     ///   restart grace, so the directory still names it): the replica was made empty now
@@ -2311,14 +2357,19 @@ impl Node {
             return false; // leading in this term already: a change of the set
         }
         if !a.replicas.iter().any(|n| *n != self.me) {
-            if all_replicas(a) && l.led_in(a.term) {
+            // Alone, this node's replica is the checkpoint whatever it holds; but a new
+            // staging journal would number the writes of a term it led anew, its
+            // replica's position going back within the term (simulation seed 3953): the
+            // directory names it again in a new term.
+            let again = all_replicas(a) && l.staging.is_none() && l.led_in(a.term);
+            if again {
                 warn!(
                     instance = a.instance,
                     term = a.term,
-                    "primary again in the same term with no other replica: its staging journal starts anew"
+                    "alone, named the primary again in a term it was primary of: resigning for a new term"
                 );
             }
-            return false;
+            return again;
         }
         if self.resigned.contains(&(a.instance, a.term)) {
             return true;
@@ -2793,6 +2844,7 @@ impl Node {
                 let (term, seq) = held_position(&l.replica);
                 if l.synced() {
                     l.empty = None;
+                    l.led_empty = None;
                 }
                 // A replica made empty for a checkpoint with state elsewhere holds nothing
                 // a promotion may count on, whatever its (initial) position says: it
@@ -2805,6 +2857,21 @@ impl Node {
                 (*i, term, seq)
             })
             .collect();
+        // A checkpoint whose promotion waits for what this node held when it left the
+        // set (`departed`), while it holds no replica of it (its tmpfs was wiped, or
+        // its daemon dropped it): reported as held by nobody, so the wait ends
+        // (simulation seed 3248: a wiped node's floor kept a checkpoint without a
+        // primary for good). Not while an agent may still hand a replica back.
+        let me = self.me;
+        let gone: Vec<(u64, u64, u64)> = self
+            .dir
+            .entries()
+            .filter(|e| e.departed.contains_key(&me) && !self.locals.contains_key(&e.instance))
+            .filter(|e| !self.deferred.contains_key(&e.instance) && !self.awaiting(e.instance))
+            .map(|e| (e.instance, 0, repl::INCOMPLETE))
+            .collect();
+        let mut items = items;
+        items.extend(gone);
         if items == self.reported.0 && since < REPORT_ANYWAY {
             return;
         }
