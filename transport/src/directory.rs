@@ -134,7 +134,7 @@ pub struct Entry {
     /// Replicas that died while in sync, each with the last complete position it
     /// reported (a primary: at least its term's start): when no replica in sync is left,
     /// one that comes back is promoted only if it holds at least as much as each of these
-    /// (cleared when a primary is named).
+    /// (a replica's ends when it is back, in the set, or without what it held).
     pub departed: BTreeMap<u32, (u64, u64)>,
     /// Evicted directors the leader will place again (to resync): node → (evictions since
     /// it last resynced, not before). The time is on this node's clock; the table carries
@@ -234,6 +234,8 @@ struct Candidacy {
     term: u64,
     started: Duration,
     granted: BTreeSet<u32>,
+    /// Voters that granted with a table newer than this node's.
+    informed: BTreeSet<u32>,
     /// Nodes that answered (granted or not).
     answered: BTreeSet<u32>,
     /// The newest table a voter sent.
@@ -794,6 +796,9 @@ impl Directory {
         }
         c.answered.insert(from);
         c.granted.insert(from);
+        if !state.is_empty() {
+            c.informed.insert(from);
+        }
         if !state.is_empty()
             && let Ok(t) = decode_table(state, now)
             && c.best.as_ref().is_none_or(|b| t.version > b.version)
@@ -813,7 +818,29 @@ impl Directory {
         let Some(c) = self.candidacy.as_ref() else {
             return;
         };
-        let enough = c.granted.len() + 1 >= self.needed();
+        // A candidate without a table is in the position of a voter without one (see
+        // `on_vote`): once a voter shows the cluster has a table, neither its own vote
+        // nor that of another node without one may complete the majority, which must
+        // meet the one that holds the newest table in a node that still holds it (the
+        // simulation found a wiped node elected with a stale director's vote, forgetting
+        // a promotion the wiped node had helped commit: seed 17770), unless every other
+        // node granted: the newest table left anywhere is then among theirs. Two-node
+        // mode has its own rule.
+        let me = self.cfg.node;
+        let everyone = self
+            .cfg
+            .nodes
+            .iter()
+            .all(|n| *n == me || c.granted.contains(n));
+        let amnesiac = self.version == TableVersion::default()
+            && c.best.is_some()
+            && !everyone
+            && !self.two_node();
+        let enough = if amnesiac {
+            c.informed.len() >= self.needed()
+        } else {
+            c.granted.len() + 1 >= self.needed()
+        };
         let all = self.reachable.iter().all(|n| c.answered.contains(n));
         // A node that never held a table (it just started) waits for every node it
         // reaches: one of them may hold the table it lacks.
@@ -878,8 +905,13 @@ impl Directory {
             .departed
             .get(&node)
             .is_some_and(|floor| seq == INCOMPLETE || (term, seq) < *floor);
+        // Back in the set with what it held: its report ranks it from now on.
+        let back = e.replicas.contains(&node)
+            && e.departed
+                .get(&node)
+                .is_some_and(|floor| seq != INCOMPLETE && (term, seq) >= *floor);
         let mut changed = false;
-        if leads && lost {
+        if leads && (lost || back) {
             e.departed.remove(&node);
             changed = true;
         }
@@ -1044,6 +1076,7 @@ impl Directory {
             term,
             started: now,
             granted: BTreeSet::new(),
+            informed: BTreeSet::new(),
             answered: BTreeSet::new(),
             best: None,
         });
@@ -1367,7 +1400,15 @@ impl Directory {
             let e = self.entries.get_mut(&id).expect("listed");
             e.primary = Some(best);
             e.term = term;
-            e.departed.clear();
+            // What a replica away from the set held stays a floor: the new primary holds
+            // it, but if it dies before any other replica has it, that replica may be
+            // the only one left that does (simulation seed 16077: the primary promoted
+            // over it was wiped before it synced anyone, and a replica holding less was
+            // promoted next, losing a synchronized write). It no longer holds anything
+            // up while a primary is named, nor once a replica in sync is (the choice
+            // then goes by them), and ends when that node is back (`note_position`).
+            let set = e.replicas.clone();
+            e.departed.retain(|n, _| !set.contains(n));
             e.evicted.remove(&best);
             // The others resync from it in its term.
             for n in e.replicas.clone() {

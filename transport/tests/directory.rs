@@ -100,6 +100,32 @@ impl Cluster {
         c
     }
 
+    /// Nodes 1, 2 and 3, all directors, fully connected, node 1 elected; checkpoint "a"
+    /// opened on node 3.
+    fn three_directors_with_a() -> (Self, CkptAssign) {
+        let mut c = Self::new(&[1, 2, 3], &[1, 2, 3]);
+        c.connect_all();
+        c.run_for(ELECTION + HEARTBEAT);
+        assert_eq!(c.leaders(), [Some(1); 3]);
+        let a = c.open(3, "a", NON_COLLOCATED);
+        (c, a)
+    }
+
+    /// After a while, one leader everywhere, and each name opened on `node` is the
+    /// instance it was.
+    fn assert_one_leader_keeps(&mut self, node: u32, names: &[(&str, &CkptAssign)]) {
+        self.run_for(ELECTION * 4);
+        let leader = self.dir(1).leader().expect("a leader");
+        assert_eq!(self.leaders(), vec![Some(leader); self.live.len()]);
+        for (name, was) in names {
+            assert_eq!(
+                self.open(node, name, NON_COLLOCATED).instance,
+                was.instance,
+                "{name}"
+            );
+        }
+    }
+
     /// Starts (or restarts, with an empty state) `node`, connected to nobody.
     fn start(&mut self, node: u32) {
         let cfg = DirConfig {
@@ -1211,6 +1237,59 @@ fn a_lone_primary_that_comes_back_with_its_state_is_placed_again_and_promoted() 
 }
 
 #[test]
+fn a_primary_that_dies_before_it_synced_anyone_leaves_the_promotion_to_the_replica_it_replaced() {
+    let mut c = Cluster::new(&[1, 2, 3, 4, 5], &[1, 2]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(1); 5]);
+    let a = c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(
+        (a.primary, a.replicas.as_slice()),
+        (Some(3), [1, 2, 3].as_slice())
+    );
+    // Node 3, the primary, evicts node 1; nodes 2 and 3 then hold seq 9 of the new term,
+    // node 1 what it had before.
+    c.report(1, &[(a.instance, a.term, 5)]);
+    assert_eq!(c.evict(3, a.instance, 1, a.term), DirReply::Done);
+    let t = c.entry(1, a.instance).unwrap().term;
+    c.report(2, &[(a.instance, t, 9)]);
+    c.report(3, &[(a.instance, t, 9)]);
+
+    // Node 3 is cut off: node 2, in sync, is promoted over node 1.
+    c.isolate(3);
+    c.run_for(ELECTION * 4);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(2), "{e:?}");
+
+    // Node 2 dies before node 1 resynced from it, and comes back without its replica.
+    c.kill(2);
+    c.run_for(ELECTION * 4);
+    c.start(2);
+    for n in [1, 4, 5] {
+        c.connect(2, n);
+    }
+    c.run_for(ELECTION * 2);
+    let t2 = c.entry(1, a.instance).unwrap().term;
+    c.report(2, &[(a.instance, 0, INCOMPLETE)]);
+    c.report(1, &[(a.instance, a.term, 5)]);
+    c.run_for(POSITIONS_WAIT * 5);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(
+        e.primary, None,
+        "node 1, which lacks what node 3 held at seq 9, was promoted: {e:?}"
+    );
+
+    // Node 3 comes back with it: placed again and promoted.
+    c.connect_all();
+    c.run_for(ELECTION * 2);
+    c.report(3, &[(a.instance, t, 9)]);
+    c.run_for(POSITIONS_WAIT * 5);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(3), "{e:?}");
+    assert!(e.term > t2);
+}
+
+#[test]
 fn a_director_placed_again_in_a_set_without_primary_is_not_ranked_as_in_sync() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);
@@ -1872,11 +1951,7 @@ fn two_node_member_that_lost_its_table_never_leads_alone_before_it_gets_the_othe
 
 #[test]
 fn a_node_that_lost_its_table_never_completes_a_majority_for_a_stale_candidate() {
-    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
-    c.connect_all();
-    c.run_for(ELECTION + HEARTBEAT);
-    assert_eq!(c.leaders(), [Some(1); 3]);
-    let a = c.open(3, "a", NON_COLLOCATED);
+    let (mut c, a) = Cluster::three_directors_with_a();
     let stale = c.save(1).expect("the table changed since the start");
 
     // Node 1 dies; node 2 leads and names "b" (on nodes 2 and 3).
@@ -1900,11 +1975,42 @@ fn a_node_that_lost_its_table_never_completes_a_majority_for_a_stale_candidate()
     );
 
     c.connect_all();
+    c.assert_one_leader_keeps(1, &[("a", &a), ("b", &b)]);
+}
+
+#[test]
+fn a_node_that_lost_its_table_does_not_lead_with_a_stale_vote_while_a_node_is_missing() {
+    let (mut c, a) = Cluster::three_directors_with_a();
+    let stale = c.save(3).expect("the table changed since the start");
+
+    // Node 3 dies; nodes 1 and 2 name "b" (node 1 still leads).
+    c.kill(3);
+    c.run_for(ELECTION * 2);
+    let b = c.open(2, "b", NON_COLLOCATED);
+    let newest = c.save(2).expect("the table changed since node 3 left");
+
+    // Node 1 comes back without its state (its shm was wiped), node 3 with its stale
+    // table, node 2 not at all. The lowest director, node 1, asks for votes: node 3's
+    // grant with its table, and node 1's own, would be a majority that does not meet
+    // the one that named "b" in a node that still holds it.
+    c.kill(1);
+    c.kill(2);
+    c.start(1);
+    c.start(3);
+    c.restore(3, &stale);
+    c.connect(1, 3);
     c.run_for(ELECTION * 4);
-    let leader = c.dir(1).leader().expect("a leader");
-    assert_eq!(c.leaders(), [Some(leader); 3]);
-    assert_eq!(c.open(1, "a", NON_COLLOCATED).instance, a.instance);
-    assert_eq!(c.open(1, "b", NON_COLLOCATED).instance, b.instance);
+    assert_eq!(
+        [c.dir(1).leader(), c.dir(3).leader()],
+        [None, None],
+        "a node without a table led with a stale director's vote"
+    );
+
+    // Node 2 returns with the newest table: one leader, and both names are kept.
+    c.start(2);
+    c.restore(2, &newest);
+    c.connect_all();
+    c.assert_one_leader_keeps(3, &[("a", &a), ("b", &b)]);
 }
 
 #[test]

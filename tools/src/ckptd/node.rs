@@ -2298,10 +2298,13 @@ impl Node {
             l.waiting_since.clear();
             if l.replica.role().0 != Role::Replica {
                 step_down(&l.replica, a.term);
-            } else if a.primary.is_some() && l.replica.role().1 < a.term {
+            } else if l.replica.role().1 < a.term {
                 // The role's term fences older primaries (`repl::apply_diff_checked`):
-                // a replica named in this term must refuse the diffs of the primary
-                // it replaced, which may still be writing (simulation seed 10016).
+                // a replica placed in this term must refuse the diffs of any primary of
+                // an older one, which may still be writing: the one a new primary
+                // replaced (simulation seed 10016), or, with no primary named yet, one
+                // deposed meanwhile (seed 17168: a wiped node's new replica acknowledged
+                // a deposed ALL_REPLICAS primary's write, which was then lost).
                 l.replica.set_role(Role::Replica, a.term);
             }
             if let Some(p) = a.primary {
