@@ -1303,9 +1303,10 @@ fn quiet_failures() {
 /// next. 17168: a wiped node's new replica, placed without a primary, acknowledged a
 /// deposed primary's write. 17770: a wiped node elected with a stale director's vote.
 /// 1031: an overwrite replaced on a wiped node only (a check that was too strict).
+/// 15320: a wiped node leading a creation in a new term before its vetting ended.
 const REGRESSIONS: &[u64] = &[
     337, 1050, 2311, 1917, 2625, 1032, 861, 1297, 2077, 4887, 3998, 5122, 3034, 5966, 6961, 10016,
-    11041, 3953, 3248, 16077, 17168, 17770, 1031,
+    11041, 3953, 3248, 16077, 17168, 17770, 1031, 15320,
 ];
 
 /// Seeds to run: `SIM_SEED=<n>` alone, else `SIM_FROM..SIM_SEEDS` (0..100 by default)

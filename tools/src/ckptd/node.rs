@@ -2271,11 +2271,13 @@ impl Node {
                 }
                 // Every replica starts from a probe in the new term.
                 l.waiting_since.clear();
-                if created && a.term != 0 && !collocated_async(&a) {
+                if (created || !l.vet.is_empty()) && a.term != 0 && !collocated_async(&a) {
                     // Most likely the creation this node's open asked for, but a node
                     // whose replicas were lost may have asked too (see `must_not_lead`):
                     // every other replica must show it holds nothing before it gets
-                    // anything from this one.
+                    // anything from this one. A new term before they all answered
+                    // vets the new set (seed 15320: a replica added by it got the empty
+                    // snapshot unvetted, and the checkpoint's sections were erased).
                     l.vet = a.replicas.iter().copied().filter(|n| *n != me).collect();
                 }
             }
@@ -2625,6 +2627,16 @@ impl Node {
                 node: from,
                 frame: Frame::Stale { instance, term: t },
             });
+            self.answer_all(answers);
+            return;
+        }
+        if l.assign.name.is_empty() && term <= l.term() {
+            // Held from the previous run (`hold`), not placed by the directory yet: a
+            // primary of a term this replica knows may have been deposed while the daemon
+            // was down, and its writes, acknowledged here, would then look confirmed
+            // (simulation seed 75: a restarted replica took a deposed primary's tail and
+            // was promoted with it). Only a newer primary is taken before the placement;
+            // the others probe again.
             self.answer_all(answers);
             return;
         }
