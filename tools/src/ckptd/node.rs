@@ -312,11 +312,23 @@ impl Local {
             && (self.replica.role().1 == term || self.replica.replication_position().0 == term)
     }
 
-    /// Whether a primary has synced this replica since it was made empty.
+    /// The replica that orders writes here: an ALL_REPLICAS primary's staging copy,
+    /// else the node's replica.
+    fn ordering(&self) -> &Arc<Replica> {
+        self.staging.as_ref().map_or(&self.replica, |s| &s.replica)
+    }
+
+    /// Whether the directory has placed this replica (one held from the previous run
+    /// has only `hold`'s placeholder, without a name, until then).
+    fn placed(&self) -> bool {
+        !self.assign.name.is_empty()
+    }
+
+    /// Whether a primary has synced this replica since it was made empty (or, leading it
+    /// alone, an agent's write committed in it: `led_empty`).
     fn synced(&self) -> bool {
         if let Some(at) = self.led_empty {
-            let orders = self.staging.as_ref().map_or(&self.replica, |s| &s.replica);
-            return orders.commit_seq() > at;
+            return self.ordering().commit_seq() > at;
         }
         let (term, seq) = self.replica.replication_position();
         self.empty
@@ -328,9 +340,8 @@ impl Local {
     fn demote(&mut self, out: &mut Vec<(Origin, RemoteResult)>, metrics: &mut Metrics) {
         self.primary = None;
         self.vet.clear();
-        if let Some(at) = self.led_empty.take() {
-            let orders = self.staging.as_ref().map_or(&self.replica, |s| &s.replica);
-            if orders.commit_seq() > at {
+        if self.led_empty.is_some() {
+            if self.synced() {
                 self.empty = None;
             } else {
                 // It led with nothing and nothing was written: it still holds nothing,
@@ -342,6 +353,7 @@ impl Local {
                 self.replica
                     .set_replication_position(term.max(role_term), repl::INCOMPLETE);
             }
+            self.led_empty = None;
         }
         if let Some(w) = self.waker.take() {
             w.stop();
@@ -1567,8 +1579,7 @@ impl Node {
         };
         for (i, l) in &self.locals {
             // An ALL_REPLICAS primary streams its staging copy's journal.
-            let source = l.staging.as_ref().map_or(&l.replica, |s| &s.replica);
-            let head = source.commit_seq();
+            let head = l.ordering().commit_seq();
             let lag = l.primary.iter().flat_map(|p| {
                 p.replicas().filter_map(move |n| {
                     let f = p.follower(n)?;
@@ -2266,8 +2277,7 @@ impl Node {
                 }
                 l.primary = Some(Primary::new(instance, a.term, repl_cfg));
                 if leads_empty {
-                    let orders = l.staging.as_ref().map_or(&l.replica, |s| &s.replica);
-                    l.led_empty = Some(orders.commit_seq());
+                    l.led_empty = Some(l.ordering().commit_seq());
                 }
                 // Every replica starts from a probe in the new term.
                 l.waiting_since.clear();
@@ -2630,7 +2640,7 @@ impl Node {
             self.answer_all(answers);
             return;
         }
-        if l.assign.name.is_empty() && term <= l.term() {
+        if !l.placed() && term <= l.term() {
             // Held from the previous run (`hold`), not placed by the directory yet: a
             // primary of a term this replica knows may have been deposed while the daemon
             // was down, and its writes, acknowledged here, would then look confirmed
@@ -2852,7 +2862,7 @@ impl Node {
         if since < REPORT_EVERY {
             return;
         }
-        let items: Vec<(u64, u64, u64)> = self
+        let mut items: Vec<(u64, u64, u64)> = self
             .locals
             .iter_mut()
             .map(|(i, l)| {
@@ -2885,7 +2895,6 @@ impl Node {
             .filter(|e| !self.deferred.contains_key(&e.instance) && !self.awaiting(e.instance))
             .map(|e| (e.instance, 0, repl::INCOMPLETE))
             .collect();
-        let mut items = items;
         items.extend(gone);
         if items == self.reported.0 && since < REPORT_ANYWAY {
             return;
