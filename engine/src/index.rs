@@ -10,7 +10,7 @@ use crate::error::SectionError;
 use crate::layout::{KIND_LIVE, NONE, current_gen, current_slot, desc as dw, hdr, state_kind};
 use crate::region::Desc;
 use crate::replica::{AgentCtx, Replica, SPIN_LIMIT, TIME_END};
-use crate::sync::{Ordering::*, fence, spin_hint, yield_now};
+use crate::sync::{Ordering::*, backoff, fence};
 use core::cell::Cell;
 
 const EMPTY: u32 = 0;
@@ -207,10 +207,13 @@ impl Replica {
 
     pub(crate) fn lookup_key(&self, id: &[u8], key: u64) -> Result<(Desc, u32), SectionError> {
         let seq = self.region.hdr(hdr::INDEX_SEQ);
+        let mut since = None;
         for attempt in 0..SPIN_LIMIT {
             let before = seq.load(Acquire);
             if before % 2 == 1 {
-                self.wait_struct(attempt);
+                if !self.wait_struct(attempt, &mut since) {
+                    break;
+                }
                 continue;
             }
             let found = self.probe(id, key).map(|d| {
@@ -239,18 +242,14 @@ impl Replica {
         Err(SectionError::TryAgain)
     }
 
-    fn wait_struct(&self, attempt: u32) {
+    fn wait_struct(&self, attempt: u32, since: &mut Option<std::time::Instant>) -> bool {
         if attempt % 256 == 255 {
             let holder = self.region.hdr(hdr::STRUCT_LOCK).load(Acquire);
             if holder != 0 {
                 self.owner_gone(holder);
             }
         }
-        if attempt > 64 {
-            yield_now();
-        } else {
-            spin_hint();
-        }
+        backoff(attempt, since)
     }
 
     /// Inserts `d` (under the structural lock, seqcount odd). The caller checked that no
@@ -338,6 +337,7 @@ impl Replica {
         let lock = self.region.hdr(hdr::STRUCT_LOCK);
         let mut expect = 0;
         let mut taken = false;
+        let mut since = None;
         for i in 0..SPIN_LIMIT * 4 {
             match lock.compare_exchange(expect, a.owner, AcqRel, Acquire) {
                 Ok(_) => {
@@ -350,7 +350,9 @@ impl Replica {
                         // Its recovery left the lock to us only if it still names `h`.
                         expect = h;
                     }
-                    if i > 64 { yield_now() } else { spin_hint() }
+                    if !backoff(i, &mut since) {
+                        break;
+                    }
                 }
             }
         }

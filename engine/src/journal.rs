@@ -20,7 +20,7 @@ use crate::error::SectionError;
 use crate::layout::{NONE, hdr};
 use crate::region::{AgentIx, Desc, Slot};
 use crate::replica::{AgentCtx, Replica, SPIN_LIMIT};
-use crate::sync::{Ordering::*, fence, spin_hint, yield_now};
+use crate::sync::{Ordering::*, backoff, fence, spin_hint};
 
 /// A section was created (its initial data is `offset..offset+len` of the section).
 pub const KIND_CREATE: u64 = 1;
@@ -228,6 +228,7 @@ impl Replica {
         let head = self.region.hdr(hdr::HEAD_SEQ);
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the claim fails below.
         let mut seq = head.load(Acquire).saturating_add(1);
+        let mut since = None;
         for i in 0..SPIN_LIMIT {
             if seq > MAX_SEQ {
                 return Err(SectionError::NoResources);
@@ -284,10 +285,8 @@ impl Replica {
                 if i % 256 == 255 {
                     self.recover_cell_owner(cell_agent(seen));
                 }
-                if i > 64 {
-                    yield_now();
-                } else {
-                    spin_hint();
+                if !backoff(i, &mut since) {
+                    break;
                 }
                 continue;
             }

@@ -344,6 +344,7 @@ impl Replica {
             // its locks afterwards releases it): the owner may have died before it took the
             // lock, and `read_many` must not see the roll-forward half done.
             let multi = self.region.hdr(hdr::MULTI_OWNER);
+            let mut since = None;
             for i in 0..crate::replica::SPIN_LIMIT * 4 {
                 match multi.compare_exchange(0, owner, AcqRel, Acquire) {
                     Ok(_) => break,
@@ -352,10 +353,8 @@ impl Replica {
                         if i % 256 == 255 {
                             self.owner_gone(h);
                         }
-                        if i > 64 {
-                            crate::sync::yield_now();
-                        } else {
-                            crate::sync::spin_hint();
+                        if !crate::sync::backoff(i, &mut since) {
+                            break;
                         }
                     }
                 }

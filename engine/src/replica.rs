@@ -17,7 +17,7 @@ use crate::liveness;
 use crate::protocol::{self, PinError};
 use crate::region::{AgentIx, Desc, Region, Slot};
 use crate::shm::{self, Mapping, Sharing};
-use crate::sync::{Ordering::*, spin_hint, yield_now};
+use crate::sync::{Ordering::*, backoff};
 
 mod sealed;
 
@@ -620,6 +620,7 @@ impl Replica {
     pub(crate) fn lease(&self, a: &AgentCtx, d: Desc) -> Result<(), SectionError> {
         let w = self.region.desc(d, dw::LEASE);
         let mut holder = 0;
+        let mut since = None;
         for i in 0..SPIN_LIMIT {
             match w.compare_exchange(holder, a.owner, AcqRel, Acquire) {
                 Ok(_) => return Ok(()),
@@ -635,7 +636,9 @@ impl Replica {
                         holder = h;
                         continue;
                     }
-                    if i > 64 { yield_now() } else { spin_hint() }
+                    if !backoff(i, &mut since) {
+                        break;
+                    }
                 }
             }
         }
@@ -1796,6 +1799,7 @@ impl Replica {
     pub(crate) fn lock_multi(&self, a: &AgentCtx) -> Result<(), SectionError> {
         let owner = self.region.hdr(hdr::MULTI_OWNER);
         let mut expect = 0;
+        let mut since = None;
         for i in 0..SPIN_LIMIT * 4 {
             match owner.compare_exchange(expect, a.owner, AcqRel, Acquire) {
                 Ok(_) => {
@@ -1811,7 +1815,9 @@ impl Replica {
                     if h != 0 && i % 256 == 255 && self.owner_gone(h) {
                         expect = h;
                     }
-                    if i > 64 { yield_now() } else { spin_hint() }
+                    if !backoff(i, &mut since) {
+                        break;
+                    }
                 }
             }
         }
@@ -2091,6 +2097,7 @@ impl Replica {
         }
         let multi = targets.windows(2).any(|w| w[0].0 != w[1].0);
         let seq = self.region.hdr(hdr::MULTI_SEQ);
+        let mut since = None;
         for attempt in 0..SPIN_LIMIT {
             let before = seq.load(SeqCst);
             if multi && before % 2 == 1 {
@@ -2100,10 +2107,8 @@ impl Replica {
                         self.owner_gone(h);
                     }
                 }
-                if attempt > 64 {
-                    yield_now();
-                } else {
-                    spin_hint();
+                if !backoff(attempt, &mut since) {
+                    break;
                 }
                 continue;
             }

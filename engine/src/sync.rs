@@ -31,6 +31,38 @@ pub(crate) fn yield_now() {
     loom::thread::yield_now();
 }
 
+/// How long a yielding wait may go on before it gives up (the caller answers TRY_AGAIN).
+///
+/// The attempt limits bound the work of a wait; this bounds its wall time. On a loaded
+/// machine every yield can cost a whole scheduler slice, so 20000 yields on garbage that
+/// looks like a held lock could take tens of seconds: a hang to the caller.
+#[cfg(not(loom))]
+pub(crate) const WAIT_BUDGET: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// One step `attempt` (counted from 0) of a bounded wait for another party: a spin for
+/// the first 65 attempts, then a yield. `false` once the wait has yielded for longer than
+/// [`WAIT_BUDGET`] (timed from its first yield, kept in `since`) and has passed attempt
+/// 255, where every waiter has asked once whether the holder is dead: the caller gives up.
+#[inline]
+pub(crate) fn backoff(attempt: u32, since: &mut Option<std::time::Instant>) -> bool {
+    if attempt <= 64 {
+        spin_hint();
+        return true;
+    }
+    yield_now();
+    #[cfg(not(loom))]
+    {
+        let now = std::time::Instant::now();
+        let first = *since.get_or_insert(now);
+        attempt < 256 || now.duration_since(first) < WAIT_BUDGET
+    }
+    #[cfg(loom)]
+    {
+        let _ = since;
+        true
+    }
+}
+
 /// An `UnsafeCell` whose accesses loom can track (crossbeam-epoch's `primitive` pattern).
 #[cfg(loom)]
 #[derive(Debug)]

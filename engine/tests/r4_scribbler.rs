@@ -19,14 +19,16 @@
 //! a healthy replica to a wrecked one is exercised again and again.
 //!
 //! Pass: no child dies by a signal (SIGSEGV, SIGBUS), panics, or spends longer than
-//! `R4_OP_LIMIT_MS` (default 10000) in one call (a watchdog thread in each child exits it
+//! `R4_OP_LIMIT_MS` (default 5000) in one call (a watchdog thread in each child exits it
 //! with a HANG line); every length, size, count and journal record a call returns lies
 //! inside the checkpoint's attributes; the chaos process really corrupted the object, and
 //! the damage surfaced as errors. Errors are counted per kind and printed, with each side's
 //! slowest call (and what it returned) and the calls that took over a second. The engine
-//! bounds its waits by a number of tries (yielding), not by time: on garbage that looks
-//! like a held lock or an odd seqcount, a call on a loaded 2-core machine can take seconds
-//! before it gives up, hence the generous limit. Values that read back without an error yet
+//! bounds each wait by a number of tries and by 250 ms of yielding (engine/DESIGN.md §11,
+//! "Bounded waits"), so on garbage that looks like a held lock or an odd seqcount a call
+//! gives up in about a quarter of a second even on a loaded machine; the limit leaves room
+//! for calls that wait more than once. A hung child prints its threads' stacks (gdb, when
+//! the machine has it) into the failure. Values that read back without an error yet
 //! fail validation (a flipped data bit: sections carry no checksum) are counted and printed
 //! as a known limit.
 //!
@@ -430,11 +432,35 @@ fn start_watchdog(names: &'static [&'static str], limit: Duration) {
                     now_ms() - start,
                     limit.as_millis()
                 );
+                print_stacks();
                 let _ = std::io::stdout().flush();
                 std::process::exit(3);
             }
         }
     });
+}
+
+/// Prints every thread's stack of this process (gdb in batch mode, when the machine has
+/// it) as `STACK` lines, so a HANG names the loop that did not give up.
+fn print_stacks() {
+    let out = std::process::Command::new("gdb")
+        .args(["-nx", "-batch", "-p", &std::process::id().to_string()])
+        .args(["-ex", "thread apply all bt 40"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(out) => {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                // The engine's frames and the test's: enough to name the loop.
+                let ours = line.contains(" at engine/") && !line.contains("print_stacks");
+                if line.starts_with("Thread") || (line.starts_with('#') && ours) {
+                    println!("STACK {line}");
+                }
+            }
+        }
+        Err(e) => println!("STACK (no stacks: gdb: {e})"),
+    }
 }
 
 /// What a reader or writer child saw.
@@ -1192,6 +1218,8 @@ struct Report {
     notes: Vec<String>,
     undetected: u64,
     hang: Option<String>,
+    /// The hung child's stacks (`STACK` lines), when gdb could take them.
+    stacks: Vec<String>,
     complete: bool,
 }
 
@@ -1222,6 +1250,7 @@ fn parse_report(lines: &[String]) -> Report {
             "NOTE" => r.notes.push(rest.to_owned()),
             "UNDETECTED" => r.undetected = num(rest).unwrap_or(0),
             "HANG" => r.hang = Some(rest.to_owned()),
+            "STACK" => r.stacks.push(rest.to_owned()),
             "END" => r.complete = true,
             _ => {}
         }
@@ -1287,7 +1316,7 @@ fn fresh_sealed(dir: &Path) -> (String, u64, Replica) {
 fn run_with_chaos(seed: u64, rounds: u32, round: Duration, chaos_is: Chaos) -> RunOutcome {
     let drop_to_nobody = chaos_is == Chaos::Nobody;
     let domain = Domain::new("r4");
-    let op_limit = env_or("R4_OP_LIMIT_MS", 10_000);
+    let op_limit = env_or("R4_OP_LIMIT_MS", 5_000);
     let total = round * rounds;
     let vars = |seed: u64| {
         vec![
@@ -1399,7 +1428,11 @@ fn run_with_chaos(seed: u64, rounds: u32, round: Duration, chaos_is: Chaos) -> R
                 let (clean, how) = describe(st);
                 if !clean {
                     let hang = rep.hang.clone().unwrap_or_default();
-                    problems.push(format!("{} {how} {hang}", k.who()));
+                    let mut stacks = String::new();
+                    for l in &rep.stacks {
+                        let _ = write!(stacks, "\n      {l}");
+                    }
+                    problems.push(format!("{} {how} {hang}{stacks}", k.who()));
                 }
             }
             None => problems.push(format!(
