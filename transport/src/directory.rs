@@ -1691,9 +1691,11 @@ impl Directory {
             };
         };
         if !e.replicas.contains(&node) {
-            // Evicted already (a second request, or one from the term before): done.
+            // Evicted already (a second request, or one from the term before): done, but
+            // only for the primary, the one node whose request it could be a retry of (a
+            // deposed primary must not read "done" as leave to commit without the node).
             // Never in the set (or dropped otherwise): the request makes no sense.
-            return if e.evicted.contains_key(&node) {
+            return if e.evicted.contains_key(&node) && e.primary == Some(requester) {
                 DirReply::Done
             } else {
                 DirReply::Failed {

@@ -1494,6 +1494,11 @@ fn evict_refuses_stale_terms_non_members_and_non_primaries_and_is_idempotent() {
         bad,
         "the old term evicts nobody else"
     );
+    assert_eq!(
+        c.evict(1, a.instance, 2, term),
+        bad,
+        "an eviction done is done only for the primary that asked for it"
+    );
     assert_eq!(c.entry(1, a.instance).unwrap().term, term);
 }
 
