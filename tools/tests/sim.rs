@@ -1304,9 +1304,11 @@ fn quiet_failures() {
 /// deposed primary's write. 17770: a wiped node elected with a stale director's vote.
 /// 1031: an overwrite replaced on a wiped node only (a check that was too strict).
 /// 15320: a wiped node leading a creation in a new term before its vetting ended.
+/// 22841: a leader without a replica's report dropped it under a live primary that was
+/// wiped next; a node added back with an old copy was promoted.
 const REGRESSIONS: &[u64] = &[
     337, 1050, 2311, 1917, 2625, 1032, 861, 1297, 2077, 4887, 3998, 5122, 3034, 5966, 6961, 10016,
-    11041, 3953, 3248, 16077, 17168, 17770, 1031, 15320,
+    11041, 3953, 3248, 16077, 17168, 17770, 1031, 15320, 22841,
 ];
 
 /// Seeds to run: `SIM_SEED=<n>` alone, else `SIM_FROM..SIM_SEEDS` (0..100 by default)

@@ -1279,6 +1279,7 @@ impl Directory {
             // off too, the replica that had left before it, holding less in that term,
             // met the floor the primary left and was promoted.
             let shrinks = e.replicas.contains(&node) && e.primary.is_some_and(|p| p != node);
+            let old_term = e.term;
             let new_term = shrinks.then(|| self.mint_term());
             {
                 let last = self.positions.get(&(id, node)).copied();
@@ -1306,6 +1307,18 @@ impl Directory {
                     let floor = floor.or_else(|| {
                         (e.primary.is_none() && last.is_none() && !e.collocated() && e.term != 0)
                             .then_some((e.term, 0))
+                    });
+                    // A replica that leaves a live primary without a report to this leader
+                    // (one that took over without the replicas' reports) holds, for all
+                    // it knows, what that primary had acknowledged in the term then: if
+                    // the primary dies as well before another replica in sync is left,
+                    // the promotion must not go to one that holds less (simulation seed
+                    // 22841: a new leader dropped a cut-off replica, the primary was
+                    // wiped next, and a node added back with an old copy was promoted
+                    // over the one that held a synchronized write).
+                    let floor = floor.or_else(|| {
+                        (shrinks && last.is_none() && !e.collocated() && old_term != 0)
+                            .then_some((old_term, 0))
                     });
                     let reported = last.filter(|p| p.1 != INCOMPLETE);
                     // A replica marked to resync leaves nothing to wait for, unless the

@@ -1290,6 +1290,76 @@ fn a_primary_that_dies_before_it_synced_anyone_leaves_the_promotion_to_the_repli
 }
 
 #[test]
+fn a_replica_dropped_by_a_leader_without_its_report_is_waited_for_once_the_primary_is_gone() {
+    let mut c = Cluster::new(&[1, 2, 3, 4, 5], &[1, 2]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(1); 5]);
+    let a = c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(
+        (a.primary, a.replicas.as_slice()),
+        (Some(3), [1, 2, 3].as_slice())
+    );
+    for n in [1, 2, 3] {
+        c.report(n, &[(a.instance, a.term, 5)]);
+    }
+
+    // Node 1 is cut off: node 2 leads and drops it. Nodes 2 and 3 go on to seq 9 in the
+    // new term; node 1 keeps what it had.
+    c.isolate(1);
+    c.run_for(ELECTION * 4);
+    let e = c.entry(2, a.instance).unwrap();
+    assert_eq!(c.dir(2).leader(), Some(2));
+    assert_eq!(e.replicas, [2, 3], "{e:?}");
+    let t = e.term;
+    c.report(2, &[(a.instance, t, 9)]);
+    c.report(3, &[(a.instance, t, 9)]);
+
+    // Node 1 comes back and is placed again with its old copy, marked to resync.
+    c.connect_all();
+    c.run_for(ELECTION);
+    c.report(1, &[(a.instance, a.term, 5)]);
+    c.run_for(HEARTBEAT);
+    let e = c.entry(2, a.instance).unwrap();
+    assert!(
+        e.replicas.contains(&1) && e.evicted.contains_key(&1),
+        "{e:?}"
+    );
+
+    // Node 2 is cut off: node 1 leads with node 2's table but none of its reports, and
+    // drops it while node 3 is primary. Node 3 then dies and comes back without its
+    // replica: node 2 is the only one left that held seq 9.
+    c.isolate(2);
+    c.run_for(ELECTION * 4);
+    assert_eq!(c.dir(1).leader(), Some(1));
+    let e = c.entry(1, a.instance).unwrap();
+    assert!(!e.replicas.contains(&2), "{e:?}");
+    c.kill(3);
+    c.run_for(ELECTION * 4);
+    c.start(3);
+    for n in [1, 4, 5] {
+        c.connect(3, n);
+    }
+    c.run_for(ELECTION * 2);
+    c.report(3, &[(a.instance, 0, INCOMPLETE)]);
+    c.report(1, &[(a.instance, a.term, 5)]);
+    c.run_for(POSITIONS_WAIT * 5);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(
+        e.primary, None,
+        "node 1, which lacks what node 2 held at seq 9, was promoted: {e:?}"
+    );
+
+    // Node 2 comes back with it: placed again and promoted.
+    c.connect_all();
+    c.run_for(ELECTION * 2);
+    c.report(2, &[(a.instance, t, 9)]);
+    c.run_for(POSITIONS_WAIT * 5);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(2), "{e:?}");
+}
+
+#[test]
 fn a_director_placed_again_in_a_set_without_primary_is_not_ranked_as_in_sync() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);
