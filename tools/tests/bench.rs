@@ -164,18 +164,20 @@ fn replication_benchmarks_deliver_the_bytes_and_report_positive_numbers() {
     assert_eq!(bulk.bytes, 4 * SECTION_BYTES as u64);
     assert_eq!(
         bulk.verified_bytes,
-        2 * bulk.bytes,
-        "node 2 read back the backlog"
+        2 * 2 * bulk.bytes,
+        "node 2 read back the backlog, streamed and joined, in both rounds"
     );
     assert_eq!(
         bulk.quinn_bytes,
         2 * bulk.bytes,
         "quinn delivered the bytes"
     );
-    all_positive("catch-up", &bulk.repl_ns, 2);
+    all_positive("streamed backlog", &bulk.stream_ns, 2);
+    all_positive("joining replica's catch-up", &bulk.join_ns, 2);
     all_positive("node 2 open", &bulk.open_ns, 2);
     all_positive("quinn bulk", &bulk.quinn_ns, 2);
     all_positive("bulk ratios", &bulk.ratios, 2);
+    all_positive("join ratios", &bulk.join_ratios, 2);
 
     let all = all_replicas_4096(&mut sut, &mut quinn, &params).expect("baselines");
     all_positive("quinn echo", &all.echo_ns, 20);

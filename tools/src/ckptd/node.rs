@@ -115,6 +115,8 @@ enum Msg {
     Moved(u64),
     /// The metrics endpoint wants a scrape's text.
     Scrape(oneshot::Sender<String>),
+    /// [`NodeHandle::hold_replication`]; answered once in force.
+    HoldReplication(bool, oneshot::Sender<()>),
 }
 
 struct Session {
@@ -586,6 +588,8 @@ struct Node {
     restart_grace: Duration,
     /// The other nodes of the cluster file.
     peers: Vec<u32>,
+    /// [`NodeHandle::hold_replication`]: primaries here make no replication frames.
+    held: bool,
     metrics: Metrics,
     /// Where the metrics endpoint listens, and its task.
     metrics_server: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
@@ -595,6 +599,7 @@ struct Node {
 #[derive(Debug)]
 pub struct NodeHandle {
     stop: watch::Sender<bool>,
+    msgs: mpsc::UnboundedSender<Msg>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// The node's id.
     pub node: u32,
@@ -603,6 +608,19 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
+    /// Holds back (`true`) or lets go (`false`) every replication frame of the primaries
+    /// on this node, as a link with no room would: writes go on committing here and queue
+    /// up in the journal, and on release the replicas catch up from it (or by resync if it
+    /// lapped them). For benchmarks and tests in this process (a backlog built before it
+    /// streams); nothing outside the process can reach it. Returns once the daemon has
+    /// taken it in (at once if the daemon has stopped).
+    pub fn hold_replication(&self, hold: bool) {
+        let (tx, rx) = oneshot::channel();
+        if self.msgs.send(Msg::HoldReplication(hold, tx)).is_ok() {
+            let _ = rx.blocking_recv();
+        }
+    }
+
     /// Stops the daemon cleanly (closes connections; replica objects stay for a restart).
     pub fn stop(mut self) {
         self.stop.send_replace(true);
@@ -644,7 +662,8 @@ pub fn spawn(cluster: ClusterConfig, node: u32) -> Result<NodeHandle, StartError
             rt.block_on(async move {
                 match start(cluster, node, NodeEnv::default()).await {
                     Ok((n, listener, rx)) => {
-                        let _ = ready_tx.send(Ok(n.metrics_server.as_ref().map(|m| m.0)));
+                        let metrics = n.metrics_server.as_ref().map(|m| m.0);
+                        let _ = ready_tx.send(Ok((metrics, n.msgs.clone())));
                         n.run(listener, rx, stop_rx).await;
                     }
                     Err(e) => {
@@ -658,8 +677,9 @@ pub fn spawn(cluster: ClusterConfig, node: u32) -> Result<NodeHandle, StartError
             err,
         })?;
     match ready_rx.recv() {
-        Ok(Ok(metrics)) => Ok(NodeHandle {
+        Ok(Ok((metrics, msgs))) => Ok(NodeHandle {
             stop,
+            msgs,
             thread: Some(thread),
             node,
             metrics,
@@ -842,6 +862,7 @@ async fn start(
             .map(|n| n.id)
             .filter(|n| *n != node)
             .collect(),
+        held: false,
         metrics: Metrics::default(),
         metrics_server,
     };
@@ -1564,6 +1585,14 @@ impl Node {
             }
             Msg::Scrape(tx) => {
                 let _ = tx.send(self.metrics_text());
+            }
+            Msg::HoldReplication(hold, done) => {
+                self.held = hold;
+                if !hold {
+                    // Whatever was held waits in the room (it found none).
+                    self.on_drained();
+                }
+                let _ = done.send(());
             }
         }
     }
@@ -2686,7 +2715,14 @@ impl Node {
         let mut tx = Vec::new();
         let mut answers = Vec::new();
         let mesh = &self.mesh;
-        let room = |node: u32| LINK_AHEAD.saturating_sub(mesh.queued(node));
+        let held = self.held;
+        let room = |node: u32| {
+            if held {
+                0
+            } else {
+                LINK_AHEAD.saturating_sub(mesh.queued(node))
+            }
+        };
         let mut wants_room = false;
         if let Some(l) = self.locals.get_mut(&instance)
             && let Some(p) = l.primary.as_mut()

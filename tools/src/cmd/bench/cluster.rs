@@ -1,8 +1,10 @@
 //! The replication ratios of `ckpt bench` (issue 5), each a same-run ratio against a raw
 //! baseline on the same machine, the same certificates and the same QUIC transport settings.
 //!
-//! - [`replication_vs_quinn_bulk`]: a backlog streamed from node 1's replica to a replica
-//!   that joins on node 2, against one quinn stream carrying the same bytes;
+//! - [`replication_vs_quinn_bulk`]: a backlog written on node 1 while its replication was
+//!   held, streamed to node 2's replica, against one quinn stream carrying the same bytes
+//!   (beside it, as context, the catch-up of a replica that joins with the backlog
+//!   already written, its creation included);
 //! - [`all_replicas_4096`]: a 4 KiB overwrite of an ALL_REPLICAS checkpoint with one
 //!   remote replica, against a 4 KiB quinn echo plus one agent socket round trip to ckptd;
 //! - [`sync_idle_vs_overwrite_64`]: `synchronize` with nothing pending against a 64 B local
@@ -173,6 +175,12 @@ impl Cluster {
     /// The cluster's files and parsed configuration.
     pub fn files(&self) -> &LocalCluster {
         &self.files
+    }
+
+    /// Holds back (or lets go) the replication frames of node `n`'s primaries
+    /// ([`NodeHandle::hold_replication`]).
+    fn hold_replication(&self, n: u32, hold: bool) {
+        self.nodes[n as usize - 1].hold_replication(hold);
     }
 
     /// A checkpoint name not used before in this run.
@@ -654,23 +662,30 @@ fn ns(d: Duration) -> f64 {
 pub struct BulkResult {
     /// Bytes of section data per round.
     pub bytes: u64,
-    /// Per timed round: ns from node 2's open until node 1's synchronize returned.
-    pub repl_ns: Vec<f64>,
-    /// Per timed round: ns node 2's open took (the first part of `repl_ns`).
-    pub open_ns: Vec<f64>,
+    /// Per timed round: ns from the release of node 1's held replication until node 1's
+    /// synchronize returned (the backlog streaming to a replica that exists).
+    pub stream_ns: Vec<f64>,
     /// Per timed round: ns of the quinn transfer.
     pub quinn_ns: Vec<f64>,
-    /// Per timed round: throughput ratio ckptd / quinn (= quinn time / ckptd time).
+    /// Per timed round: throughput ratio streaming / quinn (= quinn time / stream time).
     pub ratios: Vec<f64>,
-    /// Section bytes node 2's replica read back correctly, summed over the timed rounds.
+    /// Per timed round: ns from node 2's open (creating its replica) until node 1's
+    /// synchronize returned, for a replica that joins with the backlog already written.
+    pub join_ns: Vec<f64>,
+    /// Per timed round: ns node 2's open took (the first part of `join_ns`).
+    pub open_ns: Vec<f64>,
+    /// Per timed round: quinn time / join time.
+    pub join_ratios: Vec<f64>,
+    /// Section bytes node 2's replica read back correctly, summed over the timed rounds
+    /// and both ways (streamed and joined).
     pub verified_bytes: u64,
     /// Bytes the quinn server received, summed over the timed rounds.
     pub quinn_bytes: u64,
     /// Per timed round, CPU time (ns) of the threads doing the work, where Linux reports
-    /// it (empty elsewhere): node 1's and node 2's daemon threads during the catch-up,
-    /// and the quinn sender (the measuring thread) and receiver (the server thread)
-    /// during the transfer. Unlike the wall times they barely move when other processes
-    /// compete for the cores.
+    /// it (empty elsewhere): node 1's and node 2's daemon threads while the backlog
+    /// streamed, and the quinn sender (the measuring thread) and receiver (the server
+    /// thread) during the transfer. Unlike the wall times they barely move when other
+    /// processes compete for the cores.
     pub primary_cpu_ns: Vec<f64>,
     pub replica_cpu_ns: Vec<f64>,
     pub sender_cpu_ns: Vec<f64>,
@@ -715,17 +730,23 @@ fn cpu_during<T>(names: &[Option<&str>], f: impl FnOnce() -> T) -> (T, Option<Ve
     (out, spent)
 }
 
-/// Benchmark 1: streaming a pre-written backlog to a replica that joins, ÷ raw quinn.
+/// Benchmark 1: streaming a pre-written backlog between two ckptd, ÷ raw quinn.
 ///
-/// Each round: node 1 opens a fresh collocated ACTIVE_REPLICA checkpoint, makes its
-/// replica active and writes the backlog in 64 KiB sections (untimed, no other replica
-/// yet); then the clock starts, node 2 opens the checkpoint (adding its replica, which
-/// catches up from node 1) and node 1 synchronizes (every replica acked), and the clock
-/// stops. Node 2's replica is then read back and compared byte for byte. Beside it, in
-/// alternating order, the same number of bytes goes over one quinn stream on a fresh
-/// connection (handshake untimed) and is read to its end. Each side's CPU time is
-/// reported beside the wall times: on a shared machine it shows what each costs when the
-/// wall times mostly show who got the cores.
+/// Each round: node 1 opens a fresh collocated ACTIVE_REPLICA checkpoint and makes its
+/// replica active, node 2 opens it too (its replica is created and synchronized, empty),
+/// node 1's replication is held back ([`NodeHandle::hold_replication`], as a link with
+/// no room would), and node 1 writes the backlog in 64 KiB sections (untimed; node 2's
+/// replica is checked to have none of it). Then the clock starts, the hold is released,
+/// node 1 synchronizes (every replica acked), and the clock stops. Node 2's replica is
+/// then read back and compared byte for byte. Beside it, in alternating order, the same
+/// number of bytes goes over one quinn stream on a fresh connection (handshake untimed)
+/// and is read to its end. Each side's CPU time is reported beside the wall times: on a
+/// shared machine it shows what each costs when the wall times mostly show who got the
+/// cores.
+///
+/// As context, each round also times a replica that joins with the backlog already
+/// written: from node 2's open, which creates the replica object (zeroing its pages
+/// costs tens of milliseconds here), until node 1's synchronize returned.
 pub fn replication_vs_quinn_bulk(
     cluster: &mut Cluster,
     quinn: &mut QuinnBaseline,
@@ -736,10 +757,12 @@ pub fn replication_vs_quinn_bulk(
     let data: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
     let mut out = BulkResult {
         bytes: bytes as u64,
-        repl_ns: Vec::new(),
-        open_ns: Vec::new(),
+        stream_ns: Vec::new(),
         quinn_ns: Vec::new(),
         ratios: Vec::new(),
+        join_ns: Vec::new(),
+        open_ns: Vec::new(),
+        join_ratios: Vec::new(),
         verified_bytes: 0,
         quinn_bytes: 0,
         primary_cpu_ns: Vec::new(),
@@ -755,39 +778,43 @@ pub fn replication_vs_quinn_bulk(
             quinn.disconnect();
             Ok((r?, cpu))
         };
-        let ((q, q_cpu), r) = if round % 2 == 0 {
+        let ((q, q_cpu), s) = if round % 2 == 0 {
             let q = quinn_side()?;
-            (q, catch_up(cluster, sections, &data)?)
+            (q, stream_backlog(cluster, sections, &data)?)
         } else {
-            let r = catch_up(cluster, sections, &data)?;
-            (quinn_side()?, r)
+            let s = stream_backlog(cluster, sections, &data)?;
+            (quinn_side()?, s)
         };
         if q.1 != bytes as u64 {
             return Err(format!("quinn delivered {} of {bytes} bytes", q.1).into());
         }
+        let j = join_backlog(cluster, sections, &data)?;
         if timed {
-            out.repl_ns.push(ns(r.total));
-            out.open_ns.push(ns(r.open));
+            out.stream_ns.push(ns(s.total));
             out.quinn_ns.push(ns(q.0));
-            out.ratios.push(ns(q.0) / ns(r.total).max(1.0));
-            out.verified_bytes += r.verified;
+            out.ratios.push(ns(q.0) / ns(s.total).max(1.0));
+            out.join_ns.push(ns(j.total));
+            out.open_ns.push(ns(j.open));
+            out.join_ratios.push(ns(q.0) / ns(j.total).max(1.0));
+            out.verified_bytes += s.verified + j.verified;
             out.quinn_bytes += q.1;
-            if let (Some(q_cpu), Some(r_cpu)) = (q_cpu, &r.cpu) {
+            if let (Some(q_cpu), Some(s_cpu)) = (q_cpu, &s.cpu) {
                 out.sender_cpu_ns.push(q_cpu[0]);
                 out.receiver_cpu_ns.push(q_cpu[1]);
-                out.primary_cpu_ns.push(r_cpu[0]);
-                out.replica_cpu_ns.push(r_cpu[1]);
+                out.primary_cpu_ns.push(s_cpu[0]);
+                out.replica_cpu_ns.push(s_cpu[1]);
             }
         }
     }
     Ok(out)
 }
 
-/// One timed catch-up.
+/// One timed replication of a backlog.
 struct CatchUp {
-    /// From node 2's open to the return of node 1's synchronize.
+    /// From the start (the hold's release, or node 2's open) to the return of node 1's
+    /// synchronize.
     total: Duration,
-    /// Node 2's open alone.
+    /// Node 2's open alone (zero when node 2 had opened before).
     open: Duration,
     /// Section bytes node 2's replica then held correctly.
     verified: u64,
@@ -795,25 +822,119 @@ struct CatchUp {
     cpu: Option<Vec<f64>>,
 }
 
-/// One catch-up of `data` in sections of [`SECTION_BYTES`] (an error if node 2's replica
-/// does not hold all of it once node 1's synchronize returned).
-fn catch_up(cluster: &mut Cluster, sections: usize, data: &[u8]) -> Result<CatchUp, BoxError> {
-    let name = cluster.fresh_name("backlog");
-    let attrs = CreationAttributes {
+/// The checkpoint of one backlog round: collocated, ACTIVE_REPLICA, one section per
+/// [`SECTION_BYTES`] of `len` bytes.
+fn backlog_attributes(sections: usize, len: usize) -> Result<CreationAttributes, BoxError> {
+    Ok(CreationAttributes {
         creation_flags: CreationFlags::WR_ACTIVE_REPLICA | CreationFlags::CHECKPOINT_COLLOCATED,
-        checkpoint_size: data.len() as u64,
+        checkpoint_size: len as u64,
         retention_duration: 0,
         max_sections: u32::try_from(sections)?,
         max_section_size: SECTION_BYTES as u64,
         max_section_id_size: 8,
+    })
+}
+
+/// Writes `data` on node 1 in sections of [`SECTION_BYTES`].
+fn write_backlog(ck1: &Checkpoint, data: &[u8]) -> Result<(), BoxError> {
+    for (i, chunk) in data.chunks(SECTION_BYTES).enumerate() {
+        ck1.create_section(Some(&(i as u64).to_le_bytes()), TIME_END, chunk)
+            .map_err(|e| format!("create section {i} on node 1: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Section bytes of `data` node 2's replica holds (an error naming the first section it
+/// lacks).
+fn verify_backlog(ck2: &Checkpoint, data: &[u8]) -> Result<u64, BoxError> {
+    let mut buf = vec![0u8; SECTION_BYTES];
+    let mut verified = 0u64;
+    for (i, chunk) in data.chunks(SECTION_BYTES).enumerate() {
+        if !holds(ck2, &(i as u64).to_le_bytes(), chunk, &mut buf) {
+            return Err(format!(
+                "node 2's replica lacks section {i} after node 1's synchronize returned"
+            )
+            .into());
+        }
+        verified += chunk.len() as u64;
+    }
+    Ok(verified)
+}
+
+/// One backlog of `data` written on node 1 while its replication is held, then streamed
+/// to node 2's replica, which existed and was synchronized before (an error if node 2
+/// held any of it before the release, or lacks any of it once node 1's synchronize
+/// returned).
+fn stream_backlog(
+    cluster: &mut Cluster,
+    sections: usize,
+    data: &[u8],
+) -> Result<CatchUp, BoxError> {
+    let name = cluster.fresh_name("stream");
+    let attrs = backlog_attributes(sections, data.len())?;
+    let ck1 = cluster.open(1, &name, Some(&attrs))?;
+    let opened = retry(|| ck1.set_active_replica())
+        .map_err(|e| BoxError::from(format!("set_active_replica: {e}")))
+        .and_then(|()| cluster.open(2, &name, None));
+    let ck2 = match opened {
+        Ok(ck2) => ck2,
+        Err(e) => {
+            cluster.remove(&name, [ck1]);
+            return Err(e);
+        }
     };
+    let result = stream_into(cluster, &ck1, &ck2, data);
+    cluster.hold_replication(1, false);
+    cluster.remove(&name, [ck1, ck2]);
+    result
+}
+
+/// [`stream_backlog`] once both nodes have opened the checkpoint.
+fn stream_into(
+    cluster: &Cluster,
+    ck1: &Checkpoint,
+    ck2: &Checkpoint,
+    data: &[u8],
+) -> Result<CatchUp, BoxError> {
+    ck1.synchronize(60 * SECOND)
+        .map_err(|e| format!("synchronize on node 1 before the backlog: {e}"))?;
+    cluster.hold_replication(1, true);
+    write_backlog(ck1, data)?;
+    let mut buf = vec![0u8; SECTION_BYTES];
+    let early = (0..data.chunks(SECTION_BYTES).len())
+        .filter(|i| read_local(ck2, &(*i as u64).to_le_bytes(), &mut buf).is_ok())
+        .count();
+    if early > 0 {
+        return Err(format!(
+            "node 2's replica held {early} backlog sections while replication was held"
+        )
+        .into());
+    }
+    let ((synced, total), cpu) = cpu_during(&[Some("ckptd-1"), Some("ckptd-2")], || {
+        let start = Instant::now();
+        cluster.hold_replication(1, false);
+        let synced = ck1.synchronize(60 * SECOND);
+        (synced, start.elapsed())
+    });
+    synced.map_err(|e| format!("synchronize on node 1: {e}"))?;
+    Ok(CatchUp {
+        total,
+        open: Duration::ZERO,
+        verified: verify_backlog(ck2, data)?,
+        cpu,
+    })
+}
+
+/// One catch-up of `data` in sections of [`SECTION_BYTES`] by a replica that joins once
+/// it is written (an error if node 2's replica does not hold all of it once node 1's
+/// synchronize returned).
+fn join_backlog(cluster: &mut Cluster, sections: usize, data: &[u8]) -> Result<CatchUp, BoxError> {
+    let name = cluster.fresh_name("backlog");
+    let attrs = backlog_attributes(sections, data.len())?;
     let ck1 = cluster.open(1, &name, Some(&attrs))?;
     let result = (|| -> Result<(CatchUp, Checkpoint), BoxError> {
         retry(|| ck1.set_active_replica()).map_err(|e| format!("set_active_replica: {e}"))?;
-        for (i, chunk) in data.chunks(SECTION_BYTES).enumerate() {
-            ck1.create_section(Some(&(i as u64).to_le_bytes()), TIME_END, chunk)
-                .map_err(|e| format!("create section {i} on node 1: {e}"))?;
-        }
+        write_backlog(&ck1, data)?;
         let (timed, cpu) = cpu_during(&[Some("ckptd-1"), Some("ckptd-2")], || {
             let start = Instant::now();
             let ck2 = cluster.open(2, &name, None)?;
@@ -823,18 +944,7 @@ fn catch_up(cluster: &mut Cluster, sections: usize, data: &[u8]) -> Result<Catch
             Ok::<_, BoxError>((ck2, open, start.elapsed()))
         });
         let (ck2, open, total) = timed?;
-
-        let mut buf = vec![0u8; SECTION_BYTES];
-        let mut verified = 0u64;
-        for (i, chunk) in data.chunks(SECTION_BYTES).enumerate() {
-            if !holds(&ck2, &(i as u64).to_le_bytes(), chunk, &mut buf) {
-                return Err(format!(
-                    "node 2's replica lacks section {i} after node 1's synchronize returned"
-                )
-                .into());
-            }
-            verified += chunk.len() as u64;
-        }
+        let verified = verify_backlog(&ck2, data)?;
         Ok((
             CatchUp {
                 total,
@@ -1146,7 +1256,7 @@ pub fn run(params: &Params, report: &mut Report, progress: &dyn Fn(&str)) -> Res
     ));
     match replication_vs_quinn_bulk(&mut cluster, &mut quinn, params) {
         Ok(r) => {
-            let repl = p50(&r.repl_ns);
+            let repl = p50(&r.stream_ns);
             let q = p50(&r.quinn_ns);
             let ratio = p50(&r.ratios);
             let (lo, hi) = spread(&r.ratios);
@@ -1156,16 +1266,24 @@ pub fn run(params: &Params, report: &mut Report, progress: &dyn Fn(&str)) -> Res
                 ckpt: format!("{} ({:.0} MiB/s)", fmt_ns(repl), mib_s(r.bytes, repl)),
                 baseline: format!("{} ({:.0} MiB/s)", fmt_ns(q), mib_s(r.bytes, q)),
                 note: format!(
-                    "{} MiB backlog, {} rounds, rounds {lo:.2}..{hi:.2}; throughput ratio",
+                    "{} MiB backlog streamed to an existing replica, {} rounds, rounds \
+                     {lo:.2}..{hi:.2}; throughput ratio",
                     r.bytes >> 20,
                     r.ratios.len()
                 ),
             });
+            let join = p50(&r.join_ns);
+            let (join_lo, join_hi) = spread(&r.join_ratios);
             report.num("backlog_bytes", r.bytes as f64);
             report.num("backlog_rounds", r.ratios.len() as f64);
-            report.num("backlog_catch_up_p50_ns", repl);
-            report.num("backlog_catch_up_mib_s", mib_s(r.bytes, repl));
-            report.num("backlog_node2_open_p50_ns", p50(&r.open_ns));
+            report.num("backlog_stream_p50_ns", repl);
+            report.num("backlog_stream_mib_s", mib_s(r.bytes, repl));
+            report.num("backlog_join_p50_ns", join);
+            report.num("backlog_join_mib_s", mib_s(r.bytes, join));
+            report.num("backlog_join_ratio", p50(&r.join_ratios));
+            report.num("backlog_join_ratio_min", join_lo);
+            report.num("backlog_join_ratio_max", join_hi);
+            report.num("backlog_join_node2_open_p50_ns", p50(&r.open_ns));
             report.num("backlog_quinn_bulk_p50_ns", q);
             report.num("backlog_quinn_bulk_mib_s", mib_s(r.bytes, q));
             report.num("backlog_ratio_min", lo);
