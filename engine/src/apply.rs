@@ -33,8 +33,8 @@
 use crate::error::{SectionError, VectorError};
 use crate::layout::{KIND_LIVE, NONE, current_gen, current_slot, desc as dw, hdr, state_kind};
 use crate::region::Desc;
-use crate::replica::{Replica, TIME_END, WriteElement};
-use crate::sync::{Ordering::*, spin_hint, yield_now};
+use crate::replica::{Replica, SPIN_LIMIT, TIME_END, WriteElement};
+use crate::sync::{Ordering::*, backoff};
 
 /// Attempts of [`Applier::put`] when concurrent creates and deletes of the same id keep
 /// moving it between "absent" and "present".
@@ -69,8 +69,9 @@ impl Replica {
     /// the node daemon), but not the object's removal.
     pub fn replication_position(&self) -> (u64, u64) {
         let select = self.region.hdr(hdr::APPLIED_SELECT);
-        let mut attempt = 0u32;
-        loop {
+        let mut since = None;
+        let mut last = (0, 0);
+        for attempt in 0..SPIN_LIMIT {
             // A double-buffer read: the pair named by the selector, accepted if the
             // selector did not move meanwhile. All SeqCst: a writer fills the other pair
             // before it moves the selector, and refills this one only after.
@@ -81,15 +82,16 @@ impl Replica {
             if select.load(SeqCst) == before {
                 return (term, seq);
             }
-            // Lock-free, not bounded: a retry means a writer published meanwhile, and a
-            // dead writer never moves the selector again.
-            attempt = attempt.saturating_add(1);
-            if attempt > 64 {
-                yield_now();
-            } else {
-                spin_hint();
+            last = (term, seq);
+            // A retry means a writer published meanwhile, and a dead writer never moves
+            // the selector again: lock-free. Bounded all the same, since shared memory is
+            // untrusted: a process scribbling the selector without end gets the last pair
+            // read (garbage in, garbage out, but no hang).
+            if !backoff(attempt, &mut since) {
+                break;
             }
         }
+        last
     }
 
     /// Stores the replication position: `(term, seq)` of the last change of the primary
