@@ -80,7 +80,8 @@ fn smoke_run_reports_every_ratio_and_writes_csv_and_svg() {
         "memcpy_4096_ns",
         "lmdb_put_4096_ns",
         "lmdb_get_4096_ns",
-        "backlog_catch_up_mib_s",
+        "backlog_stream_mib_s",
+        "backlog_join_mib_s",
         "memory_budget_bytes",
     ] {
         assert!(
