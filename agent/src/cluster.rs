@@ -13,6 +13,12 @@
 //! When ckptd cannot be reached, calls fail with `TryAgain` (never a silent fallback to
 //! standalone), and the next call tries to connect again.
 //!
+//! Answers are read by whoever waits: a caller waiting for its answer reads the socket
+//! itself when no other thread is reading (one thread wake-up less per call than a
+//! dedicated reader handing it over), and dispatches whatever else comes to the threads
+//! it belongs to; a background thread reads when the socket is readable and no caller
+//! is, and notices the session's end (then reconnects).
+//!
 //! A sealed node (`Welcome { sealed }`) keeps its replicas as sealed memfds: ckptd passes
 //! the descriptor of the node's replica with the answer to an open (`Descriptors` just
 //! before the `Reply`), and on every (re)connection the session hands ckptd back the
@@ -47,10 +53,34 @@ struct Link {
     stream: UnixStream,
     /// One frame at a time on the stream (a large frame takes several writes).
     write: Mutex<()>,
+    /// The read side: whoever holds it reads (a caller waiting for its answer, or the
+    /// background reader).
+    read: Mutex<ReadSide>,
     node: u32,
     shm_dir: PathBuf,
     /// The node keeps its replicas as sealed memfds, passed as descriptors.
     sealed: bool,
+}
+
+/// The stream's read state, kept by whoever reads.
+#[derive(Debug)]
+struct ReadSide {
+    reader: FdReader,
+    /// Descriptors ckptd passed, which belong to the `Reply` right after them.
+    passed: Vec<(u64, OwnedFd)>,
+    /// The stream ended or broke: nothing more to read.
+    ended: bool,
+}
+
+/// What one turn at reading the stream found.
+#[derive(Debug, PartialEq, Eq)]
+enum Turn {
+    /// Frames were read (and dispatched), or at least bytes of one.
+    Read,
+    /// Nothing came before the deadline (or, not blocking, nothing was there).
+    Idle,
+    /// The stream ended or broke.
+    Ended,
 }
 
 #[derive(Debug)]
@@ -141,8 +171,13 @@ impl Client {
         }
         stream.set_read_timeout(None).map_err(|_| Error::TryAgain)?;
         let link = Arc::new(Link {
-            stream: stream.try_clone().map_err(|_| Error::NoResources)?,
+            stream,
             write: Mutex::new(()),
+            read: Mutex::new(ReadSide {
+                reader,
+                passed: Vec::new(),
+                ended: false,
+            }),
             node,
             shm_dir: PathBuf::from(shm_dir),
             sealed,
@@ -151,36 +186,28 @@ impl Client {
         let generation = s.generation;
         drop(s);
         let me = Arc::downgrade(self);
+        let background = Arc::clone(&link);
         let spawned = std::thread::Builder::new()
             .name("ckpt-cluster".into())
             .spawn(move || {
-                // Descriptors ckptd passes belong to the `Reply` right after them.
-                let mut passed: Vec<(u64, OwnedFd)> = Vec::new();
-                while let Some((f, fds)) = read_frame(&stream, &mut reader) {
+                let link = background;
+                loop {
+                    // Readable (or ended): read what no caller did.
+                    if !wait_readable(&link.stream, None) {
+                        break;
+                    }
                     let Some(c) = me.upgrade() else { return };
-                    let (counter, answer) = match f {
-                        Frame::Reply { req, result } => (
-                            req.counter,
-                            Answer::Dir(result, std::mem::take(&mut passed)),
-                        ),
-                        Frame::RemoteReply { req, result } => (req.counter, Answer::Remote(result)),
-                        Frame::Descriptors { instances, .. } => {
-                            passed.extend(instances.into_iter().zip(fds));
-                            continue;
-                        }
-                        _ => continue,
-                    };
-                    c.lock().replies.insert(counter, answer);
-                    c.cond.notify_all();
+                    let mut side = link.read.lock().unwrap_or_else(|p| p.into_inner());
+                    if side.ended
+                        || c.read_turn(&link, &mut side, Some(Duration::ZERO)) == Turn::Ended
+                    {
+                        break;
+                    }
                 }
                 if let Some(c) = me.upgrade() {
-                    let mut s = c.lock();
-                    if s.generation == generation {
-                        s.generation += 1;
-                        s.link = None;
-                    }
-                    c.cond.notify_all();
+                    c.end(&link, generation);
                 }
+                drop(link);
                 // ckptd went away (a restart, say): reconnect as soon as it is back, so
                 // it hands this session's opens back (they stay registered meanwhile).
                 let mut pause = Duration::from_millis(20);
@@ -199,6 +226,80 @@ impl Client {
             return Err(Error::NoResources);
         }
         Ok(link)
+    }
+
+    /// Marks the session of `generation` over: its link is dropped and every waiter told.
+    fn end(&self, link: &Link, generation: u64) {
+        link.read.lock().unwrap_or_else(|p| p.into_inner()).ended = true;
+        let mut s = self.lock();
+        if s.generation == generation {
+            s.generation += 1;
+            s.link = None;
+        }
+        drop(s);
+        self.cond.notify_all();
+    }
+
+    /// One turn at reading `link` (the caller holds its read side): waits up to `wait`
+    /// for bytes (`None`: as long as it takes; zero: not at all), then reads what is there
+    /// and dispatches every whole frame to the thread waiting for it.
+    fn read_turn(&self, link: &Link, side: &mut ReadSide, wait: Option<Duration>) -> Turn {
+        if side.ended {
+            return Turn::Ended;
+        }
+        let blocking = wait != Some(Duration::ZERO);
+        if blocking && !wait_readable(&link.stream, wait) {
+            // Woken without bytes, or the wait is over: a read below says which.
+            if wait.is_some() {
+                return Turn::Idle;
+            }
+        }
+        let mut buf = [0u8; 16 * 1024];
+        let mut read = false;
+        loop {
+            match side.reader.try_recv(&link.stream, &mut buf) {
+                Ok(0) => {
+                    side.ended = true;
+                    return Turn::Ended;
+                }
+                Ok(_) => read = true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    side.ended = true;
+                    return Turn::Ended;
+                }
+            }
+            loop {
+                match side.reader.next() {
+                    Ok(Some((f, fds))) => self.dispatch(side, f, fds),
+                    Ok(None) => break,
+                    Err(_) => {
+                        side.ended = true;
+                        return Turn::Ended;
+                    }
+                }
+            }
+        }
+        if read { Turn::Read } else { Turn::Idle }
+    }
+
+    /// Hands one frame from ckptd to the thread waiting for it.
+    fn dispatch(&self, side: &mut ReadSide, f: Frame, fds: Vec<OwnedFd>) {
+        let (counter, answer) = match f {
+            Frame::Reply { req, result } => (
+                req.counter,
+                Answer::Dir(result, std::mem::take(&mut side.passed)),
+            ),
+            Frame::RemoteReply { req, result } => (req.counter, Answer::Remote(result)),
+            Frame::Descriptors { instances, .. } => {
+                side.passed.extend(instances.into_iter().zip(fds));
+                return;
+            }
+            _ => return,
+        };
+        self.lock().replies.insert(counter, answer);
+        self.cond.notify_all();
     }
 
     /// This node's id.
@@ -283,20 +384,57 @@ impl Client {
             if s.generation != generation {
                 return Err(Error::TryAgain);
             }
-            match deadline {
-                None => s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+            let left = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Err(Error::Timeout);
                     }
-                    s = self
-                        .cond
-                        .wait_timeout(s, d - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    Some(d - now)
                 }
+            };
+            // Nobody reads: read for ourselves (the answer then wakes this thread, not
+            // another that would hand it over).
+            if let Ok(mut side) = link.read.try_lock() {
+                drop(s);
+                let turn = self.read_turn(&link, &mut side, left);
+                drop(side);
+                if turn == Turn::Ended {
+                    self.end(&link, generation);
+                }
+                // Another waiter may take over the reading.
+                self.cond.notify_all();
+                s = self.lock();
+                continue;
             }
+            s = match left {
+                None => self.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(left) => {
+                    self.cond
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Waits until `stream` has bytes to read or has ended (`true`), for up to `wait`
+/// (`None`: without end); `false` when the wait is over or the poll failed.
+fn wait_readable(stream: &UnixStream, wait: Option<Duration>) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = wait.map(|w| Timespec {
+        tv_sec: i64::try_from(w.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(w.subsec_nanos()),
+    });
+    let mut fds = [PollFd::new(stream, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return false,
         }
     }
 }

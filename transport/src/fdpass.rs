@@ -73,13 +73,28 @@ impl FdReader {
     /// descriptors (close-on-exec) to the queue. Returns the bytes read (0: end of
     /// stream). A blocking socket blocks; a non-blocking one may give `WouldBlock`.
     pub fn recv(&mut self, socket: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_with(socket, buf, RecvFlags::empty())
+    }
+
+    /// [`FdReader::recv`] that never blocks (`MSG_DONTWAIT`): `WouldBlock` when nothing
+    /// is there to read.
+    pub fn try_recv(&mut self, socket: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_with(socket, buf, RecvFlags::DONTWAIT)
+    }
+
+    fn recv_with(
+        &mut self,
+        socket: impl AsFd,
+        buf: &mut [u8],
+        flags: RecvFlags,
+    ) -> io::Result<usize> {
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(SCM_MAX_FD))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let got = rustix::net::recvmsg(
             socket,
             &mut [IoSliceMut::new(buf)],
             &mut control,
-            RecvFlags::CMSG_CLOEXEC,
+            RecvFlags::CMSG_CLOEXEC | flags,
         )?;
         for msg in control.drain() {
             if let RecvAncillaryMessage::ScmRights(fds) = msg {
