@@ -1139,6 +1139,16 @@ impl Directory {
             .copied()
             .filter(|n| *n != self.cfg.node && !self.reachable.contains(n))
             .collect();
+        // What the nodes it reaches reported may be from before this node last lost them
+        // (a director cut off, then elected again): they report again within a second,
+        // inside the wait for positions, and until then rank as unreported. Held, a
+        // report from before a cut ranked a replica that had since taken writes below
+        // one that had not (simulation seed 25676). The dead keep theirs: their floors
+        // come from them.
+        let me = self.cfg.node;
+        let reachable = &self.reachable;
+        self.positions
+            .retain(|(_, n), _| *n == me || !reachable.contains(n));
         for n in dead {
             self.node_died(n, now, &mut effects);
         }
