@@ -407,6 +407,33 @@ impl Cluster {
     }
 
     /// `node` reports replica positions to its leader, as its ckptd does.
+    /// Kills `node` and starts it again without its replicas, linked to `peers`: it
+    /// reports the checkpoint made anew, and node 1 reports `held` (instance, term, seq)
+    /// for it. Returns node 1's entry once a promotion has had time to happen.
+    fn restart_wiped(&mut self, node: u32, peers: &[u32], held: (u64, u64, u64)) -> Entry {
+        self.kill(node);
+        self.run_for(ELECTION * 4);
+        self.start(node);
+        for n in peers {
+            self.connect(node, *n);
+        }
+        self.run_for(ELECTION * 2);
+        self.report(node, &[(held.0, 0, INCOMPLETE)]);
+        self.report(1, &[held]);
+        self.run_for(POSITIONS_WAIT * 5);
+        self.entry(1, held.0).unwrap()
+    }
+
+    /// Links every node again and has `node` report `position`; returns node 1's entry of
+    /// its checkpoint once a promotion has had time to happen.
+    fn back_with(&mut self, node: u32, position: (u64, u64, u64)) -> Entry {
+        self.connect_all();
+        self.run_for(ELECTION * 2);
+        self.report(node, &[position]);
+        self.run_for(POSITIONS_WAIT * 5);
+        self.entry(1, position.0).unwrap()
+    }
+
     fn report(&mut self, node: u32, items: &[(u64, u64, u64)]) {
         let leader = self.dir(node).leader().expect("a leader to report to");
         if leader == node {
@@ -1262,29 +1289,15 @@ fn a_primary_that_dies_before_it_synced_anyone_leaves_the_promotion_to_the_repli
     assert_eq!(e.primary, Some(2), "{e:?}");
 
     // Node 2 dies before node 1 resynced from it, and comes back without its replica.
-    c.kill(2);
-    c.run_for(ELECTION * 4);
-    c.start(2);
-    for n in [1, 4, 5] {
-        c.connect(2, n);
-    }
-    c.run_for(ELECTION * 2);
     let t2 = c.entry(1, a.instance).unwrap().term;
-    c.report(2, &[(a.instance, 0, INCOMPLETE)]);
-    c.report(1, &[(a.instance, a.term, 5)]);
-    c.run_for(POSITIONS_WAIT * 5);
-    let e = c.entry(1, a.instance).unwrap();
+    let e = c.restart_wiped(2, &[1, 4, 5], (a.instance, a.term, 5));
     assert_eq!(
         e.primary, None,
         "node 1, which lacks what node 3 held at seq 9, was promoted: {e:?}"
     );
 
     // Node 3 comes back with it: placed again and promoted.
-    c.connect_all();
-    c.run_for(ELECTION * 2);
-    c.report(3, &[(a.instance, t, 9)]);
-    c.run_for(POSITIONS_WAIT * 5);
-    let e = c.entry(1, a.instance).unwrap();
+    let e = c.back_with(3, (a.instance, t, 9));
     assert_eq!(e.primary, Some(3), "{e:?}");
     assert!(e.term > t2);
 }
@@ -1334,28 +1347,14 @@ fn a_replica_dropped_by_a_leader_without_its_report_is_waited_for_once_the_prima
     assert_eq!(c.dir(1).leader(), Some(1));
     let e = c.entry(1, a.instance).unwrap();
     assert!(!e.replicas.contains(&2), "{e:?}");
-    c.kill(3);
-    c.run_for(ELECTION * 4);
-    c.start(3);
-    for n in [1, 4, 5] {
-        c.connect(3, n);
-    }
-    c.run_for(ELECTION * 2);
-    c.report(3, &[(a.instance, 0, INCOMPLETE)]);
-    c.report(1, &[(a.instance, a.term, 5)]);
-    c.run_for(POSITIONS_WAIT * 5);
-    let e = c.entry(1, a.instance).unwrap();
+    let e = c.restart_wiped(3, &[1, 4, 5], (a.instance, a.term, 5));
     assert_eq!(
         e.primary, None,
         "node 1, which lacks what node 2 held at seq 9, was promoted: {e:?}"
     );
 
     // Node 2 comes back with it: placed again and promoted.
-    c.connect_all();
-    c.run_for(ELECTION * 2);
-    c.report(2, &[(a.instance, t, 9)]);
-    c.run_for(POSITIONS_WAIT * 5);
-    let e = c.entry(1, a.instance).unwrap();
+    let e = c.back_with(2, (a.instance, t, 9));
     assert_eq!(e.primary, Some(2), "{e:?}");
 }
 
