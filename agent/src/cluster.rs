@@ -421,6 +421,22 @@ impl Client {
     }
 }
 
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The session ends with its last user: shutting the socket down wakes the
+        // background reader (which finds no client and exits), and ckptd sees the end.
+        let link = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .link
+            .take();
+        if let Some(link) = link {
+            let _ = link.stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
 /// Waits until `stream` has bytes to read or has ended (`true`), for up to `wait`
 /// (`None`: without end); `false` when the wait is over or the poll failed.
 fn wait_readable(stream: &UnixStream, wait: Option<Duration>) -> bool {

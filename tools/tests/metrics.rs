@@ -496,3 +496,33 @@ fn a_metrics_address_off_loopback_is_refused() {
     let n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
     assert_eq!(n1.metrics, None);
 }
+
+#[test]
+fn a_library_dropped_ends_its_session_with_ckptd() {
+    let cluster = with_metrics("sessions", &[1, 2], true);
+    let n1 = ckptd::spawn(cluster.config.clone(), 1).expect("node 1");
+    let _n2 = ckptd::spawn(cluster.config.clone(), 2).expect("node 2");
+    let at1 = n1.metrics.expect("node 1 serves metrics");
+    let sessions = || scrape(at1).value("ckptd_agent_sessions", &[]);
+
+    let keep = library(&cluster, 1);
+    let lib = library(&cluster, 1);
+    let ck = open_on(&lib, "safCkpt=sessions", Some(&replicated()));
+    ck.create_section(Some(b"s"), TIME_END, b"x")
+        .expect("write");
+    let _ = retry(|| keep.open("safCkpt=sessions", None, OpenFlags::READ, 10 * SECOND))
+        .expect("a second session opens it too");
+    assert_eq!(sessions(), 2.0, "both libraries have a session");
+
+    drop(ck);
+    drop(lib);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions() != 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        sessions(),
+        1.0,
+        "the dropped library's session ended; the other one stays"
+    );
+}
