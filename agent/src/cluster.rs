@@ -1,6 +1,7 @@
 //! Cluster mode: the agent's session with its node's `ckptd`.
 //!
-//! A library in cluster mode holds one Unix-socket session with ckptd for its whole life.
+//! A library in cluster mode holds one Unix-socket session with ckptd for its whole life
+//! (it ends when the library and its checkpoint handles are all dropped).
 //! Control operations (open, close, unlink, retention, active replica) are `Request`
 //! frames answered by `Reply` frames (transport/DESIGN.md §2), matched by request id, so
 //! several threads can wait at once. ckptd notices the session end when the process dies
