@@ -248,12 +248,10 @@ impl Client {
         if side.ended {
             return Turn::Ended;
         }
-        let blocking = wait != Some(Duration::ZERO);
-        if blocking && !wait_readable(&link.stream, wait) {
-            // Woken without bytes, or the wait is over: a read below says which.
-            if wait.is_some() {
-                return Turn::Idle;
-            }
+        // A wait with a deadline that ends without bytes is over; otherwise the read below
+        // says what there is (nothing, bytes, or the end).
+        if wait != Some(Duration::ZERO) && !wait_readable(&link.stream, wait) && wait.is_some() {
+            return Turn::Idle;
         }
         let mut buf = [0u8; 16 * 1024];
         let mut read = false;
