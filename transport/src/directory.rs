@@ -141,6 +141,10 @@ pub struct Entry {
     /// what is left of the wait, like `idle_since`, so a new leader keeps both the
     /// schedule and the doubling backoff ([`READMIT_AFTER`]).
     pub readmit: BTreeMap<u32, (u32, Duration)>,
+    /// The term in which the leader named a primary knowing that no replica held any of
+    /// the checkpoint's state (`promotion_choice`): that primary starts the checkpoint over
+    /// ([`CkptAssign::from_nothing`]). A later term ends it.
+    pub lost_in: Option<u64>,
 }
 
 impl Entry {
@@ -153,6 +157,7 @@ impl Entry {
             primary: self.primary,
             term: self.term,
             unlinked: self.unlinked,
+            from_nothing: self.primary.is_some() && self.lost_in == Some(self.term),
         }
     }
 
@@ -1416,13 +1421,18 @@ impl Directory {
             if missing && wait {
                 continue;
             }
-            let Some(best) = self.promotion_choice(id) else {
+            let Some((best, from_nothing)) =
+                self.promotion_choice(id, waited >= POSITIONS_WAIT * 4)
+            else {
                 continue;
             };
             let term = self.mint_term();
             let e = self.entries.get_mut(&id).expect("listed");
             e.primary = Some(best);
             e.term = term;
+            if from_nothing {
+                e.lost_in = Some(term);
+            }
             // What a replica away from the set held stays a floor: the new primary holds
             // it, but if it dies before any other replica has it, that replica may be
             // the only one left that does (simulation seed 16077: the primary promoted
@@ -1454,7 +1464,15 @@ impl Directory {
     /// was died, and the set holds nodes added back since), a replica that reports a
     /// complete position at least as high as the last one every departed replica
     /// reported: nothing another one acknowledged is lost by naming it.
-    fn promotion_choice(&self, instance: u64) -> Option<u32> {
+    ///
+    /// When nothing is left to choose from — every replica of the set has reported, every
+    /// report is of a replica made empty or left in the middle of a snapshot, no replica
+    /// that left the set is waited for, and the wait for reports is over (`waited`) —
+    /// every copy of the checkpoint's state is gone, and waiting longer only keeps it
+    /// without a primary for good (simulation seed 29012: the only copy of an
+    /// ALL_REPLICAS checkpoint was wiped). The lowest node of the set is then named to
+    /// start it over from no sections (the `bool`, [`CkptAssign::from_nothing`]).
+    fn promotion_choice(&self, instance: u64, waited: bool) -> Option<(u32, bool)> {
         let e = &self.entries[&instance];
         let rank = |n: u32| {
             let rank = match self.positions.get(&(instance, n)) {
@@ -1473,11 +1491,12 @@ impl Directory {
             .copied()
             .filter(|n| !e.evicted.contains_key(n) && !midway(*n))
             .max_by_key(|n| rank(*n));
-        if synced.is_some() {
-            return synced;
+        if let Some(n) = synced {
+            return Some((n, false));
         }
         let floor = e.departed.values().copied().max().unwrap_or((0, 0));
-        e.replicas
+        let holding = e
+            .replicas
             .iter()
             .copied()
             .filter(|n| {
@@ -1485,7 +1504,17 @@ impl Directory {
                     .get(&(instance, *n))
                     .is_some_and(|p| p.1 != INCOMPLETE && *p >= floor)
             })
-            .max_by_key(|n| rank(*n))
+            .max_by_key(|n| rank(*n));
+        if let Some(n) = holding {
+            return Some((n, false));
+        }
+        let nothing = waited && e.departed.is_empty() && e.replicas.iter().all(|n| midway(*n));
+        e.replicas
+            .iter()
+            .copied()
+            .min()
+            .filter(|_| nothing)
+            .map(|n| (n, true))
     }
 
     /// Leader: drops the answers kept for requester incarnations that have not asked for
@@ -1882,6 +1911,7 @@ impl Directory {
                         evicted: BTreeMap::new(),
                         departed: BTreeMap::new(),
                         readmit: BTreeMap::new(),
+                        lost_in: None,
                     },
                 );
                 instance
@@ -2282,6 +2312,7 @@ fn decode_table(bytes: &[u8], now: Duration) -> Result<Table, WireError> {
                 evicted,
                 departed,
                 readmit,
+                lost_in: ckpt.from_nothing.then_some(ckpt.term),
             },
         );
     }

@@ -390,6 +390,11 @@ pub struct CkptAssign {
     pub term: u64,
     /// Whether the name has been unlinked (the checkpoint lives on until its last close).
     pub unlinked: bool,
+    /// Whether the directory named the primary knowing that no replica holds any of the
+    /// checkpoint's state (every copy was lost, and nobody that left the set held any):
+    /// the primary starts the checkpoint over from no sections instead of giving the
+    /// role back for a replica made empty.
+    pub from_nothing: bool,
 }
 
 /// One section in a [`RemoteResult::Sections`] listing.
@@ -1821,6 +1826,7 @@ impl Encode for CkptAssign {
             + option_len(self.primary.as_ref(), |_| 4)
             + 8
             + 1
+            + 1
     }
 
     fn encode_to(&self, enc: &mut Enc<'_>) {
@@ -1831,6 +1837,7 @@ impl Encode for CkptAssign {
         enc.put_option(self.primary.as_ref(), |enc, node| enc.put_u32(*node));
         enc.put_u64(self.term);
         enc.put_bool(self.unlinked);
+        enc.put_bool(self.from_nothing);
     }
 }
 
@@ -1844,6 +1851,7 @@ impl Decode for CkptAssign {
             primary: dec.option(Dec::u32)?,
             term: dec.u64()?,
             unlinked: dec.bool()?,
+            from_nothing: dec.bool()?,
         })
     }
 }

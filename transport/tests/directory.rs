@@ -2112,3 +2112,98 @@ fn a_restarted_daemon_restores_its_table_so_a_majority_restart_forgets_nothing()
     assert_eq!(c.open(1, "a", NON_COLLOCATED).instance, a.instance);
     assert_ne!(c.open(2, "b", NON_COLLOCATED).instance, a.instance);
 }
+
+#[test]
+fn a_checkpoint_whose_every_replica_holds_nothing_starts_over_on_its_lowest_node_after_the_long_wait()
+ {
+    let mut c = Cluster::three_with_leader();
+    let a = c.open(3, "a", NON_COLLOCATED);
+    assert_eq!(
+        (a.primary, a.replicas.as_slice(), a.from_nothing),
+        (Some(3), [1, 2, 3].as_slice(), false)
+    );
+    // Nodes 1 and 2 are in the middle of a snapshot from node 3 when it dies and comes
+    // back without its replica: no copy of the checkpoint's state is left anywhere.
+    for n in [1, 2] {
+        c.report(n, &[(a.instance, a.term, INCOMPLETE)]);
+    }
+    c.kill(3);
+    c.run_for(ELECTION * 4);
+    c.start(3);
+    c.connect(3, 1);
+    c.connect(3, 2);
+    c.run_for(ELECTION * 2);
+    c.report(3, &[(a.instance, 0, INCOMPLETE)]);
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(
+        (e.primary, e.replicas.as_slice()),
+        (None, [1, 2, 3].as_slice()),
+        "{e:?}"
+    );
+    // Every report is in, but nothing is named before the long wait for reports (four
+    // times the wait for positions since the primary died) is over.
+    let mut since_death = ELECTION * 6;
+    let named = (0..100).find_map(|_| {
+        c.run_for(POSITIONS_WAIT / 10);
+        since_death += POSITIONS_WAIT / 10;
+        let e = c.entry(1, a.instance).unwrap();
+        e.primary.map(|p| (p, e))
+    });
+    let (primary, e) = named.expect("a primary is named in the end");
+    assert!(
+        since_death >= POSITIONS_WAIT * 4,
+        "named {since_death:?} after the primary died"
+    );
+    assert_eq!(primary, 1, "{e:?}");
+    assert!(e.term > a.term, "{e:?}");
+    for n in [1, 2, 3] {
+        let held = c.held(n, a.instance).expect("placed");
+        assert!(
+            held.from_nothing && held.primary == Some(1) && held.term == e.term,
+            "node {n} holds {held:?}"
+        );
+    }
+
+    // The next term (node 1 gives the role back) is no longer a start over: node 2 now
+    // holds what node 1 gave it.
+    c.report(2, &[(a.instance, e.term, 0)]);
+    let resign = DirOp::Resign {
+        instance: a.instance,
+        node: 1,
+        term: e.term,
+    };
+    assert_eq!(c.request(1, resign), DirReply::Done);
+    c.run_for(POSITIONS_WAIT * 2);
+    let held = c.held(2, a.instance).expect("placed");
+    assert_eq!(
+        (held.primary, held.from_nothing),
+        (Some(2), false),
+        "{held:?}"
+    );
+}
+
+#[test]
+fn a_checkpoint_does_not_start_over_while_a_replica_that_left_the_set_may_hold_its_state() {
+    let mut c = Cluster::new(&[1, 2, 3, 4, 5], &[1, 2]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    let a = c.open(3, "a", NON_COLLOCATED);
+    c.report(2, &[(a.instance, a.term, 7)]);
+    c.report(1, &[(a.instance, a.term, INCOMPLETE)]);
+    // Node 2, in sync at seq 7, is cut off and dropped; then node 3 is wiped.
+    c.isolate(2);
+    c.run_for(ELECTION * 4);
+    let e = c.entry(1, a.instance).unwrap();
+    assert!(!e.replicas.contains(&2), "{e:?}");
+    let e = c.restart_wiped(3, &[1, 4, 5], (a.instance, a.term, INCOMPLETE));
+    c.run_for(POSITIONS_WAIT * 10);
+    let e2 = c.entry(1, a.instance).unwrap();
+    assert_eq!(
+        e2.primary, None,
+        "started over without node 2: {e:?} then {e2:?}"
+    );
+    // Node 2 comes back with its copy, which is promoted.
+    let e = c.back_with(2, (a.instance, a.term, 7));
+    let held = c.held(2, a.instance).expect("placed");
+    assert_eq!((e.primary, held.from_nothing), (Some(2), false), "{e:?}");
+}

@@ -199,9 +199,10 @@ fn ckpt_assign() -> impl Strategy<Value = CkptAssign> {
         option::of(any::<u32>()),
         any::<u64>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(instance, name, attrs, replicas, primary, term, unlinked)| CkptAssign {
+            |(instance, name, attrs, replicas, primary, term, unlinked, from_nothing)| CkptAssign {
                 instance,
                 name,
                 attrs,
@@ -209,6 +210,7 @@ fn ckpt_assign() -> impl Strategy<Value = CkptAssign> {
                 primary,
                 term,
                 unlinked,
+                from_nothing,
             },
         )
 }

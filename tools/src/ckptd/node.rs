@@ -1139,6 +1139,7 @@ impl Node {
             primary: None,
             term: 0,
             unlinked: false,
+            from_nothing: false,
         };
         let position = r.replication_position();
         let never_synced =
@@ -2270,6 +2271,22 @@ impl Node {
                 && l.empty.is_some()
                 && !l.synced()
                 && !collocated_async(&a);
+            if fresh && a.from_nothing {
+                // Whatever this replica holds (a snapshot cut short) is no state the
+                // checkpoint had: it starts over from no sections.
+                warn!(
+                    node = me,
+                    instance,
+                    term = a.term,
+                    "no replica holds any of the checkpoint's state: starting it over, empty"
+                );
+                if let Err(e) = l.replica.applier().retain(|_| false) {
+                    warn!(instance, "cannot empty the replica, resigning: {e}");
+                    self.answer_all(answers);
+                    self.resign(instance, a.term);
+                    return;
+                }
+            }
             if fresh {
                 l.base = Some(match l.replica.role() {
                     (Role::Primary, t) => (t, l.replica.commit_seq()),
@@ -2310,7 +2327,11 @@ impl Node {
                 }
                 // Every replica starts from a probe in the new term.
                 l.waiting_since.clear();
-                if (created || !l.vet.is_empty()) && a.term != 0 && !collocated_async(&a) {
+                if (created || !l.vet.is_empty())
+                    && a.term != 0
+                    && !collocated_async(&a)
+                    && !a.from_nothing
+                {
                     // Most likely the creation this node's open asked for, but a node
                     // whose replicas were lost may have asked too (see `must_not_lead`):
                     // every other replica must show it holds nothing before it gets
@@ -2399,6 +2420,10 @@ impl Node {
         let l = &self.locals[&a.instance];
         if l.primary.as_ref().is_some_and(|p| p.term() == a.term) {
             return false; // leading in this term already: a change of the set
+        }
+        if a.from_nothing {
+            // No replica holds any of the checkpoint's state: it starts over here.
+            return false;
         }
         if !a.replicas.iter().any(|n| *n != self.me) {
             // Alone, this node's replica is the checkpoint whatever it holds; but a new

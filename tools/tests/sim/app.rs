@@ -800,6 +800,12 @@ impl App {
         if outcome == Outcome::Ok && self.goal == Goal::Confirm {
             self.confirm_wrote = true;
         }
+        if outcome == Outcome::Failed(NOT_EXIST) {
+            // The sections are gone: the checkpoint started over after every copy of its
+            // state was lost (the directory's `from_nothing`). An application creates
+            // them again, as at the start (EXIST where one is still there).
+            self.to_create = 3;
+        }
         self.state = State::Ready;
         self.wake = now
             + match outcome {

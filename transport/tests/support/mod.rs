@@ -39,6 +39,7 @@ pub(crate) fn ckpt() -> CkptAssign {
         primary: Some(2),
         term: 4,
         unlinked: true,
+        from_nothing: false,
     }
 }
 
