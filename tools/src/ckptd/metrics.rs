@@ -78,6 +78,8 @@ struct Counters {
     write_bytes: u64,
     resyncs_started: u64,
     resyncs_finished: u64,
+    /// Times this node started the checkpoint over (`CkptAssign::from_nothing`).
+    started_over: u64,
     /// Engine TryAgain (no free or spare slot), by [`Path`] (apply, serve).
     slots: [u64; 2],
     /// NO_RESOURCES, by path.
@@ -164,6 +166,12 @@ impl Metrics {
         self.at(instance).resyncs_finished += 1;
     }
 
+    /// This node started `instance` over from no sections: the directory found no copy of
+    /// its state left.
+    pub(crate) fn started_over(&mut self, instance: u64) {
+        self.at(instance).started_over += 1;
+    }
+
     /// This node asked the directory to evict `node`'s replica of `instance`.
     pub(crate) fn eviction_requested(&mut self, instance: u64, node: u32) {
         *self
@@ -218,6 +226,7 @@ impl Metrics {
         per_instance(o, &WRITE_BYTES, &|c| c.write_bytes);
         per_instance(o, &RESYNCS_STARTED, &|c| c.resyncs_started);
         per_instance(o, &RESYNCS_FINISHED, &|c| c.resyncs_finished);
+        per_instance(o, &STARTED_OVER, &|c| c.started_over);
         SLOTS.head(o);
         for (i, c) in &self.instances {
             for p in [Path::Apply, Path::Serve] {
@@ -362,6 +371,13 @@ const RESYNCS_FINISHED: Family = Family {
     name: "ckptd_resyncs_finished_total",
     kind: "counter",
     help: "Snapshots this node's replica applied in full.",
+};
+const STARTED_OVER: Family = Family {
+    name: "ckptd_started_over_total",
+    kind: "counter",
+    help: "Times this node, named the primary after every copy of the checkpoint's state was \
+           lost (each replica made empty or cut off in the middle of a snapshot), started it \
+           over from no sections: its sections, and every write in them, are gone.",
 };
 const SLOTS: Family = Family {
     name: "ckptd_slot_exhaustion_total",
@@ -733,6 +749,7 @@ mod tests {
         m.refused(7, Path::Apply, code::TRY_AGAIN);
         m.refused(7, Path::Serve, code::NOT_EXIST);
         m.eviction_requested(7, 3);
+        m.started_over(7);
         m.synchronized(Duration::from_micros(70));
         m.synchronized(Duration::from_secs(20));
         m.sync_failed(SyncFailure::TimedOut);
@@ -774,6 +791,7 @@ mod tests {
                 "ckptd_section_resource_exhaustion_total{{{l},op=\"serve\",code=\"NO_SPACE\"}} 1"
             ),
             format!("ckptd_evictions_requested_total{{{l},node=\"3\"}} 1"),
+            format!("ckptd_started_over_total{{{l}}} 1"),
             format!("ckptd_replication_lag_seq{{{l},node=\"3\"}} 2"),
             format!("ckptd_replication_lag_bytes{{{l},node=\"3\"}} 100"),
             format!("ckptd_replica_commit_seq{{{l}}} 9"),

@@ -2286,6 +2286,7 @@ impl Node {
                     self.resign(instance, a.term);
                     return;
                 }
+                self.metrics.started_over(instance);
             }
             if fresh {
                 l.base = Some(match l.replica.role() {
