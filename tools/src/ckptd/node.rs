@@ -307,8 +307,9 @@ impl Local {
         role_term.max(position_term).max(self.assign.term)
     }
 
-    /// Whether this replica of an ALL_REPLICAS checkpoint shows that its node was the
-    /// primary in `term` (see `Node::must_not_lead`).
+    /// Whether this replica shows that its node was the primary in `term` (see
+    /// `Node::must_not_lead`): its role's term, set when the node became the primary, or
+    /// its position's term, set as it published (no other primary writes in that term).
     fn led_in(&self, term: u64) -> bool {
         term != 0
             && (self.replica.role().1 == term || self.replica.replication_position().0 == term)
@@ -2246,9 +2247,14 @@ impl Node {
             let mut answers = Vec::new();
             l.demote(&mut answers, &mut self.metrics);
             l.waiting_since.clear();
+            // Placed in this term, the replica refuses the diffs of any primary of an
+            // older one, as any replica does (below): a node wiped and named the primary
+            // again resigned, but its new replica, still at term 0, took a deposed
+            // ALL_REPLICAS primary's snapshot and acknowledged a write the next primary
+            // never had (simulation seed 24827).
             let (role, role_term) = l.replica.role();
-            if role != Role::Replica {
-                step_down(&l.replica, role_term);
+            if role != Role::Replica || role_term < term {
+                step_down(&l.replica, role_term.max(term));
             }
             self.answer_all(answers);
             self.resign(instance, term);
@@ -2271,7 +2277,7 @@ impl Node {
                 && l.empty.is_some()
                 && !l.synced()
                 && !collocated_async(&a);
-            if fresh && a.from_nothing {
+            if fresh && a.from_nothing && !l.led_in(a.term) {
                 // Whatever this replica holds (a snapshot cut short) is no state the
                 // checkpoint had: it starts over from no sections.
                 warn!(
@@ -2422,8 +2428,10 @@ impl Node {
         if l.primary.as_ref().is_some_and(|p| p.term() == a.term) {
             return false; // leading in this term already: a change of the set
         }
-        if a.from_nothing {
-            // No replica holds any of the checkpoint's state: it starts over here.
+        if a.from_nothing && !l.led_in(a.term) {
+            // No replica holds any of the checkpoint's state: it starts over here. (Once
+            // it has led in that term, its replica is the checkpoint: a restarted daemon
+            // named again goes by the rules below.)
             return false;
         }
         if !a.replicas.iter().any(|n| *n != self.me) {

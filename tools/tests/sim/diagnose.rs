@@ -595,6 +595,9 @@ impl Diagnosis {
                 if t.outcome == Outcome::Failed(app::NOT_EXIST)
                     && let Some(i) = a.instance
                     && self.removed.contains(&(t.node, i))
+                    // Still without one: a node that holds a replica again answers
+                    // NOT_EXIST for sections that are gone (a checkpoint started over).
+                    && v.slots.get(&t.node).is_none_or(|s| s.store.replica(i).is_none())
                 {
                     notes.push((
                         DROPPED_NOT_EXIST,
