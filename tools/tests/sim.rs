@@ -46,13 +46,14 @@
 //! its stateless-reset key: `MeshSocket::Abstract::rng_seed`); hosts run one at a time on
 //! the test's thread in simulated time, ckptd's loop polls its inputs in a fixed order and
 //! keeps its maps ordered, so a replay applies the same schedule at the same simulated
-//! instants. Most seeds replay identically (same event digest). Not all: rustls draws its
-//! handshake randomness (hello randoms, ECDHE keys) from *ring*'s system RNG, which a test
-//! cannot seed, and that shows where a late handshake datagram reaches an endpoint that
-//! no longer knows its connection: quinn reads the packet with keys it derives from the
-//! connection id, and whether the garbage it unmasks has valid reserved bits (dropped at
-//! once) or not (an `Incoming` that fails) depends on those bytes. About one seed in
-//! thirty went two ways over a few runs. Not simulated: `ckpt_engine::wall_clock()`,
+//! instants. The TLS handshakes follow the seed too (tests/sim/tls.rs,
+//! `MeshSocket::Abstract::tls_provider`): a crypto provider whose random bytes come from
+//! the seed and whose key exchange is a deterministic stand-in, with fixed Ed25519
+//! certificates (tests/sim/certs; Ed25519 signs deterministically). Before, rustls drew
+//! its hello randoms and ECDHE keys from the OS, and about one seed in thirty went two
+//! ways over a few runs (a late handshake datagram's garbage, unmasked with keys quinn
+//! derives from the connection id, had valid reserved bits or not); seed 4101 gave ten
+//! event digests in twenty runs, and now gives one. Not simulated: `ckpt_engine::wall_clock()`,
 //! which ckptd reads to reap expired sections (the writers' sections never expire).
 
 #[path = "sim/app.rs"]
@@ -61,6 +62,8 @@ mod app;
 mod diagnose;
 #[path = "sim/plan.rs"]
 mod plan;
+#[path = "sim/tls.rs"]
+mod tls;
 #[path = "sim/trace.rs"]
 mod trace;
 #[path = "../../transport/tests/support/turmoil_udp.rs"]
@@ -107,26 +110,11 @@ fn sim_clock() -> i64 {
     turmoil::since_epoch().map_or(EPOCH_SECS as i64 * 1_000_000_000, |d| d.as_nanos() as i64)
 }
 
-/// The cluster CA and node certificates, made once per test process (in a directory of
-/// its own; those of finished processes are removed).
-fn certs() -> &'static PathBuf {
-    static CERTS: OnceLock<PathBuf> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-sim");
-        for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let gone = e
-                .file_name()
-                .to_str()
-                .is_some_and(|pid| !PathBuf::from("/proc").join(pid).exists());
-            if gone {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-        let dir = root.join(std::process::id().to_string());
-        ckpt_transport::tls::write_cluster_certs(&dir, &[1, 2, 3], true)
-            .expect("cluster certificates");
-        dir
-    })
+/// The cluster CA and node certificates: fixed files (made once with `ckpt cert`), so a
+/// replay in another process sends the same certificate bytes (`tls.rs`). Their keys
+/// secure nothing but this simulated network.
+fn certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sim/certs")
 }
 
 fn cluster_config(plan: &Plan) -> ClusterConfig {
@@ -193,6 +181,7 @@ fn add_host(sim: &mut turmoil::Sim<'_>, node: u32, seed: u64, shared: &Shared) {
                     socket: Arc::new(udp::noisy_socket(udp, noise)),
                     runtime: Arc::new(quinn::TokioRuntime),
                     rng_seed: Some(quinn_seed(seed, node, boot)),
+                    tls_provider: Some(tls::provider()),
                 }),
                 store: Some(Store::Memory(store)),
                 agents: false,
@@ -345,6 +334,7 @@ struct Harness<'a> {
 
 impl Harness<'_> {
     fn new(seed: u64) -> Self {
+        tls::reseed(seed);
         let mut plan = Plan::new(seed);
         if let Ok(spec) = std::env::var("SIM_KEEP") {
             plan.keep(&spec);
@@ -1414,4 +1404,19 @@ fn simulated_cluster_keeps_its_guarantees_under_faults_part_2() {
 #[test]
 fn simulated_cluster_keeps_its_guarantees_under_faults_part_3() {
     run_part(3, 4);
+}
+
+/// Seed 4101 went ten ways in twenty runs while rustls drew from the OS (see
+/// "Reproducibility" above); run twice here, it must give the same events both times.
+#[test]
+fn a_seed_run_twice_gives_the_same_events() {
+    quiet_failures();
+    let _trace = trace::capture();
+    let run = || {
+        let mut h = Harness::new(4101);
+        h.run();
+        h.log.digest()
+    };
+    let (first, second) = (run(), run());
+    assert_eq!(first, second, "seed 4101 replayed with other events");
 }

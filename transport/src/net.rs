@@ -122,6 +122,10 @@ pub enum MeshSocket {
         /// simulations; `None` draws from the OS. Not for production: a seeded endpoint's
         /// ids and resets are predictable.
         rng_seed: Option<[u8; 32]>,
+        /// The TLS crypto provider, for reproducible simulations: one whose random draws
+        /// and key exchange follow a seed makes every handshake byte the same on a replay
+        /// (`None`: *ring*'s, drawing from the OS). Not for production.
+        tls_provider: Option<Arc<rustls::crypto::CryptoProvider>>,
     },
 }
 
@@ -182,9 +186,25 @@ impl Mesh {
         if config.max_frame == 0 || u32::try_from(config.max_frame).is_err() {
             return Err(MeshError::MaxFrameOutOfRange(config.max_frame));
         }
-        let server = tls::quinn_server_config(&config.identity, &config.roots, &config.transport)?;
-        let mut client =
-            tls::quinn_client_config(&config.identity, &config.roots, &config.transport)?;
+        let provider = match &socket {
+            MeshSocket::Abstract {
+                tls_provider: Some(p),
+                ..
+            } => Arc::clone(p),
+            _ => tls::provider(),
+        };
+        let server = tls::quinn_server_config_with(
+            Arc::clone(&provider),
+            &config.identity,
+            &config.roots,
+            &config.transport,
+        )?;
+        let mut client = tls::quinn_client_config_with(
+            provider,
+            &config.identity,
+            &config.roots,
+            &config.transport,
+        )?;
         let endpoint = match socket {
             MeshSocket::Bind(addr) => {
                 let udp = std::net::UdpSocket::bind(addr).map_err(MeshError::Bind)?;
@@ -195,6 +215,7 @@ impl Mesh {
                 socket,
                 runtime,
                 rng_seed,
+                ..
             } => {
                 let endpoint_config = match rng_seed {
                     Some(seed) => {

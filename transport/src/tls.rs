@@ -551,7 +551,7 @@ impl TransportSettings {
 }
 
 /// The explicit crypto provider of every configuration here.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -565,7 +565,16 @@ pub fn quinn_server_config(
     roots: &CaRoots,
     transport: &TransportSettings,
 ) -> Result<quinn::ServerConfig, TlsError> {
-    let provider = provider();
+    quinn_server_config_with(provider(), identity, roots, transport)
+}
+
+/// [`quinn_server_config`] with another crypto provider (a simulation's seeded one).
+pub fn quinn_server_config_with(
+    provider: Arc<CryptoProvider>,
+    identity: &NodeIdentity,
+    roots: &CaRoots,
+    transport: &TransportSettings,
+) -> Result<quinn::ServerConfig, TlsError> {
     let verifier =
         WebPkiClientVerifier::builder_with_provider(roots.store.clone(), provider.clone())
             .build()?;
@@ -593,7 +602,16 @@ pub fn quinn_client_config(
     roots: &CaRoots,
     transport: &TransportSettings,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let provider = provider();
+    quinn_client_config_with(provider(), identity, roots, transport)
+}
+
+/// [`quinn_client_config`] with another crypto provider (a simulation's seeded one).
+pub fn quinn_client_config_with(
+    provider: Arc<CryptoProvider>,
+    identity: &NodeIdentity,
+    roots: &CaRoots,
+    transport: &TransportSettings,
+) -> Result<quinn::ClientConfig, TlsError> {
     let verifier =
         WebPkiServerVerifier::builder_with_provider(roots.store.clone(), provider.clone())
             .build()?;

@@ -485,6 +485,7 @@ mod sim {
             socket,
             runtime: Arc::new(quinn::TokioRuntime),
             rng_seed: Some([seed; 32]),
+            tls_provider: None,
         };
         Mesh::start(config, socket).await.unwrap()
     }
