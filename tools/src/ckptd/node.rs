@@ -315,6 +315,14 @@ impl Local {
             && (self.replica.role().1 == term || self.replica.replication_position().0 == term)
     }
 
+    /// Whether this node, named the primary by `a`, starts the checkpoint over from no
+    /// sections (`CkptAssign::from_nothing`): only before it has led in that term, after
+    /// which its replica is the checkpoint (a restarted daemon named again goes by the
+    /// ordinary rules of `Node::must_not_lead`).
+    fn starts_over(&self, a: &CkptAssign) -> bool {
+        a.from_nothing && !self.led_in(a.term)
+    }
+
     /// The replica that orders writes here: an ALL_REPLICAS primary's staging copy,
     /// else the node's replica.
     fn ordering(&self) -> &Arc<Replica> {
@@ -2277,7 +2285,7 @@ impl Node {
                 && l.empty.is_some()
                 && !l.synced()
                 && !collocated_async(&a);
-            if fresh && a.from_nothing && !l.led_in(a.term) {
+            if fresh && l.starts_over(&a) {
                 // Whatever this replica holds (a snapshot cut short) is no state the
                 // checkpoint had: it starts over from no sections.
                 warn!(
@@ -2428,11 +2436,8 @@ impl Node {
         if l.primary.as_ref().is_some_and(|p| p.term() == a.term) {
             return false; // leading in this term already: a change of the set
         }
-        if a.from_nothing && !l.led_in(a.term) {
-            // No replica holds any of the checkpoint's state: it starts over here. (Once
-            // it has led in that term, its replica is the checkpoint: a restarted daemon
-            // named again goes by the rules below.)
-            return false;
+        if l.starts_over(a) {
+            return false; // no replica holds any of the checkpoint's state
         }
         if !a.replicas.iter().any(|n| *n != self.me) {
             // Alone, this node's replica is the checkpoint whatever it holds; but a new
