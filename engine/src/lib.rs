@@ -16,6 +16,8 @@
 #[cfg(not(loom))]
 mod apply;
 #[cfg(not(loom))]
+mod clock;
+#[cfg(not(loom))]
 mod domain;
 pub mod error;
 #[cfg(not(loom))]

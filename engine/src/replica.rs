@@ -27,13 +27,9 @@ pub const TIME_END: i64 = i64::MAX;
 /// A wall clock in nanoseconds since the epoch (injectable for simulation).
 pub type Clock = fn() -> i64;
 
-/// The default [`Clock`]: `CLOCK_REALTIME`.
-pub fn wall_clock() -> i64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    t.tv_sec
-        .saturating_mul(1_000_000_000)
-        .saturating_add(t.tv_nsec)
-}
+/// The default [`Clock`]: `CLOCK_REALTIME`, read through the TSC where it can be (see
+/// the `clock` module).
+pub use crate::clock::wall_clock;
 
 /// Replication role of a replica (header `role`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
