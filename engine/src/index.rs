@@ -149,9 +149,9 @@ impl Replica {
     /// multiplies) and the index load. It is per thread, so threads reading different
     /// sections never write a shared line, and per replica (its process-unique uid).
     ///
-    /// Measured (engine/DESIGN.md section 17): a 4 KiB read 49 → 41 ns; the overwrite and
-    /// the borrow, which take locked instructions after the lookup, came out 10–14 ns
-    /// *slower* with it, so they keep the index lookup.
+    /// Measured (engine/DESIGN.md section 17): a 4 KiB read 49 → 41 ns, a 4 KiB overwrite
+    /// 112.7 → 108.0 ns on the AMD EPYC (it was slower on a Xeon, as the borrow still is,
+    /// which keeps the index lookup).
     #[inline]
     pub(crate) fn lookup_cached(&self, id: &[u8]) -> Option<(Desc, u64)> {
         let (uid, d) = LAST_FOUND.with(Cell::get);

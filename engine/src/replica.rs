@@ -2,7 +2,7 @@
 //! operation on it. The lock-free protocol is in [`crate::protocol`]; the section index,
 //! journal and recovery live in their own files as further `impl Replica` blocks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64 as ProcessCounter;
@@ -197,6 +197,12 @@ impl Drop for ThreadAgents {
 
 thread_local! {
     static AGENTS: RefCell<ThreadAgents> = const { RefCell::new(ThreadAgents(Vec::new())) };
+    /// The agent this thread used last, in front of [`AGENTS`]: a plain `Copy` cell, so
+    /// the write path's lookup is one thread-local load and two compares (no destructor
+    /// registration check, no `RefCell` borrow, no search). Only a hint: a replica's uid
+    /// is never reused in the process and a fork changes the epoch, so a stale entry
+    /// cannot match.
+    static LAST_AGENT: Cell<Option<CachedAgent>> = const { Cell::new(None) };
 }
 
 /// Agents of exited threads: (replica uid, agent index, owner word).
@@ -497,6 +503,12 @@ impl Replica {
     pub(crate) fn agent(&self) -> Result<AgentCtx, SectionError> {
         let epoch = liveness::fork_epoch();
         let uid = self.uid;
+        if let Some(c) = LAST_AGENT.with(Cell::get)
+            && c.uid == uid
+            && c.epoch == epoch
+        {
+            return Ok(c.ctx);
+        }
         let hit = AGENTS.with(|a| {
             a.borrow()
                 .0
@@ -504,10 +516,12 @@ impl Replica {
                 .find(|c| c.uid == uid && c.epoch == epoch)
                 .map(|c| c.ctx)
         });
-        match hit {
-            Some(ctx) => Ok(ctx),
-            None => self.register_agent(epoch),
-        }
+        let ctx = match hit {
+            Some(ctx) => ctx,
+            None => self.register_agent(epoch)?,
+        };
+        LAST_AGENT.with(|c| c.set(Some(CachedAgent { uid, epoch, ctx })));
+        Ok(ctx)
     }
 
     fn register_agent(&self, epoch: u64) -> Result<AgentCtx, SectionError> {
@@ -1375,7 +1389,11 @@ impl Replica {
         }
         self.check_role::<APPLY>()?;
         let a = self.agent()?;
-        let (d, generation) = self.lookup(id)?;
+        // The section this thread found last first, as the copy-out read does.
+        let (d, generation) = match self.lookup_cached(id) {
+            Some((d, cur)) => (d, current_gen(cur)),
+            None => self.lookup(id)?,
+        };
         self.write_one(&a, d, generation, &[(0, data)], true)
     }
 
@@ -2345,6 +2363,11 @@ impl Drop for Replica {
         }
         let uid = self.uid;
         let _ = AGENTS.try_with(|a| a.borrow_mut().0.retain(|c| c.uid != uid));
+        let _ = LAST_AGENT.try_with(|c| {
+            if c.get().is_some_and(|c| c.uid == uid) {
+                c.set(None);
+            }
+        });
         EXITED
             .lock()
             .unwrap_or_else(|p| p.into_inner())
