@@ -618,6 +618,23 @@ impl Replica {
         w.store(kind | (phase << 8) | ((count + 1) << 16), Release);
     }
 
+    /// Starts an operation whose record words are all known up front: OP_DESC, OP_SLOTS
+    /// and OP_DELTA first, then OP (Release), so recovery, which reads them only under a
+    /// kind other than OP_NONE, never pairs the new kind with the previous operation's
+    /// words. (The operation before always ended with OP_NONE.) Two stores fewer than
+    /// [`Self::set_op`] followed by the words.
+    #[inline]
+    fn begin_op(&self, a: &AgentCtx, kind: u64, desc: u64, slots: u64, delta: i64) {
+        self.region.agent(a.ix, ag::OP_DESC).store(desc, Relaxed);
+        self.region.agent(a.ix, ag::OP_SLOTS).store(slots, Relaxed);
+        self.region
+            .agent(a.ix, ag::OP_DELTA)
+            .store(delta as u64, Relaxed);
+        let w = self.region.agent(a.ix, ag::OP);
+        let count = w.load(Relaxed) >> 16;
+        w.store(kind | ((count + 1) << 16), Release);
+    }
+
     #[inline]
     fn set_phase(&self, a: &AgentCtx, phase: u64) {
         let w = self.region.agent(a.ix, ag::OP);
@@ -868,12 +885,14 @@ impl Replica {
     /// Gives back a reservation. The phase goes back to RESERVING first: a crash in
     /// between leaves the counter flagged uncertain instead of undone twice.
     fn unreserve(&self, a: &AgentCtx, delta: i64) {
-        self.set_phase(a, PH_RESERVING);
-        if delta != 0 {
-            self.region
-                .hdr(hdr::STORED_BYTES)
-                .fetch_sub(delta as u64, AcqRel);
+        if delta == 0 {
+            // Nothing was (or needed to be) added: nothing to give back.
+            return;
         }
+        self.set_phase(a, PH_RESERVING);
+        self.region
+            .hdr(hdr::STORED_BYTES)
+            .fetch_sub(delta as u64, AcqRel);
     }
 
     // ---- checks -------------------------------------------------------------------
@@ -1544,15 +1563,19 @@ impl Replica {
                 .unwrap_or(0);
             (old_size, old_size.max(end))
         };
-        self.set_op(a, OP_WRITE, 0);
-        self.region
-            .agent(a.ix, ag::OP_DESC)
-            .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
-        self.region
-            .agent(a.ix, ag::OP_SLOTS)
-            .store(u64::from(NONE) | (u64::from(old.0) << 32), Relaxed);
         let delta = size as i64 - old_size as i64;
-        if let Err(e) = self.reserve(a, delta) {
+        self.begin_op(
+            a,
+            OP_WRITE,
+            u64::from(d.0) | (u64::from(generation) << 32),
+            u64::from(NONE) | (u64::from(old.0) << 32),
+            delta,
+        );
+        // A write that keeps the size (every overwrite of a same-sized value) reserves
+        // nothing: phase 0 with OP_DELTA 0 tells recovery there is nothing to undo.
+        if delta != 0
+            && let Err(e) = self.reserve(a, delta)
+        {
             self.set_op(a, OP_NONE, 0);
             return Err(e);
         }
