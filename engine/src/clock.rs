@@ -186,7 +186,7 @@ mod tsc {
             // How far the last anchor's extrapolation is from the kernel now, against a
             // tolerance that grows by 0.1% of the time since that anchor (NTP slews the
             // kernel's clock by at most 0.05%: an idle process must not count that).
-            let since = i128::from(t.wrapping_sub(old_tsc)) * i128::from(old_mult) >> 32;
+            let since = (i128::from(t.wrapping_sub(old_tsc)) * i128::from(old_mult)) >> 32;
             let predicted = i128::from(old_ns) + since;
             if (predicted - i128::from(ns)).abs() > i128::from(TOLERANCE_NS) + since / 1000 {
                 return restart(true);
