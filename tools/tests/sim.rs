@@ -1309,7 +1309,7 @@ fn quiet_failures() {
 /// 25676: a director elected again ranked replicas by reports from before it was cut off.
 const REGRESSIONS: &[u64] = &[
     337, 1050, 2311, 1917, 2625, 1032, 861, 1297, 2077, 4887, 3998, 5122, 3034, 5966, 6961, 10016,
-    11041, 3953, 3248, 16077, 17168, 17770, 1031, 15320, 22841, 25676, 29012, 24827,
+    11041, 3953, 3248, 16077, 17168, 17770, 1031, 15320, 22841, 25676, 29012, 24827, 45264,
 ];
 
 /// Seeds to run: `SIM_SEED=<n>` alone, else `SIM_FROM..SIM_SEEDS` (0..100 by default)

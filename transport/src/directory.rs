@@ -239,12 +239,15 @@ struct Candidacy {
     term: u64,
     started: Duration,
     granted: BTreeSet<u32>,
-    /// Voters that granted with a table newer than this node's.
+    /// Voters that granted with a table newer than this node's (in two-node mode, with
+    /// any table: unused there).
     informed: BTreeSet<u32>,
     /// Nodes that answered (granted or not).
     answered: BTreeSet<u32>,
     /// The newest table a voter sent.
     best: Option<Table>,
+    /// Two-node mode: the other tables a voter sent (see [`Directory::merge_diverged`]).
+    diverged: Vec<Table>,
 }
 
 /// The directory of one node.
@@ -426,8 +429,16 @@ impl Directory {
     /// least as new as the other's, not a mere connection: a node that lost its state
     /// (its shm was wiped) and connected, but died or was cut off before the table came,
     /// would otherwise lead alone with an empty table and mint every name anew.
+    ///
+    /// "At least as new" is equality: a higher version does not mean a table holds the
+    /// other's decisions. In a split both nodes lead, each in its own directory term, and
+    /// the tables diverge: the one of the higher term may lack what the other decided
+    /// after the split began (the simulation found a node back from such a split lead
+    /// with its stale table and name itself primary again under a later one: seed
+    /// 45264). The two meet again through an election, which merges them
+    /// ([`Directory::merge_diverged`]).
     fn peer_version(&mut self, version: TableVersion) {
-        if self.two_node() && self.version >= version {
+        if self.two_node() && self.version == version {
             self.seen_all = true;
         }
     }
@@ -754,7 +765,9 @@ impl Directory {
         if self.leader.is_some() {
             self.set_leader(None, out);
         }
-        let state = if self.version > version {
+        // The table goes with the vote when it is newer; in two-node mode whenever the
+        // versions differ, as two tables may have diverged in a split (`merge_diverged`).
+        let state = if self.version > version || (self.two_node() && self.version != version) {
             encode_table(self, now)
         } else {
             Vec::new()
@@ -806,9 +819,14 @@ impl Directory {
         }
         if !state.is_empty()
             && let Ok(t) = decode_table(state, now)
-            && c.best.as_ref().is_none_or(|b| t.version > b.version)
         {
-            c.best = Some(t);
+            if c.best.as_ref().is_none_or(|b| t.version > b.version) {
+                if let Some(old) = c.best.replace(t) {
+                    c.diverged.push(old);
+                }
+            } else {
+                c.diverged.push(t);
+            }
         }
         // The voter's promise runs from when it received the vote, after `started`.
         let until = c.started + self.cfg.election_timeout;
@@ -1084,6 +1102,7 @@ impl Directory {
             informed: BTreeSet::new(),
             answered: BTreeSet::new(),
             best: None,
+            diverged: Vec::new(),
         });
         let nodes: Vec<u32> = self.reachable.iter().copied().collect();
         if nodes.is_empty() {
@@ -1106,10 +1125,21 @@ impl Directory {
         let Some(c) = self.candidacy.take() else {
             return;
         };
-        if let Some(t) = c.best
-            && t.version > self.version
-        {
-            self.install(t);
+        let mut diverged = c.diverged;
+        match c.best {
+            Some(t) if t.version > self.version => {
+                if self.two_node() {
+                    diverged.push(self.table());
+                }
+                self.install(t);
+            }
+            Some(t) => diverged.push(t),
+            None => {}
+        }
+        if self.two_node() {
+            for t in diverged {
+                self.merge_diverged(t);
+            }
         }
         // Two-node mode: the other node's vote came with its table when it was newer, so
         // this node now holds a table at least as new as the other's.
@@ -1211,6 +1241,37 @@ impl Directory {
         self.acked.clear();
         self.heard = now;
         self.set_leader(None, out);
+    }
+
+    /// This node's table, as a voter would send it.
+    fn table(&self) -> Table {
+        Table {
+            version: self.version,
+            entries: self.entries.clone(),
+            next_instance: self.next_instance,
+            minted: self.minted,
+            replies: self.replies.clone(),
+        }
+    }
+
+    /// Two-node mode, a new leader: takes from `other`, a table that may have diverged
+    /// from this node's in a split (both nodes led, each in its own directory term), every
+    /// checkpoint whose entry there has the higher replication term. Terms order the
+    /// decisions about one checkpoint across both sides (each side mints above what it
+    /// knew, and a replica refuses assignments older than what it holds), so the entry
+    /// with the higher term is the later placement and the one its replicas follow; the
+    /// other names a primary deposed since. A checkpoint only one side knows is left as
+    /// this table has it: created by the other side during the split, or deleted by this
+    /// one, which a table cannot tell apart.
+    fn merge_diverged(&mut self, other: Table) {
+        for (id, theirs) in other.entries {
+            if let Some(mine) = self.entries.get_mut(&id)
+                && theirs.term > mine.term
+            {
+                *mine = theirs;
+                self.durable_dirty = true;
+            }
+        }
     }
 
     fn install(&mut self, t: Table) {

@@ -2207,3 +2207,62 @@ fn a_checkpoint_does_not_start_over_while_a_replica_that_left_the_set_may_hold_i
     let held = c.held(2, a.instance).expect("placed");
     assert_eq!((e.primary, held.from_nothing), (Some(2), false), "{e:?}");
 }
+
+#[test]
+fn two_node_tables_that_diverged_in_a_split_keep_the_later_primary_of_each_checkpoint() {
+    // Node 2 leads (term 2) and node 1 follows with the same table.
+    let mut c = Cluster::two_node();
+    c.connect_all();
+    c.run_for(ELECTION * 2);
+    c.kill(1);
+    c.run_for(ELECTION * 4);
+    c.start(1);
+    c.connect_all();
+    c.run_for(ELECTION * 2);
+    assert_eq!(c.leaders(), [Some(2); 2]);
+    let a = c.open(1, "a", NON_COLLOCATED);
+    assert_eq!(a.replicas, [1, 2]);
+    let first = a.primary.expect("a primary");
+    c.report(1, &[(a.instance, a.term, 5)]);
+    c.report(2, &[(a.instance, a.term, 5)]);
+    c.run_for(HEARTBEAT * 3);
+
+    // Every frame between them is lost for a while, the connection staying up: node 1
+    // elects itself in a higher directory term, alone (two-node mode), while node 2 goes
+    // on leading in its own. Node 1's table keeps the checkpoint as it was.
+    let until = c.now + ELECTION * 4;
+    while c.now < until && c.dir(1).leader() != Some(1) {
+        c.now += STEP;
+        for n in [1, 2] {
+            c.tick(n);
+        }
+        c.queue.clear();
+    }
+    assert_eq!(c.leaders(), [Some(1), Some(2)], "both lead: the split");
+    assert!(c.dir(1).term() > c.dir(2).term());
+    let split = c
+        .save(1)
+        .expect("node 1's table changed as it took the lead");
+
+    // Node 1 dies there. Node 2, still leading, names the next primary in a new term.
+    c.kill(1);
+    c.run_for(POSITIONS_WAIT * 5);
+    let later = c.entry(2, a.instance).expect("the checkpoint");
+    assert_eq!(later.primary, Some(2), "node 2 took over from {first}");
+    assert!(later.term > a.term);
+
+    // Node 1 comes back with the table of its short lead, whose version is the higher
+    // one: the leader of the two must still keep the later primary.
+    c.start(1);
+    c.restore(1, &split);
+    c.connect_all();
+    c.run_for(ELECTION * 4);
+    let leader = c.dir(1).leader().expect("a leader");
+    assert_eq!(c.leaders(), [Some(leader); 2]);
+    let now = c.entry(leader, a.instance).expect("the checkpoint");
+    assert_eq!(now.primary, Some(2), "the stale primary was named again");
+    assert!(now.term >= later.term, "{} < {}", now.term, later.term);
+    let reopened = c.open(1, "a", NON_COLLOCATED);
+    assert_eq!(reopened.instance, a.instance);
+    assert_eq!(reopened.primary, Some(2));
+}
