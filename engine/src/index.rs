@@ -233,7 +233,7 @@ impl Replica {
                 return Err(SectionError::NotExist);
             }
             let exp = self.region.desc(d, dw::EXPIRATION).load(Relaxed) as i64;
-            if exp != TIME_END && exp <= (self.clock)() {
+            if exp != TIME_END && exp <= self.now() {
                 return Err(SectionError::NotExist);
             }
             self.note_found(d);

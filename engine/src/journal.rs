@@ -213,8 +213,89 @@ impl Replica {
     }
 
     /// Claims the next seq for a change by agent `a` and fills its cell (status WRITING).
+    /// The common case in line: the cell after the head is free and the CAS takes it.
+    #[inline]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn claim_seq(
+        &self,
+        a: &AgentCtx,
+        d: Desc,
+        generation: u32,
+        s: Slot,
+        offset: u64,
+        len: u64,
+        kind: u64,
+    ) -> Result<u64, SectionError> {
+        let cap = u64::from(self.region.img.journal_capacity);
+        // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the slow path fails.
+        let seq = self
+            .region
+            .hdr(hdr::HEAD_SEQ)
+            .load(Acquire)
+            .saturating_add(1);
+        if seq <= MAX_SEQ {
+            let w0 = self.region.cell(seq, 0);
+            let seen = w0.load(Acquire);
+            // As in the slow path: the cell's occupant a ring ago must be done.
+            let free = match seq.checked_sub(cap).filter(|&p| p > 0) {
+                None => seen == 0,
+                Some(p) => cell_seq(seen) == p && cell_status(seen) == ST_DONE,
+            };
+            if free
+                && w0
+                    .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
+                    .is_ok()
+            {
+                self.fill_cell(seq, d, generation, s, offset, len, kind);
+                return Ok(seq);
+            }
+        }
+        self.claim_seq_slow(a, d, generation, s, offset, len, kind)
+    }
+
+    /// Fills the cell of `seq`, just claimed (WRITING), and raises the head to it.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn fill_cell(
+        &self,
+        seq: u64,
+        d: Desc,
+        generation: u32,
+        s: Slot,
+        offset: u64,
+        len: u64,
+        kind: u64,
+    ) {
+        // Seqlock discipline: the WRITING mark is ordered before the payload.
+        fence(Release);
+        self.region
+            .cell(seq, 1)
+            .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
+        self.region.cell(seq, 2).store(offset, Relaxed);
+        self.region.cell(seq, 3).store(len, Relaxed);
+        self.region
+            .cell(seq, 4)
+            .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
+        // Data changes reuse the time their slot was just stamped with (one clock read
+        // per write); the others read the clock.
+        let time = match (kind, self.region.slot_ix(s.0)) {
+            (KIND_CREATE | KIND_OVERWRITE | KIND_WRITE, Some(slot)) => self
+                .region
+                .meta(slot, crate::layout::meta::LAST_UPDATE)
+                .load(Relaxed),
+            _ => self.now() as u64,
+        };
+        self.region.cell(seq, 5).store(time, Relaxed);
+        // SeqCst: with the SeqCst waiter-count load in `notify` this is the store/load
+        // pair that guarantees a waiter is either seen or sees us.
+        self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, SeqCst);
+    }
+
+    /// [`Self::claim_seq`] when the first try did not get the cell: the bounded wait.
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn claim_seq_slow(
         &self,
         a: &AgentCtx,
         d: Desc,
@@ -246,29 +327,7 @@ impl Replica {
                     .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
                     .is_ok()
                 {
-                    // Seqlock discipline: the WRITING mark is ordered before the payload.
-                    fence(Release);
-                    self.region
-                        .cell(seq, 1)
-                        .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
-                    self.region.cell(seq, 2).store(offset, Relaxed);
-                    self.region.cell(seq, 3).store(len, Relaxed);
-                    self.region
-                        .cell(seq, 4)
-                        .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
-                    // Data changes reuse the time their slot was just stamped with (one
-                    // clock read per write); the others read the clock.
-                    let time = match (kind, self.region.slot_ix(s.0)) {
-                        (KIND_CREATE | KIND_OVERWRITE | KIND_WRITE, Some(slot)) => self
-                            .region
-                            .meta(slot, crate::layout::meta::LAST_UPDATE)
-                            .load(Relaxed),
-                        _ => (self.clock)() as u64,
-                    };
-                    self.region.cell(seq, 5).store(time, Relaxed);
-                    // SeqCst: with the SeqCst waiter-count load in `notify` this is the
-                    // store/load pair that guarantees a waiter is either seen or sees us.
-                    head.fetch_max(seq, SeqCst);
+                    self.fill_cell(seq, d, generation, s, offset, len, kind);
                     return Ok(seq);
                 }
                 continue;

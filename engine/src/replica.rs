@@ -226,7 +226,9 @@ pub struct Replica {
     registered: Mutex<Vec<(u32, u64, u64)>>,
     /// Serialises this process's writers of the replication position (DESIGN.md §18).
     pub(crate) position_writer: Mutex<()>,
-    pub(crate) clock: Clock,
+    /// The injected wall clock, if any (`None`: [`wall_clock`], called directly so the
+    /// write path can inline it).
+    pub(crate) clock: Option<Clock>,
 }
 
 /// Options for [`Replica::create`].
@@ -376,7 +378,7 @@ impl Replica {
             uid: NEXT_UID.fetch_add(1, Relaxed),
             registered: Mutex::new(Vec::new()),
             position_writer: Mutex::new(()),
-            clock: wall_clock,
+            clock: None,
         }
     }
 
@@ -410,7 +412,16 @@ impl Replica {
 
     /// Replaces the wall clock (simulation, tests).
     pub fn set_clock(&mut self, clock: Clock) {
-        self.clock = clock;
+        self.clock = Some(clock);
+    }
+
+    /// The wall clock: the injected one, else [`wall_clock`].
+    #[inline]
+    pub(crate) fn now(&self) -> i64 {
+        match self.clock {
+            None => wall_clock(),
+            Some(clock) => clock(),
+        }
     }
 
     /// The creation attributes.
@@ -644,7 +655,24 @@ impl Replica {
 
     // ---- leases -------------------------------------------------------------------
 
+    #[inline]
     pub(crate) fn lease(&self, a: &AgentCtx, d: Desc) -> Result<(), SectionError> {
+        // The common case, free, in line; anything else (held, ours already, a dead
+        // holder) goes the bounded way below.
+        if self
+            .region
+            .desc(d, dw::LEASE)
+            .compare_exchange(0, a.owner, AcqRel, Acquire)
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.lease_slow(a, d)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lease_slow(&self, a: &AgentCtx, d: Desc) -> Result<(), SectionError> {
         let w = self.region.desc(d, dw::LEASE);
         let mut holder = 0;
         let mut since = None;
@@ -684,6 +712,7 @@ impl Replica {
 
     // ---- allocation ---------------------------------------------------------------
 
+    #[inline]
     pub(crate) fn alloc_slot(&self, a: &AgentCtx) -> Result<Slot, SectionError> {
         let intent = self.region.agent(a.ix, ag::INTENT);
         // This agent's spare first: the slot its previous write superseded, when nobody
@@ -700,6 +729,15 @@ impl Replica {
                 }
             }
         }
+        self.alloc_slot_from_pool(a)
+    }
+
+    /// [`Self::alloc_slot`] without a spare of this agent's: the pool, then the others'
+    /// spares.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slot_from_pool(&self, a: &AgentCtx) -> Result<Slot, SectionError> {
+        let intent = self.region.agent(a.ix, ag::INTENT);
         let hint = self.region.slot_hint();
         let start = a.ix.0.wrapping_mul(4099);
         for round in 0..2 {
@@ -804,6 +842,7 @@ impl Replica {
 
     /// Retires the superseded slot `old` of `d` after a single-section commit by `a`: kept
     /// as `a`'s spare when nobody pins it and `a` keeps none yet, else [`Self::retire_slot`].
+    #[inline]
     fn retire_slot_keep(&self, a: &AgentCtx, d: Desc, old: Slot) {
         let spare = self.region.agent(a.ix, ag::SPARE);
         let keeps_one = self
@@ -1017,7 +1056,7 @@ impl Replica {
             return;
         };
         let exp = self.region.desc(d, dw::EXPIRATION).load(Acquire) as i64;
-        if exp == TIME_END || exp > (self.clock)() {
+        if exp == TIME_END || exp > self.now() {
             return;
         }
         let generation = current_gen(self.region.desc(d, dw::CURRENT).load(Acquire));
@@ -1337,6 +1376,7 @@ impl Replica {
 
     /// Fills slot `s` (owned by the caller): the first `keep` bytes of `base`, zeros up to
     /// `size`, then each `(offset, bytes)` in order; records size and last update.
+    #[inline]
     fn fill_slot(&self, s: Slot, base: &[u8], keep: u64, elems: &[(u64, &[u8])], size: u64) {
         // The claim that took this slot comes before its new bytes, for pin-free readers.
         protocol::before_fill();
@@ -1379,7 +1419,7 @@ impl Replica {
         self.region.meta(s, meta::SIZE).store(size, Relaxed);
         self.region
             .meta(s, meta::LAST_UPDATE)
-            .store((self.clock)() as u64, Relaxed);
+            .store(self.now() as u64, Relaxed);
     }
 
     /// The committed bytes of a slot the caller keeps from being recycled (pinned, or the
@@ -1518,6 +1558,7 @@ impl Replica {
     }
 
     /// Single-section commit: lease, copy-on-write into a fresh slot, journal, publish.
+    #[inline]
     fn write_one(
         &self,
         a: &AgentCtx,
@@ -1532,6 +1573,7 @@ impl Replica {
         result
     }
 
+    #[inline]
     fn write_one_leased(
         &self,
         a: &AgentCtx,
@@ -2240,7 +2282,7 @@ impl Replica {
         SectionCursor {
             next: 0,
             filter,
-            now: (self.clock)(),
+            now: self.now(),
         }
     }
 
