@@ -214,7 +214,7 @@ impl Replica {
 
     /// Claims the next seq for a change by agent `a` and fills its cell (status WRITING).
     /// The common case in line: the cell after the head is free and the CAS takes it.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn claim_seq(
         &self,
@@ -254,7 +254,7 @@ impl Replica {
     }
 
     /// Fills the cell of `seq`, just claimed (WRITING), and raises the head to it.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn fill_cell(
         &self,

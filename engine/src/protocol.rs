@@ -230,7 +230,7 @@ pub enum Retired {
 
 /// Retires a superseded slot of `desc` after the SeqCst publish of its successor, keeping
 /// it CACHED for `owner` when no pin is set (rule 4), else as [`retire`] does.
-#[inline]
+#[inline(always)]
 pub fn retire_or_keep(
     state: &AtomicU64,
     pins: &[AtomicU64],

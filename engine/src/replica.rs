@@ -513,13 +513,20 @@ impl Replica {
     #[inline]
     pub(crate) fn agent(&self) -> Result<AgentCtx, SectionError> {
         let epoch = liveness::fork_epoch();
-        let uid = self.uid;
         if let Some(c) = LAST_AGENT.with(Cell::get)
-            && c.uid == uid
+            && c.uid == self.uid
             && c.epoch == epoch
         {
             return Ok(c.ctx);
         }
+        self.agent_listed(epoch)
+    }
+
+    /// [`Self::agent`] past the last-agent cell: the thread's list, else a new one.
+    #[cold]
+    #[inline(never)]
+    fn agent_listed(&self, epoch: u64) -> Result<AgentCtx, SectionError> {
+        let uid = self.uid;
         let hit = AGENTS.with(|a| {
             a.borrow()
                 .0
@@ -712,7 +719,7 @@ impl Replica {
 
     // ---- allocation ---------------------------------------------------------------
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc_slot(&self, a: &AgentCtx) -> Result<Slot, SectionError> {
         let intent = self.region.agent(a.ix, ag::INTENT);
         // This agent's spare first: the slot its previous write superseded, when nobody
@@ -842,7 +849,7 @@ impl Replica {
 
     /// Retires the superseded slot `old` of `d` after a single-section commit by `a`: kept
     /// as `a`'s spare when nobody pins it and `a` keeps none yet, else [`Self::retire_slot`].
-    #[inline]
+    #[inline(always)]
     fn retire_slot_keep(&self, a: &AgentCtx, d: Desc, old: Slot) {
         let spare = self.region.agent(a.ix, ag::SPARE);
         let keeps_one = self
@@ -1113,7 +1120,7 @@ impl Replica {
         self.region
             .desc(d, dw::EXPIRATION)
             .store(expiration as u64, Release);
-        self.fill_slot(s, &[], 0, &[(0, data)], data.len() as u64);
+        self.fill_slot(s, &[], 0, &[(0, data)], data.len() as u64, self.now());
         let seq = match self.claim_seq(
             &a,
             d,
@@ -1376,8 +1383,17 @@ impl Replica {
 
     /// Fills slot `s` (owned by the caller): the first `keep` bytes of `base`, zeros up to
     /// `size`, then each `(offset, bytes)` in order; records size and last update.
-    #[inline]
-    fn fill_slot(&self, s: Slot, base: &[u8], keep: u64, elems: &[(u64, &[u8])], size: u64) {
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn fill_slot(
+        &self,
+        s: Slot,
+        base: &[u8],
+        keep: u64,
+        elems: &[(u64, &[u8])],
+        size: u64,
+        time: i64,
+    ) {
         // The claim that took this slot comes before its new bytes, for pin-free readers.
         protocol::before_fill();
         let dst = self.region.slot_ptr(s);
@@ -1419,7 +1435,7 @@ impl Replica {
         self.region.meta(s, meta::SIZE).store(size, Relaxed);
         self.region
             .meta(s, meta::LAST_UPDATE)
-            .store(self.now() as u64, Relaxed);
+            .store(time as u64, Relaxed);
     }
 
     /// The committed bytes of a slot the caller keeps from being recycled (pinned, or the
@@ -1558,7 +1574,7 @@ impl Replica {
     }
 
     /// Single-section commit: lease, copy-on-write into a fresh slot, journal, publish.
-    #[inline]
+    #[inline(always)]
     fn write_one(
         &self,
         a: &AgentCtx,
@@ -1567,13 +1583,17 @@ impl Replica {
         parts: &[(u64, &[u8])],
         replace: bool,
     ) -> Result<(), SectionError> {
+        // The clock first: its read is slow on some machines (a bare `rdtsc` takes about
+        // 10 ns on the project's VM) and nothing before the fill needs it, so the lease and
+        // the slot's checks go on meanwhile.
+        let time = self.now();
         self.lease(a, d)?;
-        let result = self.write_one_leased(a, d, generation, parts, replace);
+        let result = self.write_one_leased(a, d, generation, parts, replace, time);
         self.release_lease(a, d);
         result
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_one_leased(
         &self,
         a: &AgentCtx,
@@ -1581,6 +1601,7 @@ impl Replica {
         generation: u32,
         parts: &[(u64, &[u8])],
         replace: bool,
+        time: i64,
     ) -> Result<(), SectionError> {
         let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation || current_slot(cur) == NONE {
@@ -1633,7 +1654,7 @@ impl Replica {
             .agent(a.ix, ag::OP_SLOTS)
             .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
         let base = self.slot_bytes(old, keep);
-        self.fill_slot(new, base, keep, parts, size);
+        self.fill_slot(new, base, keep, parts, size, time);
         // One journal record per element: exactly what was written.
         let mut seqs = [0u64; 8];
         let mut many = Vec::new();
@@ -1811,7 +1832,7 @@ impl Replica {
                 .map(|t| (elems[t.2].offset, elems[t.2].data))
                 .collect();
             let base = self.slot_bytes(p.old, p.old_size);
-            self.fill_slot(new, base, p.old_size, &parts, p.size);
+            self.fill_slot(new, base, p.old_size, &parts, p.size, self.now());
         }
         let mut seqs = Vec::with_capacity(elems.len());
         for t in targets {
