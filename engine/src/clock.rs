@@ -116,7 +116,7 @@ impl TscClock {
     }
 
     /// The time now, in ns since the epoch.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn now(&self, src: &impl Source) -> i64 {
         let t = src.tsc();
         let seq = self.seq.load(Acquire);
@@ -275,7 +275,7 @@ mod tsc {
     /// The process's clock.
     static CLOCK: TscClock = TscClock::new();
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn now() -> i64 {
         CLOCK.now(&Machine)
     }
