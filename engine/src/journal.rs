@@ -165,6 +165,17 @@ pub enum Changes {
     Resync(u64),
 }
 
+/// The payload words of a journal cell, as a claim fills them.
+#[derive(Clone, Copy)]
+struct CellFields {
+    d: Desc,
+    generation: u32,
+    s: Slot,
+    offset: u64,
+    len: u64,
+    kind: u64,
+}
+
 impl Replica {
     fn journal_mask(&self) -> u64 {
         u64::from(self.region.img.journal_capacity) - 1
@@ -226,6 +237,14 @@ impl Replica {
         len: u64,
         kind: u64,
     ) -> Result<u64, SectionError> {
+        let f = CellFields {
+            d,
+            generation,
+            s,
+            offset,
+            len,
+            kind,
+        };
         let cap = u64::from(self.region.img.journal_capacity);
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the slow path fails.
         let seq = self
@@ -246,26 +265,24 @@ impl Replica {
                     .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
                     .is_ok()
             {
-                self.fill_cell(seq, d, generation, s, offset, len, kind);
+                self.fill_cell(seq, f);
                 return Ok(seq);
             }
         }
-        self.claim_seq_slow(a, d, generation, s, offset, len, kind)
+        self.claim_seq_slow(a, f)
     }
 
     /// Fills the cell of `seq`, just claimed (WRITING), and raises the head to it.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn fill_cell(
-        &self,
-        seq: u64,
-        d: Desc,
-        generation: u32,
-        s: Slot,
-        offset: u64,
-        len: u64,
-        kind: u64,
-    ) {
+    fn fill_cell(&self, seq: u64, f: CellFields) {
+        let CellFields {
+            d,
+            generation,
+            s,
+            offset,
+            len,
+            kind,
+        } = f;
         // Seqlock discipline: the WRITING mark is ordered before the payload.
         fence(Release);
         self.region
@@ -294,17 +311,7 @@ impl Replica {
     /// [`Self::claim_seq`] when the first try did not get the cell: the bounded wait.
     #[cold]
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
-    fn claim_seq_slow(
-        &self,
-        a: &AgentCtx,
-        d: Desc,
-        generation: u32,
-        s: Slot,
-        offset: u64,
-        len: u64,
-        kind: u64,
-    ) -> Result<u64, SectionError> {
+    fn claim_seq_slow(&self, a: &AgentCtx, f: CellFields) -> Result<u64, SectionError> {
         let cap = u64::from(self.region.img.journal_capacity);
         let head = self.region.hdr(hdr::HEAD_SEQ);
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the claim fails below.
@@ -327,7 +334,7 @@ impl Replica {
                     .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
                     .is_ok()
                 {
-                    self.fill_cell(seq, d, generation, s, offset, len, kind);
+                    self.fill_cell(seq, f);
                     return Ok(seq);
                 }
                 continue;
