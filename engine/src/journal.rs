@@ -165,6 +165,17 @@ pub enum Changes {
     Resync(u64),
 }
 
+/// Whether the cell word `seen` lets `seq` claim its cell: empty on the ring's first lap
+/// (seq 0 never exists, so a cell's first occupant finds it empty), else holding the seq a
+/// ring before, done.
+#[inline(always)]
+fn cell_free(seen: u64, seq: u64, cap: u64) -> bool {
+    match seq.checked_sub(cap).filter(|&p| p > 0) {
+        None => seen == 0,
+        Some(p) => cell_seq(seen) == p && cell_status(seen) == ST_DONE,
+    }
+}
+
 /// The payload words of a journal cell, as a claim fills them.
 #[derive(Clone, Copy)]
 struct CellFields {
@@ -255,12 +266,7 @@ impl Replica {
         if seq <= MAX_SEQ {
             let w0 = self.region.cell(seq, 0);
             let seen = w0.load(Acquire);
-            // As in the slow path: the cell's occupant a ring ago must be done.
-            let free = match seq.checked_sub(cap).filter(|&p| p > 0) {
-                None => seen == 0,
-                Some(p) => cell_seq(seen) == p && cell_status(seen) == ST_DONE,
-            };
-            if free
+            if cell_free(seen, seq, cap)
                 && w0
                     .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
                     .is_ok()
@@ -323,13 +329,8 @@ impl Replica {
             }
             let w0 = self.region.cell(seq, 0);
             let seen = w0.load(Acquire);
-            // Seq 0 never exists, so a cell's first occupant finds it empty.
             let prev = seq.checked_sub(cap).filter(|&p| p > 0);
-            let free = match prev {
-                None => seen == 0,
-                Some(p) => cell_seq(seen) == p && cell_status(seen) == ST_DONE,
-            };
-            if free {
+            if cell_free(seen, seq, cap) {
                 if w0
                     .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
                     .is_ok()

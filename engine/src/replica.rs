@@ -631,6 +631,12 @@ impl Replica {
                 .agent(a.ix, ag::OP_SLOTS)
                 .store(u64::MAX, Relaxed);
         }
+        self.store_op(a, kind, phase);
+    }
+
+    /// Stores OP (Release) with `kind`, `phase` and the bumped count.
+    #[inline]
+    fn store_op(&self, a: &AgentCtx, kind: u64, phase: u64) {
         let w = self.region.agent(a.ix, ag::OP);
         let count = w.load(Relaxed) >> 16;
         w.store(kind | (phase << 8) | ((count + 1) << 16), Release);
@@ -648,9 +654,7 @@ impl Replica {
         self.region
             .agent(a.ix, ag::OP_DELTA)
             .store(delta as u64, Relaxed);
-        let w = self.region.agent(a.ix, ag::OP);
-        let count = w.load(Relaxed) >> 16;
-        w.store(kind | ((count + 1) << 16), Release);
+        self.store_op(a, kind, 0);
     }
 
     #[inline]
