@@ -92,6 +92,13 @@ impl Replica {
     #[inline]
     fn id_matches(&self, d: Desc, id: &[u8]) -> bool {
         let words = self.region.id_words(d);
+        // Ids of one word (the common case) in one compare. (The empty id compares no
+        // word: its descriptor's first word may hold a former id's.)
+        if (1..=8).contains(&id.len())
+            && let Some(w) = words.first()
+        {
+            return w.load(Relaxed) == id_word(id);
+        }
         if id.len() > words.len() * 8 {
             return false;
         }
@@ -193,11 +200,12 @@ impl Replica {
     #[inline]
     fn confirm(&self, d: Desc, id: &[u8], key_ok: impl FnOnce(u64) -> bool) -> Option<(Desc, u64)> {
         let seq = self.region.hdr(hdr::INDEX_SEQ);
+        let rec = self.region.desc_rec(d);
         let before = seq.load(Acquire);
-        let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
-        let state = self.region.desc(d, dw::STATE).load(Acquire);
-        let exp = self.region.desc(d, dw::EXPIRATION).load(Relaxed) as i64;
-        let found = key_ok(self.region.desc(d, dw::KEY).load(Acquire))
+        let cur = rec.at(dw::CURRENT).load(Acquire);
+        let state = rec.at(dw::STATE).load(Acquire);
+        let exp = rec.at(dw::EXPIRATION).load(Relaxed) as i64;
+        let found = key_ok(rec.at(dw::KEY).load(Acquire))
             && self.id_matches(d, id)
             && state_kind(state) == KIND_LIVE
             && current_slot(cur) != NONE
@@ -499,5 +507,35 @@ mod tests {
         assert_eq!(read(b"alpha-01", (r.uid, c)), Err(SectionError::NotExist));
         assert_eq!(read(b"gamma-03", (r.uid, c)), Ok(b"C".to_vec()));
         assert_eq!(read(b"gamma-03", (r.uid, b)), Ok(b"C".to_vec()));
+    }
+
+    /// The default section's id is empty: no id word to compare. It is found by the
+    /// index and by the hint, and one-word ids (compared in one load) are not it.
+    #[test]
+    fn the_default_sections_empty_id_is_found_by_the_hint_and_the_index() {
+        let attrs = ReplicaAttributes {
+            creation_flags: 0,
+            checkpoint_size: 16,
+            retention_ns: 0,
+            max_sections: 1,
+            max_section_size: 16,
+            max_section_id_size: 8,
+        };
+        let r = Replica::create_in_memory(&attrs, &ReplicaLimits::default()).unwrap();
+        let d = r.lookup(b"").unwrap().0.0;
+        r.overwrite(b"", b"E").unwrap();
+        let mut buf = [0u8; 4];
+        for hint in [(0, 0), (r.uid, d)] {
+            LAST_FOUND.with(|c| c.set(hint));
+            assert_eq!(r.read(b"", 0, &mut buf), Ok(1), "hint {hint:?}");
+            assert_eq!(&buf[..1], b"E");
+            LAST_FOUND.with(|c| c.set(hint));
+            assert_eq!(r.read(b"\0", 0, &mut buf), Err(SectionError::NotExist));
+            LAST_FOUND.with(|c| c.set(hint));
+            assert_eq!(r.overwrite(b"\0\0", b"x"), Err(SectionError::NotExist));
+        }
+        r.overwrite(b"", b"E2").unwrap();
+        assert_eq!(r.read(b"", 0, &mut buf), Ok(2));
+        assert_eq!(&buf[..2], b"E2");
     }
 }

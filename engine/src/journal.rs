@@ -18,7 +18,7 @@
 
 use crate::error::SectionError;
 use crate::layout::{NONE, hdr};
-use crate::region::{AgentIx, Desc, Slot};
+use crate::region::{AgentIx, CELL_WORDS, Desc, Rec, Slot};
 use crate::replica::{AgentCtx, Replica, SPIN_LIMIT};
 use crate::sync::{Ordering::*, backoff, fence, spin_hint};
 
@@ -264,23 +264,24 @@ impl Replica {
             .load(Acquire)
             .saturating_add(1);
         if seq <= MAX_SEQ {
-            let w0 = self.region.cell(seq, 0);
-            let seen = w0.load(Acquire);
+            let cell = self.region.cell_rec(seq);
+            let seen = cell.word(0).load(Acquire);
             if cell_free(seen, seq, cap)
-                && w0
+                && cell
+                    .at(0)
                     .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
                     .is_ok()
             {
-                self.fill_cell(seq, f);
+                self.fill_cell(cell, seq, f);
                 return Ok(seq);
             }
         }
         self.claim_seq_slow(a, f)
     }
 
-    /// Fills the cell of `seq`, just claimed (WRITING), and raises the head to it.
+    /// Fills `cell`, the cell of `seq` just claimed (WRITING), and raises the head to it.
     #[inline(always)]
-    fn fill_cell(&self, seq: u64, f: CellFields) {
+    fn fill_cell(&self, cell: &Rec<CELL_WORDS>, seq: u64, f: CellFields) {
         let CellFields {
             d,
             generation,
@@ -291,13 +292,11 @@ impl Replica {
         } = f;
         // Seqlock discipline: the WRITING mark is ordered before the payload.
         fence(Release);
-        self.region
-            .cell(seq, 1)
+        cell.word(1)
             .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
-        self.region.cell(seq, 2).store(offset, Relaxed);
-        self.region.cell(seq, 3).store(len, Relaxed);
-        self.region
-            .cell(seq, 4)
+        cell.word(2).store(offset, Relaxed);
+        cell.word(3).store(len, Relaxed);
+        cell.word(4)
             .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
         // Data changes reuse the time their slot was just stamped with (one clock read
         // per write); the others read the clock.
@@ -308,7 +307,7 @@ impl Replica {
                 .load(Relaxed),
             _ => self.now() as u64,
         };
-        self.region.cell(seq, 5).store(time, Relaxed);
+        cell.word(5).store(time, Relaxed);
         // SeqCst: with the SeqCst waiter-count load in `notify` this is the store/load
         // pair that guarantees a waiter is either seen or sees us.
         self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, SeqCst);
@@ -327,7 +326,8 @@ impl Replica {
             if seq > MAX_SEQ {
                 return Err(SectionError::NoResources);
             }
-            let w0 = self.region.cell(seq, 0);
+            let cell = self.region.cell_rec(seq);
+            let w0 = cell.word(0);
             let seen = w0.load(Acquire);
             let prev = seq.checked_sub(cap).filter(|&p| p > 0);
             if cell_free(seen, seq, cap) {
@@ -335,7 +335,7 @@ impl Replica {
                     .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
                     .is_ok()
                 {
-                    self.fill_cell(seq, f);
+                    self.fill_cell(cell, seq, f);
                     return Ok(seq);
                 }
                 continue;

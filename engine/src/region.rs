@@ -20,6 +20,37 @@ pub(crate) struct Slot(pub(crate) u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct AgentIx(pub(crate) u32);
 
+/// The words of one fixed-size record in the mapping (a descriptor, an agent, a slot's
+/// meta words before its pins, a journal cell), located once. A hot path that touches a
+/// record several times holds this reference: the compiler must reload the geometry from
+/// `Region` after every ordered atomic, but not a reference it already holds, and a word
+/// at a constant offset needs no bounds check.
+#[repr(transparent)]
+pub(crate) struct Rec<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Rec<N> {
+    /// The word at byte offset `off` (a layout constant) of the record.
+    #[inline(always)]
+    pub(crate) fn at(&self, off: u64) -> &AtomicU64 {
+        &self.0[(off / 8) as usize]
+    }
+
+    /// Word `i` (a constant) of the record.
+    #[inline(always)]
+    pub(crate) fn word(&self, i: usize) -> &AtomicU64 {
+        &self.0[i]
+    }
+}
+
+/// Words of a descriptor.
+pub(crate) const DESC_WORDS: usize = (DESC_SIZE / 8) as usize;
+/// Words of an agent record.
+pub(crate) const AGENT_WORDS: usize = (AGENT_SIZE / 8) as usize;
+/// Words of a journal cell.
+pub(crate) const CELL_WORDS: usize = (CELL_SIZE / 8) as usize;
+/// A slot's meta words before its pin words.
+pub(crate) const META_WORDS: usize = (meta::PINS / 8) as usize;
+
 #[derive(Debug)]
 pub(crate) struct Region {
     map: Mapping,
@@ -91,15 +122,32 @@ impl Region {
         (a < self.img.agent_capacity).then_some(AgentIx(a))
     }
 
+    /// `N` consecutive words from byte `off`, as one record.
+    #[inline]
+    fn rec<const N: usize>(&self, off: u64) -> &Rec<N> {
+        debug_assert!(off.is_multiple_of(8) && off + 8 * N as u64 <= self.map.len() as u64);
+        // SAFETY: as in `word`, for `N` consecutive aligned words inside the mapping (the
+        // callers locate whole records inside validated regions); `Rec<N>` is a
+        // transparent wrapper of `[AtomicU64; N]`, which has the layout of `N` words.
+        unsafe { &*self.map.ptr().add(off as usize).cast::<Rec<N>>() }
+    }
+
+    #[inline]
+    pub(crate) fn desc_rec(&self, d: Desc) -> &Rec<DESC_WORDS> {
+        self.rec(self.img.off_descs + u64::from(d.0) * DESC_SIZE)
+    }
     #[inline]
     pub(crate) fn desc(&self, d: Desc, off: u64) -> &AtomicU64 {
-        self.word(self.img.off_descs + u64::from(d.0) * DESC_SIZE + off)
+        self.desc_rec(d).at(off)
+    }
+    /// Slot `s`'s meta words before its pins.
+    #[inline]
+    pub(crate) fn meta_rec(&self, s: Slot) -> &Rec<META_WORDS> {
+        self.rec(self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride))
     }
     #[inline]
     pub(crate) fn meta(&self, s: Slot, off: u64) -> &AtomicU64 {
-        self.word(
-            self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride) + off,
-        )
+        self.meta_rec(s).at(off)
     }
     #[inline]
     pub(crate) fn pins(&self, s: Slot) -> &[AtomicU64] {
@@ -107,8 +155,12 @@ impl Region {
         self.words(off + meta::PINS, u64::from(self.img.pin_words))
     }
     #[inline]
+    pub(crate) fn agent_rec(&self, a: AgentIx) -> &Rec<AGENT_WORDS> {
+        self.rec(self.img.off_agents + u64::from(a.0) * AGENT_SIZE)
+    }
+    #[inline]
     pub(crate) fn agent(&self, a: AgentIx, off: u64) -> &AtomicU64 {
-        self.word(self.img.off_agents + u64::from(a.0) * AGENT_SIZE + off)
+        self.agent_rec(a).at(off)
     }
     #[inline]
     pub(crate) fn id_words(&self, d: Desc) -> &[AtomicU64] {
@@ -123,12 +175,16 @@ impl Region {
         // index region; 4-aligned; accessed only atomically.
         unsafe { &*self.map.ptr().add(off as usize).cast::<AtomicU32>() }
     }
+    /// The journal cell for `seq`.
+    #[inline]
+    pub(crate) fn cell_rec(&self, seq: u64) -> &Rec<CELL_WORDS> {
+        let c = seq & (u64::from(self.img.journal_capacity) - 1);
+        self.rec(self.img.off_journal + c * CELL_SIZE)
+    }
     /// Word `w` (0..6) of journal cell for `seq`.
     #[inline]
-    pub(crate) fn cell(&self, seq: u64, w: u64) -> &AtomicU64 {
-        debug_assert!(w < CELL_SIZE / 8);
-        let c = seq & (u64::from(self.img.journal_capacity) - 1);
-        self.word(self.img.off_journal + c * CELL_SIZE + w * 8)
+    pub(crate) fn cell(&self, seq: u64, w: usize) -> &AtomicU64 {
+        self.cell_rec(seq).word(w)
     }
     pub(crate) fn slot_hint(&self) -> Hint<'_> {
         let n = u64::from(self.img.slot_count);

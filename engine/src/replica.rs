@@ -15,7 +15,7 @@ use crate::layout::{
 };
 use crate::liveness;
 use crate::protocol::{self, PinError};
-use crate::region::{AgentIx, Desc, Region, Slot};
+use crate::region::{AGENT_WORDS, AgentIx, DESC_WORDS, Desc, META_WORDS, Rec, Region, Slot};
 use crate::shm::{self, Mapping, Sharing};
 use crate::sync::{Ordering::*, backoff};
 
@@ -166,8 +166,20 @@ const OPTIMISTIC_READS: u32 = 2;
 pub(crate) struct AgentCtx {
     pub(crate) ix: AgentIx,
     pub(crate) owner: u64,
-    pub(crate) pin_word: usize,
-    pub(crate) pin_bit: u64,
+}
+
+impl AgentCtx {
+    /// The pin word of a slot's meta that holds this agent's pin bit.
+    #[inline]
+    pub(crate) fn pin_word(&self) -> usize {
+        (self.ix.0 / 64) as usize
+    }
+
+    /// This agent's bit in its pin word.
+    #[inline]
+    pub(crate) fn pin_bit(&self) -> u64 {
+        1 << (self.ix.0 % 64)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -175,6 +187,18 @@ struct CachedAgent {
     uid: u64,
     epoch: u64,
     ctx: AgentCtx,
+}
+
+impl CachedAgent {
+    /// No agent: uid 0 names no replica (uids start at 1).
+    const NONE: Self = Self {
+        uid: 0,
+        epoch: 0,
+        ctx: AgentCtx {
+            ix: AgentIx(0),
+            owner: 0,
+        },
+    };
 }
 
 /// The calling thread's agents. When the thread exits, its agents are queued in
@@ -202,7 +226,7 @@ thread_local! {
     /// registration check, no `RefCell` borrow, no search). Only a hint: a replica's uid
     /// is never reused in the process and a fork changes the epoch, so a stale entry
     /// cannot match.
-    static LAST_AGENT: Cell<Option<CachedAgent>> = const { Cell::new(None) };
+    static LAST_AGENT: Cell<CachedAgent> = const { Cell::new(CachedAgent::NONE) };
 }
 
 /// Agents of exited threads: (replica uid, agent index, owner word).
@@ -229,6 +253,60 @@ pub struct Replica {
     /// The injected wall clock, if any (`None`: [`wall_clock`], called directly so the
     /// write path can inline it).
     pub(crate) clock: Option<Clock>,
+}
+
+/// An agent's record, located once by a write.
+type AgentRec = Rec<AGENT_WORDS>;
+
+/// The op record (engine/DESIGN.md "Crash recovery"): what this agent is doing, for
+/// whoever recovers it.
+impl AgentRec {
+    #[inline]
+    fn set_op(&self, kind: u64, phase: u64) {
+        if kind != OP_NONE {
+            // Recovery acts on OP_DESC/OP_SLOTS: a new operation must not inherit the
+            // previous one's (the Release store below orders these first).
+            self.at(ag::OP_DESC).store(u64::from(NONE), Relaxed);
+            self.at(ag::OP_SLOTS).store(u64::MAX, Relaxed);
+        }
+        self.store_op(kind, phase);
+    }
+
+    /// Stores OP (Release) with `kind`, `phase` and the bumped count.
+    #[inline]
+    fn store_op(&self, kind: u64, phase: u64) {
+        let w = self.at(ag::OP);
+        let count = w.load(Relaxed) >> 16;
+        w.store(kind | (phase << 8) | ((count + 1) << 16), Release);
+    }
+
+    /// Starts an operation whose record words are all known up front: OP_DESC, OP_SLOTS
+    /// and OP_DELTA first, then OP (Release), so recovery, which reads them only under a
+    /// kind other than OP_NONE, never pairs the new kind with the previous operation's
+    /// words. (The operation before always ended with OP_NONE.) Two stores fewer than
+    /// [`Self::set_op`] followed by the words.
+    #[inline]
+    fn begin_op(&self, kind: u64, desc: u64, slots: u64, delta: i64) {
+        self.at(ag::OP_DESC).store(desc, Relaxed);
+        self.at(ag::OP_SLOTS).store(slots, Relaxed);
+        self.at(ag::OP_DELTA).store(delta as u64, Relaxed);
+        self.store_op(kind, 0);
+    }
+
+    #[inline]
+    fn set_phase(&self, phase: u64) {
+        let w = self.at(ag::OP);
+        let cur = w.load(Relaxed);
+        w.store((cur & !0xff00) | (phase << 8), Release);
+    }
+}
+
+/// The section a single-section write commits to, located once.
+#[derive(Clone, Copy)]
+struct Target<'r> {
+    d: Desc,
+    generation: u32,
+    rec: &'r Rec<DESC_WORDS>,
 }
 
 /// Options for [`Replica::create`].
@@ -513,10 +591,8 @@ impl Replica {
     #[inline]
     pub(crate) fn agent(&self) -> Result<AgentCtx, SectionError> {
         let epoch = liveness::fork_epoch();
-        if let Some(c) = LAST_AGENT.with(Cell::get)
-            && c.uid == self.uid
-            && c.epoch == epoch
-        {
+        let c = LAST_AGENT.with(Cell::get);
+        if c.uid == self.uid && c.epoch == epoch {
             return Ok(c.ctx);
         }
         self.agent_listed(epoch)
@@ -538,7 +614,7 @@ impl Replica {
             Some(ctx) => ctx,
             None => self.register_agent(epoch)?,
         };
-        LAST_AGENT.with(|c| c.set(Some(CachedAgent { uid, epoch, ctx })));
+        LAST_AGENT.with(|c| c.set(CachedAgent { uid, epoch, ctx }));
         Ok(ctx)
     }
 
@@ -576,8 +652,6 @@ impl Replica {
                 let ctx = AgentCtx {
                     ix,
                     owner: owner_word(ix.0, generation),
-                    pin_word: (ix.0 / 64) as usize,
-                    pin_bit: 1u64 << (ix.0 % 64),
                 };
                 self.registered
                     .lock()
@@ -621,47 +695,12 @@ impl Replica {
 
     #[inline]
     pub(crate) fn set_op(&self, a: &AgentCtx, kind: u64, phase: u64) {
-        if kind != OP_NONE {
-            // Recovery acts on OP_DESC/OP_SLOTS: a new operation must not inherit the
-            // previous one's (the Release store below orders these first).
-            self.region
-                .agent(a.ix, ag::OP_DESC)
-                .store(u64::from(NONE), Relaxed);
-            self.region
-                .agent(a.ix, ag::OP_SLOTS)
-                .store(u64::MAX, Relaxed);
-        }
-        self.store_op(a, kind, phase);
-    }
-
-    /// Stores OP (Release) with `kind`, `phase` and the bumped count.
-    #[inline]
-    fn store_op(&self, a: &AgentCtx, kind: u64, phase: u64) {
-        let w = self.region.agent(a.ix, ag::OP);
-        let count = w.load(Relaxed) >> 16;
-        w.store(kind | (phase << 8) | ((count + 1) << 16), Release);
-    }
-
-    /// Starts an operation whose record words are all known up front: OP_DESC, OP_SLOTS
-    /// and OP_DELTA first, then OP (Release), so recovery, which reads them only under a
-    /// kind other than OP_NONE, never pairs the new kind with the previous operation's
-    /// words. (The operation before always ended with OP_NONE.) Two stores fewer than
-    /// [`Self::set_op`] followed by the words.
-    #[inline]
-    fn begin_op(&self, a: &AgentCtx, kind: u64, desc: u64, slots: u64, delta: i64) {
-        self.region.agent(a.ix, ag::OP_DESC).store(desc, Relaxed);
-        self.region.agent(a.ix, ag::OP_SLOTS).store(slots, Relaxed);
-        self.region
-            .agent(a.ix, ag::OP_DELTA)
-            .store(delta as u64, Relaxed);
-        self.store_op(a, kind, 0);
+        self.region.agent_rec(a.ix).set_op(kind, phase);
     }
 
     #[inline]
     fn set_phase(&self, a: &AgentCtx, phase: u64) {
-        let w = self.region.agent(a.ix, ag::OP);
-        let cur = w.load(Relaxed);
-        w.store((cur & !0xff00) | (phase << 8), Release);
+        self.region.agent_rec(a.ix).set_phase(phase);
     }
 
     // ---- leases -------------------------------------------------------------------
@@ -723,14 +762,15 @@ impl Replica {
 
     // ---- allocation ---------------------------------------------------------------
 
+    /// A slot for `a` (whose record is `ar`) to fill: OWNED by it, recorded in its INTENT.
     #[inline(always)]
-    pub(crate) fn alloc_slot(&self, a: &AgentCtx) -> Result<Slot, SectionError> {
-        let intent = self.region.agent(a.ix, ag::INTENT);
+    pub(crate) fn alloc_slot(&self, a: &AgentCtx, ar: &AgentRec) -> Result<Slot, SectionError> {
+        let intent = ar.at(ag::INTENT);
         // This agent's spare first: the slot its previous write superseded, when nobody
         // was reading it (protocol rule 4). One CAS, no trip through the free list.
-        let spare = self.region.agent(a.ix, ag::SPARE);
+        let spare = ar.at(ag::SPARE);
         if let Some(s) = self.region.slot_ix(spare.load(Relaxed) as u32) {
-            let state = self.region.meta(s, meta::STATE);
+            let state = self.region.meta_rec(s).at(meta::STATE);
             if state.load(Relaxed) == protocol::cached(a.owner) {
                 // Crash record only, as below.
                 intent.store((1 << 32) | u64::from(s.0), Relaxed);
@@ -853,14 +893,22 @@ impl Replica {
 
     /// Retires the superseded slot `old` of `d` after a single-section commit by `a`: kept
     /// as `a`'s spare when nobody pins it and `a` keeps none yet, else [`Self::retire_slot`].
+    /// (`ar` is `a`'s record, `om` the meta words of `old`.)
     #[inline(always)]
-    fn retire_slot_keep(&self, a: &AgentCtx, d: Desc, old: Slot) {
-        let spare = self.region.agent(a.ix, ag::SPARE);
+    fn retire_slot_keep(
+        &self,
+        a: &AgentCtx,
+        ar: &AgentRec,
+        d: Desc,
+        old: Slot,
+        om: &Rec<META_WORDS>,
+    ) {
+        let spare = ar.at(ag::SPARE);
         let keeps_one = self
             .region
             .slot_ix(spare.load(Relaxed) as u32)
             .is_some_and(|s| {
-                self.region.meta(s, meta::STATE).load(Relaxed) == protocol::cached(a.owner)
+                self.region.meta_rec(s).at(meta::STATE).load(Relaxed) == protocol::cached(a.owner)
             });
         if keeps_one {
             return self.retire_slot(d, old);
@@ -868,14 +916,9 @@ impl Replica {
         // Named before the state says CACHED: recovery frees what a dead keeper's SPARE
         // names (a SPARE naming a slot in any other state is ignored).
         spare.store(u64::from(old.0), Relaxed);
-        let tag = self.region.meta(old, meta::VERSION).load(Acquire);
-        let done = protocol::retire_or_keep(
-            self.region.meta(old, meta::STATE),
-            self.region.pins(old),
-            d.0,
-            tag,
-            a.owner,
-        );
+        let tag = om.at(meta::VERSION).load(Acquire);
+        let done =
+            protocol::retire_or_keep(om.at(meta::STATE), self.region.pins(old), d.0, tag, a.owner);
         if done == protocol::Retired::Freed {
             self.region.slot_hint().set(old.0);
         }
@@ -1110,7 +1153,7 @@ impl Replica {
         self.region
             .agent(a.ix, ag::OP_DESC)
             .store(u64::from(d.0) | (u64::from(generation) << 32), Release);
-        let s = match self.alloc_slot(&a) {
+        let s = match self.alloc_slot(&a, self.region.agent_rec(a.ix)) {
             Ok(s) => s,
             Err(e) => {
                 self.free_desc(d);
@@ -1436,10 +1479,9 @@ impl Replica {
                 core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(*off as usize), bytes.len());
             }
         }
-        self.region.meta(s, meta::SIZE).store(size, Relaxed);
-        self.region
-            .meta(s, meta::LAST_UPDATE)
-            .store(time as u64, Relaxed);
+        let m = self.region.meta_rec(s);
+        m.at(meta::SIZE).store(size, Relaxed);
+        m.at(meta::LAST_UPDATE).store(time as u64, Relaxed);
     }
 
     /// The committed bytes of a slot the caller keeps from being recycled (pinned, or the
@@ -1592,22 +1634,30 @@ impl Replica {
         // the slot's checks go on meanwhile.
         let time = self.now();
         self.lease(a, d)?;
-        let result = self.write_one_leased(a, d, generation, parts, replace, time);
+        let target = Target {
+            d,
+            generation,
+            rec: self.region.desc_rec(d),
+        };
+        let result =
+            self.write_one_leased(a, self.region.agent_rec(a.ix), target, parts, replace, time);
         self.release_lease(a, d);
         result
     }
 
+    /// [`Self::write_one`] under the lease, by `a` (whose record is `ar`).
     #[inline(always)]
     fn write_one_leased(
         &self,
         a: &AgentCtx,
-        d: Desc,
-        generation: u32,
+        ar: &AgentRec,
+        target: Target<'_>,
         parts: &[(u64, &[u8])],
         replace: bool,
         time: i64,
     ) -> Result<(), SectionError> {
-        let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
+        let Target { d, generation, rec } = target;
+        let cur = rec.at(dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation || current_slot(cur) == NONE {
             return Err(SectionError::NotExist);
         }
@@ -1615,9 +1665,9 @@ impl Replica {
             .region
             .slot_ix(current_slot(cur))
             .ok_or(SectionError::Corrupted("slot out of range"))?;
-        let old_size = self
-            .region
-            .meta(old, meta::SIZE)
+        let om = self.region.meta_rec(old);
+        let old_size = om
+            .at(meta::SIZE)
             .load(Acquire)
             .min(self.region.img.max_section_size);
         let (keep, size) = if replace {
@@ -1631,8 +1681,7 @@ impl Replica {
             (old_size, old_size.max(end))
         };
         let delta = size as i64 - old_size as i64;
-        self.begin_op(
-            a,
+        ar.begin_op(
             OP_WRITE,
             u64::from(d.0) | (u64::from(generation) << 32),
             u64::from(NONE) | (u64::from(old.0) << 32),
@@ -1643,19 +1692,19 @@ impl Replica {
         if delta != 0
             && let Err(e) = self.reserve(a, delta)
         {
-            self.set_op(a, OP_NONE, 0);
+            ar.set_op(OP_NONE, 0);
             return Err(e);
         }
-        let new = match self.alloc_slot(a) {
+        let new = match self.alloc_slot(a, ar) {
             Ok(s) => s,
             Err(e) => {
                 self.unreserve(a, delta);
-                self.set_op(a, OP_NONE, 0);
+                ar.set_op(OP_NONE, 0);
                 return Err(e);
             }
         };
-        self.region
-            .agent(a.ix, ag::OP_SLOTS)
+        let nm = self.region.meta_rec(new);
+        ar.at(ag::OP_SLOTS)
             .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
         let base = self.slot_bytes(old, keep);
         self.fill_slot(new, base, keep, parts, size, time);
@@ -1677,7 +1726,7 @@ impl Replica {
                     }
                     self.free_owned_slot(a.owner, new);
                     self.unreserve(a, delta);
-                    self.set_op(a, OP_NONE, 0);
+                    ar.set_op(OP_NONE, 0);
                     return Err(e);
                 }
             }
@@ -1690,18 +1739,16 @@ impl Replica {
             }
         });
         // Release: a pin-free reader that loads this VERSION sees the bytes before it.
-        self.region.meta(new, meta::VERSION).store(last, Release);
-        self.region
-            .meta(new, meta::STATE)
-            .store(protocol::live(d.0), Release);
-        self.set_phase(a, PH_PREPARED);
+        nm.at(meta::VERSION).store(last, Release);
+        nm.at(meta::STATE).store(protocol::live(d.0), Release);
+        ar.set_phase(PH_PREPARED);
         // Commit point.
-        protocol::publish(self.region.desc(d, dw::CURRENT), generation, new.0);
-        self.retire_slot_keep(a, d, old);
+        protocol::publish(rec.at(dw::CURRENT), generation, new.0);
+        self.retire_slot_keep(a, ar, d, old, om);
         for s in seqs.iter().take(parts.len().min(8)).chain(many.iter()) {
             self.complete_seq(*s);
         }
-        self.set_op(a, OP_NONE, PH_DONE);
+        ar.set_op(OP_NONE, PH_DONE);
         self.notify();
         Ok(())
     }
@@ -1807,7 +1854,7 @@ impl Replica {
         // record holds the chain head.
         let mut head = NONE;
         for k in 0..plans.len() {
-            let new = match self.alloc_slot(a) {
+            let new = match self.alloc_slot(a, self.region.agent_rec(a.ix)) {
                 Ok(s) => s,
                 Err(kind) => {
                     rollback(&plans, &[]);
@@ -1979,8 +2026,8 @@ impl Replica {
             &self.region,
             current,
             generation,
-            a.pin_word,
-            a.pin_bit,
+            a.pin_word(),
+            a.pin_bit(),
             // Crash record only: the SeqCst pin RMW that follows keeps it first.
             |s| entry.store(u64::from(s) | (1 << 32), Relaxed),
             |s, freed| {
@@ -2009,7 +2056,7 @@ impl Replica {
             entry.store(v - (1 << 32), Relaxed);
             return;
         }
-        if protocol::unpin(&self.region, v as u32, a.pin_word, a.pin_bit) {
+        if protocol::unpin(&self.region, v as u32, a.pin_word(), a.pin_bit()) {
             self.region.slot_hint().set(v as u32);
         }
         entry.store(0, Release);
@@ -2454,8 +2501,8 @@ impl Drop for Replica {
         let uid = self.uid;
         let _ = AGENTS.try_with(|a| a.borrow_mut().0.retain(|c| c.uid != uid));
         let _ = LAST_AGENT.try_with(|c| {
-            if c.get().is_some_and(|c| c.uid == uid) {
-                c.set(None);
+            if c.get().uid == uid {
+                c.set(CachedAgent::NONE);
             }
         });
         EXITED
