@@ -55,13 +55,43 @@ pub(crate) const META_WORDS: usize = (meta::PINS / 8) as usize;
 pub(crate) struct Region {
     map: Mapping,
     pub(crate) img: HeaderImage,
+    /// Where the hot regions start in this mapping: one load per access instead of the
+    /// mapping's base plus the region's offset.
+    bases: Bases,
 }
+
+/// The start of each region the data path touches, in this process's mapping.
+#[derive(Debug)]
+struct Bases {
+    descs: *mut u8,
+    metas: *mut u8,
+    agents: *mut u8,
+    journal: *mut u8,
+    slots: *mut u8,
+}
+
+// SAFETY: the pointers are into the mapping the `Region` owns (itself `Send` and `Sync`:
+// shared memory accessed atomically) and are only dereferenced through the accessors
+// below, exactly as `map.ptr()` plus an offset would be.
+unsafe impl Send for Bases {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Bases {}
 
 impl Region {
     /// `img` must have passed [`HeaderImage::validate`] against `map.len()`.
     pub(crate) fn new(map: Mapping, img: HeaderImage) -> Self {
         debug_assert_eq!(img.total_size, map.len() as u64);
-        Self { map, img }
+        // In bounds: validation put every region inside the mapping (and `wrapping_add`
+        // would merely make a bad offset fail the accessors' debug checks).
+        let at = |off: u64| map.ptr().wrapping_add(off as usize);
+        let bases = Bases {
+            descs: at(img.off_descs),
+            metas: at(img.off_slot_meta),
+            agents: at(img.off_agents),
+            journal: at(img.off_journal),
+            slots: at(img.off_slots),
+        };
+        Self { map, img, bases }
     }
 
     #[inline]
@@ -122,19 +152,24 @@ impl Region {
         (a < self.img.agent_capacity).then_some(AgentIx(a))
     }
 
-    /// `N` consecutive words from byte `off`, as one record.
+    /// `N` consecutive words at byte `off` of the region starting at `base` (one of
+    /// `self.bases`), as one record.
     #[inline]
-    fn rec<const N: usize>(&self, off: u64) -> &Rec<N> {
-        debug_assert!(off.is_multiple_of(8) && off + 8 * N as u64 <= self.map.len() as u64);
+    fn rec<const N: usize>(&self, base: *mut u8, off: u64) -> &Rec<N> {
+        debug_assert!({
+            let at = base.addr() - self.map.ptr().addr() + off as usize;
+            at.is_multiple_of(8) && at + 8 * N <= self.map.len()
+        });
         // SAFETY: as in `word`, for `N` consecutive aligned words inside the mapping (the
-        // callers locate whole records inside validated regions); `Rec<N>` is a
-        // transparent wrapper of `[AtomicU64; N]`, which has the layout of `N` words.
-        unsafe { &*self.map.ptr().add(off as usize).cast::<Rec<N>>() }
+        // callers locate whole records inside validated regions, and `base` is such a
+        // region's start in this mapping); `Rec<N>` is a transparent wrapper of
+        // `[AtomicU64; N]`, which has the layout of `N` words.
+        unsafe { &*base.add(off as usize).cast::<Rec<N>>() }
     }
 
     #[inline]
     pub(crate) fn desc_rec(&self, d: Desc) -> &Rec<DESC_WORDS> {
-        self.rec(self.img.off_descs + u64::from(d.0) * DESC_SIZE)
+        self.rec(self.bases.descs, u64::from(d.0) * DESC_SIZE)
     }
     #[inline]
     pub(crate) fn desc(&self, d: Desc, off: u64) -> &AtomicU64 {
@@ -143,7 +178,10 @@ impl Region {
     /// Slot `s`'s meta words before its pins.
     #[inline]
     pub(crate) fn meta_rec(&self, s: Slot) -> &Rec<META_WORDS> {
-        self.rec(self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride))
+        self.rec(
+            self.bases.metas,
+            u64::from(s.0) * u64::from(self.img.slot_meta_stride),
+        )
     }
     #[inline]
     pub(crate) fn meta(&self, s: Slot, off: u64) -> &AtomicU64 {
@@ -156,7 +194,7 @@ impl Region {
     }
     #[inline]
     pub(crate) fn agent_rec(&self, a: AgentIx) -> &Rec<AGENT_WORDS> {
-        self.rec(self.img.off_agents + u64::from(a.0) * AGENT_SIZE)
+        self.rec(self.bases.agents, u64::from(a.0) * AGENT_SIZE)
     }
     #[inline]
     pub(crate) fn agent(&self, a: AgentIx, off: u64) -> &AtomicU64 {
@@ -179,7 +217,7 @@ impl Region {
     #[inline]
     pub(crate) fn cell_rec(&self, seq: u64) -> &Rec<CELL_WORDS> {
         let c = seq & (u64::from(self.img.journal_capacity) - 1);
-        self.rec(self.img.off_journal + c * CELL_SIZE)
+        self.rec(self.bases.journal, c * CELL_SIZE)
     }
     /// Word `w` (0..6) of journal cell for `seq`.
     #[inline]
@@ -203,10 +241,10 @@ impl Region {
     /// Start of slot `s`'s data bytes (`slot_stride` long).
     #[inline]
     pub(crate) fn slot_ptr(&self, s: Slot) -> *mut u8 {
-        let off = self.img.off_slots + u64::from(s.0) * self.img.slot_stride;
-        debug_assert!(off + self.img.slot_stride <= self.map.len() as u64);
+        let off = u64::from(s.0) * self.img.slot_stride;
+        debug_assert!(self.img.off_slots + off + self.img.slot_stride <= self.map.len() as u64);
         // SAFETY: slot `s < slot_count` lies inside the validated slot region.
-        unsafe { self.map.ptr().add(off as usize) }
+        unsafe { self.bases.slots.add(off as usize) }
     }
 }
 
