@@ -301,6 +301,19 @@ impl AgentRec {
     }
 }
 
+/// How a single-section write gets its new version's slot.
+#[derive(Clone, Copy)]
+enum Fill {
+    /// Allocated and filled under the lease with the parts alone (an overwrite), stamped
+    /// with this time.
+    Replace(i64),
+    /// Allocated and filled under the lease with the current bytes and the parts over
+    /// them, stamped with this time.
+    Merge(i64),
+    /// Allocated, filled and stamped before the lease (an overwrite).
+    Filled(Slot),
+}
+
 /// The section a single-section write commits to, located once.
 #[derive(Clone, Copy)]
 struct Target<'r> {
@@ -1431,7 +1444,6 @@ impl Replica {
     /// Fills slot `s` (owned by the caller): the first `keep` bytes of `base`, zeros up to
     /// `size`, then each `(offset, bytes)` in order; records size and last update.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn fill_slot(
         &self,
         s: Slot,
@@ -1441,6 +1453,21 @@ impl Replica {
         size: u64,
         time: i64,
     ) {
+        self.fill_bytes(s, base, keep, elems, size);
+        self.stamp_slot(s, size, time);
+    }
+
+    /// Records the size and last update of slot `s` (owned by the caller).
+    #[inline(always)]
+    fn stamp_slot(&self, s: Slot, size: u64, time: i64) {
+        let m = self.region.meta_rec(s);
+        m.at(meta::SIZE).store(size, Relaxed);
+        m.at(meta::LAST_UPDATE).store(time as u64, Relaxed);
+    }
+
+    /// The bytes of [`Self::fill_slot`].
+    #[inline(always)]
+    fn fill_bytes(&self, s: Slot, base: &[u8], keep: u64, elems: &[(u64, &[u8])], size: u64) {
         // The claim that took this slot comes before its new bytes, for pin-free readers.
         protocol::before_fill();
         let dst = self.region.slot_ptr(s);
@@ -1479,9 +1506,6 @@ impl Replica {
                 core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.add(*off as usize), bytes.len());
             }
         }
-        let m = self.region.meta_rec(s);
-        m.at(meta::SIZE).store(size, Relaxed);
-        m.at(meta::LAST_UPDATE).store(time as u64, Relaxed);
     }
 
     /// The committed bytes of a slot the caller keeps from being recycled (pinned, or the
@@ -1510,12 +1534,50 @@ impl Replica {
         }
         self.check_role::<APPLY>()?;
         let a = self.agent()?;
-        // The section this thread found last first, as the copy-out read does.
-        let (d, generation) = match self.lookup_cached(id) {
-            Some((d, cur)) => (d, current_gen(cur)),
-            None => self.lookup(id)?,
+        let ar = self.region.agent_rec(a.ix);
+        // The new version's bytes first, into a slot of this agent's: they depend on
+        // nothing else, and the section's lookup, the clock and the lease then run while
+        // the copy's stores drain (the lease's locked instruction waits for them anyway).
+        // The slot is OWNED and named by INTENT, so recovery frees it if this writer dies
+        // before the lease. Without a slot at hand, the usual order (lookup first: an
+        // unknown section answers NotExist, not the allocator's error).
+        let time = self.now();
+        let Ok(new) = self.alloc_slot(&a, ar) else {
+            let (d, generation) = self.lookup_for_write(id)?;
+            return self.write_one(&a, d, generation, &[(0, data)], true);
         };
-        self.write_one(&a, d, generation, &[(0, data)], true)
+        let size = data.len() as u64;
+        self.fill_bytes(new, &[], 0, &[(0, data)], size);
+        self.stamp_slot(new, size, time);
+        let (d, generation) = match self.lookup_for_write(id) {
+            Ok(found) => found,
+            Err(e) => {
+                self.free_owned_slot(a.owner, new);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.lease(&a, d) {
+            self.free_owned_slot(a.owner, new);
+            return Err(e);
+        }
+        let target = Target {
+            d,
+            generation,
+            rec: self.region.desc_rec(d),
+        };
+        let result = self.write_one_leased(&a, ar, target, &[(0, data)], Fill::Filled(new));
+        self.release_lease(&a, d);
+        result
+    }
+
+    /// The section a write of `id` goes to: the one this thread found last first, as the
+    /// copy-out read does.
+    #[inline(always)]
+    fn lookup_for_write(&self, id: &[u8]) -> Result<(Desc, u32), SectionError> {
+        match self.lookup_cached(id) {
+            Some((d, cur)) => Ok((d, current_gen(cur))),
+            None => self.lookup(id),
+        }
     }
 
     /// Writes several elements, in order; sections grow as needed and holes read as
@@ -1639,8 +1701,12 @@ impl Replica {
             generation,
             rec: self.region.desc_rec(d),
         };
-        let result =
-            self.write_one_leased(a, self.region.agent_rec(a.ix), target, parts, replace, time);
+        let fill = if replace {
+            Fill::Replace(time)
+        } else {
+            Fill::Merge(time)
+        };
+        let result = self.write_one_leased(a, self.region.agent_rec(a.ix), target, parts, fill);
         self.release_lease(a, d);
         result
     }
@@ -1653,18 +1719,24 @@ impl Replica {
         ar: &AgentRec,
         target: Target<'_>,
         parts: &[(u64, &[u8])],
-        replace: bool,
-        time: i64,
+        fill: Fill,
     ) -> Result<(), SectionError> {
         let Target { d, generation, rec } = target;
+        let replace = !matches!(fill, Fill::Merge(_));
+        // A slot filled before the lease goes back to the pool on any refusal.
+        let refuse = |e| {
+            if let Fill::Filled(s) = fill {
+                self.free_owned_slot(a.owner, s);
+            }
+            Err(e)
+        };
         let cur = rec.at(dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation || current_slot(cur) == NONE {
-            return Err(SectionError::NotExist);
+            return refuse(SectionError::NotExist);
         }
-        let old = self
-            .region
-            .slot_ix(current_slot(cur))
-            .ok_or(SectionError::Corrupted("slot out of range"))?;
+        let Some(old) = self.region.slot_ix(current_slot(cur)) else {
+            return refuse(SectionError::Corrupted("slot out of range"));
+        };
         let om = self.region.meta_rec(old);
         let old_size = om
             .at(meta::SIZE)
@@ -1681,10 +1753,14 @@ impl Replica {
             (old_size, old_size.max(end))
         };
         let delta = size as i64 - old_size as i64;
+        let filled = match fill {
+            Fill::Filled(s) => s.0,
+            _ => NONE,
+        };
         ar.begin_op(
             OP_WRITE,
             u64::from(d.0) | (u64::from(generation) << 32),
-            u64::from(NONE) | (u64::from(old.0) << 32),
+            u64::from(filled) | (u64::from(old.0) << 32),
             delta,
         );
         // A write that keeps the size (every overwrite of a same-sized value) reserves
@@ -1693,21 +1769,27 @@ impl Replica {
             && let Err(e) = self.reserve(a, delta)
         {
             ar.set_op(OP_NONE, 0);
-            return Err(e);
+            return refuse(e);
         }
-        let new = match self.alloc_slot(a, ar) {
-            Ok(s) => s,
-            Err(e) => {
-                self.unreserve(a, delta);
-                ar.set_op(OP_NONE, 0);
-                return Err(e);
+        let new = match fill {
+            Fill::Filled(s) => s,
+            Fill::Replace(time) | Fill::Merge(time) => {
+                let new = match self.alloc_slot(a, ar) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.unreserve(a, delta);
+                        ar.set_op(OP_NONE, 0);
+                        return Err(e);
+                    }
+                };
+                ar.at(ag::OP_SLOTS)
+                    .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
+                let base = self.slot_bytes(old, keep);
+                self.fill_slot(new, base, keep, parts, size, time);
+                new
             }
         };
         let nm = self.region.meta_rec(new);
-        ar.at(ag::OP_SLOTS)
-            .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
-        let base = self.slot_bytes(old, keep);
-        self.fill_slot(new, base, keep, parts, size, time);
         // One journal record per element: exactly what was written.
         let mut seqs = [0u64; 8];
         let mut many = Vec::new();

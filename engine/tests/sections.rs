@@ -189,6 +189,39 @@ fn many_overwrites_do_not_leak_slots() {
     assert_eq!(r.read_to_vec(b"a").unwrap(), 9999u32.to_le_bytes());
 }
 
+/// An overwrite fills its new version before it finds the section (engine/DESIGN.md
+/// section 23): every refusal after that gives the slot back. Far more refusals than the
+/// pool has slots, then the sections still take writes and fsck finds nothing held.
+#[test]
+fn refused_overwrites_give_back_the_slot_they_filled() {
+    let r = Replica::create_in_memory(
+        &attrs(2, 64),
+        &ReplicaLimits {
+            spare_slots: 2,
+            ..ReplicaLimits::default()
+        },
+    )
+    .unwrap();
+    r.create_section(Some(b"a"), TIME_END, b"1").unwrap();
+    r.create_section(Some(b"gone"), TIME_END, b"2").unwrap();
+    r.delete_section(b"gone").unwrap();
+    for i in 0..1_000u32 {
+        let v = i.to_le_bytes();
+        assert_eq!(r.overwrite(b"never", &v), Err(SectionError::NotExist));
+        assert_eq!(r.overwrite(b"gone", &v), Err(SectionError::NotExist));
+        // Found through this thread's hint (the last section it wrote), then refused.
+        r.overwrite(b"a", &v).unwrap();
+        assert_eq!(r.overwrite(b"gone", &v), Err(SectionError::NotExist));
+        assert_eq!(r.overwrite(b"a", &[0; 65]), Err(SectionError::TooBig));
+    }
+    r.create_section(Some(b"b"), TIME_END, b"3").unwrap();
+    r.overwrite(b"b", b"after").unwrap();
+    assert_eq!(r.read_to_vec(b"a").unwrap(), 999u32.to_le_bytes());
+    assert_eq!(r.read_to_vec(b"b").unwrap(), b"after");
+    let report = r.fsck();
+    assert!(report.is_clean(), "{report:?}");
+}
+
 #[test]
 fn short_lived_threads_beyond_the_agent_table_all_get_an_agent() {
     let r = replica(4, 64);
