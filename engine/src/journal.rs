@@ -176,15 +176,26 @@ fn cell_free(seen: u64, seq: u64, cap: u64) -> bool {
     }
 }
 
+/// A journal cell that was free to claim for `seq` (see [`Replica::next_cell`]).
+#[derive(Clone, Copy)]
+pub(crate) struct NextCell<'r> {
+    seq: u64,
+    cell: &'r Rec<CELL_WORDS>,
+    seen: u64,
+}
+
 /// The payload words of a journal cell, as a claim fills them.
 #[derive(Clone, Copy)]
-struct CellFields {
-    d: Desc,
-    generation: u32,
-    s: Slot,
-    offset: u64,
-    len: u64,
-    kind: u64,
+pub(crate) struct CellFields {
+    pub(crate) d: Desc,
+    pub(crate) generation: u32,
+    pub(crate) s: Slot,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    pub(crate) kind: u64,
+    /// The change's time when the caller has it (a data change: its slot's stamp); else
+    /// read from the slot, or the clock.
+    pub(crate) time: Option<i64>,
 }
 
 impl Replica {
@@ -255,7 +266,19 @@ impl Replica {
             offset,
             len,
             kind,
+            time: None,
         };
+        self.claim_seq_from(a, self.next_cell(), f)
+    }
+
+    /// The cell a claim tries first: the one after the head, with its first word, if it
+    /// is free. A guess until the claim's CAS, so it may be taken early (an overwrite
+    /// takes it before its lease, while its copy drains): the CAS from exactly `seen`
+    /// fails if anyone claimed the cell since (its first word only moves forward), and a
+    /// free cell after the head at the CAS means every claim before it, this section's
+    /// previous writers' included, took a lower seq.
+    #[inline(always)]
+    pub(crate) fn next_cell(&self) -> Option<NextCell<'_>> {
         let cap = u64::from(self.region.img.journal_capacity);
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the slow path fails.
         let seq = self
@@ -263,18 +286,30 @@ impl Replica {
             .hdr(hdr::HEAD_SEQ)
             .load(Acquire)
             .saturating_add(1);
-        if seq <= MAX_SEQ {
-            let cell = self.region.cell_rec(seq);
-            let seen = cell.word(0).load(Acquire);
-            if cell_free(seen, seq, cap)
-                && cell
-                    .at(0)
-                    .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
-                    .is_ok()
-            {
-                self.fill_cell(cell, seq, f);
-                return Ok(seq);
-            }
+        if seq > MAX_SEQ {
+            return None;
+        }
+        let cell = self.region.cell_rec(seq);
+        let seen = cell.word(0).load(Acquire);
+        cell_free(seen, seq, cap).then_some(NextCell { seq, cell, seen })
+    }
+
+    /// [`Self::claim_seq`] trying `next` (from [`Self::next_cell`]) first.
+    #[inline(always)]
+    pub(crate) fn claim_seq_from(
+        &self,
+        a: &AgentCtx,
+        next: Option<NextCell<'_>>,
+        f: CellFields,
+    ) -> Result<u64, SectionError> {
+        if let Some(NextCell { seq, cell, seen }) = next
+            && cell
+                .word(0)
+                .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
+                .is_ok()
+        {
+            self.fill_cell(cell, seq, f);
+            return Ok(seq);
         }
         self.claim_seq_slow(a, f)
     }
@@ -289,6 +324,7 @@ impl Replica {
             offset,
             len,
             kind,
+            time,
         } = f;
         // Seqlock discipline: the WRITING mark is ordered before the payload.
         fence(Release);
@@ -300,8 +336,9 @@ impl Replica {
             .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
         // Data changes reuse the time their slot was just stamped with (one clock read
         // per write); the others read the clock.
-        let time = match (kind, self.region.slot_ix(s.0)) {
-            (KIND_CREATE | KIND_OVERWRITE | KIND_WRITE, Some(slot)) => self
+        let time = match (time, kind, self.region.slot_ix(s.0)) {
+            (Some(t), ..) => t as u64,
+            (None, KIND_CREATE | KIND_OVERWRITE | KIND_WRITE, Some(slot)) => self
                 .region
                 .meta(slot, crate::layout::meta::LAST_UPDATE)
                 .load(Relaxed),

@@ -189,8 +189,16 @@ impl Region {
     }
     #[inline]
     pub(crate) fn pins(&self, s: Slot) -> &[AtomicU64] {
-        let off = self.img.off_slot_meta + u64::from(s.0) * u64::from(self.img.slot_meta_stride);
-        self.words(off + meta::PINS, u64::from(self.img.pin_words))
+        let off = u64::from(s.0) * u64::from(self.img.slot_meta_stride) + meta::PINS;
+        let n = self.img.pin_words as usize;
+        debug_assert!({
+            let at = self.bases.metas.addr() - self.map.ptr().addr() + off as usize;
+            at + 8 * n <= self.map.len()
+        });
+        // SAFETY: as in `words`: slot `s`'s pin words lie inside its meta record
+        // (`slot_meta_stride` covers `meta::PINS + 8 * pin_words`), in the validated meta
+        // region that `bases.metas` starts.
+        unsafe { core::slice::from_raw_parts(self.bases.metas.add(off as usize).cast(), n) }
     }
     #[inline]
     pub(crate) fn agent_rec(&self, a: AgentIx) -> &Rec<AGENT_WORDS> {

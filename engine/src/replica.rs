@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64 as ProcessCounter;
 
 use crate::error::{AttachError, CreateError, SectionError, VectorError};
+use crate::journal::{CellFields, NextCell};
 use crate::layout::{
     HEADER_SIZE, HeaderImage, KIND_CACHED, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
     PINS_PER_AGENT, ReplicaAttributes, ReplicaLimits, agent as ag, compute_image, current_gen,
@@ -303,15 +304,16 @@ impl AgentRec {
 
 /// How a single-section write gets its new version's slot.
 #[derive(Clone, Copy)]
-enum Fill {
+enum Fill<'r> {
     /// Allocated and filled under the lease with the parts alone (an overwrite), stamped
     /// with this time.
     Replace(i64),
     /// Allocated and filled under the lease with the current bytes and the parts over
     /// them, stamped with this time.
     Merge(i64),
-    /// Allocated, filled and stamped before the lease (an overwrite).
-    Filled(Slot),
+    /// Allocated, filled and stamped (with this time) before the lease (an overwrite),
+    /// with the journal cell its claim tries first.
+    Filled(Slot, i64, Option<NextCell<'r>>),
 }
 
 /// The section a single-section write commits to, located once.
@@ -1556,6 +1558,8 @@ impl Replica {
                 return Err(e);
             }
         };
+        // The journal cell too (a guess until the claim's CAS, see `next_cell`).
+        let next = self.next_cell();
         if let Err(e) = self.lease(&a, d) {
             self.free_owned_slot(a.owner, new);
             return Err(e);
@@ -1565,7 +1569,8 @@ impl Replica {
             generation,
             rec: self.region.desc_rec(d),
         };
-        let result = self.write_one_leased(&a, ar, target, &[(0, data)], Fill::Filled(new));
+        let result =
+            self.write_one_leased(&a, ar, target, &[(0, data)], Fill::Filled(new, time, next));
         self.release_lease(&a, d);
         result
     }
@@ -1719,13 +1724,13 @@ impl Replica {
         ar: &AgentRec,
         target: Target<'_>,
         parts: &[(u64, &[u8])],
-        fill: Fill,
+        fill: Fill<'_>,
     ) -> Result<(), SectionError> {
         let Target { d, generation, rec } = target;
         let replace = !matches!(fill, Fill::Merge(_));
         // A slot filled before the lease goes back to the pool on any refusal.
         let refuse = |e| {
-            if let Fill::Filled(s) = fill {
+            if let Fill::Filled(s, ..) = fill {
                 self.free_owned_slot(a.owner, s);
             }
             Err(e)
@@ -1753,9 +1758,9 @@ impl Replica {
             (old_size, old_size.max(end))
         };
         let delta = size as i64 - old_size as i64;
-        let filled = match fill {
-            Fill::Filled(s) => s.0,
-            _ => NONE,
+        let (filled, mut next, time) = match fill {
+            Fill::Filled(s, time, next) => (s.0, next, time),
+            Fill::Replace(time) | Fill::Merge(time) => (NONE, None, time),
         };
         ar.begin_op(
             OP_WRITE,
@@ -1772,8 +1777,8 @@ impl Replica {
             return refuse(e);
         }
         let new = match fill {
-            Fill::Filled(s) => s,
-            Fill::Replace(time) | Fill::Merge(time) => {
+            Fill::Filled(s, ..) => s,
+            Fill::Replace(_) | Fill::Merge(_) => {
                 let new = match self.alloc_slot(a, ar) {
                     Ok(s) => s,
                     Err(e) => {
@@ -1799,7 +1804,18 @@ impl Replica {
             } else {
                 crate::journal::KIND_WRITE
             };
-            match self.claim_seq(a, d, generation, new, *off, bytes.len() as u64, kind) {
+            // The first claim tries the cell an overwrite found before its lease.
+            let next = next.take().or_else(|| self.next_cell());
+            let f = CellFields {
+                d,
+                generation,
+                s: new,
+                offset: *off,
+                len: bytes.len() as u64,
+                kind,
+                time: Some(time),
+            };
+            match self.claim_seq_from(a, next, f) {
                 Ok(seq) if i < seqs.len() => seqs[i] = seq,
                 Ok(seq) => many.push(seq),
                 Err(e) => {
