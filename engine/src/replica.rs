@@ -1538,11 +1538,13 @@ impl Replica {
         let a = self.agent()?;
         let ar = self.region.agent_rec(a.ix);
         // The new version's bytes first, into a slot of this agent's: they depend on
-        // nothing else, and the section's lookup, the clock and the lease then run while
-        // the copy's stores drain (the lease's locked instruction waits for them anyway).
-        // The slot is OWNED and named by INTENT, so recovery frees it if this writer dies
-        // before the lease. Without a slot at hand, the usual order (lookup first: an
-        // unknown section answers NotExist, not the allocator's error).
+        // nothing else, and the section's lookup and the journal cell's are then found
+        // while the copy's stores drain (the lease's locked instruction waits for them
+        // anyway; engine/DESIGN.md section 23). The slot is OWNED and named by INTENT, so
+        // recovery frees it if this writer dies before the lease. Without a slot at hand,
+        // the usual order (lookup first: an unknown section answers NotExist, not the
+        // allocator's error). The clock is read first: `rdtsc` after the copy waits for
+        // its stores on the machine measured, and costs more there.
         let time = self.now();
         let Ok(new) = self.alloc_slot(&a, ar) else {
             let (d, generation) = self.lookup_for_write(id)?;
