@@ -137,7 +137,7 @@ impl Replica {
             return Err(SectionError::NotExist);
         }
         let key = self.key_of(id);
-        if let Some((d, cur)) = self.lookup_home(id, key) {
+        if let Some((d, cur)) = self.lookup_home::<false>(id, key) {
             return Ok((d, current_gen(cur)));
         }
         self.lookup_key(id, key)
@@ -158,14 +158,14 @@ impl Replica {
     ///
     /// Measured (engine/DESIGN.md section 17): a 4 KiB read 49 → 41 ns, a 4 KiB overwrite
     /// 112.7 → 108.0 ns on the AMD EPYC (it was slower on a Xeon, as the borrow still is,
-    /// which keeps the index lookup).
+    /// which keeps the index lookup). `EXACT`: see [`Replica::confirm`].
     #[inline]
-    pub(crate) fn lookup_cached(&self, id: &[u8]) -> Option<(Desc, u64)> {
+    pub(crate) fn lookup_cached<const EXACT: bool>(&self, id: &[u8]) -> Option<(Desc, u64)> {
         let (uid, d) = LAST_FOUND.with(Cell::get);
         if uid != self.uid {
             return None;
         }
-        self.confirm(self.region.desc_ix(d)?, id, |key| {
+        self.confirm::<EXACT>(self.region.desc_ix(d)?, id, |key| {
             key >> 48 == id.len() as u64
         })
     }
@@ -180,15 +180,20 @@ impl Replica {
     /// position of the index, is live, and never expires. Returns its descriptor and
     /// `current` word, or `None` for anything else (a collision, a structural change, an
     /// expiration time, an absent section), which [`Replica::lookup`] then answers.
-    /// `key` is [`Replica::key_of`] `id`, whose length the caller checked.
+    /// `key` is [`Replica::key_of`] `id`, whose length the caller checked. `EXACT`: see
+    /// [`Replica::confirm`].
     #[inline]
-    pub(crate) fn lookup_home(&self, id: &[u8], key: u64) -> Option<(Desc, u64)> {
+    pub(crate) fn lookup_home<const EXACT: bool>(
+        &self,
+        id: &[u8],
+        key: u64,
+    ) -> Option<(Desc, u64)> {
         let e = self
             .region
             .index_entry((key & HASH_MASK) as u32)
             .load(Acquire);
         let d = self.region.desc_ix(e.wrapping_sub(1))?;
-        let found = self.confirm(d, id, |k| k == key)?;
+        let found = self.confirm::<EXACT>(d, id, |k| k == key)?;
         self.note_found(d);
         Some(found)
     }
@@ -197,11 +202,23 @@ impl Replica {
     /// words equal to `id`), with `INDEX_SEQ` even and unchanged around the checks, so
     /// no structural change (which rewrites descriptors) overlapped them: the same
     /// validation as [`Replica::lookup_key`]. Returns `d` and its `current` word.
+    ///
+    /// `EXACT`: the caller compares the returned `current` word with CURRENT again before
+    /// it uses anything (a pin-free read's `read_begin`), so INDEX_SEQ is not needed. The
+    /// words checked here change only when the descriptor passes to another incarnation
+    /// (deleted, then created again), which changes CURRENT's generation first: an equal
+    /// word later proves they belonged to the incarnation `current` names. Loaded before
+    /// that compare (the fence below orders them), they cannot be a later one's.
     #[inline]
-    fn confirm(&self, d: Desc, id: &[u8], key_ok: impl FnOnce(u64) -> bool) -> Option<(Desc, u64)> {
+    fn confirm<const EXACT: bool>(
+        &self,
+        d: Desc,
+        id: &[u8],
+        key_ok: impl FnOnce(u64) -> bool,
+    ) -> Option<(Desc, u64)> {
         let seq = self.region.hdr(hdr::INDEX_SEQ);
         let rec = self.region.desc_rec(d);
-        let before = seq.load(Acquire);
+        let before = if EXACT { 0 } else { seq.load(Acquire) };
         let cur = rec.at(dw::CURRENT).load(Acquire);
         let state = rec.at(dw::STATE).load(Acquire);
         let exp = rec.at(dw::EXPIRATION).load(Relaxed) as i64;
@@ -210,6 +227,10 @@ impl Replica {
             && state_kind(state) == KIND_LIVE
             && current_slot(cur) != NONE
             && exp == TIME_END;
+        if EXACT {
+            fence(Acquire);
+            return found.then_some((d, cur));
+        }
         (found && before.is_multiple_of(2) && seq.load(Acquire) == before).then_some((d, cur))
     }
 
@@ -429,7 +450,7 @@ mod tests {
             assert_eq!(got, Ok(4), "{key}");
             assert_eq!(buf[..4], i.to_le_bytes(), "{key}");
             assert_eq!(r.read(key.as_bytes(), 5, &mut buf).map_err(|_| ()), Err(()));
-            match r.lookup_home(key.as_bytes(), r.key_of(key.as_bytes())) {
+            match r.lookup_home::<false>(key.as_bytes(), r.key_of(key.as_bytes())) {
                 Some(_) => home += 1,
                 None => away += 1,
             }
@@ -480,7 +501,10 @@ mod tests {
         // The hint is what the read path uses: a read found through the index leaves it.
         assert_eq!(read(b"alpha-02", (0, 0)), Ok(b"B".to_vec()));
         assert_eq!(LAST_FOUND.with(|c| c.get()), (r.uid, b));
-        assert_eq!(r.lookup_cached(b"alpha-02").map(|(d, _)| d.0), Some(b));
+        assert_eq!(
+            r.lookup_cached::<false>(b"alpha-02").map(|(d, _)| d.0),
+            Some(b)
+        );
 
         for hint in [b, u32::MAX, 8, 1000] {
             assert_eq!(

@@ -415,6 +415,13 @@ impl Replica {
             1 => {
                 if let Some(s) = self.region.slot_ix(intent as u32) {
                     self.free_owned_slot(owner, s);
+                    // Freed now, or freed by the dead agent just before it could hint it
+                    // (an overwrite refused after its copy gives its slot back): either
+                    // way the slot belongs in the allocation hint. A slot taken again
+                    // since costs an allocator one failed claim, nothing more.
+                    if self.region.meta(s, meta::STATE).load(SeqCst) == KIND_FREE {
+                        self.region.slot_hint().set(s.0);
+                    }
                 }
             }
             2 => {

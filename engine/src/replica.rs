@@ -1581,7 +1581,7 @@ impl Replica {
     /// copy-out read does.
     #[inline(always)]
     fn lookup_for_write(&self, id: &[u8]) -> Result<(Desc, u32), SectionError> {
-        match self.lookup_cached(id) {
+        match self.lookup_cached::<false>(id) {
             Some((d, cur)) => Ok((d, current_gen(cur))),
             None => self.lookup(id),
         }
@@ -2175,9 +2175,11 @@ impl Replica {
         }
         // The keyed hash only when the hint missed, and at most once.
         let mut key = None;
-        let found = match self.lookup_cached(id) {
+        // Both without INDEX_SEQ: `read_optimistic_at` compares the `current` word they
+        // return with CURRENT again before the copy (see `confirm`).
+        let found = match self.lookup_cached::<true>(id) {
             Some(hit) => Some(hit),
-            None => self.lookup_home(id, *key.insert(self.key_of(id))),
+            None => self.lookup_home::<true>(id, *key.insert(self.key_of(id))),
         };
         if let Some((d, cur)) = found
             && let Some(result) = self.read_optimistic_at(d, cur, offset, buf)
@@ -2256,12 +2258,11 @@ impl Replica {
                 "descriptor names a slot out of range",
             )));
         };
-        let state = self.region.meta(s, meta::STATE);
-        let version = self.region.meta(s, meta::VERSION);
+        let m = self.region.meta_rec(s);
+        let (state, version) = (m.at(meta::STATE), m.at(meta::VERSION));
         let seen = protocol::read_begin(current, cur, state, version, d.0)?;
-        let size = self
-            .region
-            .meta(s, meta::SIZE)
+        let size = m
+            .at(meta::SIZE)
             .load(Acquire)
             .min(self.region.img.max_section_size);
         let n = size
