@@ -193,9 +193,9 @@ pub(crate) struct CellFields {
     pub(crate) offset: u64,
     pub(crate) len: u64,
     pub(crate) kind: u64,
-    /// The change's time when the caller has it (a data change: its slot's stamp); else
-    /// read from the slot, or the clock.
-    pub(crate) time: Option<i64>,
+    /// The change's wall-clock time (a data change: the time its slot was stamped with,
+    /// so one clock read serves both).
+    pub(crate) time: i64,
 }
 
 impl Replica {
@@ -248,26 +248,7 @@ impl Replica {
     /// Claims the next seq for a change by agent `a` and fills its cell (status WRITING).
     /// The common case in line: the cell after the head is free and the CAS takes it.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn claim_seq(
-        &self,
-        a: &AgentCtx,
-        d: Desc,
-        generation: u32,
-        s: Slot,
-        offset: u64,
-        len: u64,
-        kind: u64,
-    ) -> Result<u64, SectionError> {
-        let f = CellFields {
-            d,
-            generation,
-            s,
-            offset,
-            len,
-            kind,
-            time: None,
-        };
+    pub(crate) fn claim_seq(&self, a: &AgentCtx, f: CellFields) -> Result<u64, SectionError> {
         self.claim_seq_from(a, self.next_cell(), f)
     }
 
@@ -334,17 +315,7 @@ impl Replica {
         cell.word(3).store(len, Relaxed);
         cell.word(4)
             .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
-        // Data changes reuse the time their slot was just stamped with (one clock read
-        // per write); the others read the clock.
-        let time = match (time, kind, self.region.slot_ix(s.0)) {
-            (Some(t), ..) => t as u64,
-            (None, KIND_CREATE | KIND_OVERWRITE | KIND_WRITE, Some(slot)) => self
-                .region
-                .meta(slot, crate::layout::meta::LAST_UPDATE)
-                .load(Relaxed),
-            _ => self.now() as u64,
-        };
-        cell.word(5).store(time, Relaxed);
+        cell.word(5).store(time as u64, Relaxed);
         // SeqCst: with the SeqCst waiter-count load in `notify` this is the store/load
         // pair that guarantees a waiter is either seen or sees us.
         self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, SeqCst);

@@ -152,19 +152,28 @@ impl Region {
         (a < self.img.agent_capacity).then_some(AgentIx(a))
     }
 
-    /// `N` consecutive words at byte `off` of the region starting at `base` (one of
-    /// `self.bases`), as one record.
+    /// Byte `off` of the region starting at `base` (one of `self.bases`), where the caller
+    /// has `len` bytes: a whole record, a slot's pins or its data, inside a validated
+    /// region, so in the mapping and 8-aligned (checked in debug builds).
     #[inline]
-    fn rec<const N: usize>(&self, base: *mut u8, off: u64) -> &Rec<N> {
+    fn at(&self, base: *mut u8, off: u64, len: usize) -> *mut u8 {
         debug_assert!({
             let at = base.addr() - self.map.ptr().addr() + off as usize;
-            at.is_multiple_of(8) && at + 8 * N <= self.map.len()
+            at.is_multiple_of(8) && at + len <= self.map.len()
         });
-        // SAFETY: as in `word`, for `N` consecutive aligned words inside the mapping (the
-        // callers locate whole records inside validated regions, and `base` is such a
-        // region's start in this mapping); `Rec<N>` is a transparent wrapper of
-        // `[AtomicU64; N]`, which has the layout of `N` words.
-        unsafe { &*base.add(off as usize).cast::<Rec<N>>() }
+        // SAFETY: `base` is a region's start in this mapping and the callers' offsets stay
+        // inside that validated region, so the result is in the same allocation.
+        unsafe { base.add(off as usize) }
+    }
+
+    /// `N` consecutive words at byte `off` of the region starting at `base`, as one
+    /// record.
+    #[inline]
+    fn rec<const N: usize>(&self, base: *mut u8, off: u64) -> &Rec<N> {
+        // SAFETY: as in `word`, for `N` consecutive aligned words inside the mapping (see
+        // `at`); `Rec<N>` is a transparent wrapper of `[AtomicU64; N]`, which has the
+        // layout of `N` words.
+        unsafe { &*self.at(base, off, 8 * N).cast::<Rec<N>>() }
     }
 
     #[inline]
@@ -191,14 +200,11 @@ impl Region {
     pub(crate) fn pins(&self, s: Slot) -> &[AtomicU64] {
         let off = u64::from(s.0) * u64::from(self.img.slot_meta_stride) + meta::PINS;
         let n = self.img.pin_words as usize;
-        debug_assert!({
-            let at = self.bases.metas.addr() - self.map.ptr().addr() + off as usize;
-            at + 8 * n <= self.map.len()
-        });
+        let pins = self.at(self.bases.metas, off, 8 * n);
         // SAFETY: as in `words`: slot `s`'s pin words lie inside its meta record
         // (`slot_meta_stride` covers `meta::PINS + 8 * pin_words`), in the validated meta
-        // region that `bases.metas` starts.
-        unsafe { core::slice::from_raw_parts(self.bases.metas.add(off as usize).cast(), n) }
+        // region.
+        unsafe { core::slice::from_raw_parts(pins.cast(), n) }
     }
     #[inline]
     pub(crate) fn agent_rec(&self, a: AgentIx) -> &Rec<AGENT_WORDS> {
@@ -249,10 +255,9 @@ impl Region {
     /// Start of slot `s`'s data bytes (`slot_stride` long).
     #[inline]
     pub(crate) fn slot_ptr(&self, s: Slot) -> *mut u8 {
+        // Slot `s < slot_count` lies inside the validated slot region.
         let off = u64::from(s.0) * self.img.slot_stride;
-        debug_assert!(self.img.off_slots + off + self.img.slot_stride <= self.map.len() as u64);
-        // SAFETY: slot `s < slot_count` lies inside the validated slot region.
-        unsafe { self.bases.slots.add(off as usize) }
+        self.at(self.bases.slots, off, self.img.slot_stride as usize)
     }
 }
 

@@ -18,7 +18,7 @@ use crate::liveness;
 use crate::protocol::{self, PinError};
 use crate::region::{AGENT_WORDS, AgentIx, DESC_WORDS, Desc, META_WORDS, Rec, Region, Slot};
 use crate::shm::{self, Mapping, Sharing};
-use crate::sync::{Ordering::*, backoff};
+use crate::sync::{AtomicU64, Ordering::*, backoff};
 
 mod sealed;
 
@@ -720,25 +720,22 @@ impl Replica {
 
     // ---- leases -------------------------------------------------------------------
 
+    /// Takes the lease of the section whose descriptor is `rec`.
     #[inline]
-    pub(crate) fn lease(&self, a: &AgentCtx, d: Desc) -> Result<(), SectionError> {
+    pub(crate) fn lease(&self, a: &AgentCtx, rec: &Rec<DESC_WORDS>) -> Result<(), SectionError> {
         // The common case, free, in line; anything else (held, ours already, a dead
         // holder) goes the bounded way below.
-        if self
-            .region
-            .desc(d, dw::LEASE)
-            .compare_exchange(0, a.owner, AcqRel, Acquire)
-            .is_ok()
-        {
+        let w = rec.at(dw::LEASE);
+        if w.compare_exchange(0, a.owner, AcqRel, Acquire).is_ok() {
             return Ok(());
         }
-        self.lease_slow(a, d)
+        self.lease_slow(a, w)
     }
 
+    /// [`Self::lease`] past its first try; `w` is the lease word.
     #[cold]
     #[inline(never)]
-    fn lease_slow(&self, a: &AgentCtx, d: Desc) -> Result<(), SectionError> {
-        let w = self.region.desc(d, dw::LEASE);
+    fn lease_slow(&self, a: &AgentCtx, w: &AtomicU64) -> Result<(), SectionError> {
         let mut holder = 0;
         let mut since = None;
         for i in 0..SPIN_LIMIT {
@@ -766,10 +763,10 @@ impl Replica {
     }
 
     #[inline]
-    pub(crate) fn release_lease(&self, a: &AgentCtx, d: Desc) {
+    pub(crate) fn release_lease(&self, a: &AgentCtx, rec: &Rec<DESC_WORDS>) {
         // Only this agent can hold its lease (a lease is taken over only once its owner is
         // recovered, i.e. dead), so a plain store releases it.
-        let lease = self.region.desc(d, dw::LEASE);
+        let lease = rec.at(dw::LEASE);
         if lease.load(Relaxed) == a.owner {
             lease.store(0, Release);
         }
@@ -1182,16 +1179,18 @@ impl Replica {
         self.region
             .desc(d, dw::EXPIRATION)
             .store(expiration as u64, Release);
-        self.fill_slot(s, &[], 0, &[(0, data)], data.len() as u64, self.now());
-        let seq = match self.claim_seq(
-            &a,
+        let time = self.now();
+        self.fill_slot(s, &[], 0, &[(0, data)], data.len() as u64, time);
+        let f = CellFields {
             d,
             generation,
             s,
-            0,
-            data.len() as u64,
-            crate::journal::KIND_CREATE,
-        ) {
+            offset: 0,
+            len: data.len() as u64,
+            kind: crate::journal::KIND_CREATE,
+            time,
+        };
+        let seq = match self.claim_seq(&a, f) {
             Ok(seq) => seq,
             Err(e) => {
                 self.free_owned_slot(a.owner, s);
@@ -1274,15 +1273,15 @@ impl Replica {
         d: Desc,
         generation: u32,
     ) -> Result<(), SectionError> {
-        self.lease(a, d)?;
+        self.lease(a, self.region.desc_rec(d))?;
         let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         let live = state_kind(self.region.desc(d, dw::STATE).load(Acquire)) == KIND_LIVE;
         if current_gen(cur) != generation || current_slot(cur) == NONE || !live {
-            self.release_lease(a, d);
+            self.release_lease(a, self.region.desc_rec(d));
             return Err(SectionError::NotExist);
         }
         let Some(old) = self.region.slot_ix(current_slot(cur)) else {
-            self.release_lease(a, d);
+            self.release_lease(a, self.region.desc_rec(d));
             return Err(SectionError::Corrupted(
                 "descriptor names a slot out of range",
             ));
@@ -1294,19 +1293,20 @@ impl Replica {
         self.region
             .agent(a.ix, ag::OP_SLOTS)
             .store(u64::from(NONE) | (u64::from(old.0) << 32), Release);
-        let seq = match self.claim_seq(
-            a,
+        let f = CellFields {
             d,
             generation,
-            Slot(NONE),
-            0,
-            0,
-            crate::journal::KIND_DELETE,
-        ) {
+            s: Slot(NONE),
+            offset: 0,
+            len: 0,
+            kind: crate::journal::KIND_DELETE,
+            time: self.now(),
+        };
+        let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
             Err(e) => {
                 self.set_op(a, OP_NONE, 0);
-                self.release_lease(a, d);
+                self.release_lease(a, self.region.desc_rec(d));
                 return Err(e);
             }
         };
@@ -1327,7 +1327,7 @@ impl Replica {
         if let Err(e) = locked {
             self.abort_seq(seq);
             self.set_op(a, OP_NONE, 0);
-            self.release_lease(a, d);
+            self.release_lease(a, self.region.desc_rec(d));
             return Err(e);
         }
         self.finish_delete(a.owner, d, old);
@@ -1369,10 +1369,10 @@ impl Replica {
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
-        self.lease(&a, d)?;
+        self.lease(&a, self.region.desc_rec(d))?;
         let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation {
-            self.release_lease(&a, d);
+            self.release_lease(&a, self.region.desc_rec(d));
             return Err(SectionError::NotExist);
         }
         let slot = Slot(current_slot(cur));
@@ -1385,15 +1385,16 @@ impl Replica {
         self.region
             .agent(a.ix, ag::OP_DELTA)
             .store(expiration as u64, Relaxed);
-        let seq = self.claim_seq(
-            &a,
+        let f = CellFields {
             d,
             generation,
-            slot,
-            expiration as u64,
-            0,
-            crate::journal::KIND_EXPIRATION,
-        );
+            s: slot,
+            offset: expiration as u64,
+            len: 0,
+            kind: crate::journal::KIND_EXPIRATION,
+            time: self.now(),
+        };
+        let seq = self.claim_seq(&a, f);
         if let Ok(seq) = seq {
             self.set_phase(&a, PH_PREPARED);
             self.region
@@ -1402,7 +1403,7 @@ impl Replica {
             self.complete_seq(seq);
         }
         self.set_op(&a, OP_NONE, PH_DONE);
-        self.release_lease(&a, d);
+        self.release_lease(&a, self.region.desc_rec(d));
         self.notify();
         seq.map(|_| ())
     }
@@ -1553,27 +1554,27 @@ impl Replica {
         let size = data.len() as u64;
         self.fill_bytes(new, &[], 0, &[(0, data)], size);
         self.stamp_slot(new, size, time);
-        let (d, generation) = match self.lookup_for_write(id) {
-            Ok(found) => found,
+        // Refused before the lease: the slot goes back (under it, `write_one_leased` does).
+        let leased = self.lookup_for_write(id).and_then(|(d, generation)| {
+            let target = Target {
+                d,
+                generation,
+                rec: self.region.desc_rec(d),
+            };
+            // The journal cell too (a guess until the claim's CAS, see `next_cell`).
+            let next = self.next_cell();
+            self.lease(&a, target.rec).map(|()| (target, next))
+        });
+        let (target, next) = match leased {
+            Ok(leased) => leased,
             Err(e) => {
                 self.free_owned_slot(a.owner, new);
                 return Err(e);
             }
         };
-        // The journal cell too (a guess until the claim's CAS, see `next_cell`).
-        let next = self.next_cell();
-        if let Err(e) = self.lease(&a, d) {
-            self.free_owned_slot(a.owner, new);
-            return Err(e);
-        }
-        let target = Target {
-            d,
-            generation,
-            rec: self.region.desc_rec(d),
-        };
         let result =
             self.write_one_leased(&a, ar, target, &[(0, data)], Fill::Filled(new, time, next));
-        self.release_lease(&a, d);
+        self.release_lease(&a, target.rec);
         result
     }
 
@@ -1702,19 +1703,19 @@ impl Replica {
         // 10 ns on the project's VM) and nothing before the fill needs it, so the lease and
         // the slot's checks go on meanwhile.
         let time = self.now();
-        self.lease(a, d)?;
         let target = Target {
             d,
             generation,
             rec: self.region.desc_rec(d),
         };
+        self.lease(a, target.rec)?;
         let fill = if replace {
             Fill::Replace(time)
         } else {
             Fill::Merge(time)
         };
         let result = self.write_one_leased(a, self.region.agent_rec(a.ix), target, parts, fill);
-        self.release_lease(a, d);
+        self.release_lease(a, target.rec);
         result
     }
 
@@ -1815,7 +1816,7 @@ impl Replica {
                 offset: *off,
                 len: bytes.len() as u64,
                 kind,
-                time: Some(time),
+                time,
             };
             match self.claim_seq_from(a, next, f) {
                 Ok(seq) if i < seqs.len() => seqs[i] = seq,
@@ -1863,16 +1864,16 @@ impl Replica {
     ) -> Result<(), VectorError> {
         // Leases in ascending descriptor order: no deadlock between multi-section writers.
         for (k, &(d, _, index)) in distinct.iter().enumerate() {
-            if let Err(kind) = self.lease(a, d) {
+            if let Err(kind) = self.lease(a, self.region.desc_rec(d)) {
                 for &(d2, _, _) in &distinct[..k] {
-                    self.release_lease(a, d2);
+                    self.release_lease(a, self.region.desc_rec(d2));
                 }
                 return Err(VectorError { index, kind });
             }
         }
         let result = self.write_txn_leased(a, elems, targets, distinct);
         for &(d, _, _) in distinct {
-            self.release_lease(a, d);
+            self.release_lease(a, self.region.desc_rec(d));
         }
         result
     }
@@ -1953,6 +1954,8 @@ impl Replica {
         // Prepare: one new slot per section, chained through slot metadata; the agent
         // record holds the chain head.
         let mut head = NONE;
+        // One time for the whole transaction: every section's LAST_UPDATE and every record.
+        let time = self.now();
         for k in 0..plans.len() {
             let new = match self.alloc_slot(a, self.region.agent_rec(a.ix)) {
                 Ok(s) => s,
@@ -1983,7 +1986,7 @@ impl Replica {
                 .map(|t| (elems[t.2].offset, elems[t.2].data))
                 .collect();
             let base = self.slot_bytes(p.old, p.old_size);
-            self.fill_slot(new, base, p.old_size, &parts, p.size, self.now());
+            self.fill_slot(new, base, p.old_size, &parts, p.size, time);
         }
         let mut seqs = Vec::with_capacity(elems.len());
         for t in targets {
@@ -1992,15 +1995,16 @@ impl Replica {
                 .find(|p| p.d == t.0)
                 .expect("every target has a plan");
             let e = &elems[t.2];
-            match self.claim_seq(
-                a,
-                p.d,
-                p.generation,
-                p.new,
-                e.offset,
-                e.data.len() as u64,
-                crate::journal::KIND_WRITE,
-            ) {
+            let f = CellFields {
+                d: p.d,
+                generation: p.generation,
+                s: p.new,
+                offset: e.offset,
+                len: e.data.len() as u64,
+                kind: crate::journal::KIND_WRITE,
+                time,
+            };
+            match self.claim_seq(a, f) {
                 Ok(s) => seqs.push(s),
                 Err(kind) => {
                     rollback(&plans, &seqs);
