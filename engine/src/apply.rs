@@ -241,7 +241,7 @@ impl<'r> Applier<'r> {
             if keep(&id) {
                 continue;
             }
-            match r.delete_desc(&a, Desc(d), generation) {
+            match r.delete_desc(a, Desc(d), generation) {
                 Ok(()) => deleted += 1,
                 Err(SectionError::NotExist) => {}
                 Err(e) => return Err(e),

@@ -219,14 +219,14 @@ impl Replica {
         let seq = self.region.hdr(hdr::INDEX_SEQ);
         let rec = self.region.desc_rec(d);
         let before = if EXACT { 0 } else { seq.load(Acquire) };
+        // CURRENT first (see `EXACT` above); the rest only once the id matched, so that
+        // few values are live across the id's compare (spilled, they would be stores).
         let cur = rec.at(dw::CURRENT).load(Acquire);
-        let state = rec.at(dw::STATE).load(Acquire);
-        let exp = rec.at(dw::EXPIRATION).load(Relaxed) as i64;
         let found = key_ok(rec.at(dw::KEY).load(Acquire))
             && self.id_matches(d, id)
-            && state_kind(state) == KIND_LIVE
+            && state_kind(rec.at(dw::STATE).load(Acquire)) == KIND_LIVE
             && current_slot(cur) != NONE
-            && exp == TIME_END;
+            && rec.at(dw::EXPIRATION).load(Relaxed) as i64 == TIME_END;
         if EXACT {
             fence(Acquire);
             return found.then_some((d, cur));
@@ -360,7 +360,7 @@ impl Replica {
     /// Runs `f` under the structural lock with the index seqcount odd.
     pub(crate) fn with_struct_lock<R>(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         f: impl FnOnce() -> Result<R, SectionError>,
     ) -> Result<R, SectionError> {
         let lock = self.region.hdr(hdr::STRUCT_LOCK);

@@ -248,7 +248,7 @@ impl Replica {
     /// Claims the next seq for a change by agent `a` and fills its cell (status WRITING).
     /// The common case in line: the cell after the head is free and the CAS takes it.
     #[inline(always)]
-    pub(crate) fn claim_seq(&self, a: &AgentCtx, f: CellFields) -> Result<u64, SectionError> {
+    pub(crate) fn claim_seq(&self, a: AgentCtx, f: CellFields) -> Result<u64, SectionError> {
         self.claim_seq_from(a, self.next_cell(), f)
     }
 
@@ -279,20 +279,25 @@ impl Replica {
     #[inline(always)]
     pub(crate) fn claim_seq_from(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         next: Option<NextCell<'_>>,
         f: CellFields,
     ) -> Result<u64, SectionError> {
-        if let Some(NextCell { seq, cell, seen }) = next
-            && cell
-                .word(0)
-                .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
-                .is_ok()
-        {
-            self.fill_cell(cell, seq, f);
-            return Ok(seq);
-        }
-        self.claim_seq_slow(a, f)
+        let claimed = match next {
+            Some(NextCell { seq, cell, seen })
+                if cell
+                    .word(0)
+                    .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
+                    .is_ok() =>
+            {
+                (seq, cell)
+            }
+            // The fields stay out of the slow path's arguments: passed there, they would
+            // be written to the stack on the common path too.
+            _ => self.claim_cell_slow(a.ix)?,
+        };
+        self.fill_cell(claimed.1, claimed.0, f);
+        Ok(claimed.0)
     }
 
     /// Fills `cell`, the cell of `seq` just claimed (WRITING), and raises the head to it.
@@ -321,10 +326,11 @@ impl Replica {
         self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, SeqCst);
     }
 
-    /// [`Self::claim_seq`] when the first try did not get the cell: the bounded wait.
+    /// [`Self::claim_seq`] when the first try did not get the cell: the bounded wait for
+    /// one, claimed (WRITING) for agent `ix`; the caller fills it.
     #[cold]
     #[inline(never)]
-    fn claim_seq_slow(&self, a: &AgentCtx, f: CellFields) -> Result<u64, SectionError> {
+    fn claim_cell_slow(&self, ix: AgentIx) -> Result<(u64, &Rec<CELL_WORDS>), SectionError> {
         let cap = u64::from(self.region.img.journal_capacity);
         let head = self.region.hdr(hdr::HEAD_SEQ);
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the claim fails below.
@@ -340,11 +346,10 @@ impl Replica {
             let prev = seq.checked_sub(cap).filter(|&p| p > 0);
             if cell_free(seen, seq, cap) {
                 if w0
-                    .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
+                    .compare_exchange(seen, cell_word(seq, ST_WRITING, ix.0), AcqRel, Acquire)
                     .is_ok()
                 {
-                    self.fill_cell(cell, seq, f);
-                    return Ok(seq);
+                    return Ok((seq, cell));
                 }
                 continue;
             }

@@ -304,16 +304,13 @@ impl AgentRec {
 
 /// How a single-section write gets its new version's slot.
 #[derive(Clone, Copy)]
-enum Fill<'r> {
+enum Fill {
     /// Allocated and filled under the lease with the parts alone (an overwrite), stamped
     /// with this time.
     Replace(i64),
     /// Allocated and filled under the lease with the current bytes and the parts over
     /// them, stamped with this time.
     Merge(i64),
-    /// Allocated, filled and stamped (with this time) before the lease (an overwrite),
-    /// with the journal cell its claim tries first.
-    Filled(Slot, i64, Option<NextCell<'r>>),
 }
 
 /// The section a single-section write commits to, located once.
@@ -709,12 +706,12 @@ impl Replica {
     }
 
     #[inline]
-    pub(crate) fn set_op(&self, a: &AgentCtx, kind: u64, phase: u64) {
+    pub(crate) fn set_op(&self, a: AgentCtx, kind: u64, phase: u64) {
         self.region.agent_rec(a.ix).set_op(kind, phase);
     }
 
     #[inline]
-    fn set_phase(&self, a: &AgentCtx, phase: u64) {
+    fn set_phase(&self, a: AgentCtx, phase: u64) {
         self.region.agent_rec(a.ix).set_phase(phase);
     }
 
@@ -722,7 +719,7 @@ impl Replica {
 
     /// Takes the lease of the section whose descriptor is `rec`.
     #[inline]
-    pub(crate) fn lease(&self, a: &AgentCtx, rec: &Rec<DESC_WORDS>) -> Result<(), SectionError> {
+    pub(crate) fn lease(&self, a: AgentCtx, rec: &Rec<DESC_WORDS>) -> Result<(), SectionError> {
         // The common case, free, in line; anything else (held, ours already, a dead
         // holder) goes the bounded way below.
         let w = rec.at(dw::LEASE);
@@ -735,7 +732,7 @@ impl Replica {
     /// [`Self::lease`] past its first try; `w` is the lease word.
     #[cold]
     #[inline(never)]
-    fn lease_slow(&self, a: &AgentCtx, w: &AtomicU64) -> Result<(), SectionError> {
+    fn lease_slow(&self, a: AgentCtx, w: &AtomicU64) -> Result<(), SectionError> {
         let mut holder = 0;
         let mut since = None;
         for i in 0..SPIN_LIMIT {
@@ -763,7 +760,7 @@ impl Replica {
     }
 
     #[inline]
-    pub(crate) fn release_lease(&self, a: &AgentCtx, rec: &Rec<DESC_WORDS>) {
+    pub(crate) fn release_lease(&self, a: AgentCtx, rec: &Rec<DESC_WORDS>) {
         // Only this agent can hold its lease (a lease is taken over only once its owner is
         // recovered, i.e. dead), so a plain store releases it.
         let lease = rec.at(dw::LEASE);
@@ -776,7 +773,7 @@ impl Replica {
 
     /// A slot for `a` (whose record is `ar`) to fill: OWNED by it, recorded in its INTENT.
     #[inline(always)]
-    pub(crate) fn alloc_slot(&self, a: &AgentCtx, ar: &AgentRec) -> Result<Slot, SectionError> {
+    pub(crate) fn alloc_slot(&self, a: AgentCtx, ar: &AgentRec) -> Result<Slot, SectionError> {
         let intent = ar.at(ag::INTENT);
         // This agent's spare first: the slot its previous write superseded, when nobody
         // was reading it (protocol rule 4). One CAS, no trip through the free list.
@@ -799,7 +796,7 @@ impl Replica {
     /// spares.
     #[cold]
     #[inline(never)]
-    fn alloc_slot_from_pool(&self, a: &AgentCtx) -> Result<Slot, SectionError> {
+    fn alloc_slot_from_pool(&self, a: AgentCtx) -> Result<Slot, SectionError> {
         let intent = self.region.agent(a.ix, ag::INTENT);
         let hint = self.region.slot_hint();
         let start = a.ix.0.wrapping_mul(4099);
@@ -832,7 +829,7 @@ impl Replica {
     }
 
     /// The pool is dry: takes over another agent's spare (CACHED) slot, if any.
-    fn take_spare_of_others(&self, a: &AgentCtx) -> Option<Slot> {
+    fn take_spare_of_others(&self, a: AgentCtx) -> Option<Slot> {
         let intent = self.region.agent(a.ix, ag::INTENT);
         for ix in 0..self.region.img.agent_capacity {
             let Some(s) = self
@@ -865,7 +862,7 @@ impl Replica {
         }
     }
 
-    fn alloc_desc(&self, a: &AgentCtx) -> Result<Desc, SectionError> {
+    fn alloc_desc(&self, a: AgentCtx) -> Result<Desc, SectionError> {
         let hint = self.region.desc_hint();
         let intent = self.region.agent(a.ix, ag::INTENT);
         for round in 0..2 {
@@ -909,7 +906,7 @@ impl Replica {
     #[inline(always)]
     fn retire_slot_keep(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         ar: &AgentRec,
         d: Desc,
         old: Slot,
@@ -959,7 +956,7 @@ impl Replica {
     /// Reserves `delta` stored bytes (negative deltas always succeed). The op record's
     /// phase goes RESERVING → RESERVED around the shared update, so recovery knows when the
     /// counter may hold a dead writer's delta.
-    fn reserve(&self, a: &AgentCtx, delta: i64) -> Result<(), SectionError> {
+    fn reserve(&self, a: AgentCtx, delta: i64) -> Result<(), SectionError> {
         self.region
             .agent(a.ix, ag::OP_DELTA)
             .store(delta as u64, Relaxed);
@@ -989,7 +986,7 @@ impl Replica {
 
     /// Gives back a reservation. The phase goes back to RESERVING first: a crash in
     /// between leaves the counter flagged uncertain instead of undone twice.
-    fn unreserve(&self, a: &AgentCtx, delta: i64) {
+    fn unreserve(&self, a: AgentCtx, delta: i64) {
         if delta == 0 {
             // Nothing was (or needed to be) added: nothing to give back.
             return;
@@ -1126,7 +1123,7 @@ impl Replica {
             return;
         }
         let generation = current_gen(self.region.desc(d, dw::CURRENT).load(Acquire));
-        let _ = self.delete_desc(&a, d, generation);
+        let _ = self.delete_desc(a, d, generation);
     }
 
     fn create_section_inner<const APPLY: bool>(
@@ -1148,24 +1145,24 @@ impl Replica {
         {
             return Err(SectionError::NoSpace);
         }
-        self.set_op(&a, OP_CREATE, 0);
+        self.set_op(a, OP_CREATE, 0);
         let delta = data.len() as i64;
-        if let Err(e) = self.reserve(&a, delta) {
-            self.set_op(&a, OP_NONE, 0);
+        if let Err(e) = self.reserve(a, delta) {
+            self.set_op(a, OP_NONE, 0);
             return Err(e);
         }
         let fail = |e: SectionError| {
-            self.unreserve(&a, delta);
-            self.set_op(&a, OP_NONE, 0);
+            self.unreserve(a, delta);
+            self.set_op(a, OP_NONE, 0);
             e
         };
-        let d = self.alloc_desc(&a).map_err(fail)?;
+        let d = self.alloc_desc(a).map_err(fail)?;
         let generation =
             current_gen(self.region.desc(d, dw::CURRENT).load(Acquire)).wrapping_add(1);
         self.region
             .agent(a.ix, ag::OP_DESC)
             .store(u64::from(d.0) | (u64::from(generation) << 32), Release);
-        let s = match self.alloc_slot(&a, self.region.agent_rec(a.ix)) {
+        let s = match self.alloc_slot(a, self.region.agent_rec(a.ix)) {
             Ok(s) => s,
             Err(e) => {
                 self.free_desc(d);
@@ -1190,7 +1187,7 @@ impl Replica {
             kind: crate::journal::KIND_CREATE,
             time,
         };
-        let seq = match self.claim_seq(&a, f) {
+        let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
             Err(e) => {
                 self.free_owned_slot(a.owner, s);
@@ -1205,9 +1202,9 @@ impl Replica {
         self.region
             .desc(d, dw::CURRENT)
             .store(current_word(generation, s.0), SeqCst);
-        self.set_phase(&a, PH_PREPARED);
+        self.set_phase(a, PH_PREPARED);
 
-        let outcome = self.with_struct_lock(&a, || {
+        let outcome = self.with_struct_lock(a, || {
             if self.probe(id, key).is_some() {
                 return Err(SectionError::Exists);
             }
@@ -1218,14 +1215,14 @@ impl Replica {
                 .store(state_word(KIND_LIVE, 0), SeqCst);
             // Said while the lock keeps everyone off the descriptor: once it is released the
             // section may be deleted, and its state would no longer tell recovery.
-            self.set_phase(&a, PH_COMMITTING);
+            self.set_phase(a, PH_COMMITTING);
             self.region.hdr(hdr::SECTION_COUNT).fetch_add(1, AcqRel);
             Ok(())
         });
         match outcome {
             Ok(()) => {
                 self.complete_seq(seq);
-                self.set_op(&a, OP_NONE, PH_DONE);
+                self.set_op(a, OP_NONE, PH_DONE);
                 self.notify();
                 Ok(())
             }
@@ -1264,12 +1261,12 @@ impl Replica {
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
-        self.delete_desc(&a, d, generation)
+        self.delete_desc(a, d, generation)
     }
 
     pub(crate) fn delete_desc(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         d: Desc,
         generation: u32,
     ) -> Result<(), SectionError> {
@@ -1369,16 +1366,16 @@ impl Replica {
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
-        self.lease(&a, self.region.desc_rec(d))?;
+        self.lease(a, self.region.desc_rec(d))?;
         let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation {
-            self.release_lease(&a, self.region.desc_rec(d));
+            self.release_lease(a, self.region.desc_rec(d));
             return Err(SectionError::NotExist);
         }
         let slot = Slot(current_slot(cur));
         // The op record, not the journal cell, tells recovery what this was: a cell's kind
         // is written after the cell is claimed and may still be the one of a ring ago.
-        self.set_op(&a, OP_EXPIRE, 0);
+        self.set_op(a, OP_EXPIRE, 0);
         self.region
             .agent(a.ix, ag::OP_DESC)
             .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
@@ -1394,16 +1391,16 @@ impl Replica {
             kind: crate::journal::KIND_EXPIRATION,
             time: self.now(),
         };
-        let seq = self.claim_seq(&a, f);
+        let seq = self.claim_seq(a, f);
         if let Ok(seq) = seq {
-            self.set_phase(&a, PH_PREPARED);
+            self.set_phase(a, PH_PREPARED);
             self.region
                 .desc(d, dw::EXPIRATION)
                 .store(expiration as u64, SeqCst);
             self.complete_seq(seq);
         }
-        self.set_op(&a, OP_NONE, PH_DONE);
-        self.release_lease(&a, self.region.desc_rec(d));
+        self.set_op(a, OP_NONE, PH_DONE);
+        self.release_lease(a, self.region.desc_rec(d));
         self.notify();
         seq.map(|_| ())
     }
@@ -1435,7 +1432,7 @@ impl Replica {
                 continue;
             }
             let generation = current_gen(self.region.desc(d, dw::CURRENT).load(Acquire));
-            if self.delete_desc(&a, d, generation).is_ok() {
+            if self.delete_desc(a, d, generation).is_ok() {
                 n += 1;
             }
         }
@@ -1547,35 +1544,116 @@ impl Replica {
         // allocator's error). The clock is read first: `rdtsc` after the copy waits for
         // its stores on the machine measured, and costs more there.
         let time = self.now();
-        let Ok(new) = self.alloc_slot(&a, ar) else {
+        let Ok(new) = self.alloc_slot(a, ar) else {
             let (d, generation) = self.lookup_for_write(id)?;
-            return self.write_one(&a, d, generation, &[(0, data)], true);
+            return self.write_one(a, d, generation, &[(0, data)], true);
         };
         let size = data.len() as u64;
-        self.fill_bytes(new, &[], 0, &[(0, data)], size);
+        // Stamped first: the commit reads the size and time back from the slot, so that
+        // they need not be kept across the copy's call.
         self.stamp_slot(new, size, time);
+        self.fill_bytes(new, &[], 0, &[(0, data)], size);
         // Refused before the lease: the slot goes back (under it, `write_one_leased` does).
-        let leased = self.lookup_for_write(id).and_then(|(d, generation)| {
-            let target = Target {
-                d,
-                generation,
-                rec: self.region.desc_rec(d),
-            };
-            // The journal cell too (a guess until the claim's CAS, see `next_cell`).
-            let next = self.next_cell();
-            self.lease(&a, target.rec).map(|()| (target, next))
-        });
-        let (target, next) = match leased {
-            Ok(leased) => leased,
+        // Early returns, not a combined `Result`: that would be built on the stack.
+        let (d, generation) = match self.lookup_cached::<false>(id) {
+            Some((d, cur)) => (d, current_gen(cur)),
+            None => match self.lookup(id) {
+                Ok(found) => found,
+                Err(e) => return self.refuse_filled(a, new, e),
+            },
+        };
+        let target = Target {
+            d,
+            generation,
+            rec: self.region.desc_rec(d),
+        };
+        // The journal cell too (a guess until the claim's CAS, see `next_cell`).
+        let next = self.next_cell();
+        if let Err(e) = self.lease(a, target.rec) {
+            return self.refuse_filled(a, new, e);
+        }
+        let result = self.commit_filled(a, target, new, next);
+        self.release_lease(a, target.rec);
+        result
+    }
+
+    /// The commit of an overwrite under the lease of `t`, its new version `new` filled
+    /// and stamped: [`Self::write_one_leased`]'s steps for one part that replaces all,
+    /// written out for the hot path, with the size and time read back from `new`'s meta
+    /// (the agent's own slot, which nobody else writes). On every refusal `new` goes back.
+    #[inline(always)]
+    fn commit_filled(
+        &self,
+        a: AgentCtx,
+        t: Target<'_>,
+        new: Slot,
+        next: Option<NextCell<'_>>,
+    ) -> Result<(), SectionError> {
+        let Target { d, generation, rec } = t;
+        let cur = rec.at(dw::CURRENT).load(Acquire);
+        if current_gen(cur) != generation || current_slot(cur) == NONE {
+            return self.refuse_filled(a, new, SectionError::NotExist);
+        }
+        let Some(old) = self.region.slot_ix(current_slot(cur)) else {
+            return self.refuse_filled(a, new, SectionError::Corrupted("slot out of range"));
+        };
+        let max = self.region.img.max_section_size;
+        let om = self.region.meta_rec(old);
+        let nm = self.region.meta_rec(new);
+        let old_size = om.at(meta::SIZE).load(Acquire).min(max);
+        let size = nm.at(meta::SIZE).load(Relaxed).min(max);
+        let time = nm.at(meta::LAST_UPDATE).load(Relaxed) as i64;
+        let delta = size as i64 - old_size as i64;
+        let ar = self.region.agent_rec(a.ix);
+        ar.begin_op(
+            OP_WRITE,
+            u64::from(d.0) | (u64::from(generation) << 32),
+            u64::from(new.0) | (u64::from(old.0) << 32),
+            delta,
+        );
+        if delta != 0
+            && let Err(e) = self.reserve(a, delta)
+        {
+            ar.set_op(OP_NONE, 0);
+            return self.refuse_filled(a, new, e);
+        }
+        let f = CellFields {
+            d,
+            generation,
+            s: new,
+            offset: 0,
+            len: size,
+            kind: crate::journal::KIND_OVERWRITE,
+            time,
+        };
+        let seq = match self.claim_seq_from(a, next, f) {
+            Ok(seq) => seq,
             Err(e) => {
                 self.free_owned_slot(a.owner, new);
+                self.unreserve(a, delta);
+                ar.set_op(OP_NONE, 0);
                 return Err(e);
             }
         };
-        let result =
-            self.write_one_leased(&a, ar, target, &[(0, data)], Fill::Filled(new, time, next));
-        self.release_lease(&a, target.rec);
-        result
+        // Release: a pin-free reader that loads this VERSION sees the bytes before it.
+        nm.at(meta::VERSION).store(seq, Release);
+        nm.at(meta::STATE).store(protocol::live(d.0), Release);
+        ar.set_phase(PH_PREPARED);
+        // Commit point.
+        protocol::publish(rec.at(dw::CURRENT), generation, new.0);
+        self.retire_slot_keep(a, ar, d, old, om);
+        self.complete_seq(seq);
+        ar.set_op(OP_NONE, PH_DONE);
+        self.notify();
+        Ok(())
+    }
+
+    /// An overwrite refused before its lease: its filled slot goes back to the pool.
+    #[cold]
+    #[inline(never)]
+    fn refuse_filled(&self, a: AgentCtx, s: Slot, e: SectionError) -> Result<(), SectionError> {
+        self.free_owned_slot(a.owner, s);
+        Err(e)
     }
 
     /// The section a write of `id` goes to: the one this thread found last first, as the
@@ -1640,10 +1718,10 @@ impl Replica {
                 return Ok(());
             };
             let parts: Vec<(u64, &[u8])> = elems.iter().map(|e| (e.offset, e.data)).collect();
-            self.write_one(&a, d, g, &parts, false)
+            self.write_one(a, d, g, &parts, false)
                 .map_err(|kind| VectorError { index: first, kind })
         } else {
-            self.write_txn(&a, elems, &targets, &distinct)
+            self.write_txn(a, elems, &targets, &distinct)
         };
         result.map_err(|e| match e.kind {
             SectionError::NoResources => VectorError {
@@ -1693,7 +1771,7 @@ impl Replica {
     #[inline(always)]
     fn write_one(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         d: Desc,
         generation: u32,
         parts: &[(u64, &[u8])],
@@ -1723,27 +1801,23 @@ impl Replica {
     #[inline(always)]
     fn write_one_leased(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         ar: &AgentRec,
         target: Target<'_>,
         parts: &[(u64, &[u8])],
-        fill: Fill<'_>,
+        fill: Fill,
     ) -> Result<(), SectionError> {
         let Target { d, generation, rec } = target;
-        let replace = !matches!(fill, Fill::Merge(_));
-        // A slot filled before the lease goes back to the pool on any refusal.
-        let refuse = |e| {
-            if let Fill::Filled(s, ..) = fill {
-                self.free_owned_slot(a.owner, s);
-            }
-            Err(e)
+        let (replace, time) = match fill {
+            Fill::Replace(time) => (true, time),
+            Fill::Merge(time) => (false, time),
         };
         let cur = rec.at(dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation || current_slot(cur) == NONE {
-            return refuse(SectionError::NotExist);
+            return Err(SectionError::NotExist);
         }
         let Some(old) = self.region.slot_ix(current_slot(cur)) else {
-            return refuse(SectionError::Corrupted("slot out of range"));
+            return Err(SectionError::Corrupted("slot out of range"));
         };
         let om = self.region.meta_rec(old);
         let old_size = om
@@ -1761,14 +1835,10 @@ impl Replica {
             (old_size, old_size.max(end))
         };
         let delta = size as i64 - old_size as i64;
-        let (filled, mut next, time) = match fill {
-            Fill::Filled(s, time, next) => (s.0, next, time),
-            Fill::Replace(time) | Fill::Merge(time) => (NONE, None, time),
-        };
         ar.begin_op(
             OP_WRITE,
             u64::from(d.0) | (u64::from(generation) << 32),
-            u64::from(filled) | (u64::from(old.0) << 32),
+            u64::from(NONE) | (u64::from(old.0) << 32),
             delta,
         );
         // A write that keeps the size (every overwrite of a same-sized value) reserves
@@ -1777,26 +1847,20 @@ impl Replica {
             && let Err(e) = self.reserve(a, delta)
         {
             ar.set_op(OP_NONE, 0);
-            return refuse(e);
+            return Err(e);
         }
-        let new = match fill {
-            Fill::Filled(s, ..) => s,
-            Fill::Replace(_) | Fill::Merge(_) => {
-                let new = match self.alloc_slot(a, ar) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.unreserve(a, delta);
-                        ar.set_op(OP_NONE, 0);
-                        return Err(e);
-                    }
-                };
-                ar.at(ag::OP_SLOTS)
-                    .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
-                let base = self.slot_bytes(old, keep);
-                self.fill_slot(new, base, keep, parts, size, time);
-                new
+        let new = match self.alloc_slot(a, ar) {
+            Ok(s) => s,
+            Err(e) => {
+                self.unreserve(a, delta);
+                ar.set_op(OP_NONE, 0);
+                return Err(e);
             }
         };
+        ar.at(ag::OP_SLOTS)
+            .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
+        let base = self.slot_bytes(old, keep);
+        self.fill_slot(new, base, keep, parts, size, time);
         let nm = self.region.meta_rec(new);
         // One journal record per element: exactly what was written.
         let mut seqs = [0u64; 8];
@@ -1807,8 +1871,6 @@ impl Replica {
             } else {
                 crate::journal::KIND_WRITE
             };
-            // The first claim tries the cell an overwrite found before its lease.
-            let next = next.take().or_else(|| self.next_cell());
             let f = CellFields {
                 d,
                 generation,
@@ -1818,7 +1880,7 @@ impl Replica {
                 kind,
                 time,
             };
-            match self.claim_seq_from(a, next, f) {
+            match self.claim_seq(a, f) {
                 Ok(seq) if i < seqs.len() => seqs[i] = seq,
                 Ok(seq) => many.push(seq),
                 Err(e) => {
@@ -1857,7 +1919,7 @@ impl Replica {
     /// Multi-section commit with an intent record (see engine/DESIGN.md "Transactions").
     fn write_txn(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         elems: &[WriteElement<'_>],
         targets: &[(Desc, u32, usize)],
         distinct: &[(Desc, u32, usize)],
@@ -1880,7 +1942,7 @@ impl Replica {
 
     fn write_txn_leased(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         elems: &[WriteElement<'_>],
         targets: &[(Desc, u32, usize)],
         distinct: &[(Desc, u32, usize)],
@@ -2051,7 +2113,7 @@ impl Replica {
     }
 
     /// Takes the multi-section publish lock and makes `MULTI_SEQ` odd.
-    pub(crate) fn lock_multi(&self, a: &AgentCtx) -> Result<(), SectionError> {
+    pub(crate) fn lock_multi(&self, a: AgentCtx) -> Result<(), SectionError> {
         let owner = self.region.hdr(hdr::MULTI_OWNER);
         let mut expect = 0;
         let mut since = None;
@@ -2079,7 +2141,7 @@ impl Replica {
         Err(SectionError::TryAgain)
     }
 
-    pub(crate) fn unlock_multi(&self, a: &AgentCtx) {
+    pub(crate) fn unlock_multi(&self, a: AgentCtx) {
         if self.region.hdr(hdr::MULTI_OWNER).load(Acquire) != a.owner {
             return;
         }
@@ -2098,7 +2160,7 @@ impl Replica {
     /// Pins the current slot of `d` for this agent; returns it and the pin-table entry.
     fn pin_current(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         d: Desc,
         generation: u32,
     ) -> Result<(Slot, usize), SectionError> {
@@ -2153,7 +2215,7 @@ impl Replica {
         }
     }
 
-    fn unpin_entry(&self, a: &AgentCtx, e: usize) {
+    fn unpin_entry(&self, a: AgentCtx, e: usize) {
         let entry = self.region.agent(a.ix, ag::PINS + 8 * e as u64);
         let v = entry.load(Relaxed);
         if v >> 32 > 1 {
@@ -2222,7 +2284,7 @@ impl Replica {
             }
         }
         let a = self.agent()?;
-        self.read_pinned(&a, d, generation, offset, buf)
+        self.read_pinned(a, d, generation, offset, buf)
     }
 
     /// A copy-out read without a pin (a seqlock read, engine/DESIGN.md section 17): notes
@@ -2295,7 +2357,7 @@ impl Replica {
 
     fn read_pinned(
         &self,
-        a: &AgentCtx,
+        a: AgentCtx,
         d: Desc,
         generation: u32,
         offset: u64,
@@ -2390,7 +2452,7 @@ impl Replica {
     pub fn borrow(&self, id: &[u8]) -> Result<SectionGuard<'_>, SectionError> {
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
-        let (s, e) = self.pin_current(&a, d, generation)?;
+        let (s, e) = self.pin_current(a, d, generation)?;
         let size = self
             .region
             .meta(s, meta::SIZE)
@@ -2505,7 +2567,7 @@ impl Drop for SectionGuard<'_> {
         if liveness::fork_epoch() != self.epoch {
             return;
         }
-        self.replica.unpin_entry(&self.agent, self.entry);
+        self.replica.unpin_entry(self.agent, self.entry);
     }
 }
 
