@@ -204,7 +204,9 @@ impl Replica {
     /// validation as [`Replica::lookup_key`]. Returns `d` and its `current` word.
     ///
     /// `EXACT`: the caller compares the returned `current` word with CURRENT again before
-    /// it uses anything (a pin-free read's `read_begin`), so INDEX_SEQ is not needed. The
+    /// it uses anything (a pin-free read's `read_begin`), or its generation under the
+    /// section's lease (a write: the generation moves exactly when the incarnation
+    /// does), so INDEX_SEQ is not needed. The
     /// words checked here change only when the descriptor passes to another incarnation
     /// (deleted, then created again), which changes CURRENT's generation first: an equal
     /// word later proves they belonged to the incarnation `current` names. Loaded before

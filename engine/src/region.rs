@@ -51,6 +51,25 @@ pub(crate) const CELL_WORDS: usize = (CELL_SIZE / 8) as usize;
 /// A slot's meta words before its pin words.
 pub(crate) const META_WORDS: usize = (meta::PINS / 8) as usize;
 
+/// `p`, computed where it is asked for, in one register: without this the compiler keeps
+/// a record's region base and offset apart (two registers, for its addressing modes) and,
+/// short of registers on the write path, spills them: stores, which queue behind a
+/// copy's.
+#[inline(always)]
+fn opaque(p: *mut u8) -> *mut u8 {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+    {
+        let mut p = p;
+        // SAFETY: an empty instruction sequence that only names the register holding `p`.
+        unsafe {
+            core::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags))
+        };
+        p
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
+    p
+}
+
 #[derive(Debug)]
 pub(crate) struct Region {
     map: Mapping,
@@ -163,7 +182,8 @@ impl Region {
         });
         // SAFETY: `base` is a region's start in this mapping and the callers' offsets stay
         // inside that validated region, so the result is in the same allocation.
-        unsafe { base.add(off as usize) }
+        let p = unsafe { base.add(off as usize) };
+        opaque(p)
     }
 
     /// `N` consecutive words at byte `off` of the region starting at `base`, as one

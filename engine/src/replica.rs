@@ -1555,7 +1555,7 @@ impl Replica {
         self.fill_bytes(new, &[], 0, &[(0, data)], size);
         // Refused before the lease: the slot goes back (under it, `write_one_leased` does).
         // Early returns, not a combined `Result`: that would be built on the stack.
-        let (d, generation) = match self.lookup_cached::<false>(id) {
+        let (d, generation) = match self.lookup_cached::<true>(id) {
             Some((d, cur)) => (d, current_gen(cur)),
             None => match self.lookup(id) {
                 Ok(found) => found,
@@ -1660,7 +1660,7 @@ impl Replica {
     /// copy-out read does.
     #[inline(always)]
     fn lookup_for_write(&self, id: &[u8]) -> Result<(Desc, u32), SectionError> {
-        match self.lookup_cached::<false>(id) {
+        match self.lookup_cached::<true>(id) {
             Some((d, cur)) => Ok((d, current_gen(cur))),
             None => self.lookup(id),
         }
