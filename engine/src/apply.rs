@@ -137,11 +137,11 @@ impl<'r> Applier<'r> {
             return Err(SectionError::TooBig);
         }
         if expiration < 0 {
-            return Err(SectionError::BadArgument("negative expiration time"));
+            return Err(SectionError::BadArgument(&"negative expiration time"));
         }
         if r.is_default_checkpoint() && id.is_empty() && expiration != TIME_END {
             return Err(SectionError::BadArgument(
-                "the default section never expires",
+                &"the default section never expires",
             ));
         }
         let mut last = SectionError::TryAgain;

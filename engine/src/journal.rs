@@ -372,7 +372,7 @@ impl Replica {
             }
             // A gap-free journal never holds anything else here.
             return Err(SectionError::Corrupted(
-                "journal cell holds an impossible seq",
+                &"journal cell holds an impossible seq",
             ));
         }
         Err(SectionError::TryAgain)

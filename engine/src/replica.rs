@@ -350,7 +350,7 @@ fn validate_attributes(attrs: &ReplicaAttributes) -> Result<(), CreateError> {
 /// An absolute expiration time is never negative (fsck's `expiration` invariant).
 fn check_expiration(expiration: i64) -> Result<(), SectionError> {
     if expiration < 0 {
-        return Err(SectionError::BadArgument("negative expiration time"));
+        return Err(SectionError::BadArgument(&"negative expiration time"));
     }
     Ok(())
 }
@@ -783,8 +783,9 @@ impl Replica {
             if state.load(Relaxed) == protocol::cached(a.owner) {
                 // Crash record only, as below.
                 intent.store((1 << 32) | u64::from(s.0), Relaxed);
+                // SPARE keeps naming it: every reader of SPARE (the next write, recovery,
+                // other agents short of slots, fsck) acts only on a slot it finds CACHED.
                 if protocol::take_cached(state, a.owner, a.owner) {
-                    spare.store(u64::from(NONE), Relaxed);
                     return Ok(s);
                 }
             }
@@ -1021,7 +1022,7 @@ impl Replica {
     fn check_id(&self, id: &[u8]) -> Result<(), SectionError> {
         if id.len() as u64 > self.region.img.max_section_id_size || id.len() > u16::MAX as usize {
             return Err(SectionError::BadArgument(
-                "section id longer than maxSectionIdSize",
+                &"section id longer than maxSectionIdSize",
             ));
         }
         Ok(())
@@ -1077,7 +1078,7 @@ impl Replica {
                 if id.is_empty() {
                     // Spec §4.1: only a default section has the empty id; `None` asks for
                     // a generated one.
-                    return Err(SectionError::BadArgument("empty section id"));
+                    return Err(SectionError::BadArgument(&"empty section id"));
                 }
                 self.reap_if_expired::<APPLY>(id);
                 self.create_section_inner::<APPLY>(id, expiration, data)?;
@@ -1086,7 +1087,7 @@ impl Replica {
             None => {
                 let max = self.region.img.max_section_id_size.min(20) as usize;
                 if max == 0 {
-                    return Err(SectionError::BadArgument("maxSectionIdSize is 0"));
+                    return Err(SectionError::BadArgument(&"maxSectionIdSize is 0"));
                 }
                 for _ in 0..64 {
                     // Wrapping: the counter is a shared word and may hold anything.
@@ -1254,7 +1255,7 @@ impl Replica {
     ) -> Result<(), SectionError> {
         if self.is_default_checkpoint() && id.is_empty() {
             return Err(SectionError::BadArgument(
-                "the default section cannot be deleted",
+                &"the default section cannot be deleted",
             ));
         }
         self.check_role::<APPLY>()?;
@@ -1280,7 +1281,7 @@ impl Replica {
         let Some(old) = self.region.slot_ix(current_slot(cur)) else {
             self.release_lease(a, self.region.desc_rec(d));
             return Err(SectionError::Corrupted(
-                "descriptor names a slot out of range",
+                &"descriptor names a slot out of range",
             ));
         };
         self.set_op(a, OP_DELETE, 0);
@@ -1358,7 +1359,7 @@ impl Replica {
     ) -> Result<(), SectionError> {
         if self.is_default_checkpoint() && id.is_empty() {
             return Err(SectionError::BadArgument(
-                "the default section never expires",
+                &"the default section never expires",
             ));
         }
         check_expiration(expiration)?;
@@ -1595,7 +1596,7 @@ impl Replica {
             return self.refuse_filled(a, new, SectionError::NotExist);
         }
         let Some(old) = self.region.slot_ix(current_slot(cur)) else {
-            return self.refuse_filled(a, new, SectionError::Corrupted("slot out of range"));
+            return self.refuse_filled(a, new, SectionError::Corrupted(&"slot out of range"));
         };
         let max = self.region.img.max_section_size;
         let om = self.region.meta_rec(old);
@@ -1638,7 +1639,7 @@ impl Replica {
         // Release: a pin-free reader that loads this VERSION sees the bytes before it.
         nm.at(meta::VERSION).store(seq, Release);
         nm.at(meta::STATE).store(protocol::live(d.0), Release);
-        ar.set_phase(PH_PREPARED);
+        // No PREPARED phase: recovery of a write decides by CURRENT alone (section 16).
         // Commit point.
         protocol::publish(rec.at(dw::CURRENT), generation, new.0);
         self.retire_slot_keep(a, ar, d, old, om);
@@ -1817,7 +1818,7 @@ impl Replica {
             return Err(SectionError::NotExist);
         }
         let Some(old) = self.region.slot_ix(current_slot(cur)) else {
-            return Err(SectionError::Corrupted("slot out of range"));
+            return Err(SectionError::Corrupted(&"slot out of range"));
         };
         let om = self.region.meta_rec(old);
         let old_size = om
@@ -1904,7 +1905,7 @@ impl Replica {
         // Release: a pin-free reader that loads this VERSION sees the bytes before it.
         nm.at(meta::VERSION).store(last, Release);
         nm.at(meta::STATE).store(protocol::live(d.0), Release);
-        ar.set_phase(PH_PREPARED);
+        // No PREPARED phase: recovery of a write decides by CURRENT alone (section 16).
         // Commit point.
         protocol::publish(rec.at(dw::CURRENT), generation, new.0);
         self.retire_slot_keep(a, ar, d, old, om);
@@ -1967,7 +1968,7 @@ impl Replica {
             }
             let old = self.region.slot_ix(current_slot(cur)).ok_or(VectorError {
                 index,
-                kind: SectionError::Corrupted("slot out of range"),
+                kind: SectionError::Corrupted(&"slot out of range"),
             })?;
             let old_size = self
                 .region
@@ -2182,7 +2183,7 @@ impl Replica {
                 let s = self
                     .region
                     .slot_ix(v as u32)
-                    .ok_or(SectionError::Corrupted("pin"))?;
+                    .ok_or(SectionError::Corrupted(&"pin"))?;
                 return Ok((s, e));
             }
         }
@@ -2209,7 +2210,7 @@ impl Replica {
             Ok(s) => Ok((Slot(s), e)),
             Err(PinError::Gone) => Err(SectionError::NotExist),
             Err(PinError::Corrupted) => Err(SectionError::Corrupted(
-                "descriptor names a slot out of range",
+                &"descriptor names a slot out of range",
             )),
             Err(PinError::Contended) => Err(SectionError::TryAgain),
         }
@@ -2321,7 +2322,7 @@ impl Replica {
         let current = self.region.desc(d, dw::CURRENT);
         let Some(s) = self.region.slot_ix(current_slot(cur)) else {
             return Some(Err(SectionError::Corrupted(
-                "descriptor names a slot out of range",
+                &"descriptor names a slot out of range",
             )));
         };
         let m = self.region.meta_rec(s);
@@ -2351,7 +2352,7 @@ impl Replica {
             return None;
         }
         Some(n.ok_or(SectionError::BadArgument(
-            "offset past the end of the section",
+            &"offset past the end of the section",
         )))
     }
 
@@ -2371,7 +2372,7 @@ impl Replica {
             .min(self.region.img.max_section_size);
         let result = if offset > size {
             Err(SectionError::BadArgument(
-                "offset past the end of the section",
+                &"offset past the end of the section",
             ))
         } else {
             let n = (size - offset).min(buf.len() as u64) as usize;

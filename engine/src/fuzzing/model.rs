@@ -276,7 +276,7 @@ impl Debug for Op {
 }
 
 fn bad_argument() -> SectionError {
-    SectionError::BadArgument("")
+    SectionError::BadArgument(&"")
 }
 
 /// The model's name for the `n`th generated id: [`GENERATED`], then `n` mod 256.
