@@ -178,7 +178,7 @@ fn cell_free(seen: u64, seq: u64, cap: u64) -> bool {
 
 /// A journal cell that was free to claim for `seq` (see [`Replica::next_cell`]).
 #[derive(Clone, Copy)]
-pub(crate) struct NextCell<'r> {
+struct NextCell<'r> {
     seq: u64,
     cell: &'r Rec<CELL_WORDS>,
     seen: u64,
@@ -253,13 +253,12 @@ impl Replica {
     }
 
     /// The cell a claim tries first: the one after the head, with its first word, if it
-    /// is free. A guess until the claim's CAS, so it may be taken early (an overwrite
-    /// takes it before its lease, while its copy drains): the CAS from exactly `seen`
-    /// fails if anyone claimed the cell since (its first word only moves forward), and a
-    /// free cell after the head at the CAS means every claim before it, this section's
-    /// previous writers' included, took a lower seq.
+    /// is free. A guess until the claim's CAS: the CAS from exactly `seen` fails if anyone
+    /// claimed the cell since (its first word only moves forward), and a free cell after
+    /// the head at the CAS means every claim before it, this section's previous writers'
+    /// included, took a lower seq.
     #[inline(always)]
-    pub(crate) fn next_cell(&self) -> Option<NextCell<'_>> {
+    fn next_cell(&self) -> Option<NextCell<'_>> {
         let cap = u64::from(self.region.img.journal_capacity);
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the slow path fails.
         let seq = self
@@ -277,7 +276,7 @@ impl Replica {
 
     /// [`Self::claim_seq`] trying `next` (from [`Self::next_cell`]) first.
     #[inline(always)]
-    pub(crate) fn claim_seq_from(
+    fn claim_seq_from(
         &self,
         a: AgentCtx,
         next: Option<NextCell<'_>>,

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64 as ProcessCounter;
 
 use crate::error::{AttachError, CreateError, SectionError, VectorError};
-use crate::journal::{CellFields, NextCell};
+use crate::journal::CellFields;
 use crate::layout::{
     HEADER_SIZE, HeaderImage, KIND_CACHED, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
     PINS_PER_AGENT, ReplicaAttributes, ReplicaLimits, agent as ag, compute_image, current_gen,
@@ -1536,17 +1536,15 @@ impl Replica {
         self.check_role::<APPLY>()?;
         let a = self.agent()?;
         let ar = self.region.agent_rec(a.ix);
-        // The new version's bytes first, into a slot of this agent's: they depend on
-        // nothing else, and the section's lookup and the journal cell's are then found
-        // while the copy's stores drain (the lease's locked instruction waits for them
-        // anyway; engine/DESIGN.md section 23). The slot is OWNED and named by INTENT, so
-        // recovery frees it if this writer dies before the lease. Without a slot at hand,
-        // the usual order (lookup first: an unknown section answers NotExist, not the
-        // allocator's error). The clock is read first: `rdtsc` after the copy waits for
-        // its stores on the machine measured, and costs more there.
+        // The clock, the section, then the new version's bytes into a slot of this agent's,
+        // before the lease (engine/DESIGN.md section 11): the copy never holds up another
+        // writer of the section. The slot is OWNED and named by INTENT, so recovery frees
+        // it if this writer dies before the lease. Without a slot at hand, the usual order
+        // (lease, then a slot filled under it). The clock is read first: `rdtsc` after the
+        // copy waits for its stores on the machine measured.
         let time = self.now();
+        let (d, generation) = self.lookup_for_write(id)?;
         let Ok(new) = self.alloc_slot(a, ar) else {
-            let (d, generation) = self.lookup_for_write(id)?;
             return self.write_one(a, d, generation, &[(0, data)], true);
         };
         let size = data.len() as u64;
@@ -1554,26 +1552,15 @@ impl Replica {
         // they need not be kept across the copy's call.
         self.stamp_slot(new, size, time);
         self.fill_bytes(new, &[], 0, &[(0, data)], size);
-        // Refused before the lease: the slot goes back (under it, `write_one_leased` does).
-        // Early returns, not a combined `Result`: that would be built on the stack.
-        let (d, generation) = match self.lookup_cached::<true>(id) {
-            Some((d, cur)) => (d, current_gen(cur)),
-            None => match self.lookup(id) {
-                Ok(found) => found,
-                Err(e) => return self.refuse_filled(a, new, e),
-            },
-        };
         let target = Target {
             d,
             generation,
             rec: self.region.desc_rec(d),
         };
-        // The journal cell too (a guess until the claim's CAS, see `next_cell`).
-        let next = self.next_cell();
         if let Err(e) = self.lease(a, target.rec) {
             return self.refuse_filled(a, new, e);
         }
-        let result = self.commit_filled(a, target, new, next);
+        let result = self.commit_filled(a, target, new);
         self.release_lease(a, target.rec);
         result
     }
@@ -1583,13 +1570,7 @@ impl Replica {
     /// written out for the hot path, with the size and time read back from `new`'s meta
     /// (the agent's own slot, which nobody else writes). On every refusal `new` goes back.
     #[inline(always)]
-    fn commit_filled(
-        &self,
-        a: AgentCtx,
-        t: Target<'_>,
-        new: Slot,
-        next: Option<NextCell<'_>>,
-    ) -> Result<(), SectionError> {
+    fn commit_filled(&self, a: AgentCtx, t: Target<'_>, new: Slot) -> Result<(), SectionError> {
         let Target { d, generation, rec } = t;
         let cur = rec.at(dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation || current_slot(cur) == NONE {
@@ -1627,7 +1608,7 @@ impl Replica {
             kind: crate::journal::KIND_OVERWRITE,
             time,
         };
-        let seq = match self.claim_seq_from(a, next, f) {
+        let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
             Err(e) => {
                 self.free_owned_slot(a.owner, new);
