@@ -281,16 +281,16 @@ impl AgentRec {
         w.store(kind | (phase << 8) | ((count + 1) << 16), Release);
     }
 
-    /// Starts an operation whose record words are all known up front: OP_DESC, OP_SLOTS
-    /// and OP_DELTA first, then OP (Release), so recovery, which reads them only under a
-    /// kind other than OP_NONE, never pairs the new kind with the previous operation's
-    /// words. (The operation before always ended with OP_NONE.) Two stores fewer than
-    /// [`Self::set_op`] followed by the words.
+    /// Starts a write whose record words are known up front: OP_DESC and OP_SLOTS first,
+    /// then OP (Release), so recovery, which reads them only under a kind other than
+    /// OP_NONE, never pairs the new kind with the previous operation's words. (The
+    /// operation before always ended with OP_NONE.) Not OP_DELTA: recovery reads a
+    /// write's delta only in a phase that `reserve` reaches, and `reserve` stores it
+    /// first. Two stores fewer than [`Self::set_op`] followed by the words.
     #[inline]
-    fn begin_op(&self, kind: u64, desc: u64, slots: u64, delta: i64) {
+    fn begin_op(&self, kind: u64, desc: u64, slots: u64) {
         self.at(ag::OP_DESC).store(desc, Relaxed);
         self.at(ag::OP_SLOTS).store(slots, Relaxed);
-        self.at(ag::OP_DELTA).store(delta as u64, Relaxed);
         self.store_op(kind, 0);
     }
 
@@ -1591,7 +1591,6 @@ impl Replica {
             OP_WRITE,
             u64::from(d.0) | (u64::from(generation) << 32),
             u64::from(new.0) | (u64::from(old.0) << 32),
-            delta,
         );
         if delta != 0
             && let Err(e) = self.reserve(a, delta)
@@ -1821,10 +1820,9 @@ impl Replica {
             OP_WRITE,
             u64::from(d.0) | (u64::from(generation) << 32),
             u64::from(NONE) | (u64::from(old.0) << 32),
-            delta,
         );
         // A write that keeps the size (every overwrite of a same-sized value) reserves
-        // nothing: phase 0 with OP_DELTA 0 tells recovery there is nothing to undo.
+        // nothing: in phase 0 recovery has nothing to undo.
         if delta != 0
             && let Err(e) = self.reserve(a, delta)
         {
