@@ -520,7 +520,7 @@ impl DataCase {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn try_run(&mut self) -> Result<(), SectionError> {
         let r = &self.arena.replica;
         match self.op {
