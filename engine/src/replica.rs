@@ -1534,6 +1534,7 @@ impl Replica {
             return Err(SectionError::TooBig);
         }
         self.check_role::<APPLY>()?;
+        let (d, generation) = self.lookup_for_write(id)?;
         let a = self.agent()?;
         let ar = self.region.agent_rec(a.ix);
         // The clock, the section, then the new version's bytes into a slot of this agent's,
@@ -1543,7 +1544,6 @@ impl Replica {
         // (lease, then a slot filled under it). The clock is read first: `rdtsc` after the
         // copy waits for its stores on the machine measured.
         let time = self.now();
-        let (d, generation) = self.lookup_for_write(id)?;
         let Ok(new) = self.alloc_slot(a, ar) else {
             return self.write_one(a, d, generation, &[(0, data)], true);
         };
