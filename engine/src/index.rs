@@ -55,6 +55,20 @@ std::thread_local! {
     static LAST_FOUND: Cell<(u64, u32)> = const { Cell::new((0, u32::MAX)) };
 }
 
+/// [`Replica::id_matches`] for an id of several words (or none): out of line, so the
+/// one-word compare of the common path is laid out, and its registers allocated, alone.
+#[cold]
+#[inline(never)]
+fn id_matches_long(words: &[crate::sync::AtomicU64], id: &[u8]) -> bool {
+    if id.len() > words.len() * 8 {
+        return false;
+    }
+    words
+        .iter()
+        .zip(id.chunks(8))
+        .all(|(w, chunk)| w.load(Relaxed) == id_word(chunk))
+}
+
 impl Replica {
     /// `len << 48 | hash` of an id.
     #[inline]
@@ -99,13 +113,7 @@ impl Replica {
         {
             return w.load(Relaxed) == id_word(id);
         }
-        if id.len() > words.len() * 8 {
-            return false;
-        }
-        words
-            .iter()
-            .zip(id.chunks(8))
-            .all(|(w, chunk)| w.load(Relaxed) == id_word(chunk))
+        id_matches_long(words, id)
     }
 
     /// Raw probe: the descriptor the index maps `id` to, if any. Callers validate.

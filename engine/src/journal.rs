@@ -597,14 +597,22 @@ impl Replica {
     #[inline]
     fn wake(&self, waiters: u64, word: u64) {
         if self.region.hdr32(waiters).load(SeqCst) != 0 {
-            self.region.hdr32(word).fetch_add(1, SeqCst);
-            #[cfg(not(loom))]
-            let _ = rustix::thread::futex::wake(
-                self.region.hdr32(word),
-                rustix::thread::futex::Flags::empty(),
-                i32::MAX as u32,
-            );
+            self.wake_waiters(word);
         }
+    }
+
+    /// [`Self::wake`] once a waiter is seen: out of line, so a writer's common path (no
+    /// waiter) is laid out, and its registers allocated, without it.
+    #[cold]
+    #[inline(never)]
+    fn wake_waiters(&self, word: u64) {
+        self.region.hdr32(word).fetch_add(1, SeqCst);
+        #[cfg(not(loom))]
+        let _ = rustix::thread::futex::wake(
+            self.region.hdr32(word),
+            rustix::thread::futex::Flags::empty(),
+            i32::MAX as u32,
+        );
     }
 
     /// Blocks until a change after `after` is committed or `timeout` passes. Returns

@@ -249,6 +249,13 @@ pub fn retire_or_keep(
         state.store(cached(owner), Release);
         return Retired::Kept;
     }
+    retire_pinned(state, pins, desc, tag)
+}
+
+/// [`retire_or_keep`] when a reader pins the slot: out of line, off a writer's common path.
+#[cold]
+#[inline(never)]
+fn retire_pinned(state: &AtomicU64, pins: &[AtomicU64], desc: u32, tag: u64) -> Retired {
     if state
         .compare_exchange(live(desc), retired(tag), SeqCst, SeqCst)
         .is_err()

@@ -921,7 +921,7 @@ impl Replica {
                 self.region.meta_rec(s).at(meta::STATE).load(Relaxed) == protocol::cached(a.owner)
             });
         if keeps_one {
-            return self.retire_slot(d, old);
+            return self.retire_slot_cold(d, old);
         }
         // Named before the state says CACHED: recovery frees what a dead keeper's SPARE
         // names (a SPARE naming a slot in any other state is ignored).
@@ -932,6 +932,13 @@ impl Replica {
         if done == protocol::Retired::Freed {
             self.region.slot_hint().set(old.0);
         }
+    }
+
+    /// [`Self::retire_slot`] off a writer's common path (its agent keeps a spare already).
+    #[cold]
+    #[inline(never)]
+    fn retire_slot_cold(&self, d: Desc, old: Slot) {
+        self.retire_slot(d, old);
     }
 
     /// Retires the superseded slot `old` of `d`, freeing it now if no one pins it.
@@ -1545,7 +1552,7 @@ impl Replica {
         // copy waits for its stores on the machine measured.
         let time = self.now();
         let Ok(new) = self.alloc_slot(a, ar) else {
-            return self.write_one(a, d, generation, &[(0, data)], true);
+            return self.overwrite_unfilled(a, d, generation, data);
         };
         let size = data.len() as u64;
         // Stamped first: the commit reads the size and time back from the slot, so that
@@ -1629,6 +1636,20 @@ impl Replica {
         Ok(())
     }
 
+    /// An overwrite without a slot at hand: the usual order (lease, then a slot filled
+    /// under it). Out of line, off the common path.
+    #[cold]
+    #[inline(never)]
+    fn overwrite_unfilled(
+        &self,
+        a: AgentCtx,
+        d: Desc,
+        generation: u32,
+        data: &[u8],
+    ) -> Result<(), SectionError> {
+        self.write_one(a, d, generation, &[(0, data)], true)
+    }
+
     /// An overwrite refused before its lease: its filled slot goes back to the pool.
     #[cold]
     #[inline(never)]
@@ -1643,8 +1664,16 @@ impl Replica {
     fn lookup_for_write(&self, id: &[u8]) -> Result<(Desc, u32), SectionError> {
         match self.lookup_cached::<true>(id) {
             Some((d, cur)) => Ok((d, current_gen(cur))),
-            None => self.lookup(id),
+            None => self.lookup_cold(id),
         }
+    }
+
+    /// [`Self::lookup`] off a write's common path (the section not where this thread
+    /// found one last).
+    #[cold]
+    #[inline(never)]
+    fn lookup_cold(&self, id: &[u8]) -> Result<(Desc, u32), SectionError> {
+        self.lookup(id)
     }
 
     /// Writes several elements, in order; sections grow as needed and holes read as

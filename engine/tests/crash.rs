@@ -321,8 +321,13 @@ fn idle_child() -> ! {
             eprintln!("idle: attach failed: {e}");
             std::process::exit(2);
         });
-    // Registers this process's agent (a read may not: pin-free reads need none).
-    let _ = r.overwrite(b"none", &[0u8; 1]);
+    // Registers this process's agent: a vector write takes it before it looks its
+    // sections up (a read may not: pin-free reads need none; an overwrite looks up first).
+    let _ = r.write(&[ckpt_engine::WriteElement {
+        id: b"none",
+        offset: 0,
+        data: &[0u8; 1],
+    }]);
     println!("R");
     loop {
         std::thread::sleep(Duration::from_secs(1));
