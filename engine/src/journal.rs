@@ -21,7 +21,7 @@ use crate::error::SectionError;
 use crate::layout::{NONE, hdr};
 use crate::region::{AgentIx, CELL_WORDS, Desc, Rec, Slot};
 use crate::replica::{AgentCtx, Replica, SPIN_LIMIT};
-use crate::sync::{Ordering::*, backoff, fence, spin_hint};
+use crate::sync::{AtomicU64, Ordering::*, backoff, fence, spin_hint};
 
 /// A section was created (its initial data is `offset..offset+len` of the section).
 pub const KIND_CREATE: u64 = 1;
@@ -187,7 +187,7 @@ struct NextCell<'r> {
 
 /// The payload words of a journal cell, as a claim fills them.
 #[derive(Clone, Copy)]
-pub(crate) struct CellFields {
+pub(crate) struct CellFields<'r> {
     pub(crate) d: Desc,
     pub(crate) generation: u32,
     pub(crate) s: Slot,
@@ -196,7 +196,18 @@ pub(crate) struct CellFields {
     pub(crate) kind: u64,
     /// The change's wall-clock time (a data change: the time its slot was stamped with,
     /// so one clock read serves both).
-    pub(crate) time: i64,
+    pub(crate) time: CellTime<'r>,
+}
+
+/// Where a journal cell's time comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum CellTime<'r> {
+    /// This time.
+    At(i64),
+    /// The slot's LAST_UPDATE word, read when the cell is filled: an overwrite stamped
+    /// its slot before its copy, and reading the stamp back at the claim keeps the time
+    /// out of the registers (and spills) between.
+    Stamp(&'r AtomicU64),
 }
 
 impl Replica {
@@ -249,7 +260,7 @@ impl Replica {
     /// Claims the next seq for a change by agent `a` and fills its cell (status WRITING).
     /// The common case in line: the cell after the head is free and the CAS takes it.
     #[inline(always)]
-    pub(crate) fn claim_seq(&self, a: AgentCtx, f: CellFields) -> Result<u64, SectionError> {
+    pub(crate) fn claim_seq(&self, a: AgentCtx, f: CellFields<'_>) -> Result<u64, SectionError> {
         self.claim_seq_from(a, self.next_cell(), f)
     }
 
@@ -281,7 +292,7 @@ impl Replica {
         &self,
         a: AgentCtx,
         next: Option<NextCell<'_>>,
-        f: CellFields,
+        f: CellFields<'_>,
     ) -> Result<u64, SectionError> {
         let claimed = match next {
             Some(NextCell { seq, cell, seen })
@@ -302,7 +313,7 @@ impl Replica {
 
     /// Fills `cell`, the cell of `seq` just claimed (WRITING), and raises the head to it.
     #[inline(always)]
-    fn fill_cell(&self, cell: &Rec<CELL_WORDS>, seq: u64, f: CellFields) {
+    fn fill_cell(&self, cell: &Rec<CELL_WORDS>, seq: u64, f: CellFields<'_>) {
         let CellFields {
             d,
             generation,
@@ -323,7 +334,11 @@ impl Replica {
         cell.word(3).store(len, Relaxed);
         cell.word(4)
             .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
-        cell.word(5).store(time as u64, Relaxed);
+        let time = match time {
+            CellTime::At(t) => t as u64,
+            CellTime::Stamp(w) => w.load(Relaxed),
+        };
+        cell.word(5).store(time, Relaxed);
         // SeqCst: with the SeqCst waiter-count load in `notify` this is the store/load
         // pair that guarantees a waiter is either seen or sees us.
         self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, SeqCst);

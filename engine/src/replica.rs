@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64 as ProcessCounter;
 
 use crate::error::{AttachError, CreateError, SectionError, VectorError};
-use crate::journal::CellFields;
+use crate::journal::{CellFields, CellTime};
 use crate::layout::{
     HEADER_SIZE, HeaderImage, KIND_CACHED, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
     PINS_PER_AGENT, ReplicaAttributes, ReplicaLimits, agent as ag, compute_image, current_gen,
@@ -1193,7 +1193,7 @@ impl Replica {
             offset: 0,
             len: data.len() as u64,
             kind: crate::journal::KIND_CREATE,
-            time,
+            time: CellTime::At(time),
         };
         let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
@@ -1305,7 +1305,7 @@ impl Replica {
             offset: 0,
             len: 0,
             kind: crate::journal::KIND_DELETE,
-            time: self.now(),
+            time: CellTime::At(self.now()),
         };
         let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
@@ -1397,7 +1397,7 @@ impl Replica {
             offset: expiration as u64,
             len: 0,
             kind: crate::journal::KIND_EXPIRATION,
-            time: self.now(),
+            time: CellTime::At(self.now()),
         };
         let seq = self.claim_seq(a, f);
         if let Ok(seq) = seq {
@@ -1591,7 +1591,6 @@ impl Replica {
         let nm = self.region.meta_rec(new);
         let old_size = om.at(meta::SIZE).load(Acquire).min(max);
         let size = nm.at(meta::SIZE).load(Relaxed).min(max);
-        let time = nm.at(meta::LAST_UPDATE).load(Relaxed) as i64;
         let delta = size as i64 - old_size as i64;
         let ar = self.region.agent_rec(a.ix);
         ar.begin_op(
@@ -1612,7 +1611,7 @@ impl Replica {
             offset: 0,
             len: size,
             kind: crate::journal::KIND_OVERWRITE,
-            time,
+            time: CellTime::Stamp(nm.at(meta::LAST_UPDATE)),
         };
         let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
@@ -1887,7 +1886,7 @@ impl Replica {
                 offset: *off,
                 len: bytes.len() as u64,
                 kind,
-                time,
+                time: CellTime::At(time),
             };
             match self.claim_seq(a, f) {
                 Ok(seq) if i < seqs.len() => seqs[i] = seq,
@@ -2073,7 +2072,7 @@ impl Replica {
                 offset: e.offset,
                 len: e.data.len() as u64,
                 kind: crate::journal::KIND_WRITE,
-                time,
+                time: CellTime::At(time),
             };
             match self.claim_seq(a, f) {
                 Ok(s) => seqs.push(s),
