@@ -177,14 +177,6 @@ fn cell_free(seen: u64, seq: u64, cap: u64) -> bool {
     }
 }
 
-/// A journal cell that was free to claim for `seq` (see [`Replica::next_cell`]).
-#[derive(Clone, Copy)]
-struct NextCell<'r> {
-    seq: u64,
-    cell: &'r Rec<CELL_WORDS>,
-    seen: u64,
-}
-
 /// The payload words of a journal cell, as a claim fills them.
 #[derive(Clone, Copy)]
 pub(crate) struct CellFields<'r> {
@@ -261,16 +253,6 @@ impl Replica {
     /// The common case in line: the cell after the head is free and the CAS takes it.
     #[inline(always)]
     pub(crate) fn claim_seq(&self, a: AgentCtx, f: CellFields<'_>) -> Result<u64, SectionError> {
-        self.claim_seq_from(a, self.next_cell(), f)
-    }
-
-    /// The cell a claim tries first: the one after the head, with its first word, if it
-    /// is free. A guess until the claim's CAS: the CAS from exactly `seen` fails if anyone
-    /// claimed the cell since (its first word only moves forward), and a free cell after
-    /// the head at the CAS means every claim before it, this section's previous writers'
-    /// included, took a lower seq.
-    #[inline(always)]
-    fn next_cell(&self) -> Option<NextCell<'_>> {
         let cap = u64::from(self.region.img.journal_capacity);
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the slow path fails.
         let seq = self
@@ -278,37 +260,23 @@ impl Replica {
             .hdr(hdr::HEAD_SEQ)
             .load(Acquire)
             .saturating_add(1);
-        if seq > MAX_SEQ {
-            return None;
-        }
         let cell = self.region.cell_rec(seq);
-        let seen = cell.word(0).load(Acquire);
-        cell_free(seen, seq, cap).then_some(NextCell { seq, cell, seen })
-    }
-
-    /// [`Self::claim_seq`] trying `next` (from [`Self::next_cell`]) first.
-    #[inline(always)]
-    fn claim_seq_from(
-        &self,
-        a: AgentCtx,
-        next: Option<NextCell<'_>>,
-        f: CellFields<'_>,
-    ) -> Result<u64, SectionError> {
-        let claimed = match next {
-            Some(NextCell { seq, cell, seen })
-                if cell
-                    .word(0)
-                    .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
-                    .is_ok() =>
-            {
-                (seq, cell)
-            }
+        let w0 = cell.word(0);
+        let seen = w0.load(Acquire);
+        let (seq, cell) = if seq <= MAX_SEQ
+            && cell_free(seen, seq, cap)
+            && w0
+                .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
+                .is_ok()
+        {
+            (seq, cell)
+        } else {
             // The fields stay out of the slow path's arguments: passed there, they would
             // be written to the stack on the common path too.
-            _ => self.claim_cell_slow(a.ix)?,
+            self.claim_cell_slow(a.ix)?
         };
-        self.fill_cell(claimed.1, claimed.0, f);
-        Ok(claimed.0)
+        self.fill_cell(cell, seq, f);
+        Ok(seq)
     }
 
     /// Fills `cell`, the cell of `seq` just claimed (WRITING), and raises the head to it.

@@ -302,17 +302,6 @@ impl AgentRec {
     }
 }
 
-/// How a single-section write gets its new version's slot.
-#[derive(Clone, Copy)]
-enum Fill {
-    /// Allocated and filled under the lease with the parts alone (an overwrite), stamped
-    /// with this time.
-    Replace(i64),
-    /// Allocated and filled under the lease with the current bytes and the parts over
-    /// them, stamped with this time.
-    Merge(i64),
-}
-
 /// The section a single-section write commits to, located once.
 #[derive(Clone, Copy)]
 struct Target<'r> {
@@ -1278,15 +1267,16 @@ impl Replica {
         d: Desc,
         generation: u32,
     ) -> Result<(), SectionError> {
-        self.lease(a, self.region.desc_rec(d))?;
+        let rec = self.region.desc_rec(d);
+        self.lease(a, rec)?;
         let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         let live = state_kind(self.region.desc(d, dw::STATE).load(Acquire)) == KIND_LIVE;
         if current_gen(cur) != generation || current_slot(cur) == NONE || !live {
-            self.release_lease(a, self.region.desc_rec(d));
+            self.release_lease(a, rec);
             return Err(SectionError::NotExist);
         }
         let Some(old) = self.region.slot_ix(current_slot(cur)) else {
-            self.release_lease(a, self.region.desc_rec(d));
+            self.release_lease(a, rec);
             return Err(SectionError::Corrupted(
                 &"descriptor names a slot out of range",
             ));
@@ -1311,7 +1301,7 @@ impl Replica {
             Ok(seq) => seq,
             Err(e) => {
                 self.set_op(a, OP_NONE, 0);
-                self.release_lease(a, self.region.desc_rec(d));
+                self.release_lease(a, rec);
                 return Err(e);
             }
         };
@@ -1332,7 +1322,7 @@ impl Replica {
         if let Err(e) = locked {
             self.abort_seq(seq);
             self.set_op(a, OP_NONE, 0);
-            self.release_lease(a, self.region.desc_rec(d));
+            self.release_lease(a, rec);
             return Err(e);
         }
         self.finish_delete(a.owner, d, old);
@@ -1374,10 +1364,11 @@ impl Replica {
         self.check_id(id).map_err(|_| SectionError::NotExist)?;
         let a = self.agent()?;
         let (d, generation) = self.lookup(id)?;
-        self.lease(a, self.region.desc_rec(d))?;
+        let rec = self.region.desc_rec(d);
+        self.lease(a, rec)?;
         let cur = self.region.desc(d, dw::CURRENT).load(Acquire);
         if current_gen(cur) != generation {
-            self.release_lease(a, self.region.desc_rec(d));
+            self.release_lease(a, rec);
             return Err(SectionError::NotExist);
         }
         let slot = Slot(current_slot(cur));
@@ -1408,7 +1399,7 @@ impl Replica {
             self.complete_seq(seq);
         }
         self.set_op(a, OP_NONE, PH_DONE);
-        self.release_lease(a, self.region.desc_rec(d));
+        self.release_lease(a, rec);
         self.notify();
         seq.map(|_| ())
     }
@@ -1578,19 +1569,16 @@ impl Replica {
     /// (the agent's own slot, which nobody else writes). On every refusal `new` goes back.
     #[inline(always)]
     fn commit_filled(&self, a: AgentCtx, t: Target<'_>, new: Slot) -> Result<(), SectionError> {
-        let Target { d, generation, rec } = t;
-        let cur = rec.at(dw::CURRENT).load(Acquire);
-        if current_gen(cur) != generation || current_slot(cur) == NONE {
-            return self.refuse_filled(a, new, SectionError::NotExist);
-        }
-        let Some(old) = self.region.slot_ix(current_slot(cur)) else {
-            return self.refuse_filled(a, new, SectionError::Corrupted(&"slot out of range"));
+        let Target { d, generation, .. } = t;
+        let (old, old_size) = match self.current_version(t) {
+            Ok(v) => v,
+            Err(e) => return self.refuse_filled(a, new, e),
         };
-        let max = self.region.img.max_section_size;
-        let om = self.region.meta_rec(old);
         let nm = self.region.meta_rec(new);
-        let old_size = om.at(meta::SIZE).load(Acquire).min(max);
-        let size = nm.at(meta::SIZE).load(Relaxed).min(max);
+        let size = nm
+            .at(meta::SIZE)
+            .load(Relaxed)
+            .min(self.region.img.max_section_size);
         let delta = size as i64 - old_size as i64;
         let ar = self.region.agent_rec(a.ix);
         ar.begin_op(
@@ -1622,13 +1610,7 @@ impl Replica {
                 return Err(e);
             }
         };
-        // Release: a pin-free reader that loads this VERSION sees the bytes before it.
-        nm.at(meta::VERSION).store(seq, Release);
-        nm.at(meta::STATE).store(protocol::live(d.0), Release);
-        // No PREPARED phase: recovery of a write decides by CURRENT alone (section 16).
-        // Commit point.
-        protocol::publish(rec.at(dw::CURRENT), generation, new.0);
-        self.retire_slot_keep(a, ar, d, old, om);
+        self.publish_version(a, ar, t, new, seq, old);
         self.complete_seq(seq);
         ar.set_op(OP_NONE, PH_DONE);
         self.notify();
@@ -1796,12 +1778,8 @@ impl Replica {
             rec: self.region.desc_rec(d),
         };
         self.lease(a, target.rec)?;
-        let fill = if replace {
-            Fill::Replace(time)
-        } else {
-            Fill::Merge(time)
-        };
-        let result = self.write_one_leased(a, self.region.agent_rec(a.ix), target, parts, fill);
+        let ar = self.region.agent_rec(a.ix);
+        let result = self.write_one_leased(a, ar, target, parts, replace, time);
         self.release_lease(a, target.rec);
         result
     }
@@ -1814,25 +1792,11 @@ impl Replica {
         ar: &AgentRec,
         target: Target<'_>,
         parts: &[(u64, &[u8])],
-        fill: Fill,
+        replace: bool,
+        time: i64,
     ) -> Result<(), SectionError> {
-        let Target { d, generation, rec } = target;
-        let (replace, time) = match fill {
-            Fill::Replace(time) => (true, time),
-            Fill::Merge(time) => (false, time),
-        };
-        let cur = rec.at(dw::CURRENT).load(Acquire);
-        if current_gen(cur) != generation || current_slot(cur) == NONE {
-            return Err(SectionError::NotExist);
-        }
-        let Some(old) = self.region.slot_ix(current_slot(cur)) else {
-            return Err(SectionError::Corrupted(&"slot out of range"));
-        };
-        let om = self.region.meta_rec(old);
-        let old_size = om
-            .at(meta::SIZE)
-            .load(Acquire)
-            .min(self.region.img.max_section_size);
+        let Target { d, generation, .. } = target;
+        let (old, old_size) = self.current_version(target)?;
         let (keep, size) = if replace {
             (0, parts.first().map_or(0, |p| p.1.len() as u64))
         } else {
@@ -1869,7 +1833,6 @@ impl Replica {
             .store(u64::from(new.0) | (u64::from(old.0) << 32), Release);
         let base = self.slot_bytes(old, keep);
         self.fill_slot(new, base, keep, parts, size, time);
-        let nm = self.region.meta_rec(new);
         // One journal record per element: exactly what was written.
         let mut seqs = [0u64; 8];
         let mut many = Vec::new();
@@ -1909,19 +1872,57 @@ impl Replica {
                 many.last().copied().unwrap_or(0)
             }
         });
-        // Release: a pin-free reader that loads this VERSION sees the bytes before it.
-        nm.at(meta::VERSION).store(last, Release);
-        nm.at(meta::STATE).store(protocol::live(d.0), Release);
-        // No PREPARED phase: recovery of a write decides by CURRENT alone (section 16).
-        // Commit point.
-        protocol::publish(rec.at(dw::CURRENT), generation, new.0);
-        self.retire_slot_keep(a, ar, d, old, om);
+        self.publish_version(a, ar, target, new, last, old);
         for s in seqs.iter().take(parts.len().min(8)).chain(many.iter()) {
             self.complete_seq(*s);
         }
         ar.set_op(OP_NONE, PH_DONE);
         self.notify();
         Ok(())
+    }
+
+    /// The version `t`'s CURRENT names, which a single-section write under `t`'s lease
+    /// supersedes: its slot and size (bounded by `max_section_size`). `NotExist` when the
+    /// section is gone or another incarnation now.
+    #[inline(always)]
+    fn current_version(&self, t: Target<'_>) -> Result<(Slot, u64), SectionError> {
+        let cur = t.rec.at(dw::CURRENT).load(Acquire);
+        if current_gen(cur) != t.generation || current_slot(cur) == NONE {
+            return Err(SectionError::NotExist);
+        }
+        let Some(old) = self.region.slot_ix(current_slot(cur)) else {
+            return Err(SectionError::Corrupted(&"slot out of range"));
+        };
+        let size = self
+            .region
+            .meta_rec(old)
+            .at(meta::SIZE)
+            .load(Acquire)
+            .min(self.region.img.max_section_size);
+        Ok((old, size))
+    }
+
+    /// A single-section write's commit, under `t`'s lease: `new` (its journal records
+    /// claimed, `last` the latest) becomes the current version, and `old` is retired or
+    /// kept as `a`'s spare. The caller completes its records and closes the op record.
+    #[inline(always)]
+    fn publish_version(
+        &self,
+        a: AgentCtx,
+        ar: &AgentRec,
+        t: Target<'_>,
+        new: Slot,
+        last: u64,
+        old: Slot,
+    ) {
+        let nm = self.region.meta_rec(new);
+        // Release: a pin-free reader that loads this VERSION sees the bytes before it.
+        nm.at(meta::VERSION).store(last, Release);
+        nm.at(meta::STATE).store(protocol::live(t.d.0), Release);
+        // No PREPARED phase: recovery of a write decides by CURRENT alone (section 16).
+        // Commit point.
+        protocol::publish(t.rec.at(dw::CURRENT), t.generation, new.0);
+        self.retire_slot_keep(a, ar, t.d, old, self.region.meta_rec(old));
     }
 
     /// Multi-section commit with an intent record (see engine/DESIGN.md "Transactions").
