@@ -50,10 +50,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ckpt_engine::{
-    CreateError, CreateOptions, Replica, ReplicaAttributes, ReplicaLimits, SectionError, TIME_END,
-    WriteElement,
+    CreateError, CreateOptions, Replica, ReplicaAttributes, ReplicaLimits, SectionError, ShmBuffer,
+    TIME_END, WriteElement,
 };
-use memmap2::{Advice, MmapMut, MmapOptions};
 
 /// The section sizes every data-path group covers.
 pub const SIZES: [usize; 4] = [64, 4096, 64 * 1024, 1024 * 1024];
@@ -202,34 +201,26 @@ pub enum Direction {
     Out,
 }
 
-/// `count` buffers of `stride` bytes in one pre-faulted mapping, used in rotation: the
-/// memcpy baseline with the same working set as the arena.
-///
-/// The mapping is anonymous (`MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE`, then every byte
-/// written and `MADV_NOHUGEPAGE`), not a `/dev/shm` file: memmap2 only maps files writable
-/// through an `unsafe fn`, and this crate has no unsafe code. Once populated both are 4 KiB
-/// pages of ordinary RAM (the project machine's shmem THP setting is `never`), so the copy costs the
-/// same; the `ratios` runner checks it by timing a copy out of a real engine slot in
-/// `/dev/shm` against this buffer.
+/// `count` buffers of `stride` bytes in one pre-faulted `/dev/shm` mapping, used in
+/// rotation: the memcpy baseline with the same working set as the arena, in the same kind
+/// of memory (a tmpfs object made like a replica object, [`ShmBuffer`]).
 #[derive(Debug)]
 pub struct RotatingBuffers {
-    map: MmapMut,
+    map: ShmBuffer,
     stride: usize,
     count: usize,
     next: usize,
 }
 
 impl RotatingBuffers {
-    /// Maps `count * stride` bytes and touches every page.
-    pub fn new(count: usize, stride: usize) -> io::Result<Self> {
+    /// Maps `count * stride` bytes in the tmpfs directory `dir` and writes every byte.
+    pub fn new(dir: &Path, count: usize, stride: usize) -> Result<Self, CreateError> {
         let count = count.max(1);
         let len = count
             .checked_mul(stride.max(1))
-            .ok_or(io::ErrorKind::InvalidInput)?;
-        let mut map = MmapOptions::new().len(len).populate().map_anon()?;
-        // Keep 4 KiB pages like the engine's tmpfs object; ignore kernels without THP.
-        let _ = map.advise(Advice::NoHugePage);
-        map.fill(0x5a);
+            .ok_or(CreateError::NoResources { needed: u64::MAX })?;
+        let mut map = ShmBuffer::create(dir, len)?;
+        map.as_mut_slice().fill(0x5a);
         Ok(Self {
             map,
             stride,
@@ -252,7 +243,7 @@ impl RotatingBuffers {
         } else {
             self.next + 1
         };
-        &mut self.map[at..at + len]
+        &mut self.map.as_mut_slice()[at..at + len]
     }
 
     /// The first `len` bytes of the next buffer, for reading.
@@ -264,7 +255,7 @@ impl RotatingBuffers {
         } else {
             self.next + 1
         };
-        &self.map[at..at + len]
+        &self.map.as_slice()[at..at + len]
     }
 }
 
@@ -312,10 +303,17 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    /// A baseline copying `len` bytes per call over `slots` buffers of `stride` bytes.
-    pub fn new(direction: Direction, len: usize, slots: usize, stride: usize) -> io::Result<Self> {
+    /// A baseline copying `len` bytes per call over `slots` buffers of `stride` bytes,
+    /// mapped in the tmpfs directory `dir`.
+    pub fn new(
+        dir: &Path,
+        direction: Direction,
+        len: usize,
+        slots: usize,
+        stride: usize,
+    ) -> Result<Self, CreateError> {
         Ok(Self {
-            bufs: RotatingBuffers::new(slots, stride.max(len))?,
+            bufs: RotatingBuffers::new(dir, slots, stride.max(len))?,
             private: PageBuf::new(len, 0xa5),
             direction,
         })
@@ -507,8 +505,14 @@ impl DataCase {
     /// [`Self::slots`] buffers of [`Self::stride`] bytes.
     pub fn baseline(&self) -> Baseline {
         // Only fails when the kernel refuses a mapping the arena itself got.
-        Baseline::new(self.op.direction(), self.size, self.slots, self.stride)
-            .unwrap_or_else(|e| panic!("baseline mapping for {} {} B: {e}", self.op, self.size))
+        Baseline::new(
+            &self.arena.domain,
+            self.op.direction(),
+            self.size,
+            self.slots,
+            self.stride,
+        )
+        .unwrap_or_else(|e| panic!("baseline mapping for {} {} B: {e}", self.op, self.size))
     }
 
     /// Runs the operation once. Panics if the engine refuses it: a benchmark must not time

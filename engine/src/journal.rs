@@ -180,26 +180,43 @@ fn cell_free(seen: u64, seq: u64, cap: u64) -> bool {
 /// The payload words of a journal cell, as a claim fills them.
 #[derive(Clone, Copy)]
 pub(crate) struct CellFields<'r> {
-    pub(crate) d: Desc,
-    pub(crate) generation: u32,
+    /// The section, as [`section_word`] makes it.
+    pub(crate) section: CellWord<'r>,
     pub(crate) s: Slot,
     pub(crate) offset: u64,
-    pub(crate) len: u64,
+    pub(crate) len: CellWord<'r>,
     pub(crate) kind: u64,
     /// The change's wall-clock time (a data change: the time its slot was stamped with,
     /// so one clock read serves both).
-    pub(crate) time: CellTime<'r>,
+    pub(crate) time: CellWord<'r>,
 }
 
-/// Where a journal cell's time comes from.
+/// A journal cell's section word: the descriptor and its generation.
+#[inline(always)]
+pub(crate) fn section_word(d: Desc, generation: u32) -> u64 {
+    u64::from(d.0) | (u64::from(generation) << 32)
+}
+
+/// Where a payload word of a journal cell comes from.
 #[derive(Clone, Copy)]
-pub(crate) enum CellTime<'r> {
-    /// This time.
-    At(i64),
-    /// The slot's LAST_UPDATE word, read when the cell is filled: an overwrite stamped
-    /// its slot before its copy, and reading the stamp back at the claim keeps the time
-    /// out of the registers (and spills) between.
-    Stamp(&'r AtomicU64),
+pub(crate) enum CellWord<'r> {
+    /// This value.
+    Is(u64),
+    /// The value of a word the writer stored before and nobody else writes (its op
+    /// record, its own slot's meta), read when the cell is filled: an overwrite's commit
+    /// reads its section, size and time back instead of keeping them in registers across
+    /// the copy's call (where they would be spilled: a store each).
+    Load(&'r AtomicU64),
+}
+
+impl CellWord<'_> {
+    #[inline(always)]
+    fn get(self) -> u64 {
+        match self {
+            Self::Is(v) => v,
+            Self::Load(w) => w.load(Relaxed),
+        }
+    }
 }
 
 impl Replica {
@@ -283,8 +300,7 @@ impl Replica {
     #[inline(always)]
     fn fill_cell(&self, cell: &Rec<CELL_WORDS>, seq: u64, f: CellFields<'_>) {
         let CellFields {
-            d,
-            generation,
+            section,
             s,
             offset,
             len,
@@ -293,19 +309,15 @@ impl Replica {
         } = f;
         // Seqlock discipline: the WRITING mark is ordered before the payload.
         fence(Release);
-        cell.word(1)
-            .store(u64::from(d.0) | (u64::from(generation) << 32), Relaxed);
+        cell.word(1).store(section.get(), Relaxed);
         // An overwrite's offset is 0 by its kind: one store fewer on the hottest path.
         if kind != KIND_OVERWRITE {
             cell.word(2).store(offset, Relaxed);
         }
-        cell.word(3).store(len, Relaxed);
+        cell.word(3).store(len.get(), Relaxed);
         cell.word(4)
             .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
-        let time = match time {
-            CellTime::At(t) => t as u64,
-            CellTime::Stamp(w) => w.load(Relaxed),
-        };
+        let time = time.get();
         cell.word(5).store(time, Relaxed);
         // SeqCst: with the SeqCst waiter-count load in `notify` this is the store/load
         // pair that guarantees a waiter is either seen or sees us.

@@ -68,4 +68,4 @@ pub use replica::{
     SectionInfo, Sections, Status, TIME_END, WriteElement, wall_clock,
 };
 #[cfg(not(loom))]
-pub use shm::Sharing;
+pub use shm::{Sharing, ShmBuffer};

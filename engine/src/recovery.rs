@@ -122,15 +122,22 @@ impl Replica {
         self.region.agent(ix, ag::INTENT).store(u64::MAX, Release);
     }
 
-    /// Frees the slot the agent kept CACHED for its next write, if it still does.
+    /// Frees the slot the agent kept CACHED for its next write, if it still does, or had
+    /// taken from there (OWNED, not published: a write takes its own spare with no INTENT
+    /// record, SPARE naming the slot throughout). Runs after [`Self::resolve_op`], so a
+    /// write rolled forward has made its slot LIVE already.
     fn resolve_spare(&self, ix: AgentIx, owner: u64) {
         let spare = self.region.agent(ix, ag::SPARE);
         if let Some(s) = self.region.slot_ix(spare.load(Acquire) as u32) {
             let state = self.region.meta(s, meta::STATE);
-            if state
-                .compare_exchange(protocol::cached(owner), KIND_FREE, SeqCst, SeqCst)
-                .is_ok()
-            {
+            let freed = [protocol::cached(owner), protocol::owned(owner)]
+                .into_iter()
+                .any(|held| {
+                    state
+                        .compare_exchange(held, KIND_FREE, SeqCst, SeqCst)
+                        .is_ok()
+                });
+            if freed {
                 self.region.slot_hint().set(s.0);
             }
         }
@@ -584,5 +591,49 @@ impl Replica {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heap-backed replica of two sections of 32 bytes.
+    fn small() -> Replica {
+        let attrs = crate::ReplicaAttributes {
+            creation_flags: 0,
+            checkpoint_size: 64,
+            retention_ns: 0,
+            max_sections: 2,
+            max_section_size: 32,
+            max_section_id_size: 8,
+        };
+        Replica::create_in_memory(&attrs, &crate::ReplicaLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn a_writer_dead_after_taking_its_spare_leaves_no_slot_behind() {
+        let sut = small();
+        sut.create_section(Some(b"s"), crate::TIME_END, b"one")
+            .unwrap();
+        // The superseded version stays CACHED as this agent's spare.
+        sut.overwrite(b"s", b"two").unwrap();
+        let a = sut.agent().unwrap();
+        let spare = sut
+            .region
+            .slot_ix(sut.region.agent(a.ix, ag::SPARE).load(SeqCst) as u32)
+            .unwrap();
+        let state = sut.region.meta(spare, meta::STATE);
+        assert_eq!(state.load(SeqCst), protocol::cached(a.owner));
+
+        // What the next overwrite does first (SPARE names the slot, no INTENT record),
+        // and then its writer dies.
+        assert!(protocol::take_cached(state, a.owner, a.owner));
+        sut.resolve(a.ix, a.owner);
+
+        assert_eq!(state.load(SeqCst), KIND_FREE);
+        assert_eq!(sut.read_to_vec(b"s").unwrap(), b"two");
+        let report = sut.fsck();
+        assert!(report.is_clean(), "{report}");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64 as ProcessCounter;
 
 use crate::error::{AttachError, CreateError, SectionError, VectorError};
-use crate::journal::{CellFields, CellTime};
+use crate::journal::{CellFields, CellWord, section_word};
 use crate::layout::{
     HEADER_SIZE, HeaderImage, KIND_CACHED, KIND_FREE, KIND_LIVE, KIND_OWNED, LAYOUT_VERSION, NONE,
     PINS_PER_AGENT, ReplicaAttributes, ReplicaLimits, agent as ag, compute_image, current_gen,
@@ -760,20 +760,20 @@ impl Replica {
 
     // ---- allocation ---------------------------------------------------------------
 
-    /// A slot for `a` (whose record is `ar`) to fill: OWNED by it, recorded in its INTENT.
+    /// A slot for `a` (whose record is `ar`) to fill: OWNED by it, recorded in its SPARE
+    /// (its own spare) or its INTENT (any other).
     #[inline(always)]
     pub(crate) fn alloc_slot(&self, a: AgentCtx, ar: &AgentRec) -> Result<Slot, SectionError> {
-        let intent = ar.at(ag::INTENT);
         // This agent's spare first: the slot its previous write superseded, when nobody
         // was reading it (protocol rule 4). One CAS, no trip through the free list.
         let spare = ar.at(ag::SPARE);
         if let Some(s) = self.region.slot_ix(spare.load(Relaxed) as u32) {
             let state = self.region.meta_rec(s).at(meta::STATE);
             if state.load(Relaxed) == protocol::cached(a.owner) {
-                // Crash record only, as below.
-                intent.store((1 << 32) | u64::from(s.0), Relaxed);
-                // SPARE keeps naming it: every reader of SPARE (the next write, recovery,
-                // other agents short of slots, fsck) acts only on a slot it finds CACHED.
+                // SPARE keeps naming it, and is its crash record (no INTENT store):
+                // recovery frees the slot SPARE names when it finds it CACHED or OWNED by
+                // the dead agent. Every other reader of SPARE (the next write, other
+                // agents short of slots, fsck) acts only on a slot it finds CACHED.
                 if protocol::take_cached(state, a.owner, a.owner) {
                     return Ok(s);
                 }
@@ -1176,13 +1176,12 @@ impl Replica {
         let time = self.now();
         self.fill_slot(s, &[], 0, &[(0, data)], data.len() as u64, time);
         let f = CellFields {
-            d,
-            generation,
+            section: CellWord::Is(section_word(d, generation)),
             s,
             offset: 0,
-            len: data.len() as u64,
+            len: CellWord::Is(data.len() as u64),
             kind: crate::journal::KIND_CREATE,
-            time: CellTime::At(time),
+            time: CellWord::Is(time as u64),
         };
         let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
@@ -1289,13 +1288,12 @@ impl Replica {
             .agent(a.ix, ag::OP_SLOTS)
             .store(u64::from(NONE) | (u64::from(old.0) << 32), Release);
         let f = CellFields {
-            d,
-            generation,
+            section: CellWord::Is(section_word(d, generation)),
             s: Slot(NONE),
             offset: 0,
-            len: 0,
+            len: CellWord::Is(0),
             kind: crate::journal::KIND_DELETE,
-            time: CellTime::At(self.now()),
+            time: CellWord::Is(self.now() as u64),
         };
         let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
@@ -1382,13 +1380,12 @@ impl Replica {
             .agent(a.ix, ag::OP_DELTA)
             .store(expiration as u64, Relaxed);
         let f = CellFields {
-            d,
-            generation,
+            section: CellWord::Is(section_word(d, generation)),
             s: slot,
             offset: expiration as u64,
-            len: 0,
+            len: CellWord::Is(0),
             kind: crate::journal::KIND_EXPIRATION,
-            time: CellTime::At(self.now()),
+            time: CellWord::Is(self.now() as u64),
         };
         let seq = self.claim_seq(a, f);
         if let Ok(seq) = seq {
@@ -1583,7 +1580,7 @@ impl Replica {
         let ar = self.region.agent_rec(a.ix);
         ar.begin_op(
             OP_WRITE,
-            u64::from(d.0) | (u64::from(generation) << 32),
+            section_word(d, generation),
             u64::from(new.0) | (u64::from(old.0) << 32),
         );
         if delta != 0
@@ -1592,25 +1589,20 @@ impl Replica {
             ar.set_op(OP_NONE, 0);
             return self.refuse_filled(a, new, e);
         }
+        // The section, size and time read back from the op record and the slot's stamp.
         let f = CellFields {
-            d,
-            generation,
+            section: CellWord::Load(ar.at(ag::OP_DESC)),
             s: new,
             offset: 0,
-            len: size,
+            len: CellWord::Load(nm.at(meta::SIZE)),
             kind: crate::journal::KIND_OVERWRITE,
-            time: CellTime::Stamp(nm.at(meta::LAST_UPDATE)),
+            time: CellWord::Load(nm.at(meta::LAST_UPDATE)),
         };
         let seq = match self.claim_seq(a, f) {
             Ok(seq) => seq,
-            Err(e) => {
-                self.free_owned_slot(a.owner, new);
-                self.unreserve(a, delta);
-                ar.set_op(OP_NONE, 0);
-                return Err(e);
-            }
+            Err(e) => return self.abandon_filled(a, new, e),
         };
-        self.publish_version(a, ar, t, new, seq, old);
+        self.publish_version(a, ar, t, new, seq);
         self.complete_seq(seq);
         ar.set_op(OP_NONE, PH_DONE);
         self.notify();
@@ -1629,6 +1621,22 @@ impl Replica {
         data: &[u8],
     ) -> Result<(), SectionError> {
         self.write_one(a, d, generation, &[(0, data)], true)
+    }
+
+    /// An overwrite that got no journal seq under its lease: its filled slot goes back,
+    /// its reservation (when its op record says it made one) is given back, and the op
+    /// record closes. The delta is read from the op record, not passed: kept for this
+    /// call, it would be spilled on the common path.
+    #[cold]
+    #[inline(never)]
+    fn abandon_filled(&self, a: AgentCtx, new: Slot, e: SectionError) -> Result<(), SectionError> {
+        let ar = self.region.agent_rec(a.ix);
+        self.free_owned_slot(a.owner, new);
+        if (ar.at(ag::OP).load(Relaxed) >> 8) & 0xff == PH_RESERVED {
+            self.unreserve(a, ar.at(ag::OP_DELTA).load(Relaxed) as i64);
+        }
+        ar.set_op(OP_NONE, 0);
+        Err(e)
     }
 
     /// An overwrite refused before its lease: its filled slot goes back to the pool.
@@ -1843,13 +1851,12 @@ impl Replica {
                 crate::journal::KIND_WRITE
             };
             let f = CellFields {
-                d,
-                generation,
+                section: CellWord::Is(section_word(d, generation)),
                 s: new,
                 offset: *off,
-                len: bytes.len() as u64,
+                len: CellWord::Is(bytes.len() as u64),
                 kind,
-                time: CellTime::At(time),
+                time: CellWord::Is(time as u64),
             };
             match self.claim_seq(a, f) {
                 Ok(seq) if i < seqs.len() => seqs[i] = seq,
@@ -1872,7 +1879,7 @@ impl Replica {
                 many.last().copied().unwrap_or(0)
             }
         });
-        self.publish_version(a, ar, target, new, last, old);
+        self.publish_version(a, ar, target, new, last);
         for s in seqs.iter().take(parts.len().min(8)).chain(many.iter()) {
             self.complete_seq(*s);
         }
@@ -1906,23 +1913,24 @@ impl Replica {
     /// claimed, `last` the latest) becomes the current version, and `old` is retired or
     /// kept as `a`'s spare. The caller completes its records and closes the op record.
     #[inline(always)]
-    fn publish_version(
-        &self,
-        a: AgentCtx,
-        ar: &AgentRec,
-        t: Target<'_>,
-        new: Slot,
-        last: u64,
-        old: Slot,
-    ) {
+    fn publish_version(&self, a: AgentCtx, ar: &AgentRec, t: Target<'_>, new: Slot, last: u64) {
+        // The section and both slots read back from the op record, which holds them as
+        // the caller passed them (`t`'s section word in OP_DESC, `new | old << 32` in
+        // OP_SLOTS, stored before the journal claim): not kept in registers across the
+        // claim, whose slow path is a call (they would be spilled on the common path).
+        let sw = ar.at(ag::OP_DESC).load(Relaxed);
+        let slots = ar.at(ag::OP_SLOTS).load(Relaxed);
+        let (d, generation) = (Desc(sw as u32), (sw >> 32) as u32);
         let nm = self.region.meta_rec(new);
         // Release: a pin-free reader that loads this VERSION sees the bytes before it.
         nm.at(meta::VERSION).store(last, Release);
-        nm.at(meta::STATE).store(protocol::live(t.d.0), Release);
+        nm.at(meta::STATE).store(protocol::live(d.0), Release);
         // No PREPARED phase: recovery of a write decides by CURRENT alone (section 16).
         // Commit point.
-        protocol::publish(t.rec.at(dw::CURRENT), t.generation, new.0);
-        self.retire_slot_keep(a, ar, t.d, old, self.region.meta_rec(old));
+        protocol::publish(t.rec.at(dw::CURRENT), generation, new.0);
+        if let Some(old) = self.region.slot_ix((slots >> 32) as u32) {
+            self.retire_slot_keep(a, ar, d, old, self.region.meta_rec(old));
+        }
     }
 
     /// Multi-section commit with an intent record (see engine/DESIGN.md "Transactions").
@@ -2067,13 +2075,12 @@ impl Replica {
                 .expect("every target has a plan");
             let e = &elems[t.2];
             let f = CellFields {
-                d: p.d,
-                generation: p.generation,
+                section: CellWord::Is(section_word(p.d, p.generation)),
                 s: p.new,
                 offset: e.offset,
-                len: e.data.len() as u64,
+                len: CellWord::Is(e.data.len() as u64),
                 kind: crate::journal::KIND_WRITE,
-                time: CellTime::At(time),
+                time: CellWord::Is(time as u64),
             };
             match self.claim_seq(a, f) {
                 Ok(s) => seqs.push(s),

@@ -133,6 +133,49 @@ pub(crate) fn create(path: &Path, len: u64) -> Result<Mapping, CreateError> {
     })
 }
 
+/// A private buffer in `/dev/shm` (or any tmpfs directory): an object created the way a
+/// replica object is (exclusive, never through a symlink, 0600, every byte reserved with
+/// `posix_fallocate`, mapped pre-faulted), then unlinked at once, so its pages are the same
+/// kind of memory as an arena's and no other process can open it afterwards. Made for
+/// benchmark baselines that must copy into the same memory as the engine does.
+#[derive(Debug)]
+pub struct ShmBuffer {
+    map: Mapping,
+}
+
+impl ShmBuffer {
+    /// A buffer of `len` bytes (at least 1), created as a hidden name in `dir` and unlinked
+    /// before this returns. Errors as [`crate::Replica::create`]'s for the object: no space
+    /// is `NoResources`.
+    pub fn create(dir: &Path, len: usize) -> Result<Self, CreateError> {
+        use std::sync::atomic::{AtomicU64 as Counter, Ordering};
+        static NEXT: Counter = Counter::new(0);
+        let name = format!(
+            ".buffer-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = dir.join(name);
+        let map = create(&path, len.max(1) as u64)?;
+        rustix::fs::unlink(&path).map_err(|e| CreateError::Io(errno(e)))?;
+        Ok(Self { map })
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` bytes, alive as long as `self`, and nobody else can
+        // reach the unlinked object (the trust boundary of engine/DESIGN.md section 1:
+        // whoever opened it in the instant before the unlink could still truncate it).
+        unsafe { core::slice::from_raw_parts(self.map.ptr(), self.map.len()) }
+    }
+
+    /// The bytes, for writing.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only reference.
+        unsafe { core::slice::from_raw_parts_mut(self.map.ptr(), self.map.len()) }
+    }
+}
+
 /// The seals a replica object shared by descriptor must carry: its length can change no
 /// more (shrink and grow refused with EPERM, to root too), and no seal can be added or
 /// removed (so nobody can add `F_SEAL_WRITE` and stop the writers either).

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ckpt_engine::{
     AttachError, CreateError, CreateOptions, Registry, RegistryError, RegistryLimits, Replica,
-    ReplicaAttributes, ReplicaLimits, Sharing, TIME_END, WriteElement,
+    ReplicaAttributes, ReplicaLimits, Sharing, ShmBuffer, TIME_END, WriteElement,
 };
 use domain::Domain;
 
@@ -208,6 +208,20 @@ fn pre_existing_object_at_target_name_fails_create_and_leaves_it_untouched() {
     let again = Replica::attach(&domain.0, "live", Sharing::default()).unwrap();
     assert_eq!(again.read_to_vec(b"a").unwrap(), b"committed");
     assert!(again.fsck().is_clean(), "{}", again.fsck());
+}
+
+#[test]
+fn a_shm_buffer_keeps_its_bytes_and_leaves_no_name_in_its_directory() {
+    let domain = Domain::new("hygiene-buffer");
+    let mut buffer = ShmBuffer::create(&domain.0, 3 * 4096 + 5).unwrap();
+    assert_eq!(buffer.as_slice().len(), 3 * 4096 + 5);
+    assert!(buffer.as_slice().iter().all(|&b| b == 0));
+    buffer.as_mut_slice()[4096..4100].copy_from_slice(b"shm!");
+    assert_eq!(&buffer.as_slice()[4096..4100], b"shm!");
+    // Unlinked at creation: nothing to open, nothing left behind.
+    assert_eq!(names_in(&domain.0), Vec::<String>::new());
+    drop(buffer);
+    assert_eq!(names_in(&domain.0), Vec::<String>::new());
 }
 
 #[test]

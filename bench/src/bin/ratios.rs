@@ -177,8 +177,8 @@ fn run(
                 ),
             });
             if op == Op::Read && (size == 4096 || size == 1 << 20) {
-                // Check of the baseline itself: its anonymous mapping against a copy straight
-                // out of the engine's /dev/shm slot (a held borrow, so no engine work).
+                // Check of the baseline itself: its /dev/shm buffers against a copy straight
+                // out of the engine's slot (a held borrow, so no engine work).
                 progress(&format!("baseline check {}", size_label(size)));
                 let guard = case.arena().borrow(&SECTION)?;
                 let mut out = PageBuf::new(size, 0);
@@ -196,7 +196,7 @@ fn run(
                     baseline: "memcpy".to_owned(),
                     baseline_ns: t.b_ns,
                     ratio: t.ratio,
-                    note: "baseline check: /dev/shm slot vs anonymous map".to_owned(),
+                    note: "baseline check: engine slot vs baseline buffers".to_owned(),
                 });
             }
         }
