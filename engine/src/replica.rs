@@ -1910,13 +1910,14 @@ impl Replica {
     }
 
     /// A single-section write's commit, under `t`'s lease: `new` (its journal records
-    /// claimed, `last` the latest) becomes the current version, and `old` is retired or
-    /// kept as `a`'s spare. The caller completes its records and closes the op record.
+    /// claimed, `last` the latest) becomes the current version, and the superseded slot
+    /// (the high half of OP_SLOTS) is retired or kept as `a`'s spare. The caller completes
+    /// its records and closes the op record.
     #[inline(always)]
     fn publish_version(&self, a: AgentCtx, ar: &AgentRec, t: Target<'_>, new: Slot, last: u64) {
-        // The section and both slots read back from the op record, which holds them as
-        // the caller passed them (`t`'s section word in OP_DESC, `new | old << 32` in
-        // OP_SLOTS, stored before the journal claim): not kept in registers across the
+        // The section and the superseded slot read back from the op record, which holds
+        // them as the caller stored them (`t`'s section word in OP_DESC, `new | old << 32`
+        // in OP_SLOTS, before the journal claim): not kept in registers across the
         // claim, whose slow path is a call (they would be spilled on the common path).
         let sw = ar.at(ag::OP_DESC).load(Relaxed);
         let slots = ar.at(ag::OP_SLOTS).load(Relaxed);
