@@ -417,8 +417,9 @@ impl Replica {
             }
         }
 
-        // 7. Journal: gap-free and complete up to the head.
-        let head = reg.hdr(hdr::HEAD_SEQ).load(Acquire);
+        // 7. Journal: gap-free and complete up to the head (the end of the claimed cells
+        // after the HEAD_SEQ hint: a hint past them shows as a gap at the hint).
+        let head = self.commit_seq();
         let cap = u64::from(img.journal_capacity);
         let first = head.saturating_sub(cap - 1).max(1);
         for seq in first..=head {

@@ -5,7 +5,12 @@
 //!
 //! A cell is claimed for seq `S` by one CAS of its first word from "done with `S - cap`"
 //! (or empty) to "writing `S` by agent `ix`", so a seq is never handed out without its cell
-//! and the journal has no holes. The writer fills the other words, and completes the cell
+//! and the journal has no holes. A claimer takes the first cell after the claimed ones and
+//! never skips one, so the claimed seqs are always `1..=head`: the head is where they end.
+//! HEAD_SEQ is a hint of it, raised by each claimer with a plain store (no second locked
+//! instruction per change) and so possibly behind, even moved back by a claimer that stalled
+//! between its check and its store; [`Replica::commit_seq`] finds the head from the hint
+//! by following the claimed cells (jumping a lap at once where a cell holds a later seq). The writer fills the other words, and completes the cell
 //! (`DONE`) after its change is published, or marks it an abort record when the change
 //! was rolled back. A writer that dies leaves `WRITING` cells naming its agent; recovery
 //! completes or aborts them according to how it resolved the writer's operation.
@@ -225,9 +230,41 @@ impl Replica {
     }
 
     /// The seq of the latest claimed change (`commit_seq`): a synchronize barrier waits
-    /// until replicas have applied this.
+    /// until replicas have applied this. Never moves back.
+    ///
+    /// Found from the HEAD_SEQ hint by following claimed cells (SeqCst loads: a waiter in
+    /// [`Replica::wait_for_changes`] pairs them with the claims' SeqCst CAS). At most about
+    /// two rings of cells are looked at, so a corrupted ring cannot hold it up.
     pub fn commit_seq(&self) -> u64 {
-        self.region.hdr(hdr::HEAD_SEQ).load(SeqCst)
+        let cap = u64::from(self.region.img.journal_capacity);
+        let mut head = self.region.hdr(hdr::HEAD_SEQ).load(SeqCst).min(MAX_SEQ);
+        for _ in 0..2 * cap + 2 {
+            let next = head + 1;
+            if next > MAX_SEQ {
+                break;
+            }
+            let held = cell_seq(self.region.cell(next, 0).load(SeqCst));
+            if held == next {
+                head = next;
+            } else if held > next && (held - next).is_multiple_of(cap) {
+                // A lap (or more) ahead of the hint: every seq up to `held` was claimed.
+                head = held;
+            } else {
+                break;
+            }
+        }
+        head
+    }
+
+    /// Raises the HEAD_SEQ hint to `seq`, the seq just claimed (a plain store: see the
+    /// module's notes; a claimer that stalls here may move it back, which costs a later
+    /// [`Replica::commit_seq`] a longer walk and nothing else).
+    #[inline(always)]
+    fn raise_head(&self, seq: u64) {
+        let head = self.region.hdr(hdr::HEAD_SEQ);
+        if head.load(Relaxed) < seq {
+            head.store(seq, Release);
+        }
     }
 
     /// The seq every replica has acknowledged (published by the cluster daemon).
@@ -271,6 +308,7 @@ impl Replica {
     #[inline(always)]
     pub(crate) fn claim_seq(&self, a: AgentCtx, f: CellFields<'_>) -> Result<u64, SectionError> {
         let cap = u64::from(self.region.img.journal_capacity);
+        // The cell after the hint, which is the head unless another claim is in flight.
         // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the slow path fails.
         let seq = self
             .region
@@ -280,10 +318,11 @@ impl Replica {
         let cell = self.region.cell_rec(seq);
         let w0 = cell.word(0);
         let seen = w0.load(Acquire);
+        // SeqCst: the store half of the handshake with a waiter (see `notify`).
         let (seq, cell) = if seq <= MAX_SEQ
             && cell_free(seen, seq, cap)
             && w0
-                .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), AcqRel, Acquire)
+                .compare_exchange(seen, cell_word(seq, ST_WRITING, a.ix.0), SeqCst, Acquire)
                 .is_ok()
         {
             (seq, cell)
@@ -319,9 +358,7 @@ impl Replica {
             .store(kind | (write_tag() << 8) | (u64::from(s.0) << 32), Relaxed);
         let time = time.get();
         cell.word(5).store(time, Relaxed);
-        // SeqCst: with the SeqCst waiter-count load in `notify` this is the store/load
-        // pair that guarantees a waiter is either seen or sees us.
-        self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, SeqCst);
+        self.raise_head(seq);
     }
 
     /// [`Self::claim_seq`] when the first try did not get the cell: the bounded wait for
@@ -330,9 +367,7 @@ impl Replica {
     #[inline(never)]
     fn claim_cell_slow(&self, ix: AgentIx) -> Result<(u64, &Rec<CELL_WORDS>), SectionError> {
         let cap = u64::from(self.region.img.journal_capacity);
-        let head = self.region.hdr(hdr::HEAD_SEQ);
-        // Saturating: HEAD_SEQ is a shared word; past MAX_SEQ the claim fails below.
-        let mut seq = head.load(Acquire).saturating_add(1);
+        let mut seq = self.commit_seq().saturating_add(1);
         let mut since = None;
         for i in 0..SPIN_LIMIT {
             if seq > MAX_SEQ {
@@ -344,7 +379,7 @@ impl Replica {
             let prev = seq.checked_sub(cap).filter(|&p| p > 0);
             if cell_free(seen, seq, cap) {
                 if w0
-                    .compare_exchange(seen, cell_word(seq, ST_WRITING, ix.0), AcqRel, Acquire)
+                    .compare_exchange(seen, cell_word(seq, ST_WRITING, ix.0), SeqCst, Acquire)
                     .is_ok()
                 {
                     return Ok((seq, cell));
@@ -353,8 +388,9 @@ impl Replica {
             }
             let held = cell_seq(seen);
             if held >= seq {
-                // Someone claimed it (or later ones wrapped here): move past.
-                seq = held.max(head.load(Acquire)).saturating_add(1);
+                // Someone claimed it (or later ones wrapped here): move past, to the first
+                // cell not claimed (never beyond it: the claimed seqs stay gap-free).
+                seq = held.max(self.commit_seq()).saturating_add(1);
                 continue;
             }
             if cell_status(seen) == ST_WRITING && prev.is_some_and(|p| held == p) {
@@ -426,7 +462,7 @@ impl Replica {
             } else {
                 self.abort_seq(seq);
             }
-            // The writer may have died between claiming the cell and publishing its seq.
+            // The writer may have died between claiming the cell and raising the hint.
             self.region.hdr(hdr::HEAD_SEQ).fetch_max(seq, AcqRel);
         }
     }
@@ -451,8 +487,8 @@ impl Replica {
                     return Changes::Resync(self.resync_point());
                 }
                 if cell_seq(before) < next {
-                    // Claimed in HEAD_SEQ but the cell CAS is in flight (or the writer
-                    // died): nothing further is readable yet.
+                    // Not claimed after all (the head was read from a ring being
+                    // rewritten, or a corrupted one): nothing further is readable yet.
                     return Changes::UpTo(seq);
                 }
                 if cell_status(before) == ST_WRITING {
@@ -582,8 +618,10 @@ impl Replica {
     /// write path when nobody waits.
     #[inline]
     pub(crate) fn notify(&self) {
-        // No fence: every change claimed its seq with a SeqCst RMW of HEAD_SEQ, which the
-        // waiter reads after announcing itself (SeqCst), so one of the two sees the other.
+        // No fence: every change claimed its cell with a SeqCst CAS, and a waiter, after
+        // announcing itself (SeqCst), reads the cells up to the first one not claimed
+        // (`commit_seq`, SeqCst loads); whichever cell it stops at, that cell's claimer
+        // either is seen by the waiter or sees it.
         self.wake(hdr::WAITERS, hdr::NOTIFY);
     }
 
@@ -767,5 +805,111 @@ mod tests {
             stop.store(true, Relaxed);
         });
         assert_eq!(unnamed, None, "after {named} changes");
+    }
+
+    /// A heap-backed replica of `sections` sections of 8 bytes and a journal of `cells`.
+    fn with_journal(sections: u32, cells: u32) -> Replica {
+        let attrs = crate::ReplicaAttributes {
+            creation_flags: 0,
+            checkpoint_size: 8 * u64::from(sections),
+            retention_ns: 0,
+            max_sections: sections,
+            max_section_size: 8,
+            max_section_id_size: 8,
+        };
+        let limits = crate::ReplicaLimits {
+            journal_cells: cells,
+            ..crate::ReplicaLimits::default()
+        };
+        Replica::create_in_memory(&attrs, &limits).unwrap()
+    }
+
+    #[test]
+    fn the_head_is_found_past_a_hint_moved_back_and_the_next_claim_follows_it() {
+        let sut = with_journal(2, 64);
+        sut.create_section(Some(b"s"), crate::TIME_END, b"0")
+            .unwrap();
+        for _ in 0..9 {
+            sut.overwrite(b"s", b"1").unwrap();
+        }
+        assert_eq!(sut.commit_seq(), 10);
+        // A claimer that stalled between its check and its store of the hint.
+        sut.region.hdr(hdr::HEAD_SEQ).store(3, SeqCst);
+        assert_eq!(sut.commit_seq(), 10);
+
+        sut.overwrite(b"s", b"2").unwrap();
+        assert_eq!(sut.commit_seq(), 11);
+        let mut out = Vec::new();
+        assert_eq!(sut.changes_since(0, &mut out, 100), Changes::UpTo(11));
+        let seqs: Vec<u64> = out.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (1..=11).collect::<Vec<u64>>());
+        let report = sut.fsck();
+        assert!(report.is_clean(), "{report}");
+    }
+
+    #[test]
+    fn the_head_is_found_from_a_hint_laps_behind_the_ring() {
+        let sut = with_journal(2, 64);
+        sut.create_section(Some(b"s"), crate::TIME_END, b"0")
+            .unwrap();
+        for _ in 0..199 {
+            sut.overwrite(b"s", b"1").unwrap();
+        }
+        for stale in [0, 5, 64, 130, 136, 199] {
+            sut.region.hdr(hdr::HEAD_SEQ).store(stale, SeqCst);
+            assert_eq!(sut.commit_seq(), 200, "from a hint of {stale}");
+        }
+        sut.overwrite(b"s", b"2").unwrap();
+        assert_eq!(sut.commit_seq(), 201);
+        let mut out = Vec::new();
+        assert_eq!(sut.changes_since(200, &mut out, 10), Changes::UpTo(201));
+        assert_eq!(out.len(), 1);
+        let report = sut.fsck();
+        assert!(report.is_clean(), "{report}");
+    }
+
+    #[test]
+    fn concurrent_writers_get_every_seq_once_and_leave_no_gap() {
+        const WRITERS: u64 = 4;
+        const EACH: u64 = 3_000;
+        let sut = with_journal(WRITERS as u32, 1 << 15);
+        for w in 0..WRITERS {
+            sut.create_section(Some(&w.to_le_bytes()), crate::TIME_END, b"0")
+                .unwrap();
+        }
+        std::thread::scope(|scope| {
+            for w in 0..WRITERS {
+                let sut = &sut;
+                scope.spawn(move || {
+                    for i in 0..EACH {
+                        sut.overwrite(&w.to_le_bytes(), &i.to_le_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        let total = WRITERS * (EACH + 1);
+        assert_eq!(sut.commit_seq(), total);
+        let mut out = Vec::new();
+        let mut after = 0;
+        while after < total {
+            let before = out.len();
+            match sut.changes_since(after, &mut out, 1024) {
+                Changes::UpTo(s) => after = s,
+                Changes::Resync(s) => panic!("resync to {s} within one ring"),
+            }
+            assert!(out.len() > before, "stuck after {after}");
+        }
+        let seqs: Vec<u64> = out.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (1..=total).collect::<Vec<u64>>());
+        for w in 0..WRITERS {
+            let id = w.to_le_bytes();
+            let of_w = out
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Overwrite && c.id.as_deref() == Some(&id[..]))
+                .count() as u64;
+            assert_eq!(of_w, EACH, "overwrites of section {w}");
+        }
+        let report = sut.fsck();
+        assert!(report.is_clean(), "{report}");
     }
 }

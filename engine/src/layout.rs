@@ -7,7 +7,7 @@ use crate::error::AttachError;
 /// First eight bytes of every replica object.
 pub(crate) const REPLICA_MAGIC: [u8; 8] = *b"CKPTREP\0";
 /// Bumped on every incompatible change of the layout. 0 means "not yet initialised".
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// The header occupies the first page.
 pub(crate) const HEADER_SIZE: u64 = 4096;
 /// Offset of the mutable (atomic) part of the header.

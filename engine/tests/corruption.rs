@@ -1915,7 +1915,7 @@ fn attach_refuses_a_wrong_magic_or_layout_version() {
         let got = attach_guarded(&domain.0, "m", &format!("magic byte {i} flipped"), &stats);
         assert_eq!(got, Err(AttachError::BadMagic), "magic byte {i} flipped");
     }
-    for v in [0u32, 1, 3, 0x100, u32::MAX] {
+    for v in [0u32, 1, 2, 4, 0x100, u32::MAX] {
         let mut bytes = full.clone();
         bytes[8..12].copy_from_slice(&v.to_ne_bytes());
         plant(&domain.0, "m", &bytes);
