@@ -1184,6 +1184,21 @@ impl Directory {
         let reachable = &self.reachable;
         self.positions
             .retain(|(_, n), _| *n == me || !reachable.contains(n));
+        // A director it reaches (itself included) that a set lacks, dropped by another
+        // leader while it was away, is placed again now, as one that comes back to a
+        // leader is (`peer_up`): the placements below go to every node that has the
+        // checkpoint open, and told one without it, its daemon drops its replica. Left
+        // to its next report, a director that had its checkpoint open again dropped the
+        // copy of a synchronized write which only a primary, wiped and back within the
+        // restart grace, held besides (simulation seed 60873). Their placements are among
+        // those re-announced below; made before the dead die, so that no placement sent
+        // for a death names a term older than one minted here.
+        let mut reached: Vec<u32> = self.reachable.iter().copied().collect();
+        reached.push(me);
+        let mut superseded = Vec::new();
+        for n in reached {
+            self.place_director(n, &mut superseded);
+        }
         for n in dead {
             self.node_died(n, now, &mut effects);
         }

@@ -1359,6 +1359,66 @@ fn a_replica_dropped_by_a_leader_without_its_report_is_waited_for_once_the_prima
 }
 
 #[test]
+fn a_director_dropped_while_away_is_placed_again_when_it_is_elected_before_it_reports() {
+    let mut c = Cluster::new(&[1, 2, 3], &[1, 2, 3]);
+    c.connect_all();
+    c.run_for(ELECTION + HEARTBEAT);
+    assert_eq!(c.leaders(), [Some(1); 3]);
+    let a = c.open(1, "a", NON_COLLOCATED);
+    assert_eq!(
+        (a.primary, a.replicas.as_slice()),
+        (Some(1), [1, 2, 3].as_slice())
+    );
+    for n in [1, 2, 3] {
+        c.report(n, &[(a.instance, a.term, 5)]);
+    }
+
+    // Node 1, the primary, is cut off: node 2 leads, drops it (and its opens), and
+    // promotes node 3, which holds the most.
+    c.isolate(1);
+    while c.dir(2).leader() != Some(2) {
+        assert!(c.now < ELECTION * 8, "node 2 leads");
+        c.step(STEP);
+    }
+    c.report(2, &[(a.instance, a.term, 4)]);
+    c.report(3, &[(a.instance, a.term, 5)]);
+    c.run_for(POSITIONS_WAIT + HEARTBEAT);
+    let e = c.entry(2, a.instance).unwrap();
+    assert_eq!(
+        (e.primary, e.replicas.as_slice()),
+        (Some(3), [2, 3].as_slice())
+    );
+    assert!(e.departed.contains_key(&1), "{e:?}");
+
+    // Node 2 dies; node 1 comes back to node 3 alone and is elected with node 3's table,
+    // in which it has no replica. It still holds what it held.
+    c.kill(2);
+    c.connect(1, 3);
+    c.run_for(ELECTION * 4);
+    assert_eq!(c.dir(1).leader(), Some(1));
+    assert_eq!(c.dir(3).leader(), Some(1));
+    let e = c.entry(1, a.instance).unwrap();
+    assert_eq!(e.primary, Some(3), "{e:?}");
+    assert!(
+        e.replicas.contains(&1) && e.evicted.contains_key(&1),
+        "a director the new leader reaches is placed again at once, marked to resync: {e:?}"
+    );
+
+    // Its daemon counts its agents' opens again before it reports: told the placement
+    // without it, it would drop its replica (simulation seed 60873: the only copy of a
+    // synchronized write besides a wiped primary's).
+    let opens = DirOp::Opens {
+        instance: a.instance,
+        node: 1,
+        count: 1,
+    };
+    assert_eq!(c.request(1, opens), DirReply::Done);
+    c.run_for(HEARTBEAT);
+    let held = c.held(1, a.instance).expect("node 1 keeps its replica");
+    assert!(held.replicas.contains(&1), "{held:?}");
+}
+
+#[test]
 fn a_director_placed_again_in_a_set_without_primary_is_not_ranked_as_in_sync() {
     let mut c = Cluster::three_with_leader();
     let a = c.open(3, "a", NON_COLLOCATED);
