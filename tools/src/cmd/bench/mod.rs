@@ -114,7 +114,7 @@ impl Plan {
                 },
                 peers: PeerPlan {
                     batch: Duration::from_millis(2),
-                    rounds: 5,
+                    rounds: 9,
                     lookup_sections: LOOKUP_SECTIONS,
                     redis_samples: 1_000,
                     redis_warmup: 100,
@@ -133,7 +133,7 @@ impl Plan {
                 },
                 peers: PeerPlan {
                     batch: Duration::from_millis(3),
-                    rounds: 5,
+                    rounds: 9,
                     lookup_sections: LOOKUP_SECTIONS,
                     redis_samples: 5_000,
                     redis_warmup: 500,

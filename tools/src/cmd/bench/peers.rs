@@ -27,7 +27,9 @@ use super::report::{Ratio, Report};
 pub(super) struct PeerPlan {
     /// Wall time one batch aims at.
     pub(super) batch: Duration,
-    /// Rounds of each batch pair.
+    /// Rounds of each batch pair; a ratio is the median round. Nine, not five: on this
+    /// VM one round in five or six lands in a slow phase of a few seconds, and with five a
+    /// run's median moved by up to 0.05 from run to run.
     pub(super) rounds: usize,
     /// Sections of the two lookup cases.
     pub(super) lookup_sections: [u32; 2],
