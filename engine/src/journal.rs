@@ -741,18 +741,7 @@ mod tests {
         assert_eq!(cell_agent(w), 4095);
     }
 
-    /// A heap-backed replica of two sections of 32 bytes.
-    fn small() -> Replica {
-        let attrs = crate::ReplicaAttributes {
-            creation_flags: 0,
-            checkpoint_size: 64,
-            retention_ns: 0,
-            max_sections: 2,
-            max_section_size: 32,
-            max_section_id_size: 8,
-        };
-        Replica::create_in_memory(&attrs, &crate::ReplicaLimits::default()).unwrap()
-    }
+    use crate::testutil::small_replica as small;
 
     #[test]
     fn dropping_a_waiter_discounts_each_kind_it_waits_for_once() {
@@ -824,14 +813,21 @@ mod tests {
         Replica::create_in_memory(&attrs, &limits).unwrap()
     }
 
-    #[test]
-    fn the_head_is_found_past_a_hint_moved_back_and_the_next_claim_follows_it() {
+    /// A replica with a journal of 64 cells and section `s`, created and then overwritten
+    /// `times` times (seqs 1..=times + 1).
+    fn overwritten(times: usize) -> Replica {
         let sut = with_journal(2, 64);
         sut.create_section(Some(b"s"), crate::TIME_END, b"0")
             .unwrap();
-        for _ in 0..9 {
+        for _ in 0..times {
             sut.overwrite(b"s", b"1").unwrap();
         }
+        sut
+    }
+
+    #[test]
+    fn the_head_is_found_past_a_hint_moved_back_and_the_next_claim_follows_it() {
+        let sut = overwritten(9);
         assert_eq!(sut.commit_seq(), 10);
         // A claimer that stalled between its check and its store of the hint.
         sut.region.hdr(hdr::HEAD_SEQ).store(3, SeqCst);
@@ -849,12 +845,7 @@ mod tests {
 
     #[test]
     fn the_head_is_found_from_a_hint_laps_behind_the_ring() {
-        let sut = with_journal(2, 64);
-        sut.create_section(Some(b"s"), crate::TIME_END, b"0")
-            .unwrap();
-        for _ in 0..199 {
-            sut.overwrite(b"s", b"1").unwrap();
-        }
+        let sut = overwritten(199);
         for stale in [0, 5, 64, 130, 136, 199] {
             sut.region.hdr(hdr::HEAD_SEQ).store(stale, SeqCst);
             assert_eq!(sut.commit_seq(), 200, "from a hint of {stale}");

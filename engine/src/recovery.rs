@@ -598,18 +598,7 @@ impl Replica {
 mod tests {
     use super::*;
 
-    /// A heap-backed replica of two sections of 32 bytes.
-    fn small() -> Replica {
-        let attrs = crate::ReplicaAttributes {
-            creation_flags: 0,
-            checkpoint_size: 64,
-            retention_ns: 0,
-            max_sections: 2,
-            max_section_size: 32,
-            max_section_id_size: 8,
-        };
-        Replica::create_in_memory(&attrs, &crate::ReplicaLimits::default()).unwrap()
-    }
+    use crate::testutil::small_replica as small;
 
     #[test]
     fn a_writer_dead_after_taking_its_spare_leaves_no_slot_behind() {

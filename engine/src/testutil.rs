@@ -1,4 +1,4 @@
-//! Helpers for unit tests: private domain directories under /dev/shm.
+//! Helpers for unit tests: private domain directories under /dev/shm, small heap replicas.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,4 +18,18 @@ pub(crate) fn temp_domain() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     crate::domain::ensure_domain(&dir).expect("create test domain");
     dir
+}
+
+/// A heap-backed replica of two sections of at most 32 bytes (8-byte ids, a budget of 64).
+pub(crate) fn small_replica() -> crate::Replica {
+    let attrs = crate::ReplicaAttributes {
+        creation_flags: 0,
+        checkpoint_size: 64,
+        retention_ns: 0,
+        max_sections: 2,
+        max_section_size: 32,
+        max_section_id_size: 8,
+    };
+    crate::Replica::create_in_memory(&attrs, &crate::ReplicaLimits::default())
+        .expect("a heap replica")
 }

@@ -378,6 +378,26 @@ impl Cluster {
         self.open_retained(node, name, creation_flags, ms(60_000))
     }
 
+    /// Opens the non-collocated checkpoint `name` from `node`, checks that it is placed on
+    /// `replicas` with `primary`, and has every replica report seq 5 in its first term.
+    fn open_reported(
+        &mut self,
+        node: u32,
+        name: &str,
+        primary: u32,
+        replicas: &[u32],
+    ) -> CkptAssign {
+        let a = self.open(node, name, NON_COLLOCATED);
+        assert_eq!(
+            (a.primary, a.replicas.as_slice()),
+            (Some(primary), replicas)
+        );
+        for &n in replicas {
+            self.report(n, &[(a.instance, a.term, 5)]);
+        }
+        a
+    }
+
     fn open_retained(
         &mut self,
         node: u32,
@@ -1308,14 +1328,7 @@ fn a_replica_dropped_by_a_leader_without_its_report_is_waited_for_once_the_prima
     c.connect_all();
     c.run_for(ELECTION + HEARTBEAT);
     assert_eq!(c.leaders(), [Some(1); 5]);
-    let a = c.open(3, "a", NON_COLLOCATED);
-    assert_eq!(
-        (a.primary, a.replicas.as_slice()),
-        (Some(3), [1, 2, 3].as_slice())
-    );
-    for n in [1, 2, 3] {
-        c.report(n, &[(a.instance, a.term, 5)]);
-    }
+    let a = c.open_reported(3, "a", 3, &[1, 2, 3]);
 
     // Node 1 is cut off: node 2 leads and drops it. Nodes 2 and 3 go on to seq 9 in the
     // new term; node 1 keeps what it had.
@@ -1364,14 +1377,7 @@ fn a_director_dropped_while_away_is_placed_again_when_it_is_elected_before_it_re
     c.connect_all();
     c.run_for(ELECTION + HEARTBEAT);
     assert_eq!(c.leaders(), [Some(1); 3]);
-    let a = c.open(1, "a", NON_COLLOCATED);
-    assert_eq!(
-        (a.primary, a.replicas.as_slice()),
-        (Some(1), [1, 2, 3].as_slice())
-    );
-    for n in [1, 2, 3] {
-        c.report(n, &[(a.instance, a.term, 5)]);
-    }
+    let a = c.open_reported(1, "a", 1, &[1, 2, 3]);
 
     // Node 1, the primary, is cut off: node 2 leads, drops it (and its opens), and
     // promotes node 3, which holds the most.
