@@ -277,6 +277,12 @@ struct Local {
     /// had applied (or, when it was primary already, that term and its commit seq). A
     /// synchronize's writes of that term up to this seq are in it; later ones are lost.
     base: Option<(u64, u64)>,
+    /// This node was the primary of `base`'s term already and goes on ordering the same
+    /// replica's writes (not started over, not ALL_REPLICAS, whose writes move to a
+    /// staging copy): every write of that term its journal holds is in it, also one an
+    /// agent made after `base` was read but before the new role was (it checked the old
+    /// role first, and its seq is past `base`).
+    continued: bool,
 }
 
 impl Local {
@@ -294,6 +300,7 @@ impl Local {
             led_empty: None,
             vet: std::collections::BTreeSet::new(),
             base: None,
+            continued: false,
         }
     }
 
@@ -1869,10 +1876,14 @@ impl Node {
                 // The caller's direct writes on an earlier primary: in this replica only
                 // up to what it held when it took over.
                 let term = l.primary.as_ref().map(Primary::term);
+                let head = l.replica.commit_seq();
                 let held = |&(t, s): &(u64, u64)| {
                     Some(t) == term
-                        || l.base
-                            .is_some_and(|(bt, bs)| bt == t && bs != repl::INCOMPLETE && s <= bs)
+                        || l.base.is_some_and(|(bt, bs)| {
+                            bt == t
+                                && bs != repl::INCOMPLETE
+                                && (s <= bs || l.continued && s <= head)
+                        })
                 };
                 if !after.iter().all(held) {
                     self.metrics.sync_failed(SyncFailure::WritesLost);
@@ -2285,6 +2296,7 @@ impl Node {
                 && l.empty.is_some()
                 && !l.synced()
                 && !collocated_async(&a);
+            let mut started_over = false;
             if fresh && l.starts_over(&a) {
                 // Whatever this replica holds (a snapshot cut short) is no state the
                 // checkpoint had: it starts over from no sections.
@@ -2301,12 +2313,15 @@ impl Node {
                     return;
                 }
                 self.metrics.started_over(instance);
+                started_over = true;
             }
             if fresh {
+                let was_primary = l.replica.role().0 == Role::Primary;
                 l.base = Some(match l.replica.role() {
                     (Role::Primary, t) => (t, l.replica.commit_seq()),
                     _ => l.replica.replication_position(),
                 });
+                l.continued = was_primary && !started_over && !all_replicas(&a);
                 info!(node = me, instance, term = a.term, base = ?l.base, "this node is now the primary");
                 if all_replicas(&a) {
                     // Writes are ordered here, on a private copy; agents never write
