@@ -1632,7 +1632,7 @@ impl Replica {
     fn abandon_filled(&self, a: AgentCtx, new: Slot, e: SectionError) -> Result<(), SectionError> {
         let ar = self.region.agent_rec(a.ix);
         self.free_owned_slot(a.owner, new);
-        if (ar.at(ag::OP).load(Relaxed) >> 8) & 0xff == PH_RESERVED {
+        if op_phase(ar.at(ag::OP).load(Relaxed)) == PH_RESERVED {
             self.unreserve(a, ar.at(ag::OP_DELTA).load(Relaxed) as i64);
         }
         ar.set_op(OP_NONE, 0);
